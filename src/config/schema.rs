@@ -1,0 +1,352 @@
+//! The configuration schema and its defaults. Each field's doc says its unit;
+//! `engine.toml` at the top of the repository states every default (a test
+//! keeps the two equal).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub log: LogSection,
+    pub rtp: RtpSection,
+    pub jitter: JitterSection,
+    pub workers: WorkersSection,
+    pub recording: RecordingSection,
+    pub storage: StorageSection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// error | warn | info | debug | trace, or a tracing filter directive.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Human,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtpSection {
+    /// Address RTP sockets bind to (IPv4 or IPv6).
+    pub bind: String,
+    /// First port of the RTP range (even ports carry RTP, odd RTCP).
+    pub port_min: u32,
+    /// Last port of the RTP range.
+    pub port_max: u32,
+}
+
+impl Default for RtpSection {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1".into(),
+            port_min: 30_000,
+            port_max: 39_999,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JitterSection {
+    /// How long a packet is waited for after its ideal play time, in ms.
+    pub playout_delay_ms: u32,
+    /// Most packets held per leg.
+    pub capacity_packets: u32,
+}
+
+impl Default for JitterSection {
+    fn default() -> Self {
+        Self {
+            playout_delay_ms: 200,
+            capacity_packets: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkersSection {
+    /// Mixer/encoder threads; 0 = one per CPU core.
+    pub threads: u32,
+    /// Tick period in ms.
+    pub tick_ms: u32,
+}
+
+impl Default for WorkersSection {
+    fn default() -> Self {
+        Self {
+            threads: 0,
+            tick_ms: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Wav,
+    Mp3,
+    Opus,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Wav => "wav",
+            Format::Mp3 => "mp3",
+            Format::Opus => "opus",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Wav => "audio/wav",
+            Format::Mp3 => "audio/mpeg",
+            Format::Opus => "audio/ogg",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channels {
+    Mono,
+    Dual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PauseBehavior {
+    Silence,
+    Skip,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordingSection {
+    /// wav | mp3 | opus
+    pub format: Format,
+    /// Hz: 8000, 16000 or 48000 for every format; MP3 also 11025–44100
+    /// rates LAME supports, Opus also 12000 and 24000.
+    pub sample_rate: u32,
+    /// mono | dual
+    pub channels: Channels,
+    /// kbit/s for MP3 and Opus (ignored for WAV); 0 = the format's default.
+    pub bitrate_kbps: u32,
+    /// silence | skip
+    pub pause_behavior: PauseBehavior,
+    /// LAME quality 0 (best, slowest) … 9 (fastest).
+    pub mp3_quality: u8,
+    /// Opus complexity 0 … 10.
+    pub opus_complexity: u8,
+}
+
+impl Default for RecordingSection {
+    fn default() -> Self {
+        Self {
+            format: Format::Wav,
+            sample_rate: 8000,
+            channels: Channels::Mono,
+            bitrate_kbps: 0,
+            pause_behavior: PauseBehavior::Silence,
+            mp3_quality: 5,
+            opus_complexity: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSection {
+    /// Directory for recordings and sidecars.
+    pub dir: String,
+    /// How often live files are flushed to disk, in ms: what a crash can lose.
+    pub flush_interval_ms: u32,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            dir: "./recordings".into(),
+            flush_interval_ms: 1000,
+        }
+    }
+}
+
+/// Sample rates each format accepts.
+pub fn sample_rates(format: Format) -> &'static [u32] {
+    match format {
+        Format::Wav => &[
+            8000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000,
+        ],
+        Format::Mp3 => &[
+            8000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000,
+        ],
+        Format::Opus => &[8000, 12_000, 16_000, 24_000, 48_000],
+    }
+}
+
+/// CBR bitrates (kbit/s) LAME accepts at a sample rate (MPEG-1 for 32–48
+/// kHz, MPEG-2 for 16–24 kHz, MPEG-2.5 for 8–12 kHz).
+pub fn mp3_bitrates(sample_rate: u32) -> &'static [u32] {
+    match sample_rate {
+        32_000 | 44_100 | 48_000 => &[
+            32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+        ],
+        16_000 | 22_050 | 24_000 => &[8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],
+        _ => &[8, 16, 24, 32, 40, 48, 56, 64],
+    }
+}
+
+impl Config {
+    /// Range and choice checks: (dotted key, message) for each problem.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut p = Vec::new();
+        let mut bad = |k: &str, m: String| p.push((k.to_owned(), m));
+        if !matches!(
+            self.log.level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) && self
+            .log
+            .level
+            .parse::<tracing_subscriber::EnvFilter>()
+            .is_err()
+        {
+            bad(
+                "log.level",
+                format!(
+                    "{:?} is not a level (error, warn, info, debug, trace) or filter",
+                    self.log.level
+                ),
+            );
+        }
+        if self.rtp.bind.parse::<std::net::IpAddr>().is_err() {
+            bad(
+                "rtp.bind",
+                format!("{:?} is not an IPv4 or IPv6 address", self.rtp.bind),
+            );
+        }
+        for (key, port) in [
+            ("rtp.port_min", self.rtp.port_min),
+            ("rtp.port_max", self.rtp.port_max),
+        ] {
+            if !(1024..=65_534).contains(&port) {
+                bad(key, format!("{port} is outside 1024-65534"));
+            }
+        }
+        if !self.rtp.port_min.is_multiple_of(2) {
+            bad(
+                "rtp.port_min",
+                format!(
+                    "{} must be even (RTP on even ports, RTCP on the odd one above)",
+                    self.rtp.port_min
+                ),
+            );
+        }
+        if self.rtp.port_max < self.rtp.port_min + 1 {
+            bad(
+                "rtp.port_max",
+                format!(
+                    "{} leaves no room above port_min {} for one RTP/RTCP pair",
+                    self.rtp.port_max, self.rtp.port_min
+                ),
+            );
+        }
+        if !(20..=2000).contains(&self.jitter.playout_delay_ms) {
+            bad(
+                "jitter.playout_delay_ms",
+                format!("{} ms is outside 20-2000", self.jitter.playout_delay_ms),
+            );
+        }
+        if !(4..=1024).contains(&self.jitter.capacity_packets) {
+            bad(
+                "jitter.capacity_packets",
+                format!("{} is outside 4-1024", self.jitter.capacity_packets),
+            );
+        }
+        if self.workers.threads > 256 {
+            bad(
+                "workers.threads",
+                format!("{} is more than 256", self.workers.threads),
+            );
+        }
+        if !(5..=100).contains(&self.workers.tick_ms) {
+            bad(
+                "workers.tick_ms",
+                format!("{} ms is outside 5-100", self.workers.tick_ms),
+            );
+        }
+        let r = &self.recording;
+        if !sample_rates(r.format).contains(&r.sample_rate) {
+            bad(
+                "recording.sample_rate",
+                format!(
+                    "{} Hz is not supported for {} (supported: {:?})",
+                    r.sample_rate,
+                    r.format.extension(),
+                    sample_rates(r.format)
+                ),
+            );
+        }
+        if let Some(msg) = bitrate_problem(r.format, r.sample_rate, r.bitrate_kbps) {
+            bad("recording.bitrate_kbps", msg);
+        }
+        if r.mp3_quality > 9 {
+            bad(
+                "recording.mp3_quality",
+                format!("{} is outside 0-9", r.mp3_quality),
+            );
+        }
+        if r.opus_complexity > 10 {
+            bad(
+                "recording.opus_complexity",
+                format!("{} is outside 0-10", r.opus_complexity),
+            );
+        }
+        if self.storage.dir.trim().is_empty() {
+            bad("storage.dir", "must not be empty".into());
+        }
+        if !(100..=60_000).contains(&self.storage.flush_interval_ms) {
+            bad(
+                "storage.flush_interval_ms",
+                format!("{} ms is outside 100-60000", self.storage.flush_interval_ms),
+            );
+        }
+        p
+    }
+}
+
+/// Why a bitrate does not fit a format and rate; `None` when it does
+/// (0 means the format's default and always fits).
+pub fn bitrate_problem(format: Format, sample_rate: u32, kbps: u32) -> Option<String> {
+    match format {
+        _ if kbps == 0 => None,
+        Format::Wav => None,
+        Format::Mp3 => {
+            let allowed = mp3_bitrates(sample_rate);
+            (!allowed.contains(&kbps)).then(|| {
+                format!(
+                    "{kbps} kbit/s is not a LAME bitrate at {sample_rate} Hz (allowed: {allowed:?})"
+                )
+            })
+        }
+        Format::Opus => {
+            (!(6..=510).contains(&kbps)).then(|| format!("{kbps} kbit/s is outside Opus's 6-510"))
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! One leg of a call, end to end inside the media core: datagrams in, a
+//! contiguous run of mono PCM on the leg's timeline out.
+//!
+//! [`LegReceiver::push`] parses a datagram, sorts out what it is (audio,
+//! telephone event, comfort noise, RTCP, garbage), reports DTMF and offers it
+//! to the jitter buffer. [`LegReceiver::pull`] plays out everything due at
+//! `now` through the decoders into a [`PcmSink`]. The sink sees one
+//! contiguous stream from the first audio sample on: gaps arrive as silence
+//! or concealment, overlaps are trimmed, and every position is in ticks of
+//! [`LegReceiver::rate`] on the leg timeline (0 = the leg's first packet).
+
+use std::time::Duration;
+
+use crate::core::decode::{Decoder, decoder_for, payload_duration};
+use crate::core::jitter::{
+    GapCause, JitterBuffer, JitterConfig, JitterStats, PayloadInfo, Playout, Rejected,
+};
+use crate::core::resample::Resampler;
+use crate::core::rtp::dtmf::{DtmfDetector, DtmfEvent};
+use crate::core::rtp::{Codec, MediaKind, PayloadMap, RtpError, RtpPacket, is_rtcp};
+use crate::core::time::rescale;
+
+/// Where a leg's audio goes.
+pub trait PcmSink {
+    /// Samples starting at timeline position `start`.
+    fn samples(&mut self, start: i64, pcm: &[i16]);
+    /// `len` ticks of silence starting at `start`.
+    fn silence(&mut self, start: i64, len: i64);
+}
+
+/// A DTMF digit placed on the leg timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DtmfRecord {
+    /// The character (`0`–`9`, `*`, `#`, `A`–`D`, `!` for flash) or `?`.
+    pub digit: char,
+    pub event: u8,
+    /// Timeline position of the event start, in leg-rate ticks.
+    #[serde(skip)]
+    pub position: i64,
+    /// Start in milliseconds on the leg timeline.
+    pub start_ms: i64,
+    pub duration_ms: u32,
+    pub volume: u8,
+    /// False when no end packet was seen.
+    pub ended: bool,
+}
+
+/// Counters of one leg beyond the jitter buffer's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct LegStats {
+    /// Datagrams offered.
+    pub datagrams: u64,
+    /// Datagrams that were not valid RTP.
+    pub malformed: u64,
+    /// RTCP packets arriving on the RTP port.
+    pub rtcp: u64,
+    /// Packets with a payload type the leg has no mapping for.
+    pub unknown_payload_type: u64,
+    /// Audio packets the decoder refused (their time is concealed).
+    pub decode_errors: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub late: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    pub overflow: u64,
+    pub foreign_ssrc: u64,
+    pub ssrc_changes: u64,
+    pub discontinuities: u64,
+    pub slips: u64,
+    pub talkspurts: u64,
+    pub concealed_ms: u64,
+    pub jitter_ms: f64,
+    pub dtmf_events: u64,
+}
+
+/// Why [`LegReceiver::push`] did not take a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Dropped {
+    Malformed(RtpError),
+    Rtcp,
+    UnknownPayloadType(u8),
+    Jitter(Rejected),
+}
+
+/// Settings of one leg.
+#[derive(Debug, Clone)]
+pub struct LegConfig {
+    pub payload_map: PayloadMap,
+    /// Output sample rate of the leg.
+    pub rate: u32,
+    pub playout_delay: Duration,
+    pub jitter_capacity: usize,
+}
+
+struct DecoderSlot {
+    payload_type: u8,
+    decoder: Box<dyn Decoder>,
+    resampler: Option<Resampler>,
+}
+
+/// See the module documentation.
+pub struct LegReceiver {
+    map: PayloadMap,
+    rate: u32,
+    jitter: JitterBuffer,
+    dtmf: DtmfDetector,
+    dtmf_records: Vec<DtmfRecord>,
+    decoders: Vec<DecoderSlot>,
+    /// The decoder used last: concealment goes through it.
+    current: Option<usize>,
+    decoded: Vec<i16>,
+    resampled: Vec<i16>,
+    /// Output written up to here (None before the first audio).
+    written_to: Option<i64>,
+    first_arrival: Option<Duration>,
+    last_arrival: Option<Duration>,
+    stats: LegStats,
+}
+
+impl LegReceiver {
+    pub fn new(cfg: LegConfig) -> Self {
+        Self {
+            map: cfg.payload_map,
+            rate: cfg.rate,
+            jitter: JitterBuffer::new(JitterConfig {
+                clock_rate: cfg.rate,
+                playout_delay: cfg.playout_delay,
+                capacity: cfg.jitter_capacity,
+            }),
+            dtmf: DtmfDetector::new(),
+            dtmf_records: Vec::new(),
+            decoders: Vec::new(),
+            current: None,
+            decoded: Vec::with_capacity(5760),
+            resampled: Vec::with_capacity(5760),
+            written_to: None,
+            first_arrival: None,
+            last_arrival: None,
+            stats: LegStats::default(),
+        }
+    }
+
+    /// Output sample rate.
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// Arrival time of the first packet: timeline position 0.
+    pub fn origin(&self) -> Option<Duration> {
+        self.first_arrival
+    }
+
+    /// Arrival time of the latest packet of any kind.
+    pub fn last_arrival(&self) -> Option<Duration> {
+        self.last_arrival
+    }
+
+    /// Position up to which audio has been written to the sink.
+    pub fn written_to(&self) -> Option<i64> {
+        self.written_to
+    }
+
+    pub fn payload_map(&self) -> &PayloadMap {
+        &self.map
+    }
+
+    /// DTMF seen so far, in order of arrival.
+    pub fn dtmf(&self) -> &[DtmfRecord] {
+        &self.dtmf_records
+    }
+
+    pub fn jitter_stats(&self) -> JitterStats {
+        self.jitter.stats()
+    }
+
+    pub fn stats(&self) -> LegStats {
+        let j = self.jitter.stats();
+        LegStats {
+            received: j.received,
+            lost: j.lost,
+            late: j.late,
+            duplicates: j.duplicates,
+            reordered: j.reordered,
+            overflow: j.overflow,
+            foreign_ssrc: j.foreign_ssrc,
+            ssrc_changes: j.ssrc_changes,
+            discontinuities: j.discontinuities,
+            slips: j.slips,
+            talkspurts: j.talkspurts,
+            concealed_ms: j.concealed_ticks * 1000 / u64::from(self.rate.max(1)),
+            jitter_ms: j.jitter_ms,
+            dtmf_events: self.dtmf_records.len() as u64,
+            ..self.stats
+        }
+    }
+
+    /// Offers one datagram that arrived at `now`.
+    pub fn push(&mut self, datagram: &[u8], now: Duration) -> Result<(), Dropped> {
+        self.stats.datagrams += 1;
+        self.first_arrival.get_or_insert(now);
+        self.last_arrival = Some(now);
+        if is_rtcp(datagram) {
+            self.stats.rtcp += 1;
+            return Err(Dropped::Rtcp);
+        }
+        let packet = match RtpPacket::parse(datagram) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.malformed += 1;
+                return Err(Dropped::Malformed(e));
+            }
+        };
+        let Some(codec) = self.map.get(packet.payload_type) else {
+            // Not decodable, but it still counts for sequence accounting
+            // (loss, duplicates, reordering) like any packet of the stream.
+            self.stats.unknown_payload_type += 1;
+            let info = PayloadInfo {
+                kind: MediaKind::Unknown,
+                clock_rate: 8000,
+                duration: 0,
+            };
+            let _ = self.jitter.push(&packet, info, now);
+            return Err(Dropped::UnknownPayloadType(packet.payload_type));
+        };
+        let info = PayloadInfo {
+            kind: codec.kind(),
+            clock_rate: codec.clock_rate(),
+            duration: payload_duration(codec, packet.payload),
+        };
+        if info.kind == MediaKind::Audio && info.duration == 0 && !packet.payload.is_empty() {
+            // An audio payload whose length cannot be told (a broken Opus
+            // TOC): nothing can be placed or decoded.
+            self.stats.decode_errors += 1;
+        }
+        let result = self.jitter.push(&packet, info, now);
+        if info.kind == MediaKind::Event
+            && result.is_ok()
+            && let Some(ev) = self
+                .dtmf
+                .push(packet.ssrc, packet.timestamp, packet.payload)
+        {
+            self.record_dtmf(ev, codec);
+        }
+        result.map_err(Dropped::Jitter)
+    }
+
+    fn record_dtmf(&mut self, ev: DtmfEvent, codec: Codec) {
+        let ts32 = ev.timestamp as u32;
+        let position = self.jitter.position_of(ev.ssrc, ts32).unwrap_or(0);
+        let clock = codec.clock_rate().max(1);
+        self.dtmf_records.push(DtmfRecord {
+            digit: ev.digit().unwrap_or('?'),
+            event: ev.event,
+            position,
+            start_ms: position * 1000 / i64::from(self.rate.max(1)),
+            duration_ms: (u64::from(ev.duration) * 1000 / u64::from(clock)) as u32,
+            volume: ev.volume,
+            ended: ev.ended,
+        });
+    }
+
+    /// Plays out everything due at `now` into `sink`.
+    pub fn pull(&mut self, now: Duration, sink: &mut impl PcmSink) {
+        while let Some(step) = self.jitter.pop(now) {
+            match step {
+                Playout::Gap {
+                    start,
+                    len,
+                    cause,
+                    following,
+                } => {
+                    let Some(written) = self.written_to else {
+                        continue; // nothing before the first audio
+                    };
+                    let start = start.max(written);
+                    let len = len - (start - written).max(0).min(len);
+                    if len <= 0 {
+                        continue;
+                    }
+                    match (cause, self.current) {
+                        (GapCause::Loss, Some(ix)) => {
+                            conceal(
+                                &mut self.decoders[ix],
+                                &mut self.decoded,
+                                &mut self.resampled,
+                                len,
+                                following,
+                                self.rate,
+                            );
+                            emit(sink, &mut self.written_to, start, &self.resampled);
+                        }
+                        (GapCause::Silence, Some(ix)) if self.decoders[ix].resampler.is_some() => {
+                            // Silence goes through the resampler too, so its
+                            // history stays aligned with the timeline.
+                            let slot = &mut self.decoders[ix];
+                            let native = rescale(len, self.rate, slot.decoder.sample_rate());
+                            self.decoded.clear();
+                            self.decoded.resize(native.max(0) as usize, 0);
+                            resample_into(slot, &self.decoded, &mut self.resampled);
+                            self.resampled.resize(len as usize, 0);
+                            emit(sink, &mut self.written_to, start, &self.resampled);
+                        }
+                        _ => {
+                            sink.silence(start, len);
+                            self.written_to = Some(start + len);
+                        }
+                    }
+                }
+                Playout::Frame(frame) => {
+                    if frame.kind != MediaKind::Audio {
+                        continue;
+                    }
+                    let Some(codec) = self.map.get(frame.payload_type) else {
+                        continue;
+                    };
+                    let ix = match decoder_index(
+                        &mut self.decoders,
+                        self.rate,
+                        frame.payload_type,
+                        codec,
+                    ) {
+                        Some(ix) => ix,
+                        None => {
+                            self.stats.decode_errors += 1;
+                            continue;
+                        }
+                    };
+                    self.current = Some(ix);
+                    let slot = &mut self.decoders[ix];
+                    self.decoded.clear();
+                    if slot
+                        .decoder
+                        .decode(frame.payload, &mut self.decoded)
+                        .is_err()
+                    {
+                        self.stats.decode_errors += 1;
+                        // Its time is filled by the next gap or frame.
+                        continue;
+                    }
+                    resample_into(slot, &self.decoded, &mut self.resampled);
+                    let skip = (frame.overlap.max(0) as usize).min(self.resampled.len());
+                    let start = frame.start + skip as i64;
+                    if self.written_to.is_none() {
+                        self.written_to = Some(start);
+                    }
+                    emit(sink, &mut self.written_to, start, &self.resampled[skip..]);
+                }
+            }
+        }
+    }
+
+    /// Ends the leg: releases everything held and reports a DTMF event that
+    /// never saw its end packet.
+    pub fn finish(&mut self, sink: &mut impl PcmSink) {
+        self.jitter.finish();
+        self.pull(Duration::MAX, sink);
+        if let Some(ev) = self.dtmf.finish() {
+            let codec = self
+                .map
+                .iter()
+                .find(|(_, c)| c.kind() == MediaKind::Event)
+                .map_or(Codec::TelephoneEvent { rate: 8000 }, |(_, c)| c);
+            self.record_dtmf(ev, codec);
+        }
+        // Push out what the resampler still holds back (its filter delay).
+        if let Some(ix) = self.current
+            && let Some(r) = self.decoders[ix].resampler.as_mut()
+            && self.written_to.is_some()
+        {
+            self.resampled.clear();
+            r.flush(&mut self.resampled);
+            let at = self.written_to.unwrap_or(0);
+            emit(sink, &mut self.written_to, at, &self.resampled);
+        }
+    }
+}
+
+fn resample_into(slot: &mut DecoderSlot, decoded: &[i16], out: &mut Vec<i16>) {
+    out.clear();
+    match slot.resampler.as_mut() {
+        Some(r) => r.process(decoded, out),
+        None => out.extend_from_slice(decoded),
+    }
+}
+
+/// Writes a block at `start`, keeping the output contiguous: a hole before
+/// it becomes silence, a head overlapping what was written is dropped.
+fn emit(sink: &mut impl PcmSink, written: &mut Option<i64>, start: i64, pcm: &[i16]) {
+    let at = written.unwrap_or(start);
+    if start > at {
+        sink.silence(at, start - at);
+    }
+    let skip = (at - start).max(0) as usize;
+    if skip < pcm.len() {
+        let begin = start.max(at);
+        sink.samples(begin, &pcm[skip..]);
+        *written = Some(begin + (pcm.len() - skip) as i64);
+    } else {
+        *written = Some(at.max(start));
+    }
+}
+
+fn decoder_index(
+    decoders: &mut Vec<DecoderSlot>,
+    rate: u32,
+    pt: u8,
+    codec: Codec,
+) -> Option<usize> {
+    if let Some(ix) = decoders.iter().position(|d| d.payload_type == pt) {
+        return Some(ix);
+    }
+    let decoder = decoder_for(codec, Some(rate)).ok()?;
+    let resampler =
+        (decoder.sample_rate() != rate).then(|| Resampler::new(decoder.sample_rate(), rate));
+    decoders.push(DecoderSlot {
+        payload_type: pt,
+        decoder,
+        resampler,
+    });
+    Some(decoders.len() - 1)
+}
+
+/// Fills `len` ticks of lost audio with the decoder's concealment.
+fn conceal(
+    slot: &mut DecoderSlot,
+    decoded: &mut Vec<i16>,
+    resampled: &mut Vec<i16>,
+    len: i64,
+    following: Option<&[u8]>,
+    rate: u32,
+) {
+    let native = rescale(len, rate, slot.decoder.sample_rate()).max(0) as usize;
+    decoded.clear();
+    if slot.decoder.conceal(native, following, decoded).is_err() {
+        decoded.clear();
+        decoded.resize(native, 0);
+    }
+    resample_into(slot, decoded, resampled);
+    // Exactly `len` ticks, whatever the rounding.
+    resampled.resize(len as usize, 0);
+}

@@ -1,0 +1,308 @@
+//! Opus codec: the one place `unsafe-libopus` (libopus 1.3.1 translated to Rust) is
+//! called. Everything outside this module sees safe types.
+
+use std::ptr::NonNull;
+
+use crate::core::decode::{DecodeError, Decoder};
+
+/// Rates libopus decodes and encodes at.
+pub const DECODE_RATES: [u32; 5] = [8000, 12_000, 16_000, 24_000, 48_000];
+
+fn error_text(code: i32) -> String {
+    let text = match code {
+        unsafe_libopus::OPUS_BAD_ARG => "bad argument",
+        unsafe_libopus::OPUS_BUFFER_TOO_SMALL => "buffer too small",
+        unsafe_libopus::OPUS_INTERNAL_ERROR => "internal error",
+        unsafe_libopus::OPUS_INVALID_PACKET => "invalid packet",
+        unsafe_libopus::OPUS_UNIMPLEMENTED => "unimplemented",
+        unsafe_libopus::OPUS_INVALID_STATE => "invalid state",
+        unsafe_libopus::OPUS_ALLOC_FAIL => "allocation failed",
+        _ => "unknown error",
+    };
+    format!("{text} ({code})")
+}
+
+/// Samples per channel a packet holds at 48 kHz, `None` if it is malformed.
+pub fn packet_samples_48k(packet: &[u8]) -> Option<u32> {
+    if packet.is_empty() {
+        return None;
+    }
+    let len = i32::try_from(packet.len()).ok()?;
+    // SAFETY: the pointer and length describe `packet`, which outlives the call;
+    // libopus only reads the TOC and frame-count bytes within `len`.
+    let n = unsafe { unsafe_libopus::opus_packet_get_nb_samples(packet.as_ptr(), len, 48_000) };
+    u32::try_from(n).ok().filter(|&n| n > 0)
+}
+
+/// A mono Opus decoder (stereo streams are mixed down by libopus itself).
+pub struct OpusDecoder {
+    state: NonNull<unsafe_libopus::OpusDecoder>,
+    rate: u32,
+    /// Samples in the last decoded frame, used as the PLC step.
+    last_frame: usize,
+}
+
+// SAFETY: the decoder state is exclusively owned and libopus keeps no
+// thread-local or global mutable state; moving it between threads is sound.
+unsafe impl Send for OpusDecoder {}
+
+impl OpusDecoder {
+    pub fn new(rate: u32) -> Result<Self, DecodeError> {
+        if !DECODE_RATES.contains(&rate) {
+            return Err(DecodeError::Opus(format!("unsupported decode rate {rate}")));
+        }
+        let mut err = 0i32;
+        // SAFETY: valid rate and channel count; `err` is a valid out-pointer.
+        let ptr = unsafe { unsafe_libopus::opus_decoder_create(rate as i32, 1, &mut err) };
+        let state = NonNull::new(ptr).ok_or_else(|| DecodeError::Opus(error_text(err)))?;
+        Ok(Self {
+            state,
+            rate,
+            last_frame: rate as usize / 50,
+        })
+    }
+
+    fn run(
+        &mut self,
+        data: Option<&[u8]>,
+        frame: usize,
+        fec: bool,
+        out: &mut Vec<i16>,
+    ) -> Result<usize, DecodeError> {
+        let start = out.len();
+        out.resize(start + frame, 0);
+        let (ptr, len) = match data {
+            Some(d) => (d.as_ptr(), i32::try_from(d.len()).unwrap_or(i32::MAX)),
+            None => (std::ptr::null(), 0),
+        };
+        // SAFETY: `state` is a live decoder; `out[start..]` has room for
+        // `frame` mono samples, which is the most libopus writes; `ptr`/`len`
+        // describe a live slice or are null/0 for concealment.
+        let n = unsafe {
+            unsafe_libopus::opus_decode(
+                self.state.as_ptr(),
+                ptr,
+                len,
+                out[start..].as_mut_ptr(),
+                frame as i32,
+                i32::from(fec),
+            )
+        };
+        if n < 0 {
+            out.truncate(start);
+            return Err(DecodeError::Opus(error_text(n)));
+        }
+        out.truncate(start + n as usize);
+        Ok(n as usize)
+    }
+}
+
+impl Drop for OpusDecoder {
+    fn drop(&mut self) {
+        // SAFETY: created by opus_decoder_create and destroyed exactly once.
+        unsafe { unsafe_libopus::opus_decoder_destroy(self.state.as_ptr()) }
+    }
+}
+
+impl Decoder for OpusDecoder {
+    fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<usize, DecodeError> {
+        let samples48 = packet_samples_48k(payload).ok_or(DecodeError::Malformed {
+            codec: "opus",
+            len: payload.len(),
+        })?;
+        let frame = (samples48 as usize * self.rate as usize) / 48_000;
+        let n = self.run(Some(payload), frame, false, out)?;
+        self.last_frame = n.max(1);
+        Ok(n)
+    }
+
+    fn conceal(
+        &mut self,
+        samples: usize,
+        following: Option<&[u8]>,
+        out: &mut Vec<i16>,
+    ) -> Result<usize, DecodeError> {
+        let mut done = 0;
+        // Forward error correction covers the frame just before `following`.
+        let fec_len = following
+            .and_then(packet_samples_48k)
+            .map(|s| s as usize * self.rate as usize / 48_000);
+        let plc_part = match fec_len {
+            Some(f) if f <= samples => samples - f,
+            _ => samples,
+        };
+        // Packet-loss concealment fades to silence; past 120 ms it is silence.
+        let plc_cap = self.rate as usize * 120 / 1000;
+        while done < plc_part.min(plc_cap) {
+            let step = self.last_frame.min(plc_part.min(plc_cap) - done);
+            // PLC frame sizes must be multiples of 2.5 ms.
+            let unit = self.rate as usize / 400;
+            let step = (step / unit).max(1) * unit;
+            let n = self.run(None, step, false, out)?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        if done < plc_part {
+            out.resize(out.len() + (plc_part - done), 0);
+            done = plc_part;
+        }
+        if let (Some(f), Some(next)) = (fec_len, following)
+            && f <= samples
+        {
+            done += self.run(Some(next), f, true, out)?;
+        }
+        if done > samples {
+            out.truncate(out.len() - (done - samples));
+            done = samples;
+        }
+        Ok(done)
+    }
+
+    fn sample_rate(&self) -> u32 {
+        self.rate
+    }
+}
+
+/// Encoder application mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Application {
+    Voip,
+    Audio,
+}
+
+/// A libopus encoder for `channels` interleaved channels at `rate`.
+pub struct OpusEncoder {
+    state: NonNull<unsafe_libopus::OpusEncoder>,
+    channels: usize,
+}
+
+// SAFETY: as for OpusDecoder: exclusively owned, no shared state.
+unsafe impl Send for OpusEncoder {}
+
+impl OpusEncoder {
+    pub fn new(
+        rate: u32,
+        channels: u8,
+        application: Application,
+        bitrate: u32,
+        complexity: u8,
+    ) -> Result<Self, DecodeError> {
+        if !DECODE_RATES.contains(&rate) || !(1..=2).contains(&channels) {
+            return Err(DecodeError::Opus(format!(
+                "unsupported encoder input {rate} Hz / {channels} channels"
+            )));
+        }
+        let app = match application {
+            Application::Voip => unsafe_libopus::OPUS_APPLICATION_VOIP,
+            Application::Audio => unsafe_libopus::OPUS_APPLICATION_AUDIO,
+        };
+        let mut err = 0i32;
+        // SAFETY: arguments validated above; `err` is a valid out-pointer.
+        let ptr = unsafe {
+            unsafe_libopus::opus_encoder_create(rate as i32, i32::from(channels), app, &mut err)
+        };
+        let state = NonNull::new(ptr).ok_or_else(|| DecodeError::Opus(error_text(err)))?;
+        let enc = Self {
+            state,
+            channels: usize::from(channels),
+        };
+        enc.ctl(unsafe_libopus::OPUS_SET_BITRATE_REQUEST, bitrate as i32)?;
+        enc.ctl(
+            unsafe_libopus::OPUS_SET_COMPLEXITY_REQUEST,
+            i32::from(complexity.min(10)),
+        )?;
+        enc.ctl(
+            unsafe_libopus::OPUS_SET_SIGNAL_REQUEST,
+            unsafe_libopus::OPUS_SIGNAL_VOICE,
+        )?;
+        Ok(enc)
+    }
+
+    fn ctl(&self, request: i32, value: i32) -> Result<(), DecodeError> {
+        // SAFETY: `state` is a live encoder; every request used here takes
+        // one i32 argument.
+        let rc = unsafe { unsafe_libopus::opus_encoder_ctl!(self.state.as_ptr(), request, value) };
+        if rc == unsafe_libopus::OPUS_OK {
+            Ok(())
+        } else {
+            Err(DecodeError::Opus(error_text(rc)))
+        }
+    }
+
+    /// Samples of look-ahead the encoder adds (the Ogg pre-skip, at 48 kHz
+    /// after scaling by the caller).
+    pub fn lookahead(&self) -> Result<u32, DecodeError> {
+        let mut value: i32 = 0;
+        // SAFETY: OPUS_GET_LOOKAHEAD takes one *mut i32 out-argument.
+        let rc = unsafe {
+            unsafe_libopus::opus_encoder_ctl!(
+                self.state.as_ptr(),
+                unsafe_libopus::OPUS_GET_LOOKAHEAD_REQUEST,
+                &mut value
+            )
+        };
+        if rc == unsafe_libopus::OPUS_OK {
+            Ok(value.max(0) as u32)
+        } else {
+            Err(DecodeError::Opus(error_text(rc)))
+        }
+    }
+
+    /// Encodes one frame (`pcm.len() / channels` samples per channel, a
+    /// valid Opus frame size) into `out`, returning the packet length.
+    pub fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, DecodeError> {
+        let frame = pcm.len() / self.channels;
+        // SAFETY: `pcm` holds `frame * channels` samples; `out` is writable
+        // for its length, which bounds what libopus writes.
+        let n = unsafe {
+            unsafe_libopus::opus_encode(
+                self.state.as_ptr(),
+                pcm.as_ptr(),
+                frame as i32,
+                out.as_mut_ptr(),
+                i32::try_from(out.len()).unwrap_or(i32::MAX),
+            )
+        };
+        if n < 0 {
+            Err(DecodeError::Opus(error_text(n)))
+        } else {
+            Ok(n as usize)
+        }
+    }
+}
+
+impl Drop for OpusEncoder {
+    fn drop(&mut self) {
+        // SAFETY: created by opus_encoder_create and destroyed exactly once.
+        unsafe { unsafe_libopus::opus_encoder_destroy(self.state.as_ptr()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_decode_round_trip_and_plc() {
+        let mut enc = OpusEncoder::new(16_000, 1, Application::Voip, 32_000, 5).unwrap();
+        let mut dec = OpusDecoder::new(16_000).unwrap();
+        let frame: Vec<i16> = (0..320)
+            .map(|i| ((i as f32 * 0.2).sin() * 8000.0) as i16)
+            .collect();
+        let mut packet = [0u8; 1500];
+        let mut out = Vec::new();
+        for _ in 0..10 {
+            let n = enc.encode(&frame, &mut packet).unwrap();
+            assert_eq!(packet_samples_48k(&packet[..n]), Some(960));
+            out.clear();
+            assert_eq!(dec.decode(&packet[..n], &mut out).unwrap(), 320);
+        }
+        out.clear();
+        assert_eq!(dec.conceal(640, None, &mut out).unwrap(), 640);
+        assert_eq!(out.len(), 640);
+        assert!(dec.decode(&[], &mut out).is_err());
+        assert!(enc.lookahead().unwrap() > 0);
+    }
+}

@@ -1,0 +1,18 @@
+//! recengine: a real-time call-recording engine.
+//!
+//! # Architecture
+//!
+//! - [`core`]: the sans-IO media pipeline (RTP parsing, jitter buffering,
+//!   decoding, resampling). Pure functions of bytes and a clock value; see its
+//!   drive contract.
+//! - [`capture`]: reading pcap/pcapng files and finding RTP streams in them,
+//!   for the offline `recengine pcap` command, which runs the same core code
+//!   the daemon runs with capture timestamps as the clock.
+//! - [`config`]: the `engine.toml` schema, its embedded defaults and
+//!   validation that names every bad key with its line.
+
+pub mod capture;
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod offline;
