@@ -829,3 +829,6 @@ fn stream_lost(st: &Stream) -> u64 {
 fn signed_nanos(a: Duration, b: Duration) -> i128 {
     a.as_nanos() as i128 - b.as_nanos() as i128
 }
+
+#[cfg(test)]
+mod tests;
