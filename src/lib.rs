@@ -16,3 +16,4 @@ pub mod config;
 pub mod core;
 pub mod error;
 pub mod offline;
+pub mod testkit;

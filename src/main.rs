@@ -40,6 +40,10 @@ enum Command {
         /// capture is used automatically.
         #[arg(long = "pt", value_name = "PT=ENCODING", value_parser = parse_pt)]
         payload_types: Vec<(u8, Codec)>,
+        /// One stream per source/destination pair, following SSRC changes
+        /// the way a daemon leg does, instead of one stream per SSRC.
+        #[arg(long)]
+        by_flow: bool,
         /// Configuration whose [jitter] settings to use (defaults otherwise).
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
             output,
             rtp_ports,
             payload_types,
+            by_flow,
             config,
         } => {
             let cfg = match config.map(|c| Config::load(&c)).transpose() {
@@ -94,6 +99,7 @@ fn main() -> ExitCode {
                 payload_types,
                 playout_delay: Duration::from_millis(u64::from(cfg.jitter.playout_delay_ms)),
                 jitter_capacity: cfg.jitter.capacity_packets as usize,
+                by_flow,
             };
             match offline::run(&opts) {
                 Ok(reports) => {

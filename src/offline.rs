@@ -31,6 +31,9 @@ pub struct PcapOptions {
     pub payload_types: Vec<(u8, Codec)>,
     pub playout_delay: Duration,
     pub jitter_capacity: usize,
+    /// One stream per (source, destination) whatever its SSRCs, as a daemon
+    /// leg sees it, instead of one per SSRC.
+    pub by_flow: bool,
 }
 
 /// What came out of one stream.
@@ -104,9 +107,9 @@ fn open(path: &Path) -> Result<CaptureReader<BufReader<File>>, Error> {
 }
 
 /// Pass one: the streams of a capture and how to decode them.
-pub fn find_streams(input: &Path, rtp_ports: &[u16]) -> Result<StreamFinder, Error> {
+pub fn find_streams(input: &Path, rtp_ports: &[u16], by_flow: bool) -> Result<StreamFinder, Error> {
     let mut reader = open(input)?;
-    let mut finder = StreamFinder::new(rtp_ports.to_vec());
+    let mut finder = StreamFinder::new(rtp_ports.to_vec(), by_flow);
     while let Some(rec) = reader.next_record()? {
         if let Some(udp) = udp_in_frame(rec.linktype, rec.data) {
             finder.observe(rec.time, udp.src, udp.dst, udp.payload);
@@ -138,7 +141,7 @@ struct Running {
 /// Runs the whole command: returns one report per stream, in order of first
 /// appearance.
 pub fn run(opts: &PcapOptions) -> Result<Vec<StreamReport>, Error> {
-    let finder = find_streams(&opts.input, &opts.rtp_ports)?;
+    let mut finder = find_streams(&opts.input, &opts.rtp_ports, opts.by_flow)?;
     std::fs::create_dir_all(&opts.output_dir)
         .map_err(|e| Error::io(format!("creating {}", opts.output_dir.display()), e))?;
     let mut names = HashMap::new();
@@ -195,11 +198,7 @@ pub fn run(opts: &PcapOptions) -> Result<Vec<StreamReport>, Error> {
         let Some(ssrc) = ssrc_of(udp.payload) else {
             continue;
         };
-        let key = StreamKey {
-            src: udp.src,
-            dst: udp.dst,
-            ssrc,
-        };
+        let key = finder.key_for(udp.src, udp.dst, ssrc);
         let Some(&i) = index.get(&key) else {
             continue;
         };

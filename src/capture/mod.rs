@@ -4,6 +4,7 @@
 pub mod net;
 pub mod reader;
 pub mod streams;
+pub mod writer;
 
 use thiserror::Error;
 

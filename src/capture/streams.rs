@@ -61,16 +61,31 @@ type SdpMedia = (Duration, Vec<(u8, Codec)>);
 pub struct StreamFinder {
     streams: HashMap<StreamKey, StreamSummary>,
     forced_ports: Vec<u16>,
+    /// Group by (source, destination) only, as one daemon leg would see
+    /// it, keyed by the first SSRC of the flow.
+    by_flow: bool,
+    flow_ssrc: HashMap<(SocketAddr, SocketAddr), u32>,
     /// SDP media descriptions per address, in capture order.
     sdp: HashMap<SocketAddr, Vec<SdpMedia>>,
 }
 
 impl StreamFinder {
-    pub fn new(forced_ports: Vec<u16>) -> Self {
+    pub fn new(forced_ports: Vec<u16>, by_flow: bool) -> Self {
         Self {
             forced_ports,
+            by_flow,
             ..Self::default()
         }
+    }
+
+    /// The stream a packet belongs to.
+    pub fn key_for(&mut self, src: SocketAddr, dst: SocketAddr, ssrc: u32) -> StreamKey {
+        let ssrc = if self.by_flow {
+            *self.flow_ssrc.entry((src, dst)).or_insert(ssrc)
+        } else {
+            ssrc
+        };
+        StreamKey { src, dst, ssrc }
     }
 
     fn forced(&self, src: &SocketAddr, dst: &SocketAddr) -> bool {
@@ -89,11 +104,7 @@ impl StreamFinder {
         let Ok(p) = RtpPacket::parse(payload) else {
             return;
         };
-        let key = StreamKey {
-            src,
-            dst,
-            ssrc: p.ssrc,
-        };
+        let key = self.key_for(src, dst, p.ssrc);
         let index = self.streams.len();
         let s = self.streams.entry(key).or_insert_with(|| StreamSummary {
             key,

@@ -34,12 +34,37 @@ pub fn packet_samples_48k(packet: &[u8]) -> Option<u32> {
     u32::try_from(n).ok().filter(|&n| n > 0)
 }
 
+/// Whether a packet carries SILK low-bitrate redundancy (in-band FEC) for
+/// the frame before it. SILK patches its VAD and LBRR flags into the first
+/// bits of the range-coded stream (RFC 6716 §4.2.3), so for a single-frame
+/// packet in SILK or hybrid mode the LBRR flag of the first channel is bit
+/// `frames` of the byte after the TOC.
+pub fn has_lbrr(packet: &[u8]) -> bool {
+    let Some(&toc) = packet.first() else {
+        return false;
+    };
+    let config = toc >> 3;
+    if config >= 16 || toc & 0x03 != 0 {
+        return false; // CELT-only has no FEC; multi-frame packets not handled
+    }
+    let silk_frames = if config < 12 {
+        match config % 4 {
+            2 => 2,
+            3 => 3,
+            _ => 1,
+        }
+    } else {
+        1
+    };
+    packet
+        .get(1)
+        .is_some_and(|b| b & (0x80 >> silk_frames) != 0)
+}
+
 /// A mono Opus decoder (stereo streams are mixed down by libopus itself).
 pub struct OpusDecoder {
     state: NonNull<unsafe_libopus::OpusDecoder>,
     rate: u32,
-    /// Samples in the last decoded frame, used as the PLC step.
-    last_frame: usize,
 }
 
 // SAFETY: the decoder state is exclusively owned and libopus keeps no
@@ -55,11 +80,7 @@ impl OpusDecoder {
         // SAFETY: valid rate and channel count; `err` is a valid out-pointer.
         let ptr = unsafe { unsafe_libopus::opus_decoder_create(rate as i32, 1, &mut err) };
         let state = NonNull::new(ptr).ok_or_else(|| DecodeError::Opus(error_text(err)))?;
-        Ok(Self {
-            state,
-            rate,
-            last_frame: rate as usize / 50,
-        })
+        Ok(Self { state, rate })
     }
 
     fn run(
@@ -111,50 +132,40 @@ impl Decoder for OpusDecoder {
             len: payload.len(),
         })?;
         let frame = (samples48 as usize * self.rate as usize) / 48_000;
-        let n = self.run(Some(payload), frame, false, out)?;
-        self.last_frame = n.max(1);
-        Ok(n)
+        self.run(Some(payload), frame, false, out)
     }
 
+    /// Lost audio is silence, except the frame just before `following` when
+    /// that packet carries SILK in-band FEC (LBRR) data, which is decoded.
+    ///
+    /// libopus's own packet-loss concealment (decoding with no data) is not
+    /// used: in `unsafe-libopus` 0.2 it produces full-scale noise and leaves
+    /// the decoder state corrupted for the frames after it (see the test
+    /// `plc_of_unsafe_libopus_is_still_broken`).
     fn conceal(
         &mut self,
         samples: usize,
         following: Option<&[u8]>,
         out: &mut Vec<i16>,
     ) -> Result<usize, DecodeError> {
-        let mut done = 0;
-        // Forward error correction covers the frame just before `following`.
-        let fec_len = following
-            .and_then(packet_samples_48k)
-            .map(|s| s as usize * self.rate as usize / 48_000);
-        let plc_part = match fec_len {
-            Some(f) if f <= samples => samples - f,
-            _ => samples,
-        };
-        // Packet-loss concealment fades to silence; past 120 ms it is silence.
-        let plc_cap = self.rate as usize * 120 / 1000;
-        while done < plc_part.min(plc_cap) {
-            let step = self.last_frame.min(plc_part.min(plc_cap) - done);
-            // PLC frame sizes must be multiples of 2.5 ms.
-            let unit = self.rate as usize / 400;
-            let step = (step / unit).max(1) * unit;
-            let n = self.run(None, step, false, out)?;
-            if n == 0 {
-                break;
+        let fec = following.filter(|p| has_lbrr(p)).and_then(|p| {
+            let n = packet_samples_48k(p)? as usize * self.rate as usize / 48_000;
+            (n <= samples).then_some((p, n))
+        });
+        let silent = samples - fec.map_or(0, |(_, n)| n);
+        out.resize(out.len() + silent, 0);
+        let mut done = silent;
+        if let Some((packet, n)) = fec {
+            match self.run(Some(packet), n, true, out) {
+                Ok(got) => done += got,
+                Err(_) => {
+                    out.resize(out.len() + n, 0);
+                    done += n;
+                }
             }
-            done += n;
         }
-        if done < plc_part {
-            out.resize(out.len() + (plc_part - done), 0);
-            done = plc_part;
-        }
-        if let (Some(f), Some(next)) = (fec_len, following)
-            && f <= samples
-        {
-            done += self.run(Some(next), f, true, out)?;
-        }
-        if done > samples {
-            out.truncate(out.len() - (done - samples));
+        if done < samples {
+            out.resize(out.len() + (samples - done), 0);
             done = samples;
         }
         Ok(done)
@@ -231,6 +242,15 @@ impl OpusEncoder {
         }
     }
 
+    /// Turns in-band forward error correction on, tuned for `loss_percent`.
+    pub fn set_fec(&mut self, on: bool, loss_percent: u8) -> Result<(), DecodeError> {
+        self.ctl(unsafe_libopus::OPUS_SET_INBAND_FEC_REQUEST, i32::from(on))?;
+        self.ctl(
+            unsafe_libopus::OPUS_SET_PACKET_LOSS_PERC_REQUEST,
+            i32::from(loss_percent.min(100)),
+        )
+    }
+
     /// Samples of look-ahead the encoder adds (the Ogg pre-skip, at 48 kHz
     /// after scaling by the caller).
     pub fn lookahead(&self) -> Result<u32, DecodeError> {
@@ -302,7 +322,47 @@ mod tests {
         out.clear();
         assert_eq!(dec.conceal(640, None, &mut out).unwrap(), 640);
         assert_eq!(out.len(), 640);
+        assert!(out.iter().all(|&s| s == 0), "no FEC: silence");
         assert!(dec.decode(&[], &mut out).is_err());
         assert!(enc.lookahead().unwrap() > 0);
+    }
+
+    /// Documents why `conceal` does not call libopus PLC: if this starts
+    /// failing, a fixed unsafe-libopus can be used for PLC again.
+    #[test]
+    fn plc_of_unsafe_libopus_is_still_broken() {
+        let mut enc = OpusEncoder::new(16_000, 1, Application::Voip, 24_000, 5).unwrap();
+        let mut dec = OpusDecoder::new(16_000).unwrap();
+        let signal = crate::testkit::speech(16_000, 16_000);
+        let mut packet = [0u8; 1500];
+        let mut out = Vec::new();
+        for frame in signal.chunks(320).take(40) {
+            let n = enc.encode(frame, &mut packet).unwrap();
+            out.clear();
+            dec.decode(&packet[..n], &mut out).unwrap();
+        }
+        out.clear();
+        dec.run(None, 320, false, &mut out).unwrap();
+        let peak = out.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+        assert!(
+            peak > 30_000,
+            "libopus PLC peak {peak}: PLC may be usable now"
+        );
+    }
+
+    #[test]
+    fn lbrr_flag_is_read_from_silk_packets() {
+        let mut enc = OpusEncoder::new(16_000, 1, Application::Voip, 24_000, 5).unwrap();
+        enc.set_fec(true, 20).unwrap();
+        let signal = crate::testkit::speech(16_000, 16_000);
+        let mut packet = [0u8; 1500];
+        let mut with_lbrr = 0;
+        for frame in signal.chunks(320) {
+            let n = enc.encode(frame, &mut packet).unwrap();
+            with_lbrr += usize::from(has_lbrr(&packet[..n]));
+        }
+        assert!(with_lbrr > 10, "{with_lbrr} of 50 speech packets carry FEC");
+        assert!(!has_lbrr(&[0xfc, 0xff])); // CELT-only
+        assert!(!has_lbrr(&[]));
     }
 }

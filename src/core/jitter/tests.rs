@@ -28,8 +28,16 @@ fn datagram(ssrc: u32, seq: u16, ts: u32, marker: bool) -> Vec<u8> {
 /// What came out, in a form easy to compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Out {
-    Frame { start: i64, len: i64, ssrc: u32 },
-    Gap { start: i64, len: i64, cause: GapCause },
+    Frame {
+        start: i64,
+        len: i64,
+        ssrc: u32,
+    },
+    Gap {
+        start: i64,
+        len: i64,
+        cause: GapCause,
+    },
 }
 
 struct Harness {
@@ -53,7 +61,15 @@ impl Harness {
         }
     }
 
-    fn push_info(&mut self, ssrc: u32, seq: u16, ts: u32, marker: bool, info: PayloadInfo, at: Duration) -> Result<(), Rejected> {
+    fn push_info(
+        &mut self,
+        ssrc: u32,
+        seq: u16,
+        ts: u32,
+        marker: bool,
+        info: PayloadInfo,
+        at: Duration,
+    ) -> Result<(), Rejected> {
         let d = datagram(ssrc, seq, ts, marker);
         let p = RtpPacket::parse(&d).unwrap();
         self.jb.push(&p, info, at)
@@ -71,7 +87,9 @@ impl Harness {
                     len: f.len - f.overlap,
                     ssrc: f.ssrc,
                 },
-                Playout::Gap { start, len, cause, .. } => Out::Gap { start, len, cause },
+                Playout::Gap {
+                    start, len, cause, ..
+                } => Out::Gap { start, len, cause },
             });
         }
     }
@@ -110,16 +128,61 @@ impl Harness {
 /// expected stats as (lost, late, duplicates, reordered)).
 #[test]
 fn packet_order_cases() {
-    type Row = (&'static str, Vec<(u16, u32, u64)>, Vec<i64>, (u64, u64, u64, u64));
+    type Row = (
+        &'static str,
+        Vec<(u16, u32, u64)>,
+        Vec<i64>,
+        (u64, u64, u64, u64),
+    );
     let rows: Vec<Row> = vec![
-        ("in order", vec![(1, 0, 0), (2, 160, 20), (3, 320, 40)], vec![0, 160, 320], (0, 0, 0, 0)),
-        ("reordered within delay", vec![(1, 0, 0), (3, 320, 40), (2, 160, 45), (4, 480, 60)], vec![0, 160, 320, 480], (0, 0, 0, 1)),
-        ("duplicate while held", vec![(1, 0, 0), (2, 160, 20), (2, 160, 21), (3, 320, 40)], vec![0, 160, 320], (0, 0, 1, 0)),
-        ("loss", vec![(1, 0, 0), (2, 160, 20), (4, 480, 60)], vec![0, 160, 480], (1, 0, 0, 0)),
-        ("sequence wrap", vec![(65534, 0, 0), (65535, 160, 20), (0, 320, 40), (1, 480, 60)], vec![0, 160, 320, 480], (0, 0, 0, 0)),
-        ("sequence wrap reordered", vec![(65535, 0, 0), (1, 320, 40), (0, 160, 41)], vec![0, 160, 320], (0, 0, 0, 1)),
-        ("timestamp wrap", vec![(1, u32::MAX - 159, 0), (2, 0, 20), (3, 160, 40)], vec![0, 160, 320], (0, 0, 0, 0)),
-        ("first packet reordered", vec![(2, 160, 0), (1, 0, 5), (3, 320, 40)], vec![-160, 0, 160], (0, 0, 0, 1)),
+        (
+            "in order",
+            vec![(1, 0, 0), (2, 160, 20), (3, 320, 40)],
+            vec![0, 160, 320],
+            (0, 0, 0, 0),
+        ),
+        (
+            "reordered within delay",
+            vec![(1, 0, 0), (3, 320, 40), (2, 160, 45), (4, 480, 60)],
+            vec![0, 160, 320, 480],
+            (0, 0, 0, 1),
+        ),
+        (
+            "duplicate while held",
+            vec![(1, 0, 0), (2, 160, 20), (2, 160, 21), (3, 320, 40)],
+            vec![0, 160, 320],
+            (0, 0, 1, 0),
+        ),
+        (
+            "loss",
+            vec![(1, 0, 0), (2, 160, 20), (4, 480, 60)],
+            vec![0, 160, 480],
+            (1, 0, 0, 0),
+        ),
+        (
+            "sequence wrap",
+            vec![(65534, 0, 0), (65535, 160, 20), (0, 320, 40), (1, 480, 60)],
+            vec![0, 160, 320, 480],
+            (0, 0, 0, 0),
+        ),
+        (
+            "sequence wrap reordered",
+            vec![(65535, 0, 0), (1, 320, 40), (0, 160, 41)],
+            vec![0, 160, 320],
+            (0, 0, 0, 1),
+        ),
+        (
+            "timestamp wrap",
+            vec![(1, u32::MAX - 159, 0), (2, 0, 20), (3, 160, 40)],
+            vec![0, 160, 320],
+            (0, 0, 0, 0),
+        ),
+        (
+            "first packet reordered",
+            vec![(2, 160, 0), (1, 0, 5), (3, 320, 40)],
+            vec![-160, 0, 160],
+            (0, 0, 0, 1),
+        ),
     ];
     for (name, packets, want_frames, (lost, late, dups, reordered)) in rows {
         let mut h = Harness::new();
@@ -131,7 +194,11 @@ fn packet_order_cases() {
         assert_eq!(h.frames(), want_frames, "{name}: {:?}", h.out);
         h.assert_contiguous();
         let s = h.jb.stats();
-        assert_eq!((s.lost, s.late, s.duplicates, s.reordered), (lost, late, dups, reordered), "{name}: {s:?}");
+        assert_eq!(
+            (s.lost, s.late, s.duplicates, s.reordered),
+            (lost, late, dups, reordered),
+            "{name}: {s:?}"
+        );
     }
 }
 
@@ -143,7 +210,13 @@ fn loss_becomes_a_loss_gap_with_the_following_payload() {
     h.pop(ms(0));
     let mut saw_following = false;
     while let Some(step) = h.jb.pop(ms(400)) {
-        if let Playout::Gap { cause: GapCause::Loss, following, len, .. } = step {
+        if let Playout::Gap {
+            cause: GapCause::Loss,
+            following,
+            len,
+            ..
+        } = step
+        {
             assert_eq!(len, 160);
             saw_following = following.is_some();
         }
@@ -169,18 +242,30 @@ fn late_packet_is_rejected_and_its_copy_is_a_duplicate() {
 fn ssrc_change_continues_the_timeline_without_gap() {
     let mut h = Harness::new();
     for i in 0..5u16 {
-        h.push(0xaaaa, 100 + i, 8000 + u32::from(i) * 160, ms(u64::from(i) * 20)).unwrap();
+        h.push(
+            0xaaaa,
+            100 + i,
+            8000 + u32::from(i) * 160,
+            ms(u64::from(i) * 20),
+        )
+        .unwrap();
         h.pop(ms(u64::from(i) * 20));
     }
     // New source: unrelated sequence and timestamp, right after.
     for i in 0..5u16 {
         let at = ms(100 + u64::from(i) * 20);
-        h.push(0xbbbb, 40_000 + i, 123_456 + u32::from(i) * 160, at).unwrap();
+        h.push(0xbbbb, 40_000 + i, 123_456 + u32::from(i) * 160, at)
+            .unwrap();
         h.pop(at);
     }
     h.finish();
     let starts = h.frames();
-    assert_eq!(starts, (0..10).map(|i| i * 160).collect::<Vec<_>>(), "{:?}", h.out);
+    assert_eq!(
+        starts,
+        (0..10).map(|i| i * 160).collect::<Vec<_>>(),
+        "{:?}",
+        h.out
+    );
     h.assert_contiguous();
     let s = h.jb.stats();
     assert_eq!((s.ssrc_changes, s.foreign_ssrc, s.lost), (1, 0, 0), "{s:?}");
@@ -203,11 +288,13 @@ fn ssrc_change_after_a_quiet_spell_keeps_the_arrival_gap() {
 fn stray_packet_from_another_ssrc_does_not_take_over() {
     let mut h = Harness::new();
     for i in 0..3u16 {
-        h.push(1, i, u32::from(i) * 160, ms(u64::from(i) * 20)).unwrap();
+        h.push(1, i, u32::from(i) * 160, ms(u64::from(i) * 20))
+            .unwrap();
     }
     h.push(99, 7, 777, ms(50)).unwrap(); // on probation
     for i in 3..6u16 {
-        h.push(1, i, u32::from(i) * 160, ms(u64::from(i) * 20)).unwrap();
+        h.push(1, i, u32::from(i) * 160, ms(u64::from(i) * 20))
+            .unwrap();
     }
     h.finish();
     assert_eq!(h.frames(), (0..6).map(|i| i * 160).collect::<Vec<_>>());
@@ -226,13 +313,24 @@ fn dtx_silence_is_filled_and_counted_as_silence() {
         h.pop(ms(t));
         t += 20;
     }
-    h.push_info(1, 3, 160 + 40_000, true, PCMU, ms(5020)).unwrap();
+    h.push_info(1, 3, 160 + 40_000, true, PCMU, ms(5020))
+        .unwrap();
     h.finish();
     assert_eq!(h.frames(), vec![0, 160, 40_160]);
     h.assert_contiguous();
-    assert!(h.out.iter().all(|o| !matches!(o, Out::Gap { cause: GapCause::Loss, .. })));
+    assert!(h.out.iter().all(|o| !matches!(
+        o,
+        Out::Gap {
+            cause: GapCause::Loss,
+            ..
+        }
+    )));
     let s = h.jb.stats();
-    assert_eq!((s.lost, s.talkspurts, s.concealed_ticks), (0, 1, 0), "{s:?}");
+    assert_eq!(
+        (s.lost, s.talkspurts, s.concealed_ticks),
+        (0, 1, 0),
+        "{s:?}"
+    );
 }
 
 #[test]
@@ -305,8 +403,16 @@ fn silence_is_filled_up_to_the_playout_point() {
     assert_eq!(
         h.out,
         vec![
-            Out::Frame { start: 0, len: 160, ssrc: 1 },
-            Out::Gap { start: 160, len: 3840, cause: GapCause::Silence },
+            Out::Frame {
+                start: 0,
+                len: 160,
+                ssrc: 1
+            },
+            Out::Gap {
+                start: 160,
+                len: 3840,
+                cause: GapCause::Silence
+            },
         ]
     );
 }
@@ -331,14 +437,16 @@ fn audio_arriving_after_its_silence_was_played_slips_instead_of_being_lost() {
 fn interarrival_jitter_follows_rfc3550() {
     let mut h = Harness::new();
     for i in 0..200u16 {
-        h.push(1, i, u32::from(i) * 160, ms(u64::from(i) * 20)).unwrap();
+        h.push(1, i, u32::from(i) * 160, ms(u64::from(i) * 20))
+            .unwrap();
         h.pop(ms(u64::from(i) * 20));
     }
     assert!(h.jb.stats().jitter_ms < 0.01);
     let mut h = Harness::new();
     for i in 0..400u16 {
         let wobble = if i % 2 == 0 { 0 } else { 10 };
-        h.push(1, i, u32::from(i) * 160, ms(u64::from(i) * 20 + wobble)).unwrap();
+        h.push(1, i, u32::from(i) * 160, ms(u64::from(i) * 20 + wobble))
+            .unwrap();
         h.pop(ms(u64::from(i) * 20 + wobble));
     }
     // |D| = 10 ms every packet, so J converges to 10 ms.
@@ -361,7 +469,8 @@ fn rescaled_timeline_for_wideband_clock() {
     };
     for i in 0..3u16 {
         let d = datagram(5, i, u32::from(i) * 160, false);
-        jb.push(&RtpPacket::parse(&d).unwrap(), info, ms(u64::from(i) * 20)).unwrap();
+        jb.push(&RtpPacket::parse(&d).unwrap(), info, ms(u64::from(i) * 20))
+            .unwrap();
     }
     jb.finish();
     let mut starts = Vec::new();
@@ -423,7 +532,12 @@ fn property_random_impairments_keep_every_sample_in_place() {
         while tick <= end {
             while pushed < arrivals.len() && arrivals[pushed].0 <= tick {
                 let (at, i) = arrivals[pushed];
-                let _ = h.push(9, seq0.wrapping_add(i), ts0.wrapping_add(u32::from(i) * 160), ms(at));
+                let _ = h.push(
+                    9,
+                    seq0.wrapping_add(i),
+                    ts0.wrapping_add(u32::from(i) * 160),
+                    ms(at),
+                );
                 pushed += 1;
             }
             h.pop(ms(tick));
@@ -432,9 +546,16 @@ fn property_random_impairments_keep_every_sample_in_place() {
         h.finish();
         h.assert_contiguous();
         let frames: Vec<i64> = h.frames();
-        let expected: Vec<i64> = (0..n).filter(|i| !dropped.contains(i)).map(|i| i64::from(i) * 160).collect();
+        let expected: Vec<i64> = (0..n)
+            .filter(|i| !dropped.contains(i))
+            .map(|i| i64::from(i) * 160)
+            .collect();
         assert_eq!(frames, expected, "seed {seed}");
-        let first = h.out.iter().position(|o| matches!(o, Out::Frame { .. })).unwrap();
+        let first = h
+            .out
+            .iter()
+            .position(|o| matches!(o, Out::Frame { .. }))
+            .unwrap();
         let last_frame_end = i64::from(n) * 160;
         let covered: i64 = h.out[first..]
             .iter()

@@ -1,0 +1,146 @@
+//! `recengine pcap` on the public captures in ../shared/captures: G.711
+//! output must equal the reference decode sample for sample; other codecs
+//! and event-only streams are checked against the facts in the captures'
+//! README/manifest.
+
+mod common;
+
+use common::{read_wav, run_pcap, scratch, shared_captures};
+
+/// Every G.711 stream with a reference WAV decodes identically.
+///
+/// The reference policy (captures/README.md) and the engine agree on every
+/// point that matters here: duplicates dropped, packets placed by timestamp,
+/// gaps (loss, DTX) as zeros, sample 0 at the first audio packet. The
+/// one-byte PCMA packets in SIP_CALL_RTP_G711 (a vendor's level byte sent as
+/// audio) decode to one sample each in both, so they match too; if a future
+/// change treated them as comfort noise this test would name the capture.
+#[test]
+fn g711_streams_equal_the_reference_decode() {
+    let Some(dir) = shared_captures() else { return };
+    let mut compared = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".wav") {
+            continue;
+        }
+        let mut parts = name.rsplitn(3, '.');
+        let (_, ssrc, stem) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
+        let capture = dir.join(format!("{stem}.pcap"));
+        let out = scratch(&format!("real-{stem}"));
+        let reports = run_pcap(&capture, &out, false);
+        assert!(
+            reports
+                .iter()
+                .any(|r| format!("{:08x}", r.key.ssrc) == ssrc),
+            "{stem}: no stream {ssrc}"
+        );
+        let (want, want_rate) = read_wav(&path);
+        let (got, got_rate) = read_wav(&out.join(format!("{ssrc}.wav")));
+        assert_eq!(got_rate, want_rate, "{name}");
+        assert_eq!(got.len(), want.len(), "{name}: sample count");
+        let first_diff = got.iter().zip(&want).position(|(a, b)| a != b);
+        assert_eq!(first_diff, None, "{name}: first differing sample");
+        compared += 1;
+    }
+    assert_eq!(compared, 10, "expected the 10 reference WAVs");
+}
+
+#[test]
+fn sequence_statistics_match_the_manifest() {
+    let Some(dir) = shared_captures() else { return };
+    // (capture, ssrc, packets, lost, duplicates)
+    let rows: &[(&str, u32, u64, u64, u64)] = &[
+        ("rtp_example.pcap", 0xF3CB_2001, 229, 1, 0),
+        ("rtpproxy_sess6.a.pcap", 0x4995_4FD1, 2546, 0, 470),
+        ("rtpproxy_lost.a.pcap", 0x0A73_28F3, 244, 321, 0),
+        ("sipp_dtmf_2833_1.pcap", 0x0E05_384E, 10, 0, 2),
+        ("rtpproxy_catch_dtmf.pcapng", 0x37ED_87F3, 151, 193, 52),
+    ];
+    for &(file, ssrc, packets, lost, dups) in rows {
+        let out = scratch(&format!("stats-{file}"));
+        let reports = run_pcap(&dir.join(file), &out, false);
+        let r = reports
+            .iter()
+            .find(|r| r.key.ssrc == ssrc)
+            .unwrap_or_else(|| panic!("{file}: no {ssrc:08x}"));
+        assert_eq!(
+            (r.stats.received, r.stats.lost, r.stats.duplicates),
+            (packets, lost, dups),
+            "{file}"
+        );
+    }
+    // Reordering in the G.729 carrier capture: 473 out-of-order arrivals.
+    let out = scratch("stats-sess6");
+    let reports = run_pcap(&dir.join("rtpproxy_sess6.a.pcap"), &out, false);
+    assert_eq!(reports[0].stats.reordered, 473);
+}
+
+#[test]
+fn dtmf_digits_are_reported_once_each() {
+    let Some(dir) = shared_captures() else { return };
+    let cases: &[(&str, u32, &str)] = &[
+        ("sipp_dtmf_2833_1.pcap", 0x0E05_384E, "1"),
+        ("rtpproxy_catch_dtmf.pcapng", 0x37ED_87F3, "123456789*0#5"),
+        ("rtpproxy_catch_dtmf.pcapng", 0xEE69_3E61, "54321#"),
+    ];
+    for &(file, ssrc, digits) in cases {
+        let out = scratch(&format!("dtmf-{file}-{ssrc:x}"));
+        let reports = run_pcap(&dir.join(file), &out, false);
+        let r = reports.iter().find(|r| r.key.ssrc == ssrc).unwrap();
+        assert_eq!(r.digits(), digits, "{file}");
+        assert!(r.wav.is_none(), "event-only streams write no audio file");
+    }
+}
+
+/// G.722, Opus and L16 have no reference WAV: check rate and duration from
+/// the timestamps, and that the audio is not silence.
+#[test]
+fn wideband_and_linear_codecs_decode_at_their_rates() {
+    let Some(dir) = shared_captures() else { return };
+    // (capture, ssrc, rate, expected seconds)
+    let rows: &[(&str, u32, u32, f64)] = &[
+        ("sip-rtp-g722.pcap", 0x043D_AABA, 16_000, 8.50),
+        ("nesfit_codecs3-g722.pcap", 0x307B_5CE8, 16_000, 7.84),
+        ("sip-rtp-opus.pcap", 0x043E_EE04, 48_000, 8.50),
+        ("sip-rtp-l16.pcap", 0x043D_A974, 8000, 8.50),
+        ("sip-rtp-l16.pcap", 0x043F_FA0C, 16_000, 8.50),
+        ("sip-rtp-l16.pcap", 0x043F_FA21, 48_000, 8.50),
+    ];
+    for &(file, ssrc, rate, secs) in rows {
+        let out = scratch(&format!("wide-{file}-{ssrc:x}"));
+        let reports = run_pcap(&dir.join(file), &out, false);
+        let r = reports.iter().find(|r| r.key.ssrc == ssrc).unwrap();
+        let (pcm, got_rate) = read_wav(r.wav.as_ref().unwrap());
+        assert_eq!(got_rate, rate, "{file} {ssrc:08x}");
+        let got = pcm.len() as f64 / f64::from(rate);
+        assert!(
+            (got - secs).abs() < 0.03,
+            "{file} {ssrc:08x}: {got:.3} s, want {secs}"
+        );
+        let loud = pcm.iter().filter(|s| s.unsigned_abs() > 300).count();
+        assert!(
+            loud > pcm.len() / 20,
+            "{file} {ssrc:08x}: mostly silent ({loud} loud samples)"
+        );
+        assert_eq!(r.stats.decode_errors, 0, "{file}");
+    }
+}
+
+/// L16/11025 whose RTP clock runs 27 % slower than the wall clock
+/// (256 samples every 32 ms): all 366 packets are kept; the leg follows
+/// arrival time, so the stream slips later instead of losing audio.
+#[test]
+fn slow_rtp_clock_keeps_every_packet() {
+    let Some(dir) = shared_captures() else { return };
+    let out = scratch("l16-11025");
+    let reports = run_pcap(&dir.join("sip-rtp-l16.pcap"), &out, false);
+    let r = reports.iter().find(|r| r.key.ssrc == 0x043D_A985).unwrap();
+    assert_eq!(r.sample_rate, 11_025);
+    assert_eq!((r.stats.received, r.stats.late, r.stats.lost), (366, 0, 0));
+    let (pcm, _) = read_wav(r.wav.as_ref().unwrap());
+    let audio_secs = 366.0 * 256.0 / 11_025.0;
+    let got = pcm.len() as f64 / 11_025.0;
+    assert!(got >= audio_secs && got <= 11.8, "{got:.2} s");
+}
