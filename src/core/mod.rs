@@ -18,9 +18,12 @@
 //!    rest without waiting.
 
 pub mod decode;
+pub mod encode;
 pub mod jitter;
 pub mod leg;
+pub mod mixer;
 pub mod opus;
 pub mod resample;
 pub mod rtp;
 pub mod time;
+pub mod track;

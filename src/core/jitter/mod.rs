@@ -13,7 +13,8 @@
 //! A new segment (with a new anchor) starts when
 //! - the SSRC changes: a new SSRC must show two packets in sequence before the
 //!   leg switches to it (RFC 3550's probation), so a stray packet cannot
-//!   hijack the leg; the new stream continues right where the old one ended,
+//!   hijack the leg, while the current stream repeating old packets cannot
+//!   hold on to it either; the new stream continues right where the old one ended,
 //!   or, when the sender really went quiet in between, after the arrival gap;
 //! - the timestamp jumps by more than [`DISCONTINUITY`] against arrival time,
 //!   or runs backwards (a sender restart): placed after the previous packet by
@@ -49,6 +50,13 @@ pub const MAX_DROPOUT: u64 = 3000;
 /// A new stream is adopted right after the old one ended if it arrives
 /// within this much of the old stream's end.
 const CONTINUATION_SLACK: Duration = Duration::from_millis(60);
+/// A candidate SSRC is dropped once the current stream delivers this many
+/// new packets without the candidate confirming.
+const PROBATION_PATIENCE: u8 = 3;
+/// Window over which the least arrival delay is measured.
+const CLOCK_WINDOW: Duration = Duration::from_secs(2);
+/// Least arrival delay beyond which deadlines are moved.
+const CLOCK_TOLERANCE: Duration = Duration::from_millis(5);
 
 /// How the buffer is sized and how long it waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +156,9 @@ pub struct JitterStats {
     /// place had been filled with silence.
     pub slips: u64,
     pub talkspurts: u64,
+    /// Times deadlines were moved to follow the sender's clock or a changed
+    /// network delay.
+    pub clock_shifts: u64,
     /// Timeline ticks filled because packets were lost or late.
     pub concealed_ticks: u64,
     /// RFC 3550 interarrival jitter, in milliseconds.
@@ -196,6 +207,10 @@ struct Stream {
     /// RFC 3550 jitter estimate in RTP ticks, and the last transit.
     jitter: f64,
     last_transit: Option<i128>,
+    /// Arrival-delay tracking: start of the current window and the least
+    /// lateness (arrival − ideal time, ns) seen in it.
+    window_start: Duration,
+    window_min: Option<i128>,
 }
 
 /// An SSRC on probation: its first packet, kept until a second confirms it.
@@ -209,6 +224,8 @@ struct Candidate {
     info: Option<PayloadInfo>,
     payload: Vec<u8>,
     arrival: Duration,
+    /// Packets the current stream delivered since this one arrived.
+    outlived: u8,
 }
 
 /// See the module documentation.
@@ -338,11 +355,19 @@ impl JitterBuffer {
         if packet.ssrc != stream.ssrc {
             return self.probation(packet, info, now);
         }
-        // The current stream is alive: a pending candidate was a stray.
-        if self.candidate.take().is_some() {
-            self.stats.foreign_ssrc += 1;
+        let result = self.accept(packet.sequence, packet.timestamp, packet, info, now);
+        // A candidate that the current stream outlives by a few packets
+        // was a stray.
+        if result.is_ok()
+            && let Some(c) = self.candidate.as_mut()
+        {
+            c.outlived += 1;
+            if c.outlived > PROBATION_PATIENCE {
+                self.candidate = None;
+                self.stats.foreign_ssrc += 1;
+            }
         }
-        self.accept(packet.sequence, packet.timestamp, packet, info, now)
+        result
     }
 
     /// Holds the first packet of a new SSRC; switches on the second.
@@ -372,6 +397,7 @@ impl JitterBuffer {
                 info: Some(info),
                 payload: Vec::new(),
                 arrival: now,
+                outlived: 0,
             };
             cand.payload.extend_from_slice(packet.payload);
             self.candidate = Some(cand);
@@ -474,6 +500,8 @@ impl JitterBuffer {
             end: pos,
             jitter: 0.0,
             last_transit: None,
+            window_start: arrival,
+            window_min: None,
         });
     }
 
@@ -599,7 +627,10 @@ impl JitterBuffer {
                     st.anchor_ts = ts;
                     st.anchor_pos = start;
                     st.anchor_arrival = now;
+                    st.window_start = now;
+                    st.window_min = None;
                 }
+                self.follow_sender_clock(&mut st, start, now);
                 st.reference = Some((ts, now, start));
             }
             st.end = st.end.max(start + len);
@@ -631,6 +662,32 @@ impl JitterBuffer {
         slot.marker = packet.marker;
         self.order.insert(at, slot_index);
         Ok(())
+    }
+
+    /// Keeps deadlines on the sender's clock: over each [`CLOCK_WINDOW`],
+    /// the least-delayed packet should arrive at its ideal time. If it
+    /// arrived more than [`CLOCK_TOLERANCE`] early or late (a sender clock
+    /// running fast or slow, or a changed network delay), the arrival anchor
+    /// moves by that much. Positions never move, only when they play.
+    fn follow_sender_clock(&mut self, st: &mut Stream, start: i64, now: Duration) {
+        let ideal = ticks_to_nanos(start - st.anchor_pos, self.cfg.clock_rate);
+        let lateness = signed_nanos(now, st.anchor_arrival) - ideal;
+        st.window_min = Some(st.window_min.map_or(lateness, |m| m.min(lateness)));
+        if now.saturating_sub(st.window_start) < CLOCK_WINDOW {
+            return;
+        }
+        if let Some(min) = st.window_min.take()
+            && min.unsigned_abs() > CLOCK_TOLERANCE.as_nanos()
+        {
+            let shift = Duration::from_nanos(min.unsigned_abs() as u64);
+            st.anchor_arrival = if min > 0 {
+                st.anchor_arrival + shift
+            } else {
+                st.anchor_arrival.saturating_sub(shift)
+            };
+            self.stats.clock_shifts += 1;
+        }
+        st.window_start = now;
     }
 
     /// Ends the leg: [`JitterBuffer::pop`] then releases everything held,

@@ -1,0 +1,424 @@
+//! The mixer: selected legs' [`Track`]s in, interleaved PCM for one
+//! recording out, on the call timeline.
+//!
+//! - **Selection and channels.** Each input is a track plus the output
+//!   channel it goes to: all inputs on channel 0 for mono, or one channel per
+//!   party (the caller of [`Mixer::new`] maps roles to channels, so the
+//!   layout never depends on who spoke first).
+//! - **Summing** is in 32 bits and saturates to 16, so loud parties clip
+//!   instead of wrapping around.
+//! - **Alignment.** A track's sample `i` belongs at call position
+//!   `first_call_pos + i`. Before a leg starts and after it ends the mixer
+//!   reads silence.
+//! - **Drift.** A sender whose clock runs fast delivers more samples per
+//!   second than the call timeline consumes, a slow one fewer. The mixer
+//!   watches how far each track runs ahead of its read point; when the
+//!   smoothed lead drifts more than [`DRIFT_START`] from the nominal margin it
+//!   reads that track slightly faster or slower (at most 0.5 %, cubic
+//!   interpolation, no jumps) until the lead is back, so offsets between legs
+//!   stay bounded and nothing clicks. Undrifted tracks are copied sample for
+//!   sample.
+//! - **Mute and DTMF suppression** silence one input over intervals of call
+//!   positions.
+//! - **Pause.** Positions inside a pause are written as silence
+//!   ([`PauseBehavior::Silence`]) or left out ([`PauseBehavior::Skip`]); each
+//!   pause is kept as an interval for the recording's metadata.
+//!
+//! Like the rest of the core the mixer has no clock: callers say up to which
+//! call position to mix, and convert times with [`Mixer::position_at`].
+
+use std::time::Duration;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::config::PauseBehavior;
+use crate::core::time::nanos_to_ticks;
+use crate::core::track::Track;
+
+/// How far behind the tracks' playout point a recording mixes: room for
+/// one packet of granularity plus drift correction's band.
+pub const DEFAULT_MARGIN: Duration = Duration::from_millis(60);
+
+/// Smoothed lead error (in seconds) at which drift correction starts.
+pub const DRIFT_START: f64 = 0.015;
+/// ... and below which it stops.
+const DRIFT_STOP: f64 = 0.003;
+/// Largest rate change used to correct drift.
+const MAX_CORRECTION: f64 = 0.005;
+/// Seconds over which a lead error is corrected.
+const CORRECTION_TIME: f64 = 5.0;
+
+/// One selected leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MixInput {
+    /// Index of the leg's track in the slice given to [`Mixer::mix`].
+    pub track: usize,
+    /// Output channel (0-based).
+    pub channel: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum MixerError {
+    #[error("recording is already paused")]
+    AlreadyPaused,
+    #[error("recording is not paused")]
+    NotPaused,
+    #[error("input {0} is not part of this recording")]
+    NoSuchInput(usize),
+}
+
+/// A pause of the recording, in milliseconds of the recording timeline
+/// (0 = recording start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PauseInterval {
+    pub start_ms: u64,
+    pub end_ms: Option<u64>,
+}
+
+/// Half-open interval of call positions; `end` None = still open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: i64,
+    end: Option<i64>,
+}
+
+impl Span {
+    fn contains(&self, pos: i64) -> bool {
+        pos >= self.start && self.end.is_none_or(|e| pos < e)
+    }
+    fn overlaps(&self, from: i64, to: i64) -> bool {
+        self.start < to && self.end.is_none_or(|e| e > from)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct InputState {
+    input: MixInput,
+    /// Track index read for the mixer's cursor (fractional while correcting);
+    /// `None` until the track has started.
+    read: Option<f64>,
+    ratio: f64,
+    correcting: bool,
+    /// Correction is ending: keep the ratio until the read point reaches a
+    /// whole sample, then return to exact copying.
+    stopping: bool,
+    /// Smoothed lead error in samples.
+    lead_error: f64,
+    mutes: Vec<Span>,
+    suppress: Vec<Span>,
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct Mixer {
+    rate: u32,
+    channels: u16,
+    pause_behavior: PauseBehavior,
+    /// Call-timeline instant the recording started at.
+    origin: Duration,
+    /// Nominal lead of tracks over the mix point, in samples.
+    margin: f64,
+    inputs: Vec<InputState>,
+    /// Call position of the next output frame.
+    cursor: i64,
+    start: i64,
+    pauses: Vec<Span>,
+    frames_out: u64,
+    sums: Vec<i32>,
+    drift_correction: bool,
+}
+
+impl Mixer {
+    /// A mixer for a recording starting at call time `origin`.
+    /// `margin` is how far behind the tracks' playout point mixing runs.
+    pub fn new(
+        rate: u32,
+        channels: u16,
+        inputs: &[MixInput],
+        pause_behavior: PauseBehavior,
+        origin: Duration,
+        margin: Duration,
+    ) -> Self {
+        let start = nanos_to_ticks(origin.as_nanos() as i128, rate);
+        Self {
+            rate,
+            channels: channels.max(1),
+            pause_behavior,
+            origin,
+            margin: margin.as_secs_f64() * f64::from(rate),
+            inputs: inputs
+                .iter()
+                .map(|&input| InputState {
+                    input,
+                    read: None,
+                    ratio: 1.0,
+                    correcting: false,
+                    stopping: false,
+                    lead_error: 0.0,
+                    mutes: Vec::new(),
+                    suppress: Vec::new(),
+                })
+                .collect(),
+            cursor: start,
+            start,
+            pauses: Vec::new(),
+            frames_out: 0,
+            sums: vec![0; usize::from(channels.max(1)) * 160],
+            drift_correction: true,
+        }
+    }
+
+    /// Turns drift correction off: for tracks that are complete before
+    /// mixing starts (nothing is arriving in real time, so a track's lead
+    /// says nothing about clocks).
+    pub fn without_drift_correction(mut self) -> Self {
+        self.drift_correction = false;
+        self
+    }
+
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    pub fn channels(&self) -> u16 {
+        self.channels
+    }
+
+    /// Call position of a call-timeline instant.
+    pub fn position_at(&self, at: Duration) -> i64 {
+        nanos_to_ticks(at.as_nanos() as i128, self.rate)
+    }
+
+    /// Call position mixed up to.
+    pub fn cursor(&self) -> i64 {
+        self.cursor
+    }
+
+    /// Frames written so far.
+    pub fn frames_out(&self) -> u64 {
+        self.frames_out
+    }
+
+    fn ms_since_start(&self, pos: i64) -> u64 {
+        ((pos - self.start).max(0) as u64) * 1000 / u64::from(self.rate)
+    }
+
+    /// Pauses at call time `at` (audio from then on is paused).
+    pub fn pause(&mut self, at: Duration) -> Result<(), MixerError> {
+        if self.pauses.last().is_some_and(|p| p.end.is_none()) {
+            return Err(MixerError::AlreadyPaused);
+        }
+        let pos = self.position_at(at).max(self.cursor);
+        self.pauses.push(Span { start: pos, end: None });
+        Ok(())
+    }
+
+    pub fn resume(&mut self, at: Duration) -> Result<(), MixerError> {
+        let pos = self.position_at(at).max(self.cursor);
+        match self.pauses.last_mut() {
+            Some(p) if p.end.is_none() => {
+                p.end = Some(pos.max(p.start));
+                Ok(())
+            }
+            _ => Err(MixerError::NotPaused),
+        }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.pauses.last().is_some_and(|p| p.end.is_none())
+    }
+
+    /// Every pause so far, in recording milliseconds.
+    pub fn pauses(&self) -> Vec<PauseInterval> {
+        self.pauses
+            .iter()
+            .map(|p| PauseInterval {
+                start_ms: self.ms_since_start(p.start),
+                end_ms: p.end.map(|e| self.ms_since_start(e)),
+            })
+            .collect()
+    }
+
+    fn input_mut(&mut self, track: usize) -> Result<&mut InputState, MixerError> {
+        self.inputs
+            .iter_mut()
+            .find(|i| i.input.track == track)
+            .ok_or(MixerError::NoSuchInput(track))
+    }
+
+    /// Mutes (`true`) or unmutes one input from call time `at`.
+    pub fn set_muted(&mut self, track: usize, muted: bool, at: Duration) -> Result<(), MixerError> {
+        let pos = self.position_at(at).max(self.cursor);
+        let input = self.input_mut(track)?;
+        let open = input.mutes.last().is_some_and(|m| m.end.is_none());
+        match (muted, open) {
+            (true, false) => input.mutes.push(Span { start: pos, end: None }),
+            (false, true) => {
+                if let Some(m) = input.mutes.last_mut() {
+                    m.end = Some(pos.max(m.start));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Silences one input over `[start, end)` call positions (`end` None:
+    /// until further notice), for DTMF suppression. Overlapping or repeated
+    /// intervals are merged.
+    pub fn suppress(&mut self, track: usize, start: i64, end: Option<i64>) -> Result<(), MixerError> {
+        let input = self.input_mut(track)?;
+        if let Some(last) = input.suppress.last_mut()
+            && last.start <= start
+            && last.end.is_none_or(|e| e >= start)
+        {
+            last.end = match (last.end, end) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => end,
+            };
+            return Ok(());
+        }
+        input.suppress.push(Span { start, end });
+        Ok(())
+    }
+
+    /// Mixes call positions `[cursor, upto)` and appends the output frames
+    /// (interleaved, `channels` samples each) to `out`.
+    pub fn mix(&mut self, tracks: &[Track], upto: i64, out: &mut Vec<i16>) {
+        if upto <= self.cursor {
+            return;
+        }
+        if self.drift_correction {
+            self.update_drift(tracks);
+        }
+        let ch = usize::from(self.channels);
+        while self.cursor < upto {
+            // Work in blocks of at most 160 frames that lie wholly inside
+            // or outside each pause.
+            let mut end = upto.min(self.cursor + 160);
+            let mut paused = false;
+            for p in &self.pauses {
+                if p.contains(self.cursor) {
+                    paused = true;
+                    if let Some(e) = p.end {
+                        end = end.min(e);
+                    }
+                } else if p.start > self.cursor {
+                    end = end.min(p.start);
+                }
+            }
+            let n = (end - self.cursor) as usize;
+            let from = self.cursor;
+            self.sums.clear();
+            self.sums.resize(n * ch, 0);
+            for st in &mut self.inputs {
+                read_input(st, tracks, from, n, ch, &mut self.sums);
+            }
+            self.cursor = end;
+            if paused {
+                match self.pause_behavior {
+                    PauseBehavior::Skip => continue,
+                    PauseBehavior::Silence => self.sums.iter_mut().for_each(|s| *s = 0),
+                }
+            }
+            out.extend(self.sums.iter().map(|&s| s.clamp(-32_768, 32_767) as i16));
+            self.frames_out += n as u64;
+        }
+    }
+
+    /// Adjusts each input's read rate from how far its track leads.
+    fn update_drift(&mut self, tracks: &[Track]) {
+        let rate = f64::from(self.rate);
+        for st in &mut self.inputs {
+            let (Some(read), Some(track)) = (st.read, tracks.get(st.input.track)) else {
+                continue;
+            };
+            let lead = track.written() as f64 - read;
+            let error = lead - self.margin;
+            st.lead_error += (error - st.lead_error) * 0.05;
+            if !st.correcting && st.lead_error.abs() > DRIFT_START * rate {
+                st.correcting = true;
+                st.stopping = false;
+            }
+            if st.correcting {
+                if st.lead_error.abs() < DRIFT_STOP * rate {
+                    st.stopping = true;
+                } else {
+                    st.stopping = false;
+                    let r = st.lead_error / (CORRECTION_TIME * rate);
+                    st.ratio = 1.0 + r.clamp(-MAX_CORRECTION, MAX_CORRECTION);
+                }
+            }
+        }
+    }
+}
+
+/// Adds `n` frames of one input, starting at call position `from`, to `sums`.
+fn read_input(st: &mut InputState, tracks: &[Track], from: i64, n: usize, ch: usize, sums: &mut [i32]) {
+    let Some(track) = tracks.get(st.input.track) else {
+        return;
+    };
+    let Some(first) = track.first_call_pos() else {
+        return; // the leg has not started: silence
+    };
+    let read = *st.read.get_or_insert((from - first) as f64);
+    let channel = usize::from(st.input.channel);
+    let quiet = |pos: i64| st.mutes.iter().any(|m| m.contains(pos)) || st.suppress.iter().any(|m| m.contains(pos));
+    let any_quiet = st.mutes.iter().any(|m| m.overlaps(from, from + n as i64))
+        || st.suppress.iter().any(|m| m.overlaps(from, from + n as i64));
+    let integral = read.fract() == 0.0;
+    if !st.correcting && integral {
+        // Nominal rate: sample-exact copy.
+        let base = read as i64;
+        for k in 0..n {
+            if any_quiet && quiet(from + k as i64) {
+                continue;
+            }
+            sums[k * ch + channel] += i32::from(track.sample(base + k as i64));
+        }
+        st.read = Some(read + n as f64);
+        return;
+    }
+    let mut r = read;
+    for k in 0..n {
+        if !(any_quiet && quiet(from + k as i64)) {
+            sums[k * ch + channel] += interpolate(track, r);
+        }
+        if st.correcting {
+            r += st.ratio;
+            if st.stopping && (r - r.round()).abs() <= (st.ratio - 1.0).abs() {
+                r = r.round();
+                st.correcting = false;
+                st.stopping = false;
+                st.ratio = 1.0;
+            }
+        } else {
+            r += 1.0;
+        }
+    }
+    st.read = Some(r);
+}
+
+/// Catmull-Rom interpolation of a track at a fractional index.
+#[inline]
+fn interpolate(track: &Track, at: f64) -> i32 {
+    let i = at.floor() as i64;
+    let t = at - at.floor();
+    if t == 0.0 {
+        return i32::from(track.sample(i));
+    }
+    let p0 = f64::from(track.sample(i - 1));
+    let p1 = f64::from(track.sample(i));
+    let p2 = f64::from(track.sample(i + 1));
+    let p3 = f64::from(track.sample(i + 2));
+    let v = p1
+        + 0.5
+            * t
+            * (p2 - p0 + t * (2.0 * p0 - 5.0 * p1 + 4.0 * p2 - p3 + t * (3.0 * (p1 - p2) + p3 - p0)));
+    v.round() as i32
+}
+
+#[cfg(test)]
+mod tests;

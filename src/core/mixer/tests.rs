@@ -1,0 +1,206 @@
+//! Mixer behaviour on a virtual clock: channels, saturation, alignment,
+//! pause, mute and drift.
+
+use std::time::Duration;
+
+use super::*;
+use crate::core::decode::linear_to_ulaw;
+use crate::core::leg::{LegConfig, LegReceiver};
+use crate::core::rtp::PayloadMap;
+use crate::testkit::rtp_packet;
+
+const RATE: u32 = 8000;
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// A track filled directly with `pcm` starting at call position `at`.
+fn track_with(at: i64, pcm: &[i16]) -> Track {
+    let mut t = Track::new(RATE as usize * 4);
+    let mut sink = t.sink(at);
+    crate::core::leg::PcmSink::samples(&mut sink, 0, pcm);
+    t
+}
+
+fn mixer(inputs: &[MixInput], channels: u16, pause: PauseBehavior) -> Mixer {
+    Mixer::new(RATE, channels, inputs, pause, Duration::ZERO, Duration::ZERO).without_drift_correction()
+}
+
+fn mono(tracks: usize) -> Vec<MixInput> {
+    (0..tracks).map(|track| MixInput { track, channel: 0 }).collect()
+}
+
+#[test]
+fn two_full_scale_legs_saturate_instead_of_wrapping() {
+    let loud = vec![32_767i16; 800];
+    let quiet = vec![-32_768i16; 800];
+    let tracks = vec![track_with(0, &loud), track_with(0, &loud), track_with(0, &quiet), track_with(0, &quiet)];
+    let mut m = mixer(&mono(2), 1, PauseBehavior::Silence);
+    let mut out = Vec::new();
+    m.mix(&tracks[..2], 800, &mut out);
+    assert!(out.iter().all(|&s| s == 32_767), "positive clip");
+    let mut m = mixer(&mono(2), 1, PauseBehavior::Silence);
+    out.clear();
+    m.mix(&tracks[2..], 800, &mut out);
+    assert!(out.iter().all(|&s| s == -32_768), "negative clip");
+}
+
+#[test]
+fn dual_channel_maps_inputs_to_their_channels() {
+    let tone: Vec<i16> = (0..1600).map(|i| ((i as f64 * 0.3).sin() * 10_000.0) as i16).collect();
+    // The callee's track started first; it still goes right.
+    let callee = track_with(0, &vec![0; 1600]);
+    let caller = track_with(0, &tone);
+    let tracks = [callee, caller];
+    let inputs = [MixInput { track: 1, channel: 0 }, MixInput { track: 0, channel: 1 }];
+    let mut m = mixer(&inputs, 2, PauseBehavior::Silence);
+    let mut out = Vec::new();
+    m.mix(&tracks, 1600, &mut out);
+    assert_eq!(out.len(), 3200);
+    let left: Vec<i16> = out.iter().step_by(2).copied().collect();
+    let right: Vec<i16> = out.iter().skip(1).step_by(2).copied().collect();
+    assert_eq!(left, tone);
+    assert!(right.iter().all(|&s| s == 0));
+}
+
+#[test]
+fn late_joining_leg_gets_leading_silence_and_lines_up() {
+    let a: Vec<i16> = vec![100; 1600];
+    let b: Vec<i16> = vec![10; 800];
+    let tracks = [track_with(0, &a), track_with(800, &b)];
+    let mut m = mixer(&mono(2), 1, PauseBehavior::Silence);
+    let mut out = Vec::new();
+    m.mix(&tracks, 2000, &mut out);
+    assert_eq!(&out[..800], &[100; 800][..]);
+    assert_eq!(&out[800..1600], &[110; 800][..]);
+    assert!(out[1600..].iter().all(|&s| s == 0), "both ended: trailing silence");
+}
+
+#[test]
+fn pause_writes_silence_or_skips() {
+    let a: Vec<i16> = vec![7; 8000];
+    let tracks = [track_with(0, &a)];
+    for (behavior, want_len) in [(PauseBehavior::Silence, 8000usize), (PauseBehavior::Skip, 6000)] {
+        let mut m = mixer(&mono(1), 1, behavior);
+        let mut out = Vec::new();
+        m.mix(&tracks, 1000, &mut out);
+        m.pause(ms(125)).unwrap();
+        assert_eq!(m.pause(ms(130)), Err(MixerError::AlreadyPaused));
+        m.mix(&tracks, 2000, &mut out);
+        m.resume(ms(250)).unwrap();
+        assert_eq!(m.resume(ms(260)), Err(MixerError::NotPaused));
+        m.pause(ms(500)).unwrap();
+        m.resume(ms(625)).unwrap();
+        m.mix(&tracks, 8000, &mut out);
+        assert_eq!(out.len(), want_len, "{behavior:?}");
+        if behavior == PauseBehavior::Silence {
+            assert!(out[1000..2000].iter().all(|&s| s == 0));
+            assert!(out[4000..5000].iter().all(|&s| s == 0));
+            assert!(out[2000..4000].iter().all(|&s| s == 7));
+        } else {
+            let bad = out.iter().position(|&s| s != 7);
+            assert_eq!(bad, None, "{:?}", &out[bad.unwrap_or(0)..][..10.min(out.len() - bad.unwrap_or(0))]);
+        }
+        assert_eq!(
+            m.pauses(),
+            vec![
+                PauseInterval { start_ms: 125, end_ms: Some(250) },
+                PauseInterval { start_ms: 500, end_ms: Some(625) }
+            ]
+        );
+    }
+}
+
+#[test]
+fn mute_silences_only_that_party() {
+    let tracks = [track_with(0, &vec![1; 4000]), track_with(0, &vec![20; 4000])];
+    let mut m = mixer(&mono(2), 1, PauseBehavior::Silence);
+    m.set_muted(1, true, ms(100)).unwrap();
+    m.set_muted(1, false, ms(300)).unwrap();
+    m.suppress(0, 3000, Some(3200)).unwrap();
+    assert_eq!(m.set_muted(7, true, ms(0)), Err(MixerError::NoSuchInput(7)));
+    let mut out = Vec::new();
+    m.mix(&tracks, 4000, &mut out);
+    assert!(out[..800].iter().all(|&s| s == 21));
+    assert!(out[800..2400].iter().all(|&s| s == 1));
+    assert!(out[2400..3000].iter().all(|&s| s == 21));
+    assert!(out[3000..3200].iter().all(|&s| s == 20));
+}
+
+/// Drives a LegReceiver whose sender clock runs `ppm` fast into a track,
+/// mixing every 20 ms, for `secs` of virtual time. Returns the mixed output
+/// of that leg alone and the reference signal's phase offset over time.
+fn drifting_leg(ppm: f64, secs: u64) -> (Vec<i16>, Mixer, LegReceiver) {
+    let delay = ms(100);
+    let mut leg = LegReceiver::new(LegConfig {
+        payload_map: PayloadMap::default(),
+        rate: RATE,
+        playout_delay: delay,
+        jitter_capacity: 64,
+    });
+    let mut track = Track::new(RATE as usize);
+    let margin = DEFAULT_MARGIN;
+    let mut m = Mixer::new(RATE, 1, &mono(1), PauseBehavior::Silence, Duration::ZERO, margin);
+    // The sender produces a 400 Hz tone at ITS sample rate (8000·(1+ppm)).
+    let step = 2.0 * std::f64::consts::PI * 400.0 / f64::from(RATE);
+    let mut phase_n: u64 = 0;
+    let mut out = Vec::new();
+    let mut tracks = vec![track.clone()];
+    let period_ns = 20_000_000.0 / (1.0 + ppm * 1e-6);
+    let mut next_send = 0.0f64;
+    let mut seq: u16 = 0;
+    let end = secs * 1000;
+    let mut t = 0u64;
+    while t <= end {
+        let now = ms(t);
+        while next_send <= now.as_nanos() as f64 {
+            let payload: Vec<u8> = (0..160)
+                .map(|k| linear_to_ulaw(((phase_n + k) as f64 * step).sin().mul_add(8000.0, 0.0) as i16))
+                .collect();
+            let at = Duration::from_nanos(next_send as u64);
+            let _ = leg.push(&rtp_packet(0, seq == 0, seq, (phase_n as u32).wrapping_mul(1), 0x5eed, &payload), at);
+            phase_n += 160;
+            seq = seq.wrapping_add(1);
+            next_send += period_ns;
+        }
+        let origin_offset = 0;
+        leg.pull(now, &mut track.sink(origin_offset));
+        tracks[0] = track.clone();
+        let upto = m.position_at(now.saturating_sub(delay + margin));
+        m.mix(&tracks, upto, &mut out);
+        t += 20;
+    }
+    (out, m, leg)
+}
+
+#[test]
+fn fast_sender_clock_is_absorbed_without_clicks_or_growing_offset() {
+    let (out, m, leg) = drifting_leg(1000.0, 600);
+    let s = leg.stats();
+    assert_eq!((s.lost, s.late, s.overflow, s.slips), (0, 0, 0, 0), "{s:?}");
+    // The tone went in at 400 Hz of the sender's clock: after 10 minutes the
+    // output still holds it continuously (no dropouts or jumps): the largest
+    // step between samples is what a 400 Hz tone of amplitude 8000 allows
+    // (2π·400/8000·8000 ≈ 2513, plus µ-law error).
+    let steady = &out[8000..];
+    let max_step = steady.windows(2).map(|w| (i32::from(w[1]) - i32::from(w[0])).abs()).max().unwrap();
+    assert!(max_step < 2700, "discontinuity of {max_step}");
+    // Bounded offset: the mixed length equals the wall-clock span, and the
+    // track's lead over the mixer is within the correction band.
+    let lead_ms = 1000.0 * m.inputs[0].lead_error.abs() / f64::from(RATE);
+    assert!(lead_ms < 25.0, "lead drifted to {lead_ms:.1} ms");
+    assert!(s.clock_shifts > 10, "deadlines followed the sender clock: {s:?}");
+}
+
+#[test]
+fn slow_sender_clock_is_absorbed_without_slips() {
+    let (out, m, leg) = drifting_leg(-1000.0, 600);
+    let s = leg.stats();
+    assert_eq!((s.lost, s.late, s.overflow, s.slips), (0, 0, 0, 0), "{s:?}");
+    let steady = &out[8000..];
+    let max_step = steady.windows(2).map(|w| (i32::from(w[1]) - i32::from(w[0])).abs()).max().unwrap();
+    assert!(max_step < 2700, "discontinuity of {max_step}");
+    let lead_ms = 1000.0 * m.inputs[0].lead_error.abs() / f64::from(RATE);
+    assert!(lead_ms < 25.0, "lead drifted to {lead_ms:.1} ms");
+}
