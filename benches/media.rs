@@ -32,7 +32,14 @@ fn packets() -> Vec<Vec<u8>> {
         .enumerate()
         .map(|(i, c)| {
             let payload: Vec<u8> = c.iter().map(|&s| linear_to_ulaw(s)).collect();
-            rtp_packet(0, i == 0, 1000u16.wrapping_add(i as u16), i as u32 * 160, 0x1234, &payload)
+            rtp_packet(
+                0,
+                i == 0,
+                1000u16.wrapping_add(i as u16),
+                i as u32 * 160,
+                0x1234,
+                &payload,
+            )
         })
         .collect()
 }

@@ -10,6 +10,9 @@ pub enum Error {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Capture(#[from] crate::capture::CaptureError),
+    /// A request that cannot be carried out as given.
+    #[error("{0}")]
+    Invalid(String),
     #[error("{context}: {source}")]
     Io {
         context: String,

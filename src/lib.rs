@@ -15,5 +15,8 @@ pub mod capture;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod io;
 pub mod offline;
+pub mod recording;
 pub mod testkit;
+pub mod timefmt;

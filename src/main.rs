@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use recengine::config::Config;
+use recengine::config::{Channels, Config, Format, PauseBehavior};
 use recengine::core::rtp::Codec;
+use recengine::offline::record::{Participant, PartySelector, RecordOptions, record};
 use recengine::offline::{self, PcapOptions};
 
 #[derive(Parser)]
@@ -44,9 +45,12 @@ enum Command {
         /// the way a daemon leg does, instead of one stream per SSRC.
         #[arg(long)]
         by_flow: bool,
-        /// Configuration whose [jitter] settings to use (defaults otherwise).
+        /// Configuration whose [jitter] and [recording] settings to use
+        /// (built-in defaults otherwise).
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        mix: MixArgs,
     },
 }
 
@@ -62,6 +66,111 @@ fn parse_pt(s: &str) -> Result<(u8, Codec), String> {
         .ok_or_else(|| format!("{pt:?} is not a payload type (0-127)"))?;
     let codec = Codec::from_rtpmap(enc.trim()).map_err(|e| e.to_string())?;
     Ok((pt, codec))
+}
+
+/// The mixed recording of a two-party capture (written when --format is given).
+#[derive(clap::Args)]
+struct MixArgs {
+    /// Also write the mixed recording of the call, as the daemon would, with
+    /// its JSON sidecar: wav | mp3 | opus.
+    #[arg(long, value_name = "FORMAT", value_parser = parse_format)]
+    format: Option<Format>,
+    /// Parties in the recording: all | caller | callee.
+    #[arg(long, value_name = "WHO", default_value = "all", value_parser = parse_participant)]
+    participant: Participant,
+    /// mono | dual (caller left, callee right). Default from config.
+    #[arg(long, value_name = "LAYOUT", value_parser = parse_channels)]
+    channels: Option<Channels>,
+    /// kbit/s for MP3/Opus. Default from config.
+    #[arg(long, value_name = "KBPS")]
+    bitrate: Option<u32>,
+    /// Recording sample rate in Hz. Default from config.
+    #[arg(long = "sample-rate", value_name = "HZ")]
+    sample_rate: Option<u32>,
+    /// silence | skip: what a paused stretch becomes. Default from config.
+    #[arg(long = "pause-behavior", value_name = "MODE", value_parser = parse_pause_behavior)]
+    pause_behavior: Option<PauseBehavior>,
+    /// Pause the recording from FROM to TO seconds of capture time, e.g.
+    /// `--pause 2.5-4` (repeatable).
+    #[arg(long = "pause", value_name = "FROM-TO", value_parser = parse_pause)]
+    pauses: Vec<(Duration, Duration)>,
+    /// keep | suppress: silence a party while it sends RFC 4733 DTMF.
+    #[arg(long, value_name = "MODE", default_value = "keep", value_parser = parse_dtmf)]
+    dtmf: bool,
+    /// The caller's stream: SSRC as 8 hex digits, or source IP[:port].
+    /// Default: the first audio stream in the capture.
+    #[arg(long, value_name = "SSRC|ADDR")]
+    caller: Option<String>,
+    /// The callee's stream. Default: the next audio stream.
+    #[arg(long, value_name = "SSRC|ADDR")]
+    callee: Option<String>,
+}
+
+fn choice<T: Copy>(s: &str, options: &[(&str, T)]) -> Result<T, String> {
+    options
+        .iter()
+        .find(|(name, _)| *name == s)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+            format!("{s:?}: expected one of {}", names.join(", "))
+        })
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    choice(
+        s,
+        &[
+            ("wav", Format::Wav),
+            ("mp3", Format::Mp3),
+            ("opus", Format::Opus),
+        ],
+    )
+}
+
+fn parse_participant(s: &str) -> Result<Participant, String> {
+    choice(
+        s,
+        &[
+            ("all", Participant::All),
+            ("caller", Participant::Caller),
+            ("callee", Participant::Callee),
+        ],
+    )
+}
+
+fn parse_channels(s: &str) -> Result<Channels, String> {
+    choice(s, &[("mono", Channels::Mono), ("dual", Channels::Dual)])
+}
+
+fn parse_pause_behavior(s: &str) -> Result<PauseBehavior, String> {
+    choice(
+        s,
+        &[
+            ("silence", PauseBehavior::Silence),
+            ("skip", PauseBehavior::Skip),
+        ],
+    )
+}
+
+fn parse_dtmf(s: &str) -> Result<bool, String> {
+    choice(s, &[("keep", false), ("suppress", true)])
+}
+
+fn parse_pause(s: &str) -> Result<(Duration, Duration), String> {
+    let bad = || format!("{s:?}: expected FROM-TO in seconds, e.g. 2.5-4");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let secs = |v: &str| {
+        v.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && *x >= 0.0)
+    };
+    let (a, b) = (secs(a).ok_or_else(bad)?, secs(b).ok_or_else(bad)?);
+    if b <= a {
+        return Err(format!("{s:?}: the pause must end after it starts"));
+    }
+    Ok((Duration::from_secs_f64(a), Duration::from_secs_f64(b)))
 }
 
 fn main() -> ExitCode {
@@ -84,6 +193,7 @@ fn main() -> ExitCode {
             payload_types,
             by_flow,
             config,
+            mix,
         } => {
             let cfg = match config.map(|c| Config::load(&c)).transpose() {
                 Ok(c) => c.unwrap_or_default(),
@@ -101,24 +211,81 @@ fn main() -> ExitCode {
                 jitter_capacity: cfg.jitter.capacity_packets as usize,
                 by_flow,
             };
-            match offline::run(&opts) {
-                Ok(reports) => {
-                    print!("{}", offline::table(&reports));
-                    if std::env::var_os("RECENGINE_DEBUG_STATS").is_some() {
-                        for r in &reports {
-                            eprintln!("{:?}", r.stats);
-                        }
-                    }
-                    if reports.is_empty() {
-                        eprintln!("no RTP streams found (try --rtp-port PORT)");
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("recengine pcap: {e}");
-                    ExitCode::FAILURE
-                }
+            pcap(opts, mix, &cfg)
+        }
+    }
+}
+
+fn pcap(opts: PcapOptions, mix: MixArgs, cfg: &Config) -> ExitCode {
+    match offline::run(&opts) {
+        Ok(reports) => {
+            print!("{}", offline::table(&reports));
+            if reports.is_empty() {
+                eprintln!("no RTP streams found (try --rtp-port PORT)");
             }
+        }
+        Err(e) => {
+            eprintln!("recengine pcap: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let Some(format) = mix.format else {
+        return ExitCode::SUCCESS;
+    };
+    let rec = &cfg.recording;
+    let ropts = RecordOptions {
+        input: opts.input,
+        output_dir: opts.output_dir,
+        rtp_ports: opts.rtp_ports,
+        payload_types: opts.payload_types,
+        playout_delay: opts.playout_delay,
+        jitter_capacity: opts.jitter_capacity,
+        format,
+        sample_rate: mix.sample_rate.unwrap_or(rec.sample_rate),
+        channels: mix.channels.unwrap_or(rec.channels),
+        bitrate_kbps: mix.bitrate.unwrap_or(if format == rec.format {
+            rec.bitrate_kbps
+        } else {
+            0
+        }),
+        mp3_quality: rec.mp3_quality,
+        opus_complexity: rec.opus_complexity,
+        participant: mix.participant,
+        pause_behavior: mix.pause_behavior.unwrap_or(rec.pause_behavior),
+        pauses: mix.pauses,
+        suppress_dtmf: mix.dtmf,
+        caller: mix.caller.as_deref().map(PartySelector::parse),
+        callee: mix.callee.as_deref().map(PartySelector::parse),
+        flush_interval: Duration::from_millis(u64::from(cfg.storage.flush_interval_ms)),
+    };
+    match record(&ropts) {
+        Ok(info) => {
+            println!(
+                "\nrecording {}: {} {} Hz {} channel(s) {} kbit/s, {:.2} s, {} bytes, sha256 {}",
+                info.file,
+                info.format.extension(),
+                info.sample_rate,
+                info.channel_count,
+                info.bitrate_kbps,
+                info.duration_ms as f64 / 1000.0,
+                info.file_size_bytes,
+                info.checksum.value
+            );
+            for leg in &info.legs {
+                let channel = leg
+                    .channel
+                    .map_or_else(|| "not recorded".to_owned(), |c| format!("channel {c}"));
+                println!(
+                    "  {:?} {} -> {channel}",
+                    leg.role,
+                    leg.source.as_deref().unwrap_or("-")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("recengine pcap: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -103,8 +103,21 @@ struct Sent {
     datagram: Vec<u8>,
 }
 
-fn write(path: &Path, sdp: Option<&str>, mut packets: Vec<Sent>) -> io::Result<()> {
-    packets.sort_by_key(|p| p.at_us);
+fn write(path: &Path, sdp: Option<&str>, packets: Vec<Sent>) -> io::Result<()> {
+    let (src, dst) = endpoints();
+    write_flows(
+        path,
+        sdp,
+        packets.into_iter().map(|p| (src, dst, p)).collect(),
+    )
+}
+
+fn write_flows(
+    path: &Path,
+    sdp: Option<&str>,
+    mut packets: Vec<(SocketAddr, SocketAddr, Sent)>,
+) -> io::Result<()> {
+    packets.sort_by_key(|p| p.2.at_us);
     let (src, dst) = endpoints();
     let file = std::fs::File::create(path)?;
     let mut w = PcapWriter::new(io::BufWriter::new(file))?;
@@ -118,11 +131,11 @@ fn write(path: &Path, sdp: Option<&str>, mut packets: Vec<Sent>) -> io::Result<(
         let sip_dst = SocketAddr::new(src.ip(), 5060);
         w.write_udp(EPOCH, sip_src, sip_dst, msg.as_bytes())?;
     }
-    for p in packets {
+    for (from, to, p) in packets {
         w.write_udp(
             EPOCH + Duration::from_micros(p.at_us + 1000),
-            src,
-            dst,
+            from,
+            to,
             &p.datagram,
         )?;
     }
@@ -298,6 +311,55 @@ pub fn opus_fec(path: &Path) -> io::Result<()> {
     write(path, Some(sdp), out)
 }
 
+/// SSRCs of [`two_party_pcmu`].
+pub const CALLER_SSRC: u32 = 0x00ca_11e4;
+pub const CALLEE_SSRC: u32 = 0x00ca_11ee;
+
+/// A two-party PCMU call for tests: the caller (192.0.2.10:40000, SSRC
+/// [`CALLER_SSRC`]) sends `caller`, the callee (192.0.2.20:30002, SSRC
+/// [`CALLEE_SSRC`]) sends `callee`, both 8 kHz in 20 ms packets. The
+/// callee's first packet goes out `callee_first_ms` before the caller's, so
+/// tests can check that channels follow roles, not arrival order.
+pub fn two_party_pcmu(
+    path: &Path,
+    caller: &[i16],
+    callee: &[i16],
+    callee_first_ms: u64,
+) -> io::Result<()> {
+    let (a, b) = endpoints();
+    let b2 = SocketAddr::new(b.ip(), b.port() + 2);
+    let a2 = SocketAddr::new(a.ip(), a.port() + 2);
+    let mut out = Vec::new();
+    for (signal, from, to, ssrc, lead) in [
+        (caller, a, b, CALLER_SSRC, callee_first_ms),
+        (callee, b2, a2, CALLEE_SSRC, 0),
+    ] {
+        for (i, f) in pcmu_frames(signal).iter().enumerate() {
+            let at = (lead + i as u64 * 20) * 1000 + jitter_us(i + ssrc as usize, 3);
+            let d = rtp_packet(0, i == 0, 7000 + i as u16, 1234 + i as u32 * 160, ssrc, f);
+            out.push((
+                from,
+                to,
+                Sent {
+                    at_us: at,
+                    datagram: d,
+                },
+            ));
+        }
+    }
+    write_flows(path, None, out)
+}
+
+/// A sine tone.
+pub fn tone(rate: u32, freq: f64, amplitude: f64, samples: usize) -> Vec<i16> {
+    (0..samples)
+        .map(|i| {
+            (amplitude * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin())
+                as i16
+        })
+        .collect()
+}
+
 /// Every fixture: (file name, generator).
 pub type Generator = fn(&Path) -> io::Result<()>;
 pub const FIXTURES: [(&str, Generator); 4] = [
@@ -314,4 +376,74 @@ pub fn generate_fixtures(dir: &Path) -> io::Result<()> {
         generate(&dir.join(name))?;
     }
     Ok(())
+}
+
+/// The operation-sequence driver behind the `rtp_leg` fuzz target (and its
+/// regression tests): each record is `[op, dt, len_hi, len_lo, bytes…]`;
+/// op bit 0 pushes the datagram (the next `len` bytes) after advancing the
+/// clock by `dt` ms, bit 1 pulls playout, bit 2 forces version 2 in the
+/// first byte. Panics if the leg's output is not contiguous.
+pub fn drive_leg_ops(data: &[u8]) {
+    use crate::core::leg::{LegConfig, LegReceiver, PcmSink};
+    use crate::core::rtp::{Codec, PayloadMap};
+
+    struct Check {
+        next: Option<i64>,
+    }
+    impl PcmSink for Check {
+        fn samples(&mut self, start: i64, pcm: &[i16]) {
+            self.advance(start, pcm.len() as i64);
+        }
+        fn silence(&mut self, start: i64, len: i64) {
+            self.advance(start, len);
+        }
+    }
+    impl Check {
+        fn advance(&mut self, start: i64, len: i64) {
+            assert!(len >= 0, "negative length");
+            if let Some(n) = self.next {
+                assert_eq!(start, n, "sink output not contiguous");
+            }
+            self.next = Some(start + len);
+        }
+    }
+
+    let mut map = PayloadMap::default();
+    let _ = map.set(96, Codec::Opus);
+    let _ = map.set(
+        97,
+        Codec::L16 {
+            rate: 16_000,
+            channels: 2,
+        },
+    );
+    let _ = map.set(101, Codec::TelephoneEvent { rate: 8000 });
+    let mut leg = LegReceiver::new(LegConfig {
+        payload_map: map,
+        rate: 8000,
+        playout_delay: Duration::from_millis(60),
+        jitter_capacity: 16,
+    });
+    let mut sink = Check { next: None };
+    let mut now = Duration::ZERO;
+    let mut rest = data;
+    let mut buf = Vec::new();
+    while rest.len() >= 4 {
+        let (op, dt) = (rest[0], rest[1]);
+        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]])).min(rest.len() - 4);
+        buf.clear();
+        buf.extend_from_slice(&rest[4..4 + len]);
+        rest = &rest[4 + len..];
+        now += Duration::from_millis(u64::from(dt));
+        if op & 4 != 0 && !buf.is_empty() {
+            buf[0] = (buf[0] & 0x3f) | 0x80;
+        }
+        if op & 1 != 0 {
+            let _ = leg.push(&buf, now);
+        }
+        if op & 2 != 0 {
+            leg.pull(now, &mut sink);
+        }
+    }
+    leg.finish(&mut sink);
 }

@@ -26,7 +26,14 @@ impl PcmSink for Collect {
 fn leg() -> LegReceiver {
     let mut map = PayloadMap::default();
     map.set(96, Codec::Opus).unwrap();
-    map.set(97, Codec::L16 { rate: 8000, channels: 2 }).unwrap();
+    map.set(
+        97,
+        Codec::L16 {
+            rate: 8000,
+            channels: 2,
+        },
+    )
+    .unwrap();
     LegReceiver::new(LegConfig {
         payload_map: map,
         rate: 8000,
@@ -44,20 +51,82 @@ fn malformed() -> Vec<(&'static str, Vec<u8>, Option<Dropped>)> {
         v
     };
     vec![
-        ("empty", vec![], Some(Dropped::Malformed(RtpError::TooShort(0)))),
-        ("truncated header", good[..7].to_vec(), Some(Dropped::Malformed(RtpError::TooShort(7)))),
-        ("version 0", with(0x00, &[1, 2, 3]), Some(Dropped::Malformed(RtpError::BadVersion(0)))),
-        ("version 3", with(0xc0, &[1, 2, 3]), Some(Dropped::Malformed(RtpError::BadVersion(3)))),
-        ("padding longer than payload", with(0xa0, &[1, 2, 200]), Some(Dropped::Malformed(RtpError::BadPadding { padding: 200, available: 3 }))),
-        ("csrc count past end", with(0x8f, &[0; 10]), Some(Dropped::Malformed(RtpError::CsrcPastEnd { count: 15, len: 22 }))),
-        ("extension past end", with(0x90, &[0xbe, 0xde, 0x10, 0x00, 1]), Some(Dropped::Malformed(RtpError::ExtensionPastEnd))),
-        ("rtcp on rtp port", { let mut v = with(0x81, &[0; 16]); v[1] = 200; v }, Some(Dropped::Rtcp)),
-        ("unknown payload type", rtp_packet(77, false, 500, 0, 7, &[1; 20]), Some(Dropped::UnknownPayloadType(77))),
+        (
+            "empty",
+            vec![],
+            Some(Dropped::Malformed(RtpError::TooShort(0))),
+        ),
+        (
+            "truncated header",
+            good[..7].to_vec(),
+            Some(Dropped::Malformed(RtpError::TooShort(7))),
+        ),
+        (
+            "version 0",
+            with(0x00, &[1, 2, 3]),
+            Some(Dropped::Malformed(RtpError::BadVersion(0))),
+        ),
+        (
+            "version 3",
+            with(0xc0, &[1, 2, 3]),
+            Some(Dropped::Malformed(RtpError::BadVersion(3))),
+        ),
+        (
+            "padding longer than payload",
+            with(0xa0, &[1, 2, 200]),
+            Some(Dropped::Malformed(RtpError::BadPadding {
+                padding: 200,
+                available: 3,
+            })),
+        ),
+        (
+            "csrc count past end",
+            with(0x8f, &[0; 10]),
+            Some(Dropped::Malformed(RtpError::CsrcPastEnd {
+                count: 15,
+                len: 22,
+            })),
+        ),
+        (
+            "extension past end",
+            with(0x90, &[0xbe, 0xde, 0x10, 0x00, 1]),
+            Some(Dropped::Malformed(RtpError::ExtensionPastEnd)),
+        ),
+        (
+            "rtcp on rtp port",
+            {
+                let mut v = with(0x81, &[0; 16]);
+                v[1] = 200;
+                v
+            },
+            Some(Dropped::Rtcp),
+        ),
+        (
+            "unknown payload type",
+            rtp_packet(77, false, 500, 0, 7, &[1; 20]),
+            Some(Dropped::UnknownPayloadType(77)),
+        ),
         // Decodable PT, undecodable payloads: accepted, then concealed.
-        ("empty g711 payload", rtp_packet(0, false, 900, 0, 7, &[]), None),
-        ("garbage opus", rtp_packet(96, false, 901, 0, 7, &[0xff, 0xff, 0xff]), None),
-        ("odd-length stereo L16", rtp_packet(97, false, 902, 0, 7, &[1, 2, 3]), None),
-        ("giant", rtp_packet(0, false, 903, 0, 7, &vec![0x55; 65_000]), None),
+        (
+            "empty g711 payload",
+            rtp_packet(0, false, 900, 0, 7, &[]),
+            None,
+        ),
+        (
+            "garbage opus",
+            rtp_packet(96, false, 901, 0, 7, &[0xff, 0xff, 0xff]),
+            None,
+        ),
+        (
+            "odd-length stereo L16",
+            rtp_packet(97, false, 902, 0, 7, &[1, 2, 3]),
+            None,
+        ),
+        (
+            "giant",
+            rtp_packet(0, false, 903, 0, 7, &vec![0x55; 65_000]),
+            None,
+        ),
     ]
 }
 
@@ -91,11 +160,18 @@ fn good_audio_survives_a_storm_of_garbage() {
         for b in &bad {
             let _ = l.push(b, now);
         }
-        l.push(&rtp_packet(0, false, 100 + i as u16, i as u32 * 160, 0xabc, &payload), now).unwrap();
+        l.push(
+            &rtp_packet(0, false, 100 + i as u16, i as u32 * 160, 0xabc, &payload),
+            now,
+        )
+        .unwrap();
         l.pull(now, &mut sink);
     }
     l.finish(&mut sink);
-    let want: Vec<i16> = source.iter().map(|&s| ulaw_to_linear(linear_to_ulaw(s))).collect();
+    let want: Vec<i16> = source
+        .iter()
+        .map(|&s| ulaw_to_linear(linear_to_ulaw(s)))
+        .collect();
     assert!(sink.pcm == want, "audio damaged by garbage");
     let s = l.stats();
     assert_eq!(s.malformed, 7 * 100);

@@ -20,6 +20,11 @@ use crate::core::rtp::dtmf::{DtmfDetector, DtmfEvent};
 use crate::core::rtp::{Codec, MediaKind, PayloadMap, RtpError, RtpPacket, is_rtcp};
 use crate::core::time::rescale;
 
+/// Gaps longer than this many seconds are written as plain silence without
+/// going through the decoder or resampler (bounded work and memory whatever
+/// the timestamps say).
+const LONG_GAP_SECS: i64 = 1;
+
 /// Where a leg's audio goes.
 pub trait PcmSink {
     /// Samples starting at timeline position `start`.
@@ -40,6 +45,9 @@ pub struct DtmfRecord {
     /// Start in milliseconds on the leg timeline.
     pub start_ms: i64,
     pub duration_ms: u32,
+    /// Duration in leg-rate ticks.
+    #[serde(skip)]
+    pub duration_ticks: i64,
     pub volume: u8,
     /// False when no end packet was seen.
     pub ended: bool,
@@ -65,6 +73,7 @@ pub struct LegStats {
     pub reordered: u64,
     pub overflow: u64,
     pub foreign_ssrc: u64,
+    pub bad_timestamp: u64,
     pub ssrc_changes: u64,
     pub discontinuities: u64,
     pub slips: u64,
@@ -172,6 +181,20 @@ impl LegReceiver {
         &self.dtmf_records
     }
 
+    /// Start of a DTMF event still in progress, as a timeline position.
+    pub fn dtmf_in_progress(&self) -> Option<i64> {
+        let ev = self.dtmf.open_event()?;
+        self.jitter.position_of(ev.ssrc, ev.timestamp as u32)
+    }
+
+    /// Codecs this leg has decoded (SDP names), in first-use order.
+    pub fn codecs_used(&self) -> Vec<String> {
+        self.decoders
+            .iter()
+            .filter_map(|d| self.map.get(d.payload_type).map(|c| c.name().to_owned()))
+            .collect()
+    }
+
     pub fn jitter_stats(&self) -> JitterStats {
         self.jitter.stats()
     }
@@ -186,6 +209,7 @@ impl LegReceiver {
             reordered: j.reordered,
             overflow: j.overflow,
             foreign_ssrc: j.foreign_ssrc,
+            bad_timestamp: j.bad_timestamp,
             ssrc_changes: j.ssrc_changes,
             discontinuities: j.discontinuities,
             slips: j.slips,
@@ -258,6 +282,7 @@ impl LegReceiver {
             position,
             start_ms: position * 1000 / i64::from(self.rate.max(1)),
             duration_ms: (u64::from(ev.duration) * 1000 / u64::from(clock)) as u32,
+            duration_ticks: rescale(i64::from(ev.duration), clock, self.rate),
             volume: ev.volume,
             ended: ev.ended,
         });
@@ -279,6 +304,19 @@ impl LegReceiver {
                     let start = start.max(written);
                     let len = len - (start - written).max(0).min(len);
                     if len <= 0 {
+                        continue;
+                    }
+                    if len > i64::from(self.rate) * LONG_GAP_SECS {
+                        // Nothing to conceal over this long: plain silence,
+                        // and the resampler starts afresh after it.
+                        if let Some(r) = self
+                            .current
+                            .and_then(|ix| self.decoders[ix].resampler.as_mut())
+                        {
+                            r.reset();
+                        }
+                        sink.silence(start, len);
+                        self.written_to = Some(start + len);
                         continue;
                     }
                     match (cause, self.current) {

@@ -23,6 +23,7 @@ pub mod jitter;
 pub mod leg;
 pub mod mixer;
 pub mod opus;
+pub mod recorder;
 pub mod resample;
 pub mod rtp;
 pub mod time;

@@ -29,6 +29,7 @@ pub struct Resampler {
     next: usize,
     /// Outputs still to drop to cancel the filter delay.
     skip: usize,
+    initial_skip: usize,
     /// Real input samples consumed in total.
     consumed: usize,
     /// Output samples produced in total.
@@ -91,7 +92,12 @@ impl Resampler {
                 coeffs[p * taps + j] = proto[p + j * up] as f32;
             }
         }
-        let skip = centre_units / down;
+        // The filter's centre lies `skip` outputs in: drop those to cancel
+        // its delay.
+        Self::new_from_ratio(up, down, coeffs, taps, centre_units / down)
+    }
+
+    fn new_from_ratio(up: usize, down: usize, coeffs: Vec<f32>, taps: usize, skip: usize) -> Self {
         Self {
             up,
             down,
@@ -101,9 +107,23 @@ impl Resampler {
             // Start so that the first output uses the first real input as base.
             next: (taps - 1) * up,
             skip,
+            initial_skip: skip,
             consumed: 0,
             produced: 0,
         }
+    }
+
+    /// Forgets all history, as after a long silence: the next input is
+    /// treated as the first.
+    pub fn reset(&mut self) {
+        let fresh = Self::new_from_ratio(
+            self.up,
+            self.down,
+            std::mem::take(&mut self.coeffs),
+            self.taps,
+            self.initial_skip,
+        );
+        *self = fresh;
     }
 
     /// Converts `input`, appending the output to `out`.

@@ -88,7 +88,10 @@ impl Track {
     /// A sink for the leg's output. `offset` maps leg positions to call
     /// positions (the leg origin relative to the call origin, in ticks).
     pub fn sink(&mut self, offset: i64) -> TrackSink<'_> {
-        TrackSink { track: self, offset }
+        TrackSink {
+            track: self,
+            offset,
+        }
     }
 }
 

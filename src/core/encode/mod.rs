@@ -137,7 +137,7 @@ pub fn encoder_for(spec: EncoderSpec) -> Result<Box<dyn Encoder>, EncodeError> {
 }
 
 fn check_interleaving(pcm: &[i16], channels: u16) -> Result<(), EncodeError> {
-    if pcm.len() % usize::from(channels.max(1)) == 0 {
+    if pcm.len().is_multiple_of(usize::from(channels.max(1))) {
         Ok(())
     } else {
         Err(EncodeError::Interleaving {

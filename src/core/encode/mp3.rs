@@ -1,10 +1,12 @@
-//! MP3 through LAME (`mp3lame-encoder`): constant bitrate, no Xing/Info tag
-//! (it would have to be rewritten at the front of the file at the end; CBR
-//! players compute duration from the bitrate).
+//! MP3 through LAME (`mp3lame-encoder`): constant bitrate, with a LAME Info
+//! tag in the first frame. LAME writes a placeholder frame first; when the
+//! recording ends [`Encoder::header`] returns the real tag (same size),
+//! which states the exact length and the encoder delay and padding, so
+//! players show the right duration and decoders trim the codec delay.
 
 use std::num::NonZeroU32;
 
-use mp3lame_encoder::{Bitrate, Builder, FlushNoGap, InterleavedPcm, MonoPcm, Mode, Quality};
+use mp3lame_encoder::{Bitrate, Builder, FlushGap, InterleavedPcm, Mode, MonoPcm, Quality};
 
 use super::{EncodeError, Encoder, EncoderSpec, check_interleaving};
 
@@ -12,6 +14,7 @@ pub struct Mp3Encoder {
     spec: EncoderSpec,
     lame: mp3lame_encoder::Encoder,
     frames: u64,
+    finished: bool,
 }
 
 fn bitrate(kbps: u32) -> Option<Bitrate> {
@@ -54,20 +57,37 @@ fn quality(q: u8) -> Quality {
 impl Mp3Encoder {
     pub fn new(spec: EncoderSpec) -> Result<Self, EncodeError> {
         let kbps = spec.effective_bitrate_kbps();
-        let err = |what: &str, e: mp3lame_encoder::BuildError| EncodeError::Mp3(format!("{what}: {e}"));
-        let mut b = Builder::new().ok_or_else(|| EncodeError::Mp3("LAME could not be initialised".into()))?;
-        b.set_num_channels(spec.channels as u8).map_err(|e| err("channels", e))?;
-        b.set_sample_rate(spec.sample_rate).map_err(|e| err("sample rate", e))?;
+        let err =
+            |what: &str, e: mp3lame_encoder::BuildError| EncodeError::Mp3(format!("{what}: {e}"));
+        let mut b = Builder::new()
+            .ok_or_else(|| EncodeError::Mp3("LAME could not be initialised".into()))?;
+        b.set_num_channels(spec.channels as u8)
+            .map_err(|e| err("channels", e))?;
+        b.set_sample_rate(spec.sample_rate)
+            .map_err(|e| err("sample rate", e))?;
         b.set_output_sample_rate(NonZeroU32::new(spec.sample_rate))
             .map_err(|e| err("output sample rate", e))?;
-        b.set_brate(bitrate(kbps).ok_or_else(|| EncodeError::Mp3(format!("{kbps} kbit/s is not a LAME bitrate")))?)
-            .map_err(|e| err("bitrate", e))?;
-        b.set_mode(if spec.channels == 1 { Mode::Mono } else { Mode::Stereo })
-            .map_err(|e| err("mode", e))?;
-        b.set_quality(quality(spec.mp3_quality)).map_err(|e| err("quality", e))?;
-        b.set_to_write_vbr_tag(false).map_err(|e| err("tag", e))?;
+        b.set_brate(
+            bitrate(kbps)
+                .ok_or_else(|| EncodeError::Mp3(format!("{kbps} kbit/s is not a LAME bitrate")))?,
+        )
+        .map_err(|e| err("bitrate", e))?;
+        b.set_mode(if spec.channels == 1 {
+            Mode::Mono
+        } else {
+            Mode::Stereo
+        })
+        .map_err(|e| err("mode", e))?;
+        b.set_quality(quality(spec.mp3_quality))
+            .map_err(|e| err("quality", e))?;
+        b.set_to_write_vbr_tag(true).map_err(|e| err("tag", e))?;
         let lame = b.build().map_err(|e| err("build", e))?;
-        Ok(Self { spec, lame, frames: 0 })
+        Ok(Self {
+            spec,
+            lame,
+            frames: 0,
+            finished: false,
+        })
     }
 }
 
@@ -89,9 +109,21 @@ impl Encoder for Mp3Encoder {
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         out.reserve(7200);
         self.lame
-            .flush_to_vec::<FlushNoGap>(out)
+            .flush_to_vec::<FlushGap>(out)
             .map_err(|e| EncodeError::Mp3(e.to_string()))?;
+        self.finished = true;
         Ok(())
+    }
+
+    /// The final LAME Info tag frame, once the encoding has finished (the
+    /// placeholder LAME wrote is good enough for a file still growing).
+    fn header(&self) -> Option<Vec<u8>> {
+        if !self.finished {
+            return None;
+        }
+        let mut tag = Vec::with_capacity(self.lame.lame_tag_size().max(1));
+        self.lame.lame_tag_encode_to_vec(&mut tag)?;
+        Some(tag)
     }
 
     fn frames(&self) -> u64 {

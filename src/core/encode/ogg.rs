@@ -8,7 +8,11 @@ const fn crc_table() -> [u32; 256] {
         let mut r = (i as u32) << 24;
         let mut j = 0;
         while j < 8 {
-            r = if r & 0x8000_0000 != 0 { (r << 1) ^ 0x04c1_1db7 } else { r << 1 };
+            r = if r & 0x8000_0000 != 0 {
+                (r << 1) ^ 0x04c1_1db7
+            } else {
+                r << 1
+            };
             j += 1;
         }
         t[i] = r;
@@ -21,8 +25,9 @@ static CRC: [u32; 256] = crc_table();
 
 /// Ogg's CRC-32 of `data`.
 pub fn crc32(data: &[u8]) -> u32 {
-    data.iter()
-        .fold(0u32, |crc, &b| (crc << 8) ^ CRC[((crc >> 24) as u8 ^ b) as usize])
+    data.iter().fold(0u32, |crc, &b| {
+        (crc << 8) ^ CRC[((crc >> 24) as u8 ^ b) as usize]
+    })
 }
 
 /// Collects packets into pages of one logical stream.

@@ -43,7 +43,9 @@ impl OggOpusEncoder {
             spec.opus_complexity,
         )
         .map_err(|e| EncodeError::Opus(e.to_string()))?;
-        let lookahead = opus.lookahead().map_err(|e| EncodeError::Opus(e.to_string()))?;
+        let lookahead = opus
+            .lookahead()
+            .map_err(|e| EncodeError::Opus(e.to_string()))?;
         // Pre-skip is in 48 kHz samples whatever the input rate.
         let pre_skip = (u64::from(lookahead) * 48_000 / u64::from(spec.sample_rate)) as u16;
         let frame = spec.sample_rate as usize / 50;
@@ -160,7 +162,8 @@ impl Encoder for OggOpusEncoder {
         }
         // Final granule = pre-skip + real audio length at 48 kHz, so the
         // padding of the last frame is trimmed.
-        let end = u64::from(self.pre_skip) + self.frames_in * 48_000 / u64::from(self.spec.sample_rate);
+        let end =
+            u64::from(self.pre_skip) + self.frames_in * 48_000 / u64::from(self.spec.sample_rate);
         if let Some(g) = self.held_granule {
             self.held_granule = Some(end.min(g));
         }

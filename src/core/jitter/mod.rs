@@ -93,6 +93,10 @@ pub enum Rejected {
     /// From an SSRC other than the leg's current one that did not (yet)
     /// pass probation.
     ForeignSsrc,
+    /// An older sequence number whose timestamp is more than
+    /// [`DISCONTINUITY`] away from the newest packet's: no real reordering
+    /// does that, so it would only tear the timeline apart.
+    BadTimestamp,
 }
 
 /// Why a stretch of the timeline has no packet.
@@ -149,6 +153,7 @@ pub struct JitterStats {
     pub reordered: u64,
     pub overflow: u64,
     pub foreign_ssrc: u64,
+    pub bad_timestamp: u64,
     pub ssrc_changes: u64,
     /// Timestamp or sequence restarts inside one SSRC.
     pub discontinuities: u64,
@@ -329,6 +334,7 @@ impl JitterBuffer {
             Err(Rejected::Late) => self.stats.late += 1,
             Err(Rejected::Overflow) => self.stats.overflow += 1,
             Err(Rejected::ForeignSsrc) => self.stats.foreign_ssrc += 1,
+            Err(Rejected::BadTimestamp) => self.stats.bad_timestamp += 1,
             Ok(()) => {}
         }
         result
@@ -451,6 +457,7 @@ impl JitterBuffer {
             Rejected::Late => self.stats.late += 1,
             Rejected::Overflow => self.stats.overflow += 1,
             Rejected::ForeignSsrc => self.stats.foreign_ssrc += 1,
+            Rejected::BadTimestamp => self.stats.bad_timestamp += 1,
         }
     }
 
@@ -557,6 +564,17 @@ impl JitterBuffer {
             }
         }
 
+        if is_media
+            && !newest
+            && let Some((ref_ts, _, _)) = st.reference
+        {
+            let apart =
+                ticks_to_nanos(ts as i64 - ref_ts as i64, st.clock_rate.max(1)).unsigned_abs();
+            if apart > DISCONTINUITY.as_nanos() {
+                self.stream = Some(st);
+                return Err(Rejected::BadTimestamp);
+            }
+        }
         let start =
             st.anchor_pos + self.to_timeline(ts as i64 - st.anchor_ts as i64, st.clock_rate);
         let len = self.to_timeline(i64::from(info.duration), info.clock_rate.max(1));

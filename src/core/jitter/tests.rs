@@ -572,3 +572,22 @@ fn property_random_impairments_keep_every_sample_in_place() {
         assert_eq!(s.slips, 0, "seed {seed}");
     }
 }
+
+#[test]
+fn older_sequence_with_a_wild_timestamp_is_rejected() {
+    let mut h = Harness::new();
+    h.push(1, 10, 1000, ms(0)).unwrap();
+    h.push(1, 11, 1160, ms(20)).unwrap();
+    // Seq 9 claims to be 3 s after seq 11, or 3 s before seq 10.
+    assert_eq!(
+        h.push(1, 9, 1160 + 24_000, ms(25)),
+        Err(Rejected::BadTimestamp)
+    );
+    assert_eq!(
+        h.push(1, 8, 1000u32.wrapping_sub(24_000), ms(26)),
+        Err(Rejected::BadTimestamp)
+    );
+    h.finish();
+    assert_eq!(h.frames(), vec![0, 160]);
+    assert_eq!(h.jb.stats().bad_timestamp, 2);
+}

@@ -13,7 +13,8 @@
 //! - **Drift.** A sender whose clock runs fast delivers more samples per
 //!   second than the call timeline consumes, a slow one fewer. The mixer
 //!   watches how far each track runs ahead of its read point; when the
-//!   smoothed lead drifts more than [`DRIFT_START`] from the nominal margin it
+//!   smoothed lead drifts more than [`DRIFT_START`] from where it settled in
+//!   the first second, it
 //!   reads that track slightly faster or slower (at most 0.5 %, cubic
 //!   interpolation, no jumps) until the lead is back, so offsets between legs
 //!   stay bounded and nothing clicks. Undrifted tracks are copied sample for
@@ -44,6 +45,9 @@ pub const DEFAULT_MARGIN: Duration = Duration::from_millis(60);
 pub const DRIFT_START: f64 = 0.015;
 /// ... and below which it stops.
 const DRIFT_STOP: f64 = 0.003;
+/// Mixes over which a track's normal lead is measured before drift
+/// correction can start (50 ticks of 20 ms = 1 s).
+const WARMUP_TICKS: u32 = 50;
 /// Largest rate change used to correct drift.
 const MAX_CORRECTION: f64 = 0.005;
 /// Seconds over which a lead error is corrected.
@@ -106,6 +110,10 @@ struct InputState {
     stopping: bool,
     /// Smoothed lead error in samples.
     lead_error: f64,
+    /// The lead this track settles at when clocks agree (its mean over the
+    /// first [`WARMUP_TICKS`] mixes), and that mean being gathered.
+    target: Option<f64>,
+    warmup: (f64, u32),
     mutes: Vec<Span>,
     suppress: Vec<Span>,
 }
@@ -116,10 +124,6 @@ pub struct Mixer {
     rate: u32,
     channels: u16,
     pause_behavior: PauseBehavior,
-    /// Call-timeline instant the recording started at.
-    origin: Duration,
-    /// Nominal lead of tracks over the mix point, in samples.
-    margin: f64,
     inputs: Vec<InputState>,
     /// Call position of the next output frame.
     cursor: i64,
@@ -131,23 +135,20 @@ pub struct Mixer {
 }
 
 impl Mixer {
-    /// A mixer for a recording starting at call time `origin`.
-    /// `margin` is how far behind the tracks' playout point mixing runs.
+    /// A mixer for a recording starting at call time `origin`. Callers mix
+    /// up to [`DEFAULT_MARGIN`] behind the tracks' playout point.
     pub fn new(
         rate: u32,
         channels: u16,
         inputs: &[MixInput],
         pause_behavior: PauseBehavior,
         origin: Duration,
-        margin: Duration,
     ) -> Self {
         let start = nanos_to_ticks(origin.as_nanos() as i128, rate);
         Self {
             rate,
             channels: channels.max(1),
             pause_behavior,
-            origin,
-            margin: margin.as_secs_f64() * f64::from(rate),
             inputs: inputs
                 .iter()
                 .map(|&input| InputState {
@@ -157,6 +158,8 @@ impl Mixer {
                     correcting: false,
                     stopping: false,
                     lead_error: 0.0,
+                    target: None,
+                    warmup: (0.0, 0),
                     mutes: Vec::new(),
                     suppress: Vec::new(),
                 })
@@ -211,7 +214,10 @@ impl Mixer {
             return Err(MixerError::AlreadyPaused);
         }
         let pos = self.position_at(at).max(self.cursor);
-        self.pauses.push(Span { start: pos, end: None });
+        self.pauses.push(Span {
+            start: pos,
+            end: None,
+        });
         Ok(())
     }
 
@@ -254,7 +260,10 @@ impl Mixer {
         let input = self.input_mut(track)?;
         let open = input.mutes.last().is_some_and(|m| m.end.is_none());
         match (muted, open) {
-            (true, false) => input.mutes.push(Span { start: pos, end: None }),
+            (true, false) => input.mutes.push(Span {
+                start: pos,
+                end: None,
+            }),
             (false, true) => {
                 if let Some(m) = input.mutes.last_mut() {
                     m.end = Some(pos.max(m.start));
@@ -268,7 +277,12 @@ impl Mixer {
     /// Silences one input over `[start, end)` call positions (`end` None:
     /// until further notice), for DTMF suppression. Overlapping or repeated
     /// intervals are merged.
-    pub fn suppress(&mut self, track: usize, start: i64, end: Option<i64>) -> Result<(), MixerError> {
+    pub fn suppress(
+        &mut self,
+        track: usize,
+        start: i64,
+        end: Option<i64>,
+    ) -> Result<(), MixerError> {
         let input = self.input_mut(track)?;
         if let Some(last) = input.suppress.last_mut()
             && last.start <= start
@@ -336,7 +350,15 @@ impl Mixer {
                 continue;
             };
             let lead = track.written() as f64 - read;
-            let error = lead - self.margin;
+            let Some(target) = st.target else {
+                st.warmup.0 += lead;
+                st.warmup.1 += 1;
+                if st.warmup.1 >= WARMUP_TICKS {
+                    st.target = Some(st.warmup.0 / f64::from(st.warmup.1));
+                }
+                continue;
+            };
+            let error = lead - target;
             st.lead_error += (error - st.lead_error) * 0.05;
             if !st.correcting && st.lead_error.abs() > DRIFT_START * rate {
                 st.correcting = true;
@@ -356,7 +378,14 @@ impl Mixer {
 }
 
 /// Adds `n` frames of one input, starting at call position `from`, to `sums`.
-fn read_input(st: &mut InputState, tracks: &[Track], from: i64, n: usize, ch: usize, sums: &mut [i32]) {
+fn read_input(
+    st: &mut InputState,
+    tracks: &[Track],
+    from: i64,
+    n: usize,
+    ch: usize,
+    sums: &mut [i32],
+) {
     let Some(track) = tracks.get(st.input.track) else {
         return;
     };
@@ -365,9 +394,14 @@ fn read_input(st: &mut InputState, tracks: &[Track], from: i64, n: usize, ch: us
     };
     let read = *st.read.get_or_insert((from - first) as f64);
     let channel = usize::from(st.input.channel);
-    let quiet = |pos: i64| st.mutes.iter().any(|m| m.contains(pos)) || st.suppress.iter().any(|m| m.contains(pos));
+    let quiet = |pos: i64| {
+        st.mutes.iter().any(|m| m.contains(pos)) || st.suppress.iter().any(|m| m.contains(pos))
+    };
     let any_quiet = st.mutes.iter().any(|m| m.overlaps(from, from + n as i64))
-        || st.suppress.iter().any(|m| m.overlaps(from, from + n as i64));
+        || st
+            .suppress
+            .iter()
+            .any(|m| m.overlaps(from, from + n as i64));
     let integral = read.fract() == 0.0;
     if !st.correcting && integral {
         // Nominal rate: sample-exact copy.
@@ -416,7 +450,8 @@ fn interpolate(track: &Track, at: f64) -> i32 {
     let v = p1
         + 0.5
             * t
-            * (p2 - p0 + t * (2.0 * p0 - 5.0 * p1 + 4.0 * p2 - p3 + t * (3.0 * (p1 - p2) + p3 - p0)));
+            * (p2 - p0
+                + t * (2.0 * p0 - 5.0 * p1 + 4.0 * p2 - p3 + t * (3.0 * (p1 - p2) + p3 - p0)));
     v.round() as i32
 }
 

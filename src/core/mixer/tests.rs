@@ -24,18 +24,25 @@ fn track_with(at: i64, pcm: &[i16]) -> Track {
 }
 
 fn mixer(inputs: &[MixInput], channels: u16, pause: PauseBehavior) -> Mixer {
-    Mixer::new(RATE, channels, inputs, pause, Duration::ZERO, Duration::ZERO).without_drift_correction()
+    Mixer::new(RATE, channels, inputs, pause, Duration::ZERO).without_drift_correction()
 }
 
 fn mono(tracks: usize) -> Vec<MixInput> {
-    (0..tracks).map(|track| MixInput { track, channel: 0 }).collect()
+    (0..tracks)
+        .map(|track| MixInput { track, channel: 0 })
+        .collect()
 }
 
 #[test]
 fn two_full_scale_legs_saturate_instead_of_wrapping() {
     let loud = vec![32_767i16; 800];
     let quiet = vec![-32_768i16; 800];
-    let tracks = vec![track_with(0, &loud), track_with(0, &loud), track_with(0, &quiet), track_with(0, &quiet)];
+    let tracks = [
+        track_with(0, &loud),
+        track_with(0, &loud),
+        track_with(0, &quiet),
+        track_with(0, &quiet),
+    ];
     let mut m = mixer(&mono(2), 1, PauseBehavior::Silence);
     let mut out = Vec::new();
     m.mix(&tracks[..2], 800, &mut out);
@@ -48,12 +55,23 @@ fn two_full_scale_legs_saturate_instead_of_wrapping() {
 
 #[test]
 fn dual_channel_maps_inputs_to_their_channels() {
-    let tone: Vec<i16> = (0..1600).map(|i| ((i as f64 * 0.3).sin() * 10_000.0) as i16).collect();
+    let tone: Vec<i16> = (0..1600)
+        .map(|i| ((i as f64 * 0.3).sin() * 10_000.0) as i16)
+        .collect();
     // The callee's track started first; it still goes right.
     let callee = track_with(0, &vec![0; 1600]);
     let caller = track_with(0, &tone);
     let tracks = [callee, caller];
-    let inputs = [MixInput { track: 1, channel: 0 }, MixInput { track: 0, channel: 1 }];
+    let inputs = [
+        MixInput {
+            track: 1,
+            channel: 0,
+        },
+        MixInput {
+            track: 0,
+            channel: 1,
+        },
+    ];
     let mut m = mixer(&inputs, 2, PauseBehavior::Silence);
     let mut out = Vec::new();
     m.mix(&tracks, 1600, &mut out);
@@ -74,14 +92,20 @@ fn late_joining_leg_gets_leading_silence_and_lines_up() {
     m.mix(&tracks, 2000, &mut out);
     assert_eq!(&out[..800], &[100; 800][..]);
     assert_eq!(&out[800..1600], &[110; 800][..]);
-    assert!(out[1600..].iter().all(|&s| s == 0), "both ended: trailing silence");
+    assert!(
+        out[1600..].iter().all(|&s| s == 0),
+        "both ended: trailing silence"
+    );
 }
 
 #[test]
 fn pause_writes_silence_or_skips() {
     let a: Vec<i16> = vec![7; 8000];
     let tracks = [track_with(0, &a)];
-    for (behavior, want_len) in [(PauseBehavior::Silence, 8000usize), (PauseBehavior::Skip, 6000)] {
+    for (behavior, want_len) in [
+        (PauseBehavior::Silence, 8000usize),
+        (PauseBehavior::Skip, 6000),
+    ] {
         let mut m = mixer(&mono(1), 1, behavior);
         let mut out = Vec::new();
         m.mix(&tracks, 1000, &mut out);
@@ -100,13 +124,24 @@ fn pause_writes_silence_or_skips() {
             assert!(out[2000..4000].iter().all(|&s| s == 7));
         } else {
             let bad = out.iter().position(|&s| s != 7);
-            assert_eq!(bad, None, "{:?}", &out[bad.unwrap_or(0)..][..10.min(out.len() - bad.unwrap_or(0))]);
+            assert_eq!(
+                bad,
+                None,
+                "{:?}",
+                &out[bad.unwrap_or(0)..][..10.min(out.len() - bad.unwrap_or(0))]
+            );
         }
         assert_eq!(
             m.pauses(),
             vec![
-                PauseInterval { start_ms: 125, end_ms: Some(250) },
-                PauseInterval { start_ms: 500, end_ms: Some(625) }
+                PauseInterval {
+                    start_ms: 125,
+                    end_ms: Some(250)
+                },
+                PauseInterval {
+                    start_ms: 500,
+                    end_ms: Some(625)
+                }
             ]
         );
     }
@@ -114,7 +149,10 @@ fn pause_writes_silence_or_skips() {
 
 #[test]
 fn mute_silences_only_that_party() {
-    let tracks = [track_with(0, &vec![1; 4000]), track_with(0, &vec![20; 4000])];
+    let tracks = [
+        track_with(0, &vec![1; 4000]),
+        track_with(0, &vec![20; 4000]),
+    ];
     let mut m = mixer(&mono(2), 1, PauseBehavior::Silence);
     m.set_muted(1, true, ms(100)).unwrap();
     m.set_muted(1, false, ms(300)).unwrap();
@@ -141,7 +179,7 @@ fn drifting_leg(ppm: f64, secs: u64) -> (Vec<i16>, Mixer, LegReceiver) {
     });
     let mut track = Track::new(RATE as usize);
     let margin = DEFAULT_MARGIN;
-    let mut m = Mixer::new(RATE, 1, &mono(1), PauseBehavior::Silence, Duration::ZERO, margin);
+    let mut m = Mixer::new(RATE, 1, &mono(1), PauseBehavior::Silence, Duration::ZERO);
     // The sender produces a 400 Hz tone at ITS sample rate (8000·(1+ppm)).
     let step = 2.0 * std::f64::consts::PI * 400.0 / f64::from(RATE);
     let mut phase_n: u64 = 0;
@@ -156,10 +194,22 @@ fn drifting_leg(ppm: f64, secs: u64) -> (Vec<i16>, Mixer, LegReceiver) {
         let now = ms(t);
         while next_send <= now.as_nanos() as f64 {
             let payload: Vec<u8> = (0..160)
-                .map(|k| linear_to_ulaw(((phase_n + k) as f64 * step).sin().mul_add(8000.0, 0.0) as i16))
+                .map(|k| {
+                    linear_to_ulaw(((phase_n + k) as f64 * step).sin().mul_add(8000.0, 0.0) as i16)
+                })
                 .collect();
             let at = Duration::from_nanos(next_send as u64);
-            let _ = leg.push(&rtp_packet(0, seq == 0, seq, (phase_n as u32).wrapping_mul(1), 0x5eed, &payload), at);
+            let _ = leg.push(
+                &rtp_packet(
+                    0,
+                    seq == 0,
+                    seq,
+                    (phase_n as u32).wrapping_mul(1),
+                    0x5eed,
+                    &payload,
+                ),
+                at,
+            );
             phase_n += 160;
             seq = seq.wrapping_add(1);
             next_send += period_ns;
@@ -184,13 +234,20 @@ fn fast_sender_clock_is_absorbed_without_clicks_or_growing_offset() {
     // step between samples is what a 400 Hz tone of amplitude 8000 allows
     // (2π·400/8000·8000 ≈ 2513, plus µ-law error).
     let steady = &out[8000..];
-    let max_step = steady.windows(2).map(|w| (i32::from(w[1]) - i32::from(w[0])).abs()).max().unwrap();
+    let max_step = steady
+        .windows(2)
+        .map(|w| (i32::from(w[1]) - i32::from(w[0])).abs())
+        .max()
+        .unwrap();
     assert!(max_step < 2700, "discontinuity of {max_step}");
     // Bounded offset: the mixed length equals the wall-clock span, and the
     // track's lead over the mixer is within the correction band.
     let lead_ms = 1000.0 * m.inputs[0].lead_error.abs() / f64::from(RATE);
     assert!(lead_ms < 25.0, "lead drifted to {lead_ms:.1} ms");
-    assert!(s.clock_shifts > 10, "deadlines followed the sender clock: {s:?}");
+    assert!(
+        s.clock_shifts > 10,
+        "deadlines followed the sender clock: {s:?}"
+    );
 }
 
 #[test]
@@ -199,7 +256,11 @@ fn slow_sender_clock_is_absorbed_without_slips() {
     let s = leg.stats();
     assert_eq!((s.lost, s.late, s.overflow, s.slips), (0, 0, 0, 0), "{s:?}");
     let steady = &out[8000..];
-    let max_step = steady.windows(2).map(|w| (i32::from(w[1]) - i32::from(w[0])).abs()).max().unwrap();
+    let max_step = steady
+        .windows(2)
+        .map(|w| (i32::from(w[1]) - i32::from(w[0])).abs())
+        .max()
+        .unwrap();
     assert!(max_step < 2700, "discontinuity of {max_step}");
     let lead_ms = 1000.0 * m.inputs[0].lead_error.abs() / f64::from(RATE);
     assert!(lead_ms < 25.0, "lead drifted to {lead_ms:.1} ms");

@@ -137,6 +137,11 @@ impl DtmfDetector {
         None
     }
 
+    /// The event in progress (no end packet yet), if any.
+    pub fn open_event(&self) -> Option<DtmfEvent> {
+        self.open.filter(|o| !o.reported).map(|o| o.event)
+    }
+
     /// Reports the open event if it never received an end packet.
     pub fn finish(&mut self) -> Option<DtmfEvent> {
         let open = self.open.take()?;

@@ -301,3 +301,5 @@ pub fn table(reports: &[StreamReport]) -> String {
     }
     out
 }
+
+pub mod record;

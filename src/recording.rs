@@ -1,0 +1,76 @@
+//! What is known about a finished (or failed) recording: the content of
+//! its sidecar `<id>.json`, and later of its catalog row.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Channels, Format, PauseBehavior};
+use crate::core::leg::{DtmfRecord, LegStats};
+use crate::core::mixer::PauseInterval;
+
+/// A party's role in a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Caller,
+    Callee,
+    Participant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checksum {
+    pub algorithm: String,
+    pub value: String,
+}
+
+impl Checksum {
+    pub fn sha256(hex: String) -> Self {
+        Self {
+            algorithm: "sha256".into(),
+            value: hex,
+        }
+    }
+}
+
+/// One leg as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LegInfo {
+    pub leg_id: String,
+    pub role: Role,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Output channel in the file (0-based); `None` when not selected.
+    pub channel: Option<u16>,
+    /// Codecs seen, by SDP name.
+    pub codecs: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub stats: LegStats,
+    pub dtmf: Vec<DtmfRecord>,
+}
+
+/// Everything the sidecar states.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordingInfo {
+    pub recording_id: String,
+    pub call_id: String,
+    pub status: String,
+    pub format: Format,
+    pub content_type: String,
+    pub sample_rate: u32,
+    pub channels: Channels,
+    pub channel_count: u16,
+    pub bitrate_kbps: u32,
+    pub participant: String,
+    pub pause_behavior: PauseBehavior,
+    pub started_at: String,
+    pub stopped_at: String,
+    /// Audio in the file, in milliseconds.
+    pub duration_ms: u64,
+    pub file: String,
+    pub file_size_bytes: u64,
+    pub checksum: Checksum,
+    pub pauses: Vec<PauseInterval>,
+    pub legs: Vec<LegInfo>,
+    #[serde(default)]
+    pub recovered: bool,
+}
