@@ -301,11 +301,14 @@ impl LegReceiver {
                     let Some(written) = self.written_to else {
                         continue; // nothing before the first audio
                     };
-                    let start = start.max(written);
-                    let len = len - (start - written).max(0).min(len);
-                    if len <= 0 {
+                    // The gap covers everything from what was written to
+                    // its end: a frame that could not be decoded leaves a
+                    // hole before it, which becomes part of the gap.
+                    let end = start + len;
+                    if end <= written {
                         continue;
                     }
+                    let (start, len) = (written, end - written);
                     if len > i64::from(self.rate) * LONG_GAP_SECS {
                         // Nothing to conceal over this long: plain silence,
                         // and the resampler starts afresh after it.
