@@ -62,7 +62,16 @@ fn pipeline(format: Format, rate: u32, kbps: u32) -> Pipeline {
             jitter_capacity: 64,
         })
     };
-    let inputs = [MixInput { track: 0, channel: 0 }, MixInput { track: 1, channel: 0 }];
+    let inputs = [
+        MixInput {
+            track: 0,
+            channel: 0,
+        },
+        MixInput {
+            track: 1,
+            channel: 0,
+        },
+    ];
     let mixer = Mixer::new(rate, 1, &inputs, PauseBehavior::Silence, Duration::ZERO);
     let spec = EncoderSpec {
         format,
@@ -89,7 +98,10 @@ fn run(p: &mut Pipeline, packets: &[[Vec<u8>; 2]]) -> usize {
             let _ = p.legs[k].push(d, now);
             p.legs[k].pull(now, &mut p.tracks[k].sink(0));
         }
-        let upto = p.recorder.mixer().position_at(now.saturating_sub(DELAY + DEFAULT_MARGIN));
+        let upto = p
+            .recorder
+            .mixer()
+            .position_at(now.saturating_sub(DELAY + DEFAULT_MARGIN));
         bytes += p.recorder.mix_to(&p.tracks, upto).map_or(0, <[u8]>::len);
     }
     bytes + p.recorder.finish().map_or(0, <[u8]>::len)
@@ -126,19 +138,25 @@ fn bench(c: &mut Criterion) {
         // Warm up half the call so buffers reach their steady size.
         run(&mut p, &packets[..packets.len() / 2]);
         let held = LIVE.load(Ordering::Relaxed) - before;
-        eprintln!("memory: {format:?} {rate} Hz: {} KiB per pipeline (2 legs + mixer + encoder)", held / 1024);
+        eprintln!(
+            "memory: {format:?} {rate} Hz: {} KiB per pipeline (2 legs + mixer + encoder)",
+            held / 1024
+        );
         drop(p);
     }
     let mut group = c.benchmark_group("encode");
     group.throughput(Throughput::Elements(SECS as u64));
     group.sample_size(10);
     for &(format, rate, kbps) in &cases {
-        group.bench_function(format!("{format:?} {rate} Hz (audio s/s = realtime factor)"), |bench| {
-            bench.iter(|| {
-                let mut p = pipeline(format, rate, kbps);
-                black_box(run(&mut p, &packets))
-            })
-        });
+        group.bench_function(
+            format!("{format:?} {rate} Hz (audio s/s = realtime factor)"),
+            |bench| {
+                bench.iter(|| {
+                    let mut p = pipeline(format, rate, kbps);
+                    black_box(run(&mut p, &packets))
+                })
+            },
+        );
     }
     group.finish();
 }

@@ -11,10 +11,15 @@
 //! - [`config`]: the `engine.toml` schema, its embedded defaults and
 //!   validation that names every bad key with its line.
 
+pub mod api;
 pub mod capture;
 pub mod config;
 pub mod core;
+pub mod daemon;
+pub mod engine;
 pub mod error;
+pub mod events;
+pub mod ids;
 pub mod io;
 pub mod offline;
 pub mod recording;

@@ -19,6 +19,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the recording daemon (built-in defaults when no file is given).
+    Run {
+        /// Configuration file (see engine.toml).
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Print the daemon's events as they happen (one JSON object per line).
+    Events {
+        /// Replay every event after this sequence number first.
+        #[arg(long, value_name = "SEQ")]
+        since: Option<u64>,
+        /// The event socket (default: events.socket_path from the config).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Configuration naming the socket.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Validate a configuration file and print every problem with its line.
     Check {
         /// The file to check.
@@ -176,6 +194,18 @@ fn parse_pause(s: &str) -> Result<(Duration, Duration), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run { config } => match recengine::daemon::run(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("recengine run: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Events {
+            since,
+            socket,
+            config,
+        } => events(since, socket, config),
         Command::Check { config } => match Config::load(&config) {
             Ok(_) => {
                 println!("{}: OK", config.display());
@@ -288,4 +318,50 @@ fn pcap(opts: PcapOptions, mix: MixArgs, cfg: &Config) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn events(since: Option<u64>, socket: Option<PathBuf>, config: Option<PathBuf>) -> ExitCode {
+    use std::io::{BufRead, BufReader, Write};
+    let path = match socket {
+        Some(p) => p,
+        None => match config.map(|c| Config::load(&c)).transpose() {
+            Ok(c) => PathBuf::from(c.unwrap_or_default().events.socket_path),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "recengine events: cannot connect to {}: {e} (is the daemon running?)",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(n) = since
+        && let Err(e) = writeln!(stream, "{{\"since_seq\":{n}}}")
+    {
+        eprintln!("recengine events: {e}");
+        return ExitCode::FAILURE;
+    }
+    let stdout = std::io::stdout();
+    for line in BufReader::new(stream).lines() {
+        match line {
+            Ok(l) => {
+                let mut out = stdout.lock();
+                if writeln!(out, "{l}").and_then(|()| out.flush()).is_err() {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            Err(e) => {
+                eprintln!("recengine events: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }

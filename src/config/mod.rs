@@ -16,8 +16,8 @@ use std::path::Path;
 use thiserror::Error;
 
 pub use schema::{
-    Channels, Config, Format, JitterSection, LogFormat, LogSection, PauseBehavior,
-    RecordingSection, RtpSection, StorageSection, WorkersSection,
+    ApiSection, Channels, Config, EventsSection, Format, JitterSection, LogFormat, LogSection,
+    PauseBehavior, RecordingSection, RtpSection, StorageSection, TokenEntry, WorkersSection,
 };
 
 /// One problem in a configuration file.
@@ -172,6 +172,14 @@ fn check_shape(
             (toml_edit::Item::Table(t), toml::Value::Table(s)) => {
                 check_shape(t, s, &path, lines, problems)
             }
+            (toml_edit::Item::ArrayOfTables(arr), toml::Value::Array(_)) => {
+                // Arrays of tables get their element schema from the
+                // element type's defaults.
+                let element = element_schema(&path);
+                for (i, t) in arr.iter().enumerate() {
+                    check_shape(t, &element, &format!("{path}.{i}"), lines, problems);
+                }
+            }
             (toml_edit::Item::Value(toml_edit::Value::InlineTable(t)), toml::Value::Table(s)) => {
                 let t = t.clone().into_table();
                 check_shape(&t, s, &path, lines, problems);
@@ -189,6 +197,14 @@ fn check_shape(
                 }
             }
         }
+    }
+}
+
+/// The schema of one element of an array-of-tables key.
+fn element_schema(path: &str) -> toml::Table {
+    match path {
+        "api.tokens" => toml::Table::try_from(TokenEntry::default()).unwrap_or_default(),
+        _ => toml::Table::new(),
     }
 }
 

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub log: LogSection,
+    pub api: ApiSection,
+    pub events: EventsSection,
     pub rtp: RtpSection,
     pub jitter: JitterSection,
     pub workers: WorkersSection,
@@ -41,21 +43,84 @@ impl Default for LogSection {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    /// Address:port of the HTTP control API.
+    pub listen: String,
+    /// Bearer tokens, stored as SHA-256 hashes. None configured: the daemon
+    /// makes a one-time admin token at start and writes it to
+    /// `<storage.dir>/admin.token`.
+    pub tokens: Vec<TokenEntry>,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// One API token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenEntry {
+    /// A name for logs (never the token).
+    pub name: String,
+    /// Lower-case hex SHA-256 of the token (`printf %s TOKEN | sha256sum`).
+    pub sha256: String,
+    /// The tenant this token is limited to; empty for an admin token.
+    pub customer_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsSection {
+    /// Unix socket streaming events as NDJSON.
+    pub socket_path: String,
+    /// Permissions of the socket, octal.
+    pub socket_mode: String,
+}
+
+impl Default for EventsSection {
+    fn default() -> Self {
+        Self {
+            socket_path: "./recordings/recengine.sock".into(),
+            socket_mode: "0660".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RtpSection {
     /// Address RTP sockets bind to (IPv4 or IPv6).
     pub bind: String,
+    /// Address told to senders in API answers; empty = `bind`.
+    pub advertise: String,
     /// First port of the RTP range (even ports carry RTP, odd RTCP).
     pub port_min: u32,
     /// Last port of the RTP range.
     pub port_max: u32,
+    /// Seconds a released port rests before it is handed out again.
+    pub port_quarantine_s: u32,
+    /// Follow a sender that moves to a new address with a new SSRC
+    /// (otherwise only the first source address is recorded).
+    pub relatch_on_new_ssrc: bool,
+    /// Bytes of the per-leg ring between the socket and the worker.
+    pub ring_bytes: u32,
 }
 
 impl Default for RtpSection {
     fn default() -> Self {
         Self {
             bind: "127.0.0.1".into(),
+            advertise: String::new(),
             port_min: 30_000,
             port_max: 39_999,
+            port_quarantine_s: 10,
+            relatch_on_new_ssrc: true,
+            ring_bytes: 32_768,
         }
     }
 }
@@ -154,6 +219,12 @@ pub struct RecordingSection {
     pub mp3_quality: u8,
     /// Opus complexity 0 … 10.
     pub opus_complexity: u8,
+    /// Seconds after which a recording stops by itself; 0 = no limit.
+    pub max_duration_s: u32,
+    /// Recordings shorter than this many seconds are discarded.
+    pub min_duration_s: u32,
+    /// A call with no RTP on any leg for this many seconds ends.
+    pub media_timeout_s: u32,
 }
 
 impl Default for RecordingSection {
@@ -166,6 +237,9 @@ impl Default for RecordingSection {
             pause_behavior: PauseBehavior::Silence,
             mp3_quality: 5,
             opus_complexity: 5,
+            max_duration_s: 14_400,
+            min_duration_s: 0,
+            media_timeout_s: 60,
         }
     }
 }
@@ -177,6 +251,11 @@ pub struct StorageSection {
     pub dir: String,
     /// How often live files are flushed to disk, in ms: what a crash can lose.
     pub flush_interval_ms: u32,
+    /// Threads doing file writes (a stalled write holds one of them).
+    pub writer_threads: u32,
+    /// Bytes a recording may have waiting for the disk before it fails
+    /// with `storage_error` instead of holding more memory.
+    pub max_queued_bytes: u32,
 }
 
 impl Default for StorageSection {
@@ -184,6 +263,8 @@ impl Default for StorageSection {
         Self {
             dir: "./recordings".into(),
             flush_interval_ms: 1000,
+            writer_threads: 4,
+            max_queued_bytes: 8 << 20,
         }
     }
 }
@@ -234,6 +315,75 @@ impl Config {
                     self.log.level
                 ),
             );
+        }
+        if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
+            bad(
+                "api.listen",
+                format!("{:?} is not an address:port", self.api.listen),
+            );
+        }
+        for (i, t) in self.api.tokens.iter().enumerate() {
+            if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bad(
+                    &format!("api.tokens.{i}.sha256"),
+                    "must be 64 hex digits (printf %s TOKEN | sha256sum)".into(),
+                );
+            }
+            if !t.customer_id.is_empty() && !crate::ids::is_valid_id(&t.customer_id) {
+                bad(
+                    &format!("api.tokens.{i}.customer_id"),
+                    format!("{:?} is not a valid id", t.customer_id),
+                );
+            }
+        }
+        if self.events.socket_path.trim().is_empty() {
+            bad("events.socket_path", "must not be empty".into());
+        }
+        if u32::from_str_radix(&self.events.socket_mode, 8).map_or(true, |m| m > 0o777) {
+            bad(
+                "events.socket_mode",
+                format!(
+                    "{:?} is not an octal mode like \"0660\"",
+                    self.events.socket_mode
+                ),
+            );
+        }
+        if !self.rtp.advertise.is_empty() && self.rtp.advertise.parse::<std::net::IpAddr>().is_err()
+        {
+            bad(
+                "rtp.advertise",
+                format!("{:?} is not an IPv4 or IPv6 address", self.rtp.advertise),
+            );
+        }
+        if !(256..=1 << 22).contains(&self.rtp.ring_bytes) {
+            bad(
+                "rtp.ring_bytes",
+                format!("{} is outside 256-4194304", self.rtp.ring_bytes),
+            );
+        }
+        if !(1..=64).contains(&self.storage.writer_threads) {
+            bad(
+                "storage.writer_threads",
+                format!("{} is outside 1-64", self.storage.writer_threads),
+            );
+        }
+        if self.storage.max_queued_bytes < 65_536 {
+            bad(
+                "storage.max_queued_bytes",
+                format!("{} is below 65536", self.storage.max_queued_bytes),
+            );
+        }
+        if self.recording.min_duration_s > 0
+            && self.recording.max_duration_s > 0
+            && self.recording.min_duration_s >= self.recording.max_duration_s
+        {
+            bad(
+                "recording.min_duration_s",
+                "must be below max_duration_s".into(),
+            );
+        }
+        if self.recording.media_timeout_s == 0 {
+            bad("recording.media_timeout_s", "must be at least 1".into());
         }
         if self.rtp.bind.parse::<std::net::IpAddr>().is_err() {
             bad(

@@ -1,4 +1,9 @@
 //! The thin shells around the core that own files (and, later, sockets,
 //! threads and the clock).
 
+pub mod clock;
+pub mod ring;
 pub mod sink;
+pub mod udp;
+pub mod worker;
+pub mod writer;

@@ -145,32 +145,22 @@ impl Mixer {
         origin: Duration,
     ) -> Self {
         let start = nanos_to_ticks(origin.as_nanos() as i128, rate);
-        Self {
+        let mut m = Self {
             rate,
             channels: channels.max(1),
             pause_behavior,
-            inputs: inputs
-                .iter()
-                .map(|&input| InputState {
-                    input,
-                    read: None,
-                    ratio: 1.0,
-                    correcting: false,
-                    stopping: false,
-                    lead_error: 0.0,
-                    target: None,
-                    warmup: (0.0, 0),
-                    mutes: Vec::new(),
-                    suppress: Vec::new(),
-                })
-                .collect(),
+            inputs: Vec::with_capacity(inputs.len()),
             cursor: start,
             start,
             pauses: Vec::new(),
             frames_out: 0,
             sums: vec![0; usize::from(channels.max(1)) * 160],
             drift_correction: true,
+        };
+        for &input in inputs {
+            m.add_input(input);
         }
+        m
     }
 
     /// Turns drift correction off: for tracks that are complete before
@@ -252,6 +242,26 @@ impl Mixer {
             .iter_mut()
             .find(|i| i.input.track == track)
             .ok_or(MixerError::NoSuchInput(track))
+    }
+
+    /// Adds an input (a conference participant joining a recording of
+    /// everyone). Its audio counts from wherever its track has reached.
+    pub fn add_input(&mut self, input: MixInput) {
+        if self.inputs.iter().any(|i| i.input.track == input.track) {
+            return;
+        }
+        self.inputs.push(InputState {
+            input,
+            read: None,
+            ratio: 1.0,
+            correcting: false,
+            stopping: false,
+            lead_error: 0.0,
+            target: None,
+            warmup: (0.0, 0),
+            mutes: Vec::new(),
+            suppress: Vec::new(),
+        });
     }
 
     /// Mutes (`true`) or unmutes one input from call time `at`.

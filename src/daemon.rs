@@ -1,0 +1,314 @@
+//! `recengine run`: wires the daemon together and runs it until SIGTERM or
+//! SIGINT, then shuts down gracefully (no new calls, every recording
+//! finalized and announced, exit 0). SIGHUP reloads what can change
+//! without a restart: API tokens and the log level.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::reload;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::api::{self, ApiState, Tokens, token_hash};
+use crate::config::{Config, LogFormat, TokenEntry};
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::events::EventBus;
+use crate::events::socket;
+use crate::io::clock::MonotonicClock;
+use crate::io::worker::{WorkerConfig, WorkerPool};
+use crate::io::writer::WriterPool;
+
+type FilterHandle = reload::Handle<EnvFilter, tracing_subscriber::Registry>;
+
+fn init_logging(cfg: &Config) -> FilterHandle {
+    let filter = EnvFilter::try_new(&cfg.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match cfg.log.format {
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json())
+            .try_init(),
+        LogFormat::Human => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+    };
+    let _ = result;
+    handle
+}
+
+/// Makes sure the storage directory exists and is writable.
+fn check_storage(dir: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::io(
+            format!("storage.dir {} cannot be created", dir.display()),
+            e,
+        )
+    })?;
+    let probe = dir.join(".recengine-write-test");
+    std::fs::write(&probe, b"ok")
+        .map_err(|e| Error::io(format!("storage.dir {} is not writable", dir.display()), e))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// With no token configured: a one-time admin token, written 0600 to
+/// `<storage>/admin.token`.
+fn one_time_token(dir: &Path) -> Result<TokenEntry, Error> {
+    let mut bytes = [0u8; 24];
+    crate::ids::fill_random(&mut bytes);
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let path = dir.join("admin.token");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    writeln!(f, "{token}").map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    tracing::warn!(
+        path = %path.display(),
+        "no [[api.tokens]] configured: made a one-time admin token for this run (valid until restart)"
+    );
+    Ok(TokenEntry {
+        name: "one-time admin".into(),
+        sha256: token_hash(&token),
+        customer_id: String::new(),
+    })
+}
+
+/// Runs the daemon; returns when it has shut down.
+pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
+    let cfg = match &config_path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let log_handle = init_logging(&cfg);
+    let cfg = Arc::new(cfg);
+    let storage = PathBuf::from(&cfg.storage.dir);
+    check_storage(&storage)?;
+    let mut token_entries = cfg.api.tokens.clone();
+    if token_entries.is_empty() {
+        token_entries.push(one_time_token(&storage)?);
+    }
+    let tokens = Tokens::new(&token_entries);
+    let events = Arc::new(EventBus::open(&storage.join("events.log")).map_err(|e| {
+        Error::io(
+            format!("opening {}", storage.join("events.log").display()),
+            e,
+        )
+    })?);
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads((cores / 2).max(1))
+        .thread_name("recengine-io")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the IO runtime", e))?;
+
+    let clock = MonotonicClock::start();
+    let (worker_tx, worker_rx) = crossbeam_channel::unbounded();
+    let (sink_tx, sink_rx) = crossbeam_channel::unbounded();
+    let threads = if cfg.workers.threads == 0 {
+        cores
+    } else {
+        cfg.workers.threads as usize
+    };
+    let workers = WorkerPool::start(
+        threads,
+        WorkerConfig {
+            tick: Duration::from_millis(u64::from(cfg.workers.tick_ms)),
+            playout_delay: Duration::from_millis(u64::from(cfg.jitter.playout_delay_ms)),
+        },
+        clock,
+        worker_tx,
+    );
+    let writers = WriterPool::start(
+        cfg.storage.writer_threads as usize,
+        cfg.storage.max_queued_bytes as usize,
+        sink_tx,
+    );
+    let engine = Arc::new(
+        Engine::new(
+            cfg.clone(),
+            clock,
+            runtime.handle().clone(),
+            workers,
+            writers,
+            events.clone(),
+        )
+        .map_err(Error::Invalid)?,
+    );
+
+    // Outcomes from workers and writers back into the engine.
+    let pump = {
+        let engine = engine.clone();
+        std::thread::Builder::new()
+            .name("recengine-reports".into())
+            .spawn(move || {
+                loop {
+                    crossbeam_channel::select! {
+                        recv(worker_rx) -> r => match r { Ok(r) => engine.on_worker_report(r), Err(_) => break },
+                        recv(sink_rx) -> r => match r { Ok(r) => engine.on_sink_report(r), Err(_) => break },
+                    }
+                }
+                // Drain what is left after one side closed.
+                for r in sink_rx.try_iter() {
+                    engine.on_sink_report(r);
+                }
+            })
+            .map_err(|e| Error::io("starting the report thread", e))?
+    };
+
+    let result = runtime.block_on(serve(
+        cfg.clone(),
+        config_path,
+        engine.clone(),
+        tokens,
+        log_handle,
+    ));
+    engine.finish_shutdown();
+    let _ = pump.join();
+    tracing::info!(last_event = events.last_seq(), "recengine stopped");
+    result
+}
+
+async fn serve(
+    cfg: Arc<Config>,
+    config_path: Option<PathBuf>,
+    engine: Arc<Engine>,
+    tokens: Tokens,
+    log_handle: FilterHandle,
+) -> Result<(), Error> {
+    let mode = u32::from_str_radix(&cfg.events.socket_mode, 8).unwrap_or(0o660);
+    let socket_path = PathBuf::from(&cfg.events.socket_path);
+    let listener = socket::bind(&socket_path, mode)
+        .map_err(|e| Error::io(format!("event socket {}", socket_path.display()), e))?;
+    let clients = Arc::new(AtomicU64::new(0));
+    tokio::spawn(socket::serve(
+        listener,
+        engine.events().clone(),
+        clients.clone(),
+    ));
+
+    let addr: SocketAddr = cfg.api.listen.parse().map_err(|_| {
+        Error::Invalid(format!(
+            "api.listen {:?} is not an address:port",
+            cfg.api.listen
+        ))
+    })?;
+    let tcp = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        Error::io(
+            format!("api.listen {addr} cannot be bound (another process on it? set [api] listen)"),
+            e,
+        )
+    })?;
+    let state = Arc::new(ApiState {
+        engine: engine.clone(),
+        tokens: tokens.clone(),
+        event_clients: clients,
+    });
+    let app = api::router(state);
+
+    {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                engine.housekeeping();
+            }
+        });
+    }
+
+    tracing::info!(
+        api = %addr,
+        rtp = %format!("{}:{}-{}", cfg.rtp.bind, cfg.rtp.port_min, cfg.rtp.port_max),
+        events = %socket_path.display(),
+        storage = %cfg.storage.dir,
+        "recengine ready"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = {
+        let mut stop_rx = stop_rx.clone();
+        tokio::spawn(async move {
+            axum::serve(tcp, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.changed().await;
+                })
+                .await
+        })
+    };
+
+    wait_for_signals(config_path.as_deref(), &tokens, &log_handle).await;
+    tracing::info!("shutting down: finishing every recording");
+    engine.begin_shutdown();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while engine.unfinished_recordings() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if engine.unfinished_recordings() > 0 {
+        tracing::error!(
+            left = engine.unfinished_recordings(),
+            "recordings still unfinished after 60 s; their .part files stay"
+        );
+    }
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    let _ = std::fs::remove_file(&socket_path);
+    Ok(())
+}
+
+/// Returns on SIGTERM or SIGINT; handles SIGHUP reloads meanwhile.
+async fn wait_for_signals(config_path: Option<&Path>, tokens: &Tokens, log_handle: &FilterHandle) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers; waiting for ctrl-c");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => reload(config_path, tokens, log_handle),
+        }
+    }
+}
+
+fn reload(config_path: Option<&Path>, tokens: &Tokens, log_handle: &FilterHandle) {
+    let Some(path) = config_path else {
+        tracing::warn!("SIGHUP: running on built-in defaults, nothing to reload");
+        return;
+    };
+    match Config::load(path) {
+        Ok(cfg) => {
+            if !cfg.api.tokens.is_empty() {
+                tokens.replace(&cfg.api.tokens);
+            }
+            match EnvFilter::try_new(&cfg.log.level) {
+                Ok(f) => {
+                    let _ = log_handle.reload(f);
+                }
+                Err(e) => tracing::warn!(error = %e, "SIGHUP: log.level not reloaded"),
+            }
+            tracing::info!(
+                tokens = cfg.api.tokens.len(),
+                level = %cfg.log.level,
+                "SIGHUP: reloaded api.tokens and log.level; other keys need a restart"
+            );
+        }
+        Err(e) => tracing::error!(error = %e, "SIGHUP: configuration not reloaded"),
+    }
+}

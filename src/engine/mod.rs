@@ -1,0 +1,1391 @@
+//! The engine: the control plane. It owns the call registry and every
+//! recording's state machine, hands out RTP ports, starts ingest for each
+//! leg, and tells the media workers what to do. API handlers call it
+//! synchronously; worker and writer outcomes come back through
+//! [`Engine::on_worker_report`] and [`Engine::on_sink_report`].
+//!
+//! Recording states: `recording ⇄ paused → stopped → processing →
+//! completed | failed` (plus `discarded` for recordings shorter than
+//! `min_duration`). Every transition is an event, logged before delivery.
+
+pub mod error;
+pub mod model;
+pub mod ports;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::config::{Channels, Config, Format, PauseBehavior};
+use crate::core::encode::EncoderSpec;
+use crate::core::leg::LegConfig;
+use crate::core::rtp::{Codec, PayloadMap};
+use crate::events::EventBus;
+use crate::ids::{is_valid_id, random_id};
+use crate::io::clock::MonotonicClock;
+use crate::io::ring::datagram_ring;
+use crate::io::udp::{IngestStats, count_rtcp, ingest};
+use crate::io::worker::{
+    CallShared, LegSetup, RecordingSetup, RecordingShared, WorkerCmd, WorkerPool, WorkerReport,
+};
+use crate::io::writer::{SinkReport, WriterPool};
+use crate::recording::{Checksum, LegInfo, RecordingInfo, Role};
+use crate::timefmt::{rfc3339, unix_now};
+
+pub use error::EngineError;
+use model::*;
+use ports::PortPool;
+
+/// Who is calling the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Admin,
+    Tenant(String),
+}
+
+impl Principal {
+    fn sees(&self, tenant: &Option<String>) -> bool {
+        match self {
+            Principal::Admin => true,
+            Principal::Tenant(t) => tenant.as_deref() == Some(t.as_str()),
+        }
+    }
+
+    fn tenant(&self) -> Option<String> {
+        match self {
+            Principal::Admin => None,
+            Principal::Tenant(t) => Some(t.clone()),
+        }
+    }
+}
+
+/// Recording states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecState {
+    Recording,
+    Paused,
+    Stopped,
+    Processing,
+    Completed,
+    Failed,
+    Discarded,
+}
+
+impl RecState {
+    pub fn name(self) -> &'static str {
+        match self {
+            RecState::Recording => "recording",
+            RecState::Paused => "paused",
+            RecState::Stopped => "stopped",
+            RecState::Processing => "processing",
+            RecState::Completed => "completed",
+            RecState::Failed => "failed",
+            RecState::Discarded => "discarded",
+        }
+    }
+
+    fn active(self) -> bool {
+        matches!(self, RecState::Recording | RecState::Paused)
+    }
+
+    fn finished(self) -> bool {
+        matches!(
+            self,
+            RecState::Completed | RecState::Failed | RecState::Discarded
+        )
+    }
+}
+
+struct Leg {
+    id: String,
+    role: Role,
+    label: Option<String>,
+    port: u16,
+    stats: Arc<IngestStats>,
+    closer: watch::Sender<bool>,
+    muted: bool,
+}
+
+struct Call {
+    id: String,
+    num: u64,
+    tenant: Option<String>,
+    from: String,
+    to: String,
+    direction: Direction,
+    reference_type: ReferenceType,
+    created_at: String,
+    created_mono: Duration,
+    ended_at: Option<String>,
+    rate: u32,
+    legs: Vec<Leg>,
+    shared: Arc<CallShared>,
+    recordings: Vec<String>,
+}
+
+struct Recording {
+    id: String,
+    call_id: String,
+    call_num: u64,
+    state: RecState,
+    format: Format,
+    sample_rate: u32,
+    channels: Channels,
+    bitrate_kbps: u32,
+    participant: ParticipantRequest,
+    pause_behavior: PauseBehavior,
+    started_at: String,
+    started_mono: Duration,
+    stopped_at: Option<String>,
+    shared: Arc<RecordingShared>,
+    info: Option<Box<RecordingInfo>>,
+    failure: Option<String>,
+    /// Legs selected as "all": new conference legs join mono recordings.
+    all_legs_mono: bool,
+}
+
+#[derive(Default)]
+struct Registry {
+    calls: HashMap<String, Call>,
+    recordings: HashMap<String, Recording>,
+}
+
+/// See the module documentation.
+pub struct Engine {
+    cfg: Arc<Config>,
+    clock: MonotonicClock,
+    runtime: tokio::runtime::Handle,
+    registry: Mutex<Registry>,
+    ports: Mutex<PortPool>,
+    workers: Mutex<Option<WorkerPool>>,
+    writers: Mutex<Option<WriterPool>>,
+    events: Arc<EventBus>,
+    next_call: AtomicU64,
+    accepting: AtomicBool,
+    storage: PathBuf,
+    advertise: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Engine {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cfg: Arc<Config>,
+        clock: MonotonicClock,
+        runtime: tokio::runtime::Handle,
+        workers: WorkerPool,
+        writers: WriterPool,
+        events: Arc<EventBus>,
+    ) -> Result<Self, String> {
+        let bind: IpAddr = cfg
+            .rtp
+            .bind
+            .parse()
+            .map_err(|_| format!("rtp.bind {:?} is not an address", cfg.rtp.bind))?;
+        let ports = PortPool::new(
+            bind,
+            cfg.rtp.port_min as u16,
+            cfg.rtp.port_max as u16,
+            Duration::from_secs(u64::from(cfg.rtp.port_quarantine_s)),
+        );
+        let advertise = if cfg.rtp.advertise.is_empty() {
+            cfg.rtp.bind.clone()
+        } else {
+            cfg.rtp.advertise.clone()
+        };
+        Ok(Self {
+            storage: PathBuf::from(&cfg.storage.dir),
+            advertise,
+            cfg,
+            clock,
+            runtime,
+            registry: Mutex::new(Registry::default()),
+            ports: Mutex::new(ports),
+            workers: Mutex::new(Some(workers)),
+            writers: Mutex::new(Some(writers)),
+            events,
+            next_call: AtomicU64::new(1),
+            accepting: AtomicBool::new(true),
+        })
+    }
+
+    pub fn events(&self) -> &Arc<EventBus> {
+        &self.events
+    }
+
+    fn send(&self, call: u64, cmd: WorkerCmd) {
+        if let Some(w) = lock(&self.workers).as_ref() {
+            w.send(call, cmd);
+        }
+    }
+
+    fn emit(&self, event: &str, data: Value) {
+        if let Err(e) = self.events.emit(event, data) {
+            tracing::error!(event, error = %e, "could not log event");
+        }
+    }
+
+    fn check_accepting(&self) -> Result<(), EngineError> {
+        if self.accepting.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(EngineError::ShuttingDown)
+        }
+    }
+
+    // ---- calls -------------------------------------------------------
+
+    pub fn create_call(
+        &self,
+        who: &Principal,
+        req: CreateCallRequest,
+    ) -> Result<CallView, EngineError> {
+        self.check_accepting()?;
+        let call_id = match req.call_id {
+            Some(id) => {
+                check_id("call_id", &id)?;
+                id
+            }
+            None => random_id("call-"),
+        };
+        if req.legs.is_empty() {
+            return Err(EngineError::InvalidRequest(
+                "legs: at least one leg is required".into(),
+            ));
+        }
+        if req.reference_type == ReferenceType::Call && req.legs.len() > 2 {
+            return Err(EngineError::InvalidRequest(
+                "legs: a call has at most a caller and a callee; use reference_type \"conference\""
+                    .into(),
+            ));
+        }
+        let rate = match &req.recording {
+            Some(r) => r.sample_rate.unwrap_or(self.cfg.recording.sample_rate),
+            None => self.cfg.recording.sample_rate,
+        };
+        let mut leg_ids = Vec::new();
+        for (i, l) in req.legs.iter().enumerate() {
+            validate_leg(&format!("legs[{i}]"), l, req.reference_type)?;
+            let id = l
+                .leg_id
+                .clone()
+                .unwrap_or_else(|| default_leg_id(l.role, i));
+            if leg_ids.contains(&id) {
+                return Err(EngineError::InvalidRequest(format!(
+                    "legs[{i}].leg_id: {id:?} appears twice"
+                )));
+            }
+            leg_ids.push(id);
+        }
+        for role in [Role::Caller, Role::Callee] {
+            if req.legs.iter().filter(|l| l.role == role).count() > 1 {
+                return Err(EngineError::InvalidRequest(
+                    format!("legs: more than one {role:?}").to_lowercase(),
+                ));
+            }
+        }
+        // Validate the recording block before anything is allocated.
+        let recording = match &req.recording {
+            Some(r) if r.enabled.unwrap_or(true) => Some(r.clone()),
+            _ => None,
+        };
+        if let Some(r) = &recording {
+            self.recording_params(
+                r,
+                &req.legs.iter().map(|l| l.role).collect::<Vec<_>>(),
+                &leg_ids,
+                rate,
+            )?;
+        }
+        let num = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(CallShared::default());
+        let now = self.clock.now();
+        {
+            let mut reg = lock(&self.registry);
+            if reg.calls.contains_key(&call_id) {
+                return Err(EngineError::CallExists(call_id));
+            }
+            reg.calls.insert(
+                call_id.clone(),
+                Call {
+                    id: call_id.clone(),
+                    num,
+                    tenant: who.tenant(),
+                    from: req.from.clone(),
+                    to: req.to.clone(),
+                    direction: req.direction,
+                    reference_type: req.reference_type,
+                    created_at: rfc3339(unix_now()),
+                    created_mono: now,
+                    ended_at: None,
+                    rate,
+                    legs: Vec::new(),
+                    shared: shared.clone(),
+                    recordings: Vec::new(),
+                },
+            );
+        }
+        self.send(
+            num,
+            WorkerCmd::AddCall {
+                call: num,
+                origin: now,
+                rate,
+                shared,
+            },
+        );
+        for (l, id) in req.legs.iter().zip(leg_ids) {
+            if let Err(e) = self.open_leg(&call_id, id, l) {
+                self.end_call_inner(&call_id, "setup_failed");
+                return Err(e);
+            }
+        }
+        self.emit(
+            "call.created",
+            json!({"call_id": call_id, "customer_id": who.tenant(), "from": req.from, "to": req.to,
+                   "reference_type": req.reference_type, "legs": self.leg_summaries(&call_id)}),
+        );
+        if let Some(r) = recording {
+            self.start_recording(who, &call_id, r)?;
+        }
+        self.get_call(who, &call_id)
+    }
+
+    fn leg_summaries(&self, call_id: &str) -> Vec<Value> {
+        let reg = lock(&self.registry);
+        reg.calls.get(call_id).map_or_else(Vec::new, |c| {
+            c.legs
+                .iter()
+                .map(|l| json!({"leg_id": l.id, "role": l.role, "label": l.label, "port": l.port}))
+                .collect()
+        })
+    }
+
+    /// Binds a leg's ports, starts its ingest and gives it to the worker.
+    fn open_leg(&self, call_id: &str, leg_id: String, req: &LegRequest) -> Result<(), EngineError> {
+        let mut map = PayloadMap::default();
+        for (pt, enc) in &req.payload_types {
+            let pt: u32 = pt.parse().map_err(|_| {
+                EngineError::InvalidRequest(format!("payload_types: {pt:?} is not a number"))
+            })?;
+            let codec = Codec::from_rtpmap(enc)
+                .map_err(|e| EngineError::InvalidRequest(format!("payload_types.{pt}: {e}")))?;
+            map.set(pt, codec)
+                .map_err(|e| EngineError::InvalidRequest(format!("payload_types.{pt}: {e}")))?;
+        }
+        let now = self.clock.now();
+        let pair = lock(&self.ports)
+            .allocate(now)
+            .map_err(|_| EngineError::PortsExhausted)?;
+        let (num, rate, index) = {
+            let reg = lock(&self.registry);
+            let c = reg
+                .calls
+                .get(call_id)
+                .ok_or_else(|| EngineError::CallNotFound(call_id.into()))?;
+            (c.num, c.rate, c.legs.len())
+        };
+        let (writer, reader) = datagram_ring(self.cfg.rtp.ring_bytes as usize);
+        let stats = Arc::new(IngestStats::default());
+        let (closer, closed) = watch::channel(false);
+        let port = pair.port;
+        {
+            let _guard = self.runtime.enter();
+            let rtp = tokio::net::UdpSocket::from_std(pair.rtp)
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            let rtcp = tokio::net::UdpSocket::from_std(pair.rtcp)
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            self.runtime.spawn(ingest(
+                rtp,
+                writer,
+                self.clock,
+                stats.clone(),
+                self.cfg.rtp.relatch_on_new_ssrc,
+                closed.clone(),
+            ));
+            self.runtime.spawn(count_rtcp(rtcp, stats.clone(), closed));
+        }
+        let info = LegInfo {
+            leg_id: leg_id.clone(),
+            role: req.role,
+            label: req.label.clone(),
+            channel: None,
+            codecs: Vec::new(),
+            source: None,
+            stats: Default::default(),
+            dtmf: Vec::new(),
+        };
+        self.send(
+            num,
+            WorkerCmd::AddLeg {
+                call: num,
+                leg: Box::new(LegSetup {
+                    index,
+                    reader,
+                    config: LegConfig {
+                        payload_map: map,
+                        rate,
+                        playout_delay: Duration::from_millis(u64::from(
+                            self.cfg.jitter.playout_delay_ms,
+                        )),
+                        jitter_capacity: self.cfg.jitter.capacity_packets as usize,
+                    },
+                    info,
+                }),
+            },
+        );
+        let mut reg = lock(&self.registry);
+        let Some(c) = reg.calls.get_mut(call_id) else {
+            let _ = closer.send(true);
+            lock(&self.ports).release(port, now);
+            return Err(EngineError::CallNotFound(call_id.into()));
+        };
+        c.legs.push(Leg {
+            id: leg_id,
+            role: req.role,
+            label: req.label.clone(),
+            port,
+            stats,
+            closer,
+            muted: false,
+        });
+        Ok(())
+    }
+
+    pub fn add_leg(
+        &self,
+        who: &Principal,
+        call_id: &str,
+        req: LegRequest,
+    ) -> Result<CallView, EngineError> {
+        self.check_accepting()?;
+        let (reference_type, n, num) = {
+            let reg = lock(&self.registry);
+            let c = self.visible_call(&reg, who, call_id)?;
+            if c.ended_at.is_some() {
+                return Err(EngineError::CallEnded(call_id.into()));
+            }
+            if c.reference_type == ReferenceType::Call && c.legs.len() >= 2 {
+                return Err(EngineError::InvalidRequest(
+                    "this call already has two legs; conferences take more (reference_type \"conference\")".into(),
+                ));
+            }
+            if c.legs
+                .iter()
+                .any(|l| l.role == req.role && req.role != Role::Participant)
+            {
+                return Err(EngineError::InvalidRequest(
+                    format!("the call already has a {:?}", req.role).to_lowercase(),
+                ));
+            }
+            (c.reference_type, c.legs.len(), c.num)
+        };
+        validate_leg("leg", &req, reference_type)?;
+        let id = req
+            .leg_id
+            .clone()
+            .unwrap_or_else(|| default_leg_id(req.role, n));
+        if lock(&self.registry)
+            .calls
+            .get(call_id)
+            .is_some_and(|c| c.legs.iter().any(|l| l.id == id))
+        {
+            return Err(EngineError::InvalidRequest(format!(
+                "leg_id: {id:?} already exists"
+            )));
+        }
+        self.open_leg(call_id, id.clone(), &req)?;
+        // A conference leg joins the mono recordings of everyone.
+        let joins: Vec<String> = {
+            let reg = lock(&self.registry);
+            reg.calls.get(call_id).map_or_else(Vec::new, |c| {
+                c.recordings
+                    .iter()
+                    .filter_map(|r| reg.recordings.get(r))
+                    .filter(|r| r.state.active() && r.all_legs_mono)
+                    .map(|r| r.id.clone())
+                    .collect()
+            })
+        };
+        for rec in joins {
+            self.send(
+                num,
+                WorkerCmd::AddInput {
+                    call: num,
+                    id: rec,
+                    leg: n,
+                    channel: 0,
+                },
+            );
+        }
+        self.emit(
+            "call.leg_added",
+            json!({"call_id": call_id, "leg_id": id, "role": req.role, "label": req.label}),
+        );
+        self.get_call(who, call_id)
+    }
+
+    fn visible_call<'a>(
+        &self,
+        reg: &'a Registry,
+        who: &Principal,
+        call_id: &str,
+    ) -> Result<&'a Call, EngineError> {
+        reg.calls
+            .get(call_id)
+            .filter(|c| who.sees(&c.tenant))
+            .ok_or_else(|| EngineError::CallNotFound(call_id.into()))
+    }
+
+    pub fn get_call(&self, who: &Principal, call_id: &str) -> Result<CallView, EngineError> {
+        let reg = lock(&self.registry);
+        let c = self.visible_call(&reg, who, call_id)?;
+        Ok(self.call_view(&reg, c))
+    }
+
+    pub fn list_calls(&self, who: &Principal) -> Vec<CallView> {
+        let reg = lock(&self.registry);
+        let mut calls: Vec<&Call> = reg.calls.values().filter(|c| who.sees(&c.tenant)).collect();
+        calls.sort_by_key(|c| std::cmp::Reverse(c.num));
+        calls.into_iter().map(|c| self.call_view(&reg, c)).collect()
+    }
+
+    fn call_view(&self, reg: &Registry, c: &Call) -> CallView {
+        let stats = lock(&c.shared.legs).clone();
+        CallView {
+            call_id: c.id.clone(),
+            customer_id: c.tenant.clone(),
+            from: c.from.clone(),
+            to: c.to.clone(),
+            direction: c.direction,
+            reference_type: c.reference_type,
+            status: if c.ended_at.is_some() {
+                "ended"
+            } else {
+                "active"
+            },
+            created_at: c.created_at.clone(),
+            ended_at: c.ended_at.clone(),
+            sample_rate: c.rate,
+            legs: c
+                .legs
+                .iter()
+                .enumerate()
+                .map(|(i, l)| LegView {
+                    leg_id: l.id.clone(),
+                    role: l.role,
+                    label: l.label.clone(),
+                    rtp: RtpAddress {
+                        host: self.advertise.clone(),
+                        port: l.port,
+                        rtcp_port: l.port + 1,
+                    },
+                    muted: l.muted,
+                    source: None,
+                    ingest: l.stats.snapshot(),
+                    stats: stats.get(i).copied(),
+                })
+                .collect(),
+            recordings: c
+                .recordings
+                .iter()
+                .filter_map(|r| reg.recordings.get(r))
+                .map(recording_view)
+                .collect(),
+        }
+    }
+
+    pub fn end_call(&self, who: &Principal, call_id: &str) -> Result<CallView, EngineError> {
+        {
+            let reg = lock(&self.registry);
+            let c = self.visible_call(&reg, who, call_id)?;
+            if c.ended_at.is_some() {
+                return Err(EngineError::CallEnded(call_id.into()));
+            }
+        }
+        self.end_call_inner(call_id, "api");
+        self.get_call(who, call_id)
+    }
+
+    /// Ends a call: stops its recordings (finalized from what arrived),
+    /// closes its sockets and rests its ports.
+    fn end_call_inner(&self, call_id: &str, reason: &str) {
+        let now = self.clock.now();
+        let (num, stopped, ports) = {
+            let mut reg = lock(&self.registry);
+            let Some(c) = reg.calls.get_mut(call_id) else {
+                return;
+            };
+            if c.ended_at.is_some() {
+                return;
+            }
+            c.ended_at = Some(rfc3339(unix_now()));
+            for l in &c.legs {
+                let _ = l.closer.send(true);
+            }
+            let ports: Vec<u16> = c.legs.iter().map(|l| l.port).collect();
+            let num = c.num;
+            let rec_ids = c.recordings.clone();
+            let mut stopped = Vec::new();
+            for r in rec_ids {
+                if let Some(rec) = reg.recordings.get_mut(&r)
+                    && rec.state.active()
+                {
+                    rec.state = RecState::Stopped;
+                    rec.stopped_at = Some(rfc3339(unix_now()));
+                    stopped.push(r);
+                }
+            }
+            (num, stopped, ports)
+        };
+        for p in ports {
+            lock(&self.ports).release(p, now);
+        }
+        for r in &stopped {
+            self.emit(
+                "recording.stopped",
+                json!({"recording_id": r, "call_id": call_id, "reason": reason}),
+            );
+        }
+        self.send(num, WorkerCmd::EndCall { call: num, at: now });
+        self.emit("call.ended", json!({"call_id": call_id, "reason": reason}));
+    }
+
+    // ---- recordings ----------------------------------------------------
+
+    /// Resolves recording options against defaults and the call's legs:
+    /// (spec, inputs as (leg index, channel), participant, pause behavior,
+    /// dtmf suppression).
+    #[allow(clippy::type_complexity)]
+    fn recording_params(
+        &self,
+        r: &RecordingRequest,
+        roles: &[Role],
+        leg_ids: &[String],
+        call_rate: u32,
+    ) -> Result<
+        (
+            EncoderSpec,
+            Vec<(usize, u16)>,
+            ParticipantRequest,
+            PauseBehavior,
+            bool,
+            Channels,
+        ),
+        EngineError,
+    > {
+        let d = &self.cfg.recording;
+        let format = r.format.unwrap_or(d.format);
+        // The call's legs already produce audio at its media rate; another
+        // rate is resampled from it.
+        let sample_rate = r.sample_rate.unwrap_or(call_rate);
+        let channels = r.channels.unwrap_or(d.channels);
+        let participant = r
+            .participant
+            .clone()
+            .unwrap_or(ParticipantRequest::Named("all".into()));
+        let selected: Vec<usize> = match &participant {
+            ParticipantRequest::Named(n) => match n.as_str() {
+                "all" => (0..roles.len()).collect(),
+                "caller" => roles
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| **r == Role::Caller)
+                    .map(|(i, _)| i)
+                    .collect(),
+                "callee" => roles
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| **r == Role::Callee)
+                    .map(|(i, _)| i)
+                    .collect(),
+                other => {
+                    return Err(EngineError::InvalidRequest(format!(
+                        "participant: {other:?} is not all, caller, callee or a list of leg ids"
+                    )));
+                }
+            },
+            ParticipantRequest::Legs(ids) => {
+                let mut v = Vec::new();
+                for id in ids {
+                    let i = leg_ids.iter().position(|l| l == id).ok_or_else(|| {
+                        EngineError::InvalidRequest(format!(
+                            "participant: no leg {id:?} in this call"
+                        ))
+                    })?;
+                    v.push(i);
+                }
+                v
+            }
+        };
+        if selected.is_empty() {
+            return Err(EngineError::InvalidRequest(format!(
+                "participant: the call has no {participant:?} leg"
+            )));
+        }
+        // Channels by role, never by arrival: caller, callee, then the others.
+        let inputs: Vec<(usize, u16)> = match channels {
+            Channels::Mono => selected.iter().map(|&i| (i, 0)).collect(),
+            Channels::Dual => {
+                let mut order = selected.clone();
+                order.sort_by_key(|&i| (role_rank(roles[i]), i));
+                order
+                    .into_iter()
+                    .enumerate()
+                    .map(|(ch, i)| (i, ch as u16))
+                    .collect()
+            }
+        };
+        let channel_count = match channels {
+            Channels::Mono => 1,
+            Channels::Dual => (inputs.len() as u16).max(2),
+        };
+        let spec = EncoderSpec {
+            format,
+            sample_rate,
+            channels: channel_count,
+            bitrate_kbps: r.bitrate.unwrap_or(if format == d.format {
+                d.bitrate_kbps
+            } else {
+                0
+            }),
+            mp3_quality: d.mp3_quality,
+            opus_complexity: d.opus_complexity,
+        };
+        spec.validate()
+            .map_err(|e| EngineError::InvalidFormat(e.to_string()))?;
+        let pause = r.pause_behavior.unwrap_or(d.pause_behavior);
+        let suppress = r.dtmf.unwrap_or_default() == DtmfPolicy::Suppress;
+        Ok((spec, inputs, participant, pause, suppress, channels))
+    }
+
+    pub fn start_recording(
+        &self,
+        who: &Principal,
+        call_id: &str,
+        req: RecordingRequest,
+    ) -> Result<RecordingView, EngineError> {
+        self.check_accepting()?;
+        if let Some(id) = &req.recording_id {
+            check_id("recording_id", id)?;
+        }
+        let (num, roles, leg_ids, rate, tenant, legs_info) = {
+            let reg = lock(&self.registry);
+            let c = self.visible_call(&reg, who, call_id)?;
+            if c.ended_at.is_some() {
+                return Err(EngineError::CallEnded(call_id.into()));
+            }
+            if c.recordings
+                .iter()
+                .filter_map(|r| reg.recordings.get(r))
+                .any(|r| r.state.active())
+            {
+                return Err(EngineError::RecordingInProgress(call_id.into()));
+            }
+            let roles: Vec<Role> = c.legs.iter().map(|l| l.role).collect();
+            let ids: Vec<String> = c.legs.iter().map(|l| l.id.clone()).collect();
+            let infos: Vec<(String, Role, Option<String>)> = c
+                .legs
+                .iter()
+                .map(|l| (l.id.clone(), l.role, l.label.clone()))
+                .collect();
+            (c.num, roles, ids, c.rate, c.tenant.clone(), infos)
+        };
+        let (spec, inputs, participant, pause_behavior, suppress_dtmf, channels) =
+            self.recording_params(&req, &roles, &leg_ids, rate)?;
+        let id = req
+            .recording_id
+            .clone()
+            .unwrap_or_else(|| random_id("rec-"));
+        if lock(&self.registry).recordings.contains_key(&id) {
+            return Err(EngineError::InvalidRequest(format!(
+                "recording_id: {id:?} already exists"
+            )));
+        }
+        let now_wall = unix_now();
+        let now = self.clock.now();
+        let (y, m, d) = crate::timefmt::civil_from_days((now_wall.as_secs() / 86_400) as i64);
+        let dir = self.storage.join(format!("{y:04}/{m:02}/{d:02}"));
+        let path = dir.join(format!("{id}.{}", spec.format.extension()));
+        let sidecar = dir.join(format!("{id}.json"));
+        let shared = Arc::new(RecordingShared::default());
+        let started_at = rfc3339(now_wall);
+        let info = RecordingInfo {
+            recording_id: id.clone(),
+            call_id: call_id.into(),
+            status: "completed".into(),
+            format: spec.format,
+            content_type: spec.format.content_type().into(),
+            sample_rate: spec.sample_rate,
+            channels,
+            channel_count: spec.channels,
+            bitrate_kbps: spec.effective_bitrate_kbps(),
+            participant: participant_name(&participant),
+            pause_behavior,
+            started_at: started_at.clone(),
+            stopped_at: String::new(),
+            duration_ms: 0,
+            file: path.to_string_lossy().into_owned(),
+            file_size_bytes: 0,
+            checksum: Checksum::sha256(String::new()),
+            pauses: Vec::new(),
+            legs: legs_info
+                .iter()
+                .enumerate()
+                .map(|(i, (lid, role, label))| LegInfo {
+                    leg_id: lid.clone(),
+                    role: *role,
+                    label: label.clone(),
+                    channel: inputs.iter().find(|(l, _)| *l == i).map(|(_, c)| *c),
+                    codecs: Vec::new(),
+                    source: None,
+                    stats: Default::default(),
+                    dtmf: Vec::new(),
+                })
+                .collect(),
+            recovered: false,
+        };
+        let sink = match lock(&self.writers).as_ref() {
+            Some(w) => w.sink(&id),
+            None => return Err(EngineError::ShuttingDown),
+        };
+        let all_legs_mono = matches!(&participant, ParticipantRequest::Named(n) if n == "all")
+            && channels == Channels::Mono;
+        {
+            let mut reg = lock(&self.registry);
+            let c = reg
+                .calls
+                .get_mut(call_id)
+                .ok_or_else(|| EngineError::CallNotFound(call_id.into()))?;
+            c.recordings.push(id.clone());
+            let start_rel = now.saturating_sub(c.created_mono);
+            reg.recordings.insert(
+                id.clone(),
+                Recording {
+                    id: id.clone(),
+                    call_id: call_id.into(),
+                    call_num: num,
+                    state: RecState::Recording,
+                    format: spec.format,
+                    sample_rate: spec.sample_rate,
+                    channels,
+                    bitrate_kbps: spec.effective_bitrate_kbps(),
+                    participant: participant.clone(),
+                    pause_behavior,
+                    started_at: started_at.clone(),
+                    started_mono: now,
+                    stopped_at: None,
+                    shared: shared.clone(),
+                    info: None,
+                    failure: None,
+                    all_legs_mono,
+                },
+            );
+            self.send(
+                num,
+                WorkerCmd::StartRecording {
+                    call: num,
+                    setup: Box::new(RecordingSetup {
+                        id: id.clone(),
+                        spec,
+                        inputs,
+                        pause_behavior,
+                        suppress_dtmf,
+                        start: start_rel,
+                        path,
+                        sidecar,
+                        flush_interval: Duration::from_millis(u64::from(
+                            self.cfg.storage.flush_interval_ms,
+                        )),
+                        min_duration: Duration::from_secs(u64::from(
+                            self.cfg.recording.min_duration_s,
+                        )),
+                        sink,
+                        info: Box::new(info),
+                        shared,
+                    }),
+                },
+            );
+        }
+        self.emit(
+            "recording.started",
+            json!({"recording_id": id, "call_id": call_id, "customer_id": tenant, "format": spec.format,
+                   "sample_rate": spec.sample_rate, "channels": channels, "participant": participant}),
+        );
+        self.get_recording(who, &id)
+    }
+
+    /// The call's recording in progress.
+    fn active_recording(
+        &self,
+        reg: &Registry,
+        who: &Principal,
+        call_id: &str,
+    ) -> Result<String, EngineError> {
+        let c = self.visible_call(reg, who, call_id)?;
+        c.recordings
+            .iter()
+            .filter_map(|r| reg.recordings.get(r))
+            .find(|r| r.state.active())
+            .map(|r| r.id.clone())
+            .ok_or_else(|| EngineError::RecordingNotStarted(call_id.into()))
+    }
+
+    pub fn pause_recording(
+        &self,
+        who: &Principal,
+        call_id: &str,
+    ) -> Result<RecordingView, EngineError> {
+        self.set_paused(who, call_id, true)
+    }
+
+    pub fn resume_recording(
+        &self,
+        who: &Principal,
+        call_id: &str,
+    ) -> Result<RecordingView, EngineError> {
+        self.set_paused(who, call_id, false)
+    }
+
+    fn set_paused(
+        &self,
+        who: &Principal,
+        call_id: &str,
+        pause: bool,
+    ) -> Result<RecordingView, EngineError> {
+        let now = self.clock.now();
+        let (id, num) = {
+            let mut reg = lock(&self.registry);
+            let id = self.active_recording(&reg, who, call_id)?;
+            let rec = reg
+                .recordings
+                .get_mut(&id)
+                .ok_or_else(|| EngineError::RecordingNotFound(id.clone()))?;
+            match (pause, rec.state) {
+                (true, RecState::Paused) => return Err(EngineError::AlreadyPaused),
+                (false, RecState::Recording) => return Err(EngineError::NotPaused),
+                _ => {}
+            }
+            rec.state = if pause {
+                RecState::Paused
+            } else {
+                RecState::Recording
+            };
+            (id, rec.call_num)
+        };
+        let at = now;
+        self.send(
+            num,
+            if pause {
+                WorkerCmd::Pause {
+                    call: num,
+                    id: id.clone(),
+                    at,
+                }
+            } else {
+                WorkerCmd::Resume {
+                    call: num,
+                    id: id.clone(),
+                    at,
+                }
+            },
+        );
+        self.emit(
+            if pause {
+                "recording.paused"
+            } else {
+                "recording.resumed"
+            },
+            json!({"recording_id": id, "call_id": call_id}),
+        );
+        self.get_recording(who, &id)
+    }
+
+    pub fn stop_recording(
+        &self,
+        who: &Principal,
+        call_id: &str,
+    ) -> Result<RecordingView, EngineError> {
+        let id = {
+            let reg = lock(&self.registry);
+            self.active_recording(&reg, who, call_id)?
+        };
+        self.stop_recording_inner(&id, "api");
+        self.get_recording(who, &id)
+    }
+
+    fn stop_recording_inner(&self, id: &str, reason: &str) {
+        let now = self.clock.now();
+        let (num, call_id) = {
+            let mut reg = lock(&self.registry);
+            let Some(rec) = reg.recordings.get_mut(id) else {
+                return;
+            };
+            if !rec.state.active() {
+                return;
+            }
+            rec.state = RecState::Stopped;
+            rec.stopped_at = Some(rfc3339(unix_now()));
+            (rec.call_num, rec.call_id.clone())
+        };
+        self.send(
+            num,
+            WorkerCmd::Stop {
+                call: num,
+                id: id.into(),
+                at: now,
+            },
+        );
+        self.emit(
+            "recording.stopped",
+            json!({"recording_id": id, "call_id": call_id, "reason": reason}),
+        );
+    }
+
+    pub fn set_muted(
+        &self,
+        who: &Principal,
+        call_id: &str,
+        leg_id: &str,
+        muted: bool,
+    ) -> Result<CallView, EngineError> {
+        let now = self.clock.now();
+        let (num, index) = {
+            let mut reg = lock(&self.registry);
+            self.visible_call(&reg, who, call_id)?;
+            let c = reg
+                .calls
+                .get_mut(call_id)
+                .ok_or_else(|| EngineError::CallNotFound(call_id.into()))?;
+            if c.ended_at.is_some() {
+                return Err(EngineError::CallEnded(call_id.into()));
+            }
+            let index = c
+                .legs
+                .iter()
+                .position(|l| l.id == leg_id)
+                .ok_or_else(|| EngineError::LegNotFound(leg_id.into()))?;
+            c.legs[index].muted = muted;
+            (c.num, index)
+        };
+        self.send(
+            num,
+            WorkerCmd::Mute {
+                call: num,
+                leg: index,
+                muted,
+                at: now,
+            },
+        );
+        self.emit(
+            if muted { "leg.muted" } else { "leg.unmuted" },
+            json!({"call_id": call_id, "leg_id": leg_id}),
+        );
+        self.get_call(who, call_id)
+    }
+
+    pub fn get_recording(&self, who: &Principal, id: &str) -> Result<RecordingView, EngineError> {
+        let reg = lock(&self.registry);
+        let rec = reg
+            .recordings
+            .get(id)
+            .filter(|r| {
+                reg.calls
+                    .get(&r.call_id)
+                    .is_some_and(|c| who.sees(&c.tenant))
+            })
+            .ok_or_else(|| EngineError::RecordingNotFound(id.into()))?;
+        Ok(recording_view(rec))
+    }
+
+    // ---- outcomes -----------------------------------------------------------
+
+    pub fn on_worker_report(&self, report: WorkerReport) {
+        match report {
+            WorkerReport::Processing { id } => {
+                let mut reg = lock(&self.registry);
+                if let Some(r) = reg.recordings.get_mut(&id)
+                    && !r.state.finished()
+                {
+                    r.state = RecState::Processing;
+                }
+            }
+            WorkerReport::Failed {
+                id,
+                reason,
+                message,
+            } => self.fail_recording(&id, reason, &message),
+            WorkerReport::Discarded { id, duration_ms } => {
+                let call_id = {
+                    let mut reg = lock(&self.registry);
+                    let Some(r) = reg.recordings.get_mut(&id) else {
+                        return;
+                    };
+                    r.state = RecState::Discarded;
+                    r.call_id.clone()
+                };
+                self.emit(
+                    "recording.discarded",
+                    json!({"recording_id": id, "call_id": call_id, "reason": "min_duration", "duration_ms": duration_ms,
+                           "min_duration_s": self.cfg.recording.min_duration_s}),
+                );
+            }
+        }
+    }
+
+    fn fail_recording(&self, id: &str, reason: &str, message: &str) {
+        let (call_id, num, was_active) = {
+            let mut reg = lock(&self.registry);
+            let Some(r) = reg.recordings.get_mut(id) else {
+                return;
+            };
+            if r.state.finished() {
+                return;
+            }
+            let was_active = r.state.active();
+            r.state = RecState::Failed;
+            r.failure = Some(reason.into());
+            (r.call_id.clone(), r.call_num, was_active)
+        };
+        if was_active {
+            self.send(
+                num,
+                WorkerCmd::Abort {
+                    call: num,
+                    id: id.into(),
+                },
+            );
+        }
+        tracing::error!(recording = id, reason, message, "recording failed");
+        self.emit(
+            "recording.failed",
+            json!({"recording_id": id, "call_id": call_id, "reason": reason, "message": message}),
+        );
+    }
+
+    pub fn on_sink_report(&self, report: SinkReport) {
+        match report {
+            SinkReport::Finalized { id, file, info } => {
+                let call_id = {
+                    let mut reg = lock(&self.registry);
+                    let Some(r) = reg.recordings.get_mut(&id) else {
+                        return;
+                    };
+                    r.state = RecState::Completed;
+                    r.shared
+                        .duration_ms
+                        .store(info.duration_ms, Ordering::Relaxed);
+                    r.info = Some(info.clone());
+                    r.call_id.clone()
+                };
+                self.emit(
+                    "recording.completed",
+                    json!({"recording_id": id, "call_id": call_id, "format": info.format,
+                           "content_type": info.content_type, "duration_ms": info.duration_ms,
+                           "file_size_bytes": file.size, "checksum": {"algorithm": "sha256", "value": file.sha256},
+                           "path": file.path, "download_url": format!("/v1/recordings/{id}/download"),
+                           "pauses": info.pauses, "channels": info.channels, "sample_rate": info.sample_rate}),
+                );
+            }
+            SinkReport::Failed { id, error } => self.fail_recording(&id, "storage_error", &error),
+            SinkReport::Discarded { .. } => {}
+        }
+    }
+
+    // ---- housekeeping ---------------------------------------------------------
+
+    /// Enforces `max_duration` and the media timeout; call about every 250 ms.
+    pub fn housekeeping(&self) {
+        let now = self.clock.now();
+        let max = Duration::from_secs(u64::from(self.cfg.recording.max_duration_s));
+        let timeout = Duration::from_secs(u64::from(self.cfg.recording.media_timeout_s));
+        let (too_long, silent): (Vec<String>, Vec<String>) = {
+            let reg = lock(&self.registry);
+            let too_long = reg
+                .recordings
+                .values()
+                .filter(|r| {
+                    r.state.active() && !max.is_zero() && now.saturating_sub(r.started_mono) >= max
+                })
+                .map(|r| r.id.clone())
+                .collect();
+            let silent = reg
+                .calls
+                .values()
+                .filter(|c| c.ended_at.is_none())
+                .filter(|c| {
+                    let last =
+                        Duration::from_nanos(c.shared.last_packet_ns.load(Ordering::Relaxed))
+                            .max(c.created_mono);
+                    now.saturating_sub(last) >= timeout
+                })
+                .map(|c| c.id.clone())
+                .collect();
+            (too_long, silent)
+        };
+        for id in too_long {
+            self.stop_recording_inner(&id, "max_duration");
+        }
+        for id in silent {
+            tracing::info!(call = %id, "no RTP on any leg for the media timeout; ending the call");
+            self.end_call_inner(&id, "media_timeout");
+        }
+    }
+
+    /// Recordings not yet in a final state.
+    pub fn unfinished_recordings(&self) -> usize {
+        lock(&self.registry)
+            .recordings
+            .values()
+            .filter(|r| !r.state.finished())
+            .count()
+    }
+
+    /// Graceful shutdown, step one: take nothing new and end every call.
+    pub fn begin_shutdown(&self) {
+        self.accepting.store(false, Ordering::Release);
+        let calls: Vec<String> = lock(&self.registry)
+            .calls
+            .values()
+            .filter(|c| c.ended_at.is_none())
+            .map(|c| c.id.clone())
+            .collect();
+        for id in calls {
+            self.end_call_inner(&id, "shutdown");
+        }
+    }
+
+    /// Step two: stop the workers and writers once everything is written.
+    pub fn finish_shutdown(&self) {
+        if let Some(w) = lock(&self.workers).take() {
+            w.shutdown();
+        }
+        if let Some(w) = lock(&self.writers).take() {
+            w.shutdown();
+        }
+    }
+
+    /// Numbers for `/metrics`.
+    pub fn gauges(&self) -> Gauges {
+        let reg = lock(&self.registry);
+        let mut g = Gauges {
+            active_calls: reg.calls.values().filter(|c| c.ended_at.is_none()).count(),
+            ..Default::default()
+        };
+        for r in reg.recordings.values() {
+            *g.recordings_by_state.entry(r.state.name()).or_default() += 1;
+        }
+        for c in reg.calls.values() {
+            for l in &c.legs {
+                let s = l.stats.snapshot();
+                g.datagrams += s.datagrams;
+                g.ring_drops += s.ring_drops;
+                g.foreign_source += s.foreign_source;
+                g.rtcp += s.rtcp;
+            }
+            for s in lock(&c.shared.legs).iter() {
+                g.lost += s.lost;
+                g.late += s.late;
+                g.duplicates += s.duplicates;
+                g.malformed += s.malformed;
+            }
+        }
+        g
+    }
+}
+
+/// Totals for the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    pub active_calls: usize,
+    pub recordings_by_state: std::collections::BTreeMap<&'static str, usize>,
+    pub datagrams: u64,
+    pub ring_drops: u64,
+    pub foreign_source: u64,
+    pub rtcp: u64,
+    pub lost: u64,
+    pub late: u64,
+    pub duplicates: u64,
+    pub malformed: u64,
+}
+
+fn recording_view(r: &Recording) -> RecordingView {
+    RecordingView {
+        recording_id: r.id.clone(),
+        call_id: r.call_id.clone(),
+        status: r.state.name(),
+        format: r.format,
+        sample_rate: r.sample_rate,
+        channels: r.channels,
+        bitrate_kbps: r.bitrate_kbps,
+        participant: r.participant.clone(),
+        pause_behavior: r.pause_behavior,
+        started_at: r.started_at.clone(),
+        stopped_at: r.stopped_at.clone(),
+        duration_ms: r.shared.duration_ms.load(Ordering::Relaxed),
+        file_size_bytes: r.info.as_ref().map(|i| i.file_size_bytes),
+        checksum: r.info.as_ref().map(|i| i.checksum.clone()),
+        failure_reason: r.failure.clone(),
+    }
+}
+
+fn participant_name(p: &ParticipantRequest) -> String {
+    match p {
+        ParticipantRequest::Named(n) => n.clone(),
+        ParticipantRequest::Legs(ids) => ids.join(","),
+    }
+}
+
+fn role_rank(r: Role) -> u8 {
+    match r {
+        Role::Caller => 0,
+        Role::Callee => 1,
+        Role::Participant => 2,
+    }
+}
+
+fn default_leg_id(role: Role, index: usize) -> String {
+    match role {
+        Role::Caller => "caller".into(),
+        Role::Callee => "callee".into(),
+        Role::Participant => format!("participant-{}", index + 1),
+    }
+}
+
+fn check_id(field: &str, id: &str) -> Result<(), EngineError> {
+    if is_valid_id(id) {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidRequest(format!(
+            "{field}: {id:?} is not a valid id (1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit)"
+        )))
+    }
+}
+
+fn validate_leg(field: &str, l: &LegRequest, reference: ReferenceType) -> Result<(), EngineError> {
+    if let Some(id) = &l.leg_id {
+        check_id(&format!("{field}.leg_id"), id)?;
+    }
+    if let Some(label) = &l.label
+        && (label.len() > 256 || label.chars().any(char::is_control))
+    {
+        return Err(EngineError::InvalidRequest(format!(
+            "{field}.label: at most 256 characters and no control characters"
+        )));
+    }
+    if reference == ReferenceType::Call && l.role == Role::Participant {
+        return Err(EngineError::InvalidRequest(format!(
+            "{field}.role: \"participant\" legs belong to conferences (reference_type \"conference\")"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Requests and views of the control API for calls and recordings, with
+//! their validation. Unknown fields are refused so a typo is an error, not
+//! a silently ignored option.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Channels, Format, PauseBehavior};
+use crate::core::leg::LegStats;
+use crate::io::udp::IngestSnapshot;
+use crate::recording::{Checksum, Role};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    #[default]
+    Inbound,
+    Outbound,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReferenceType {
+    #[default]
+    Call,
+    Conference,
+}
+
+/// A leg in a create-call or add-leg request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegRequest {
+    pub leg_id: Option<String>,
+    pub role: Role,
+    pub label: Option<String>,
+    /// Dynamic payload types: `{"101": "telephone-event/8000", "111": "opus/48000/2"}`.
+    #[serde(default)]
+    pub payload_types: BTreeMap<String, String>,
+}
+
+/// Which legs a recording contains.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ParticipantRequest {
+    /// `"all"`, `"caller"` or `"callee"`.
+    Named(String),
+    /// Explicit leg ids.
+    Legs(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DtmfPolicy {
+    #[default]
+    Keep,
+    Suppress,
+}
+
+/// Recording options (all optional: defaults come from `[recording]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingRequest {
+    /// Only in a create-call `recording` block: start recording at once.
+    pub enabled: Option<bool>,
+    pub format: Option<Format>,
+    pub participant: Option<ParticipantRequest>,
+    pub channels: Option<Channels>,
+    /// kbit/s.
+    pub bitrate: Option<u32>,
+    pub sample_rate: Option<u32>,
+    pub pause_behavior: Option<PauseBehavior>,
+    pub dtmf: Option<DtmfPolicy>,
+    pub recording_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCallRequest {
+    pub call_id: Option<String>,
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
+    #[serde(default)]
+    pub direction: Direction,
+    #[serde(default)]
+    pub reference_type: ReferenceType,
+    pub legs: Vec<LegRequest>,
+    pub recording: Option<RecordingRequest>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    pub action: String,
+    #[serde(flatten)]
+    pub options: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RtpAddress {
+    pub host: String,
+    pub port: u16,
+    pub rtcp_port: u16,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LegView {
+    pub leg_id: String,
+    pub role: Role,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub rtp: RtpAddress,
+    pub muted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub ingest: IngestSnapshot,
+    pub stats: Option<LegStats>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CallView {
+    pub call_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    pub from: String,
+    pub to: String,
+    pub direction: Direction,
+    pub reference_type: ReferenceType,
+    pub status: &'static str,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    pub sample_rate: u32,
+    pub legs: Vec<LegView>,
+    pub recordings: Vec<RecordingView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordingView {
+    pub recording_id: String,
+    pub call_id: String,
+    pub status: &'static str,
+    pub format: Format,
+    pub sample_rate: u32,
+    pub channels: Channels,
+    pub bitrate_kbps: u32,
+    pub participant: ParticipantRequest,
+    pub pause_behavior: PauseBehavior,
+    pub started_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<String>,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_size_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<Checksum>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+}

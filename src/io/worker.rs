@@ -1,0 +1,706 @@
+//! Media workers: a fixed pool of OS threads, each owning a shard of the
+//! calls. Every tick (20 ms by default) a worker drains each leg's ring into
+//! its [`LegReceiver`], plays the legs out into their tracks, and mixes and
+//! encodes every active recording, handing the bytes to the writer pool. A
+//! worker never touches a file or a socket and never blocks on one.
+//!
+//! Commands come over a crossbeam channel; outcomes go back to the engine
+//! as [`WorkerReport`]s.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::config::PauseBehavior;
+use crate::core::encode::EncoderSpec;
+use crate::core::leg::{LegConfig, LegReceiver, LegStats};
+use crate::core::mixer::{DEFAULT_MARGIN, MixInput, Mixer};
+use crate::core::recorder::Recorder;
+use crate::core::time::nanos_to_ticks;
+use crate::core::track::Track;
+use crate::io::clock::MonotonicClock;
+use crate::io::ring::RingReader;
+use crate::io::writer::{SinkHandle, SinkMsg};
+use crate::recording::{LegInfo, RecordingInfo};
+use crate::timefmt::{rfc3339, unix_now};
+
+/// What a worker shares with the control plane about a call.
+#[derive(Debug, Default)]
+pub struct CallShared {
+    /// Latest per-leg statistics (updated about once a second).
+    pub legs: Mutex<Vec<LegStats>>,
+    /// Monotonic ns of the latest RTP packet on any leg (0 = none yet).
+    pub last_packet_ns: AtomicU64,
+}
+
+/// Live progress of a recording.
+#[derive(Debug, Default)]
+pub struct RecordingShared {
+    pub duration_ms: AtomicU64,
+}
+
+/// Everything a worker needs to run a recording.
+pub struct RecordingSetup {
+    pub id: String,
+    pub spec: EncoderSpec,
+    /// (leg index, output channel) of every selected leg.
+    pub inputs: Vec<(usize, u16)>,
+    pub pause_behavior: PauseBehavior,
+    pub suppress_dtmf: bool,
+    /// Call-relative time the recording starts at.
+    pub start: Duration,
+    pub path: PathBuf,
+    pub sidecar: PathBuf,
+    pub flush_interval: Duration,
+    pub min_duration: Duration,
+    pub sink: SinkHandle,
+    /// Metadata filled in as the recording ends.
+    pub info: Box<RecordingInfo>,
+    pub shared: Arc<RecordingShared>,
+}
+
+/// A leg joining a call.
+pub struct LegSetup {
+    pub index: usize,
+    pub reader: RingReader,
+    pub config: LegConfig,
+    pub info: LegInfo,
+}
+
+pub enum WorkerCmd {
+    AddCall {
+        call: u64,
+        /// Monotonic time the call was created: call position 0.
+        origin: Duration,
+        rate: u32,
+        shared: Arc<CallShared>,
+    },
+    AddLeg {
+        call: u64,
+        leg: Box<LegSetup>,
+    },
+    StartRecording {
+        call: u64,
+        setup: Box<RecordingSetup>,
+    },
+    Pause {
+        call: u64,
+        id: String,
+        at: Duration,
+    },
+    Resume {
+        call: u64,
+        id: String,
+        at: Duration,
+    },
+    Mute {
+        call: u64,
+        leg: usize,
+        muted: bool,
+        at: Duration,
+    },
+    /// Stop at monotonic time `at`; audio up to then is still mixed.
+    Stop {
+        call: u64,
+        id: String,
+        at: Duration,
+    },
+    /// The call is over: drain every leg and finish its recordings now.
+    EndCall {
+        call: u64,
+        at: Duration,
+    },
+    /// Fail a recording (e.g. the writer reported an error).
+    Abort {
+        call: u64,
+        id: String,
+    },
+    /// Add a leg to a recording in progress (a conference participant).
+    AddInput {
+        call: u64,
+        id: String,
+        leg: usize,
+        channel: u16,
+    },
+}
+
+/// Outcomes a worker reports to the engine.
+#[derive(Debug)]
+pub enum WorkerReport {
+    /// Mixing is done; the file is being finalized by the writer pool.
+    Processing { id: String },
+    /// The recording could not go on.
+    Failed {
+        id: String,
+        reason: &'static str,
+        message: String,
+    },
+    /// Shorter than `min_duration`: the file is being removed.
+    Discarded { id: String, duration_ms: u64 },
+}
+
+struct LegSlot {
+    leg: LegReceiver,
+    reader: RingReader,
+    /// Leg origin in call ticks, once it has one.
+    offset: Option<i64>,
+    info: LegInfo,
+}
+
+struct ActiveRecording {
+    setup: Box<RecordingSetup>,
+    recorder: Recorder,
+    stop_at: Option<Duration>,
+    last_flush: Duration,
+    /// Per input, DTMF records already given to the mixer.
+    dtmf_applied: HashMap<usize, usize>,
+}
+
+struct CallState {
+    origin: Duration,
+    rate: u32,
+    legs: Vec<LegSlot>,
+    tracks: Vec<Track>,
+    recordings: Vec<ActiveRecording>,
+    shared: Arc<CallShared>,
+    last_stats: Duration,
+    delay: Duration,
+}
+
+/// The pool of media workers.
+pub struct WorkerPool {
+    senders: Vec<Sender<WorkerCmd>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// How workers tick.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerConfig {
+    pub tick: Duration,
+    pub playout_delay: Duration,
+}
+
+impl WorkerPool {
+    pub fn start(
+        threads: usize,
+        cfg: WorkerConfig,
+        clock: MonotonicClock,
+        reports: Sender<WorkerReport>,
+    ) -> Self {
+        let mut senders = Vec::new();
+        let mut handles = Vec::new();
+        for i in 0..threads.max(1) {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let reports = reports.clone();
+            senders.push(tx);
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("recengine-worker-{i}"))
+                    .spawn(move || Worker::new(cfg, clock, reports).run(&rx))
+                    .expect("spawn worker thread"),
+            );
+        }
+        Self {
+            senders,
+            threads: handles,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.senders.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.senders.is_empty()
+    }
+
+    /// The worker a call is sharded to.
+    pub fn shard(&self, call: u64) -> usize {
+        (call % self.senders.len() as u64) as usize
+    }
+
+    pub fn send(&self, call: u64, cmd: WorkerCmd) {
+        let _ = self.senders[self.shard(call)].send(cmd);
+    }
+
+    /// Stops the workers once they have processed every command sent.
+    pub fn shutdown(self) {
+        drop(self.senders);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Worker {
+    cfg: WorkerConfig,
+    clock: MonotonicClock,
+    reports: Sender<WorkerReport>,
+    calls: HashMap<u64, CallState>,
+    buf: Vec<u8>,
+}
+
+impl Worker {
+    fn new(cfg: WorkerConfig, clock: MonotonicClock, reports: Sender<WorkerReport>) -> Self {
+        Self {
+            cfg,
+            clock,
+            reports,
+            calls: HashMap::new(),
+            buf: Vec::with_capacity(2048),
+        }
+    }
+
+    fn run(mut self, rx: &Receiver<WorkerCmd>) {
+        let mut next_tick = self.clock.now() + self.cfg.tick;
+        loop {
+            let now = self.clock.now();
+            let wait = next_tick.saturating_sub(now);
+            match rx.recv_timeout(wait) {
+                Ok(cmd) => {
+                    self.command(cmd);
+                    continue;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    // Shutdown: finish every call still here.
+                    let now = self.clock.now();
+                    let ids: Vec<u64> = self.calls.keys().copied().collect();
+                    for id in ids {
+                        self.end_call(id, now);
+                    }
+                    return;
+                }
+            }
+            let now = self.clock.now();
+            self.tick(now);
+            next_tick += self.cfg.tick;
+            if next_tick < now {
+                // Fell behind (overload): skip ahead rather than burst.
+                next_tick = now + self.cfg.tick;
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: WorkerCmd) {
+        match cmd {
+            WorkerCmd::AddCall {
+                call,
+                origin,
+                rate,
+                shared,
+            } => {
+                self.calls.insert(
+                    call,
+                    CallState {
+                        origin,
+                        rate,
+                        legs: Vec::new(),
+                        tracks: Vec::new(),
+                        recordings: Vec::new(),
+                        shared,
+                        last_stats: Duration::ZERO,
+                        delay: self.cfg.playout_delay,
+                    },
+                );
+            }
+            WorkerCmd::AddLeg { call, leg } => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    let LegSetup {
+                        index,
+                        reader,
+                        config,
+                        info,
+                    } = *leg;
+                    // Leg indices are dense and arrive in order: the track
+                    // index is the leg index the mixer inputs refer to.
+                    debug_assert_eq!(index, c.legs.len());
+                    c.tracks.push(Track::new(c.rate as usize));
+                    c.legs.push(LegSlot {
+                        leg: LegReceiver::new(config),
+                        reader,
+                        offset: None,
+                        info,
+                    });
+                }
+            }
+            WorkerCmd::StartRecording { call, setup } => {
+                let Some(c) = self.calls.get_mut(&call) else {
+                    return;
+                };
+                start_recording(c, setup, &self.reports);
+            }
+            WorkerCmd::Pause { call, id, at } => {
+                if let Some(r) = self.recording(call, &id) {
+                    let origin = r.0;
+                    let _ = r.1.recorder.mixer_mut().pause(at.saturating_sub(origin));
+                }
+            }
+            WorkerCmd::Resume { call, id, at } => {
+                if let Some(r) = self.recording(call, &id) {
+                    let origin = r.0;
+                    let _ = r.1.recorder.mixer_mut().resume(at.saturating_sub(origin));
+                }
+            }
+            WorkerCmd::Mute {
+                call,
+                leg,
+                muted,
+                at,
+            } => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    let rel = at.saturating_sub(c.origin);
+                    for r in &mut c.recordings {
+                        let _ = r.recorder.mixer_mut().set_muted(leg, muted, rel);
+                    }
+                }
+            }
+            WorkerCmd::Stop { call, id, at } => {
+                if let Some(r) = self.recording(call, &id) {
+                    r.1.stop_at = Some(at);
+                }
+            }
+            WorkerCmd::EndCall { call, at } => self.end_call(call, at),
+            WorkerCmd::AddInput {
+                call,
+                id,
+                leg,
+                channel,
+            } => {
+                if let Some((_, r)) = self.recording(call, &id) {
+                    r.recorder.mixer_mut().add_input(MixInput {
+                        track: leg,
+                        channel,
+                    });
+                    r.setup.inputs.push((leg, channel));
+                }
+            }
+            WorkerCmd::Abort { call, id } => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.recordings.retain(|r| r.setup.id != id);
+                }
+            }
+        }
+    }
+
+    fn recording(&mut self, call: u64, id: &str) -> Option<(Duration, &mut ActiveRecording)> {
+        let c = self.calls.get_mut(&call)?;
+        let origin = c.origin;
+        c.recordings
+            .iter_mut()
+            .find(|r| r.setup.id == id)
+            .map(|r| (origin, r))
+    }
+
+    fn tick(&mut self, now: Duration) {
+        for c in self.calls.values_mut() {
+            play_out(c, now, &mut self.buf);
+            let mix_point = now.saturating_sub(c.origin + c.delay + DEFAULT_MARGIN);
+            let mut i = 0;
+            while i < c.recordings.len() {
+                let done = {
+                    let (legs, tracks, rec) = (&c.legs, &c.tracks, &mut c.recordings[i]);
+                    step_recording(
+                        rec,
+                        legs,
+                        tracks,
+                        c.origin,
+                        c.rate,
+                        mix_point,
+                        now,
+                        &self.reports,
+                    )
+                };
+                if done {
+                    let rec = c.recordings.remove(i);
+                    finish_recording(rec, &c.legs, &self.reports);
+                } else {
+                    i += 1;
+                }
+            }
+            publish_stats(c, now);
+        }
+    }
+
+    fn end_call(&mut self, call: u64, at: Duration) {
+        let Some(mut c) = self.calls.remove(&call) else {
+            return;
+        };
+        play_out(&mut c, at, &mut self.buf);
+        for slot in c.legs.iter_mut().enumerate() {
+            let (i, l) = slot;
+            let offset = l.offset.unwrap_or(0);
+            l.leg.finish(&mut c.tracks[i].sink(offset));
+        }
+        let end = at.saturating_sub(c.origin);
+        let recordings = std::mem::take(&mut c.recordings);
+        for mut rec in recordings {
+            let stop = rec
+                .stop_at
+                .map_or(end, |s| s.saturating_sub(c.origin).min(end));
+            apply_dtmf(&mut rec, &c.legs, c.rate);
+            let upto = rec.recorder.mixer().position_at(stop);
+            if let Err(e) = write_mixed(&mut rec, &c.tracks, upto, at) {
+                fail(&rec, "encoder_error", e, &self.reports);
+                continue;
+            }
+            finish_recording(rec, &c.legs, &self.reports);
+        }
+        publish_stats(&mut c, at + Duration::from_secs(3600));
+    }
+}
+
+/// Drains each leg's ring and plays it out into its track.
+fn play_out(c: &mut CallState, now: Duration, buf: &mut Vec<u8>) {
+    let mut latest = 0u64;
+    for (i, slot) in c.legs.iter_mut().enumerate() {
+        while let Some(arrival) = slot.reader.pop(buf) {
+            // Times are call-relative inside the media core.
+            let _ = slot.leg.push(buf, arrival.saturating_sub(c.origin));
+            latest = latest.max(arrival.as_nanos() as u64);
+        }
+        if slot.offset.is_none()
+            && let Some(origin) = slot.leg.origin()
+        {
+            slot.offset = Some(nanos_to_ticks(origin.as_nanos() as i128, c.rate));
+        }
+        if let Some(offset) = slot.offset {
+            slot.leg
+                .pull(now.saturating_sub(c.origin), &mut c.tracks[i].sink(offset));
+        }
+    }
+    if latest > 0 {
+        c.shared.last_packet_ns.fetch_max(latest, Ordering::Relaxed);
+    }
+}
+
+fn start_recording(c: &mut CallState, setup: Box<RecordingSetup>, reports: &Sender<WorkerReport>) {
+    let inputs: Vec<MixInput> = setup
+        .inputs
+        .iter()
+        .map(|&(track, channel)| MixInput { track, channel })
+        .collect();
+    let mixer = Mixer::new(
+        c.rate,
+        setup.spec.channels,
+        &inputs,
+        setup.pause_behavior,
+        setup.start,
+    );
+    let recorder = match Recorder::new(mixer, setup.spec) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = reports.send(WorkerReport::Failed {
+                id: setup.id.clone(),
+                reason: "encoder_error",
+                message: e.to_string(),
+            });
+            return;
+        }
+    };
+    if let Err(e) = setup.sink.send(SinkMsg::Create {
+        path: setup.path.clone(),
+        flush_interval: setup.flush_interval,
+    }) {
+        let _ = reports.send(WorkerReport::Failed {
+            id: setup.id.clone(),
+            reason: "storage_error",
+            message: e.to_string(),
+        });
+        return;
+    }
+    c.recordings.push(ActiveRecording {
+        last_flush: setup.start,
+        setup,
+        recorder,
+        stop_at: None,
+        dtmf_applied: HashMap::new(),
+    });
+}
+
+/// Tells a recording's mixer where DTMF happened, if it suppresses DTMF.
+fn apply_dtmf(rec: &mut ActiveRecording, legs: &[LegSlot], rate: u32) {
+    if !rec.setup.suppress_dtmf {
+        return;
+    }
+    let guard = nanos_to_ticks(40_000_000, rate);
+    for &(leg, _) in &rec.setup.inputs {
+        let Some(slot) = legs.get(leg) else { continue };
+        let Some(offset) = slot.offset else { continue };
+        let records = slot.leg.dtmf();
+        let applied = rec.dtmf_applied.entry(leg).or_insert(0);
+        for d in &records[(*applied).min(records.len())..] {
+            let start = offset + d.position - guard;
+            let end = offset + d.position + d.duration_ticks + guard;
+            let _ = rec.recorder.mixer_mut().suppress(leg, start, Some(end));
+        }
+        *applied = records.len();
+        if let Some(pos) = slot.leg.dtmf_in_progress() {
+            let _ = rec
+                .recorder
+                .mixer_mut()
+                .suppress(leg, offset + pos - guard, None);
+        }
+    }
+}
+
+/// Mixes and hands the bytes to the sink; flushes on schedule.
+fn write_mixed(
+    rec: &mut ActiveRecording,
+    tracks: &[Track],
+    upto: i64,
+    now: Duration,
+) -> Result<(), String> {
+    let bytes = rec
+        .recorder
+        .mix_to(tracks, upto)
+        .map_err(|e| e.to_string())?;
+    if !bytes.is_empty() {
+        rec.setup
+            .sink
+            .send(SinkMsg::Bytes(bytes.to_vec()))
+            .map_err(|e| e.to_string())?;
+    }
+    rec.setup
+        .shared
+        .duration_ms
+        .store(rec.recorder.duration_ms(), Ordering::Relaxed);
+    if now.saturating_sub(rec.last_flush) >= rec.setup.flush_interval {
+        rec.last_flush = now;
+        let held = rec.recorder.flush().to_vec();
+        if !held.is_empty() {
+            rec.setup
+                .sink
+                .send(SinkMsg::Bytes(held))
+                .map_err(|e| e.to_string())?;
+        }
+        let header = rec.recorder.header();
+        rec.setup
+            .sink
+            .send(SinkMsg::Flush { header })
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// One tick of a recording; true when it is finished (stopped and mixed up
+/// to its stop time, or failed).
+#[allow(clippy::too_many_arguments)]
+fn step_recording(
+    rec: &mut ActiveRecording,
+    legs: &[LegSlot],
+    tracks: &[Track],
+    origin: Duration,
+    rate: u32,
+    mix_point: Duration,
+    now: Duration,
+    reports: &Sender<WorkerReport>,
+) -> bool {
+    if rec.setup.sink.has_failed() {
+        return true; // the writer pool has reported the failure
+    }
+    apply_dtmf(rec, legs, rate);
+    let stop = rec.stop_at.map(|s| s.saturating_sub(origin));
+    let until = stop.map_or(mix_point, |s| s.min(mix_point));
+    let upto = rec.recorder.mixer().position_at(until);
+    if let Err(e) = write_mixed(rec, tracks, upto, now) {
+        fail(rec, "storage_error", e, reports);
+        return true;
+    }
+    stop.is_some_and(|s| mix_point >= s)
+}
+
+fn fail(
+    rec: &ActiveRecording,
+    reason: &'static str,
+    message: String,
+    reports: &Sender<WorkerReport>,
+) {
+    tracing::error!(recording = %rec.setup.id, reason, %message, "recording failed");
+    let _ = reports.send(WorkerReport::Failed {
+        id: rec.setup.id.clone(),
+        reason,
+        message,
+    });
+}
+
+/// Ends the encoding and hands the file to the writer pool to finalize.
+fn finish_recording(mut rec: ActiveRecording, legs: &[LegSlot], reports: &Sender<WorkerReport>) {
+    if rec.setup.sink.has_failed() {
+        return;
+    }
+    let tail = match rec.recorder.finish() {
+        Ok(t) => t.to_vec(),
+        Err(e) => {
+            fail(&rec, "encoder_error", e.to_string(), reports);
+            return;
+        }
+    };
+    let duration_ms = rec.recorder.duration_ms();
+    rec.setup
+        .shared
+        .duration_ms
+        .store(duration_ms, Ordering::Relaxed);
+    if Duration::from_millis(duration_ms) < rec.setup.min_duration {
+        let _ = rec.setup.sink.send(SinkMsg::Discard);
+        let _ = reports.send(WorkerReport::Discarded {
+            id: rec.setup.id.clone(),
+            duration_ms,
+        });
+        return;
+    }
+    let mut info = rec.setup.info;
+    info.duration_ms = duration_ms;
+    info.stopped_at = rfc3339(unix_now());
+    info.pauses = rec.recorder.mixer().pauses();
+    for leg in &mut info.legs {
+        if let Some(slot) = legs.iter().find(|l| l.info.leg_id == leg.leg_id) {
+            leg.stats = slot.leg.stats();
+            leg.dtmf = slot.leg.dtmf().to_vec();
+            leg.codecs = slot.leg.codecs_used();
+        }
+    }
+    let sink = rec.setup.sink.clone();
+    let header = rec.recorder.header();
+    let sent = if tail.is_empty() {
+        Ok(())
+    } else {
+        sink.send(SinkMsg::Bytes(tail))
+    }
+    .and_then(|()| {
+        sink.send(SinkMsg::Finalize {
+            header,
+            sidecar: rec.setup.sidecar.clone(),
+            info,
+        })
+    });
+    match sent {
+        Ok(()) => {
+            let _ = reports.send(WorkerReport::Processing {
+                id: rec.setup.id.clone(),
+            });
+        }
+        Err(e) => {
+            let _ = reports.send(WorkerReport::Failed {
+                id: rec.setup.id.clone(),
+                reason: "storage_error",
+                message: e.to_string(),
+            });
+        }
+    }
+}
+
+/// Copies leg statistics to the shared view about once a second.
+fn publish_stats(c: &mut CallState, now: Duration) {
+    if now.saturating_sub(c.last_stats) < Duration::from_secs(1) && c.last_stats != Duration::ZERO {
+        return;
+    }
+    c.last_stats = now;
+    let stats: Vec<LegStats> = c.legs.iter().map(|l| l.leg.stats()).collect();
+    *c.shared.legs.lock().unwrap_or_else(|e| e.into_inner()) = stats;
+}
