@@ -50,7 +50,6 @@ struct Pipeline {
     legs: [LegReceiver; 2],
     tracks: Vec<Track>,
     recorder: Recorder,
-    rate: u32,
 }
 
 fn pipeline(format: Format, rate: u32, kbps: u32) -> Pipeline {
@@ -85,7 +84,6 @@ fn pipeline(format: Format, rate: u32, kbps: u32) -> Pipeline {
         legs: [leg(), leg()],
         tracks: vec![Track::new(rate as usize), Track::new(rate as usize)],
         recorder: Recorder::new(mixer, spec).expect("spec"),
-        rate,
     }
 }
 
@@ -109,7 +107,7 @@ fn run(p: &mut Pipeline, packets: &[[Vec<u8>; 2]]) -> usize {
 
 fn bench(c: &mut Criterion) {
     let a = pcmu_frames(&speech(8000, SECS * 8000));
-    let b = pcmu_frames(&speech(8000, SECS * 8000 + 800)[800..].to_vec());
+    let b = pcmu_frames(&speech(8000, SECS * 8000 + 800)[800..]);
     let packets: Vec<[Vec<u8>; 2]> = a
         .iter()
         .zip(&b)
