@@ -4,7 +4,9 @@
 //!
 //! A client of the Unix socket may send `{"since_seq":N}` as its first line
 //! (within 250 ms of connecting) to receive every event after `N` from the
-//! log, then live ones without a gap or a repeat. A client that cannot keep
+//! log, then live ones without a gap or a repeat. Without it the client gets
+//! events from the moment the server took the connection: a client that must
+//! not miss anything sends `since_seq` (0 for everything). A client that cannot keep
 //! up is disconnected rather than slowing the engine; it reconnects with the
 //! last `seq` it saw.
 

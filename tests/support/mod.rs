@@ -1,0 +1,369 @@
+//! Running the real `recengine` binary for integration tests: a private
+//! configuration (loopback only, its own port range, storage and socket in
+//! the target dir), a tiny HTTP client, an RTP sender pacing packets in real
+//! time, and an event-socket reader.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub const ADMIN: &str = "admin-secret-token";
+pub const ACME: &str = "acme-secret-token";
+pub const GLOBEX: &str = "globex-secret-token";
+
+fn sha256_hex(s: &str) -> String {
+    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A port range private to one test (by name), in 20000-59999.
+fn port_base(name: &str) -> u16 {
+    let h = name.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    20_000 + ((h % 3_900) as u16) * 10
+}
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub api: SocketAddr,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon; `extra` is TOML merged in as whole sections the
+    /// test overrides (it must not repeat [api], [rtp], [storage], [events]).
+    pub fn start(name: &str, extra: &str) -> Self {
+        Self::start_with(name, extra, 4)
+    }
+
+    pub fn start_with(name: &str, extra: &str, port_pairs: u16) -> Self {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("daemon-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self::launch(name, &dir, extra, port_pairs)
+    }
+
+    /// Starts (again) on an existing directory.
+    pub fn launch(name: &str, dir: &Path, extra: &str, port_pairs: u16) -> Self {
+        let base = port_base(name);
+        let storage = dir.join("storage");
+        let socket = dir.join("events.sock");
+        let config = format!(
+            r#"
+[log]
+level = "info,recengine=debug"
+
+[api]
+listen = "127.0.0.1:0"
+
+[[api.tokens]]
+name = "admin"
+sha256 = "{admin}"
+
+[[api.tokens]]
+name = "acme"
+sha256 = "{acme}"
+customer_id = "acme"
+
+[[api.tokens]]
+name = "globex"
+sha256 = "{globex}"
+customer_id = "globex"
+
+[events]
+socket_path = "{socket}"
+
+[rtp]
+bind = "127.0.0.1"
+port_min = {min}
+port_max = {max}
+port_quarantine_s = 1
+
+[storage]
+dir = "{storage}"
+flush_interval_ms = 200
+"#,
+            admin = sha256_hex(ADMIN),
+            acme = sha256_hex(ACME),
+            globex = sha256_hex(GLOBEX),
+            socket = socket.display(),
+            storage = storage.display(),
+            min = base,
+            max = base + port_pairs * 2 - 1,
+        );
+        // The test's own settings override the base, section by section.
+        let mut table: toml::Table = toml::from_str(&config).unwrap();
+        let extra: toml::Table = toml::from_str(extra).expect("extra TOML");
+        for (section, values) in extra {
+            match (table.get_mut(&section), values) {
+                (Some(toml::Value::Table(base)), toml::Value::Table(over)) => base.extend(over),
+                (_, v) => {
+                    table.insert(section, v);
+                }
+            }
+        }
+        let config_path = dir.join("engine.toml");
+        std::fs::write(&config_path, toml::to_string(&table).unwrap()).unwrap();
+        let _ = std::fs::remove_file(storage.join("api.addr"));
+        let log = dir.join("daemon.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_recengine"))
+            .args(["run", "-c"])
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start recengine");
+        let addr_file = storage.join("api.addr");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let api = loop {
+            if let Ok(s) = std::fs::read_to_string(&addr_file)
+                && let Ok(a) = s.trim().parse()
+            {
+                break a;
+            }
+            assert!(Instant::now() < deadline, "daemon did not start:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Self {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            api,
+            socket,
+            log,
+        }
+    }
+
+    pub fn storage(&self) -> PathBuf {
+        self.dir.join("storage")
+    }
+
+    /// One HTTP/1.1 request; returns (status, JSON body or Null).
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> (u16, Value) {
+        let (status, raw) = self.request_raw(method, path, body.map(str::as_bytes), token, &[]);
+        (status, serde_json::from_slice(&raw).unwrap_or(Value::Null))
+    }
+
+    pub fn request_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Vec<u8>) {
+        let mut s = TcpStream::connect(self.api).expect("connect API");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.api);
+        if let Some(t) = token {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        let body = body.unwrap_or_default();
+        if !body.is_empty() || method == "POST" {
+            req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut resp = Vec::new();
+        let _ = s.read_to_end(&mut resp);
+        let head_end = resp.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP response head");
+        let head = String::from_utf8_lossy(&resp[..head_end]).into_owned();
+        let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
+        let mut body = resp[head_end + 4..].to_vec();
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            body = dechunk(&body);
+        }
+        (status, body)
+    }
+
+    pub fn admin(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        self.request(method, path, body, Some(ADMIN))
+    }
+
+    /// Sends SIGTERM and waits (at most 60 s) for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "daemon did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Connects to the event socket (optionally replaying after `since`).
+    pub fn events(&self, since: Option<u64>) -> Events {
+        let mut s = UnixStream::connect(&self.socket).expect("event socket");
+        if let Some(n) = since {
+            writeln!(s, "{{\"since_seq\":{n}}}").unwrap();
+        }
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        Events {
+            reader: BufReader::new(s),
+            buf: String::new(),
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else { break };
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap_or("0").trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[eol + 2 + size + 2..];
+    }
+    out
+}
+
+pub struct Events {
+    reader: BufReader<UnixStream>,
+    buf: String,
+}
+
+impl Events {
+    /// The next event, waiting up to `timeout`.
+    pub fn next(&mut self, timeout: Duration) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.reader.read_line(&mut self.buf) {
+                Ok(0) => return None,
+                Ok(_) if self.buf.ends_with('\n') => {
+                    let v = serde_json::from_str(self.buf.trim()).expect("event JSON");
+                    self.buf.clear();
+                    return Some(v);
+                }
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) => panic!("event socket: {e}"),
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+
+    /// Events until one named `name` arrives (inclusive), within `timeout`.
+    pub fn until(&mut self, name: &str, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while Instant::now() < deadline {
+            if let Some(e) = self.next(Duration::from_millis(200)) {
+                let done = e["event"] == name;
+                out.push(e);
+                if done {
+                    return out;
+                }
+            }
+        }
+        panic!("no {name} event within {timeout:?}; got {out:#?}");
+    }
+}
+
+/// One RTP sender leg: where to, what, and from which socket.
+pub struct Leg<'a> {
+    pub port: u16,
+    pub ssrc: u32,
+    pub signal: &'a [i16],
+    pub socket: &'a UdpSocket,
+    /// Start after this many packets' worth of time.
+    pub delay_packets: usize,
+}
+
+/// Sends every leg's signal as 20 ms PCMU packets to 127.0.0.1, paced in
+/// real time, and calls `at` with each packet index before sending it.
+pub fn stream(legs: &[Leg<'_>], mut at: impl FnMut(usize)) {
+    let frames: Vec<Vec<Vec<u8>>> = legs.iter().map(|l| recengine::testkit::pcmu_frames(l.signal)).collect();
+    let total = legs.iter().zip(&frames).map(|(l, f)| l.delay_packets + f.len()).max().unwrap_or(0);
+    let start = Instant::now();
+    for i in 0..total {
+        at(i);
+        for (l, f) in legs.iter().zip(&frames) {
+            if i < l.delay_packets || i - l.delay_packets >= f.len() {
+                continue;
+            }
+            let k = i - l.delay_packets;
+            let p = recengine::testkit::rtp_packet(0, k == 0, 100 + k as u16, 8000 + k as u32 * 160, l.ssrc, &f[k]);
+            l.socket.send_to(&p, ("127.0.0.1", l.port)).unwrap();
+        }
+        let next = start + Duration::from_millis(20 * (i as u64 + 1));
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+pub fn udp() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").unwrap()
+}
+
+/// The RTP port of a leg in a call view.
+pub fn leg_port(call: &Value, leg: &str) -> u16 {
+    call["legs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["leg_id"] == leg)
+        .unwrap_or_else(|| panic!("no leg {leg} in {call}"))["rtp"]["port"]
+        .as_u64()
+        .unwrap() as u16
+}
+
+pub fn read_wav(path: &Path) -> (Vec<i16>, u16, u32) {
+    let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let spec = r.spec();
+    (r.samples::<i16>().map(Result::unwrap).collect(), spec.channels, spec.sample_rate)
+}
+
+/// Power at `freq` (Goertzel), per sample squared.
+pub fn tone_power(x: &[i16], rate: u32, freq: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / f64::from(rate);
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &v in x {
+        let s0 = f64::from(v) + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - c * s1 * s2) / (x.len().max(1) as f64).powi(2)
+}
+
+pub fn channel(samples: &[i16], channels: u16, c: usize) -> Vec<i16> {
+    samples.iter().skip(c).step_by(usize::from(channels)).copied().collect()
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    recengine::io::sink::sha256_file(path).unwrap()
+}
