@@ -212,7 +212,8 @@ async fn serve(
     let addr = tcp.local_addr().unwrap_or(addr);
     // Tools (and tests using port 0) find the API here.
     let addr_file = PathBuf::from(&cfg.storage.dir).join("api.addr");
-    std::fs::write(&addr_file, format!("{addr}\n")).map_err(|e| Error::io(format!("writing {}", addr_file.display()), e))?;
+    std::fs::write(&addr_file, format!("{addr}\n"))
+        .map_err(|e| Error::io(format!("writing {}", addr_file.display()), e))?;
     let state = Arc::new(ApiState {
         engine: engine.clone(),
         tokens: tokens.clone(),

@@ -19,7 +19,10 @@ fn create(d: &Daemon, token: &str, body: Value) -> Value {
 }
 
 fn names(events: &[Value]) -> Vec<String> {
-    events.iter().map(|e| e["event"].as_str().unwrap_or("").to_owned()).collect()
+    events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap_or("").to_owned())
+        .collect()
 }
 
 /// The end-to-end story: a two-party call recorded in dual WAV, paused
@@ -46,17 +49,38 @@ fn two_party_call_is_recorded_with_pause_and_exact_events() {
     // The callee starts sending first; channels must still follow roles.
     stream(
         &[
-            Leg { port: leg_port(&call, "caller"), ssrc: 0xa, signal: &caller_tone, socket: &a, delay_packets: 10 },
-            Leg { port: leg_port(&call, "callee"), ssrc: 0xb, signal: &callee_speech, socket: &b, delay_packets: 0 },
+            Leg {
+                port: leg_port(&call, "caller"),
+                ssrc: 0xa,
+                signal: &caller_tone,
+                socket: &a,
+                delay_packets: 10,
+            },
+            Leg {
+                port: leg_port(&call, "callee"),
+                ssrc: 0xb,
+                signal: &callee_speech,
+                socket: &b,
+                delay_packets: 0,
+            },
         ],
         |i| {
             if i == 60 {
-                assert_eq!(d.admin("POST", "/v1/calls/call-1/record/pause", None).0, 200);
+                assert_eq!(
+                    d.admin("POST", "/v1/calls/call-1/record/pause", None).0,
+                    200
+                );
                 let (s, e) = d.admin("POST", "/v1/calls/call-1/record/pause", None);
-                assert_eq!((s, e["error"]["code"].as_str()), (409, Some("recording_already_paused")));
+                assert_eq!(
+                    (s, e["error"]["code"].as_str()),
+                    (409, Some("recording_already_paused"))
+                );
             }
             if i == 85 {
-                assert_eq!(d.admin("POST", "/v1/calls/call-1/record/resume", None).0, 200);
+                assert_eq!(
+                    d.admin("POST", "/v1/calls/call-1/record/resume", None).0,
+                    200
+                );
             }
         },
     );
@@ -64,19 +88,36 @@ fn two_party_call_is_recorded_with_pause_and_exact_events() {
     assert_eq!(s, 200, "{rec}");
     assert_eq!(rec["status"], "stopped");
     let (s, e) = d.admin("POST", "/v1/calls/call-1/record/stop", None);
-    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("recording_not_started")));
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (404, Some("recording_not_started"))
+    );
 
     let events = ev.until("recording.completed", 10 * SECOND);
     assert_eq!(
         names(&events),
-        ["call.created", "recording.started", "recording.paused", "recording.resumed", "recording.stopped", "recording.completed"]
+        [
+            "call.created",
+            "recording.started",
+            "recording.paused",
+            "recording.resumed",
+            "recording.stopped",
+            "recording.completed"
+        ]
     );
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "gap-free: {seqs:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "gap-free: {seqs:?}"
+    );
     let done = &events[5]["data"];
     let path = PathBuf::from(done["path"].as_str().unwrap());
-    assert_eq!(done["checksum"]["value"].as_str().unwrap(), sha256_file(&path));
-    let sidecar: Value = serde_json::from_slice(&std::fs::read(path.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(
+        done["checksum"]["value"].as_str().unwrap(),
+        sha256_file(&path)
+    );
+    let sidecar: Value =
+        serde_json::from_slice(&std::fs::read(path.with_extension("json")).unwrap()).unwrap();
     assert_eq!(sidecar["checksum"], done["checksum"]);
     assert_eq!(sidecar["legs"][0]["label"], "alice");
     assert_eq!(sidecar["pauses"].as_array().unwrap().len(), 1);
@@ -85,17 +126,26 @@ fn two_party_call_is_recorded_with_pause_and_exact_events() {
     assert_eq!((channels, rate), (2, 8000));
     let frames = samples.len() / 2;
     let ms = done["duration_ms"].as_u64().unwrap();
-    assert!((frames as u64 * 1000 / 8000).abs_diff(ms) <= 20, "{frames} frames vs {ms} ms");
+    assert!(
+        (frames as u64 * 1000 / 8000).abs_diff(ms) <= 20,
+        "{frames} frames vs {ms} ms"
+    );
     // Recording ran from call creation to stop: about the 3.2 s streamed.
     assert!((2900..4500).contains(&ms), "duration {ms} ms");
     let left = channel(&samples, 2, 0);
     let right = channel(&samples, 2, 1);
     let l = tone_power(&left[4000..8000], 8000, 1000.0);
     let r = tone_power(&right[4000..8000], 8000, 1000.0);
-    assert!(l > 1e6 && l > 50.0 * r, "caller tone on the left: {l:.0} vs {r:.0}");
+    assert!(
+        l > 1e6 && l > 50.0 * r,
+        "caller tone on the left: {l:.0} vs {r:.0}"
+    );
     // Pause (about 1.2 s to 1.7 s of the call) is silent on both channels.
     let pause = sidecar["pauses"][0].clone();
-    let (p0, p1) = (pause["start_ms"].as_u64().unwrap() as usize, pause["end_ms"].as_u64().unwrap() as usize);
+    let (p0, p1) = (
+        pause["start_ms"].as_u64().unwrap() as usize,
+        pause["end_ms"].as_u64().unwrap() as usize,
+    );
     assert!(p1 > p0 + 300, "{pause}");
     let quiet = &samples[(p0 * 8 + 160) * 2..(p1 * 8 - 160) * 2];
     assert!(quiet.iter().all(|&s| s == 0), "paused stretch is silent");
@@ -106,14 +156,28 @@ fn replay_since_seq_gives_every_later_event_then_live_ones() {
     let d = Daemon::start("replay", "");
     let call = create(&d, ADMIN, json!({"legs": [{"role": "caller"}]}));
     let id = call["call_id"].as_str().unwrap().to_owned();
-    assert_eq!(d.admin("POST", &format!("/v1/calls/{id}/record/start"), None).0, 201);
-    assert_eq!(d.admin("POST", &format!("/v1/calls/{id}/record/pause"), None).0, 200);
+    assert_eq!(
+        d.admin("POST", &format!("/v1/calls/{id}/record/start"), None)
+            .0,
+        201
+    );
+    assert_eq!(
+        d.admin("POST", &format!("/v1/calls/{id}/record/pause"), None)
+            .0,
+        200
+    );
     // Reconnect having seen only seq 1: get 2 and 3 from the log…
     let mut ev = d.events(Some(1));
     let a = ev.next(2 * SECOND).unwrap();
     let b = ev.next(2 * SECOND).unwrap();
-    assert_eq!((a["seq"].as_u64(), a["event"].as_str()), (Some(2), Some("recording.started")));
-    assert_eq!((b["seq"].as_u64(), b["event"].as_str()), (Some(3), Some("recording.paused")));
+    assert_eq!(
+        (a["seq"].as_u64(), a["event"].as_str()),
+        (Some(2), Some("recording.started"))
+    );
+    assert_eq!(
+        (b["seq"].as_u64(), b["event"].as_str()),
+        (Some(3), Some("recording.paused"))
+    );
     // …then live ones, no repeats.
     assert_eq!(d.admin("POST", &format!("/v1/calls/{id}/end"), None).0, 200);
     let rest = ev.until("call.ended", 5 * SECOND);
@@ -124,27 +188,61 @@ fn replay_since_seq_gives_every_later_event_then_live_ones() {
 #[test]
 fn sigterm_mid_call_leaves_a_completed_recording() {
     let mut d = Daemon::start("sigterm", "");
-    let call = create(&d, ADMIN, json!({"legs": [{"role": "caller"}], "recording": {"enabled": true, "format": "opus"}}));
+    let call = create(
+        &d,
+        ADMIN,
+        json!({"legs": [{"role": "caller"}], "recording": {"enabled": true, "format": "opus"}}),
+    );
     let speech = recengine::testkit::speech(8000, 8000 * 2);
     let s = udp();
-    stream(&[Leg { port: leg_port(&call, "caller"), ssrc: 7, signal: &speech, socket: &s, delay_packets: 0 }], |_| {});
+    stream(
+        &[Leg {
+            port: leg_port(&call, "caller"),
+            ssrc: 7,
+            signal: &speech,
+            socket: &s,
+            delay_packets: 0,
+        }],
+        |_| {},
+    );
     let status = d.terminate();
-    assert!(status.success(), "exit status {status:?}:\n{}", d.log_text());
+    assert!(
+        status.success(),
+        "exit status {status:?}:\n{}",
+        d.log_text()
+    );
     let log = std::fs::read_to_string(d.storage().join("events.log")).unwrap();
-    let events: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let done = events.iter().find(|e| e["event"] == "recording.completed").expect("completed event logged");
+    let events: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let done = events
+        .iter()
+        .find(|e| e["event"] == "recording.completed")
+        .expect("completed event logged");
     assert_eq!(done["data"]["call_id"], call["call_id"]);
     let path = PathBuf::from(done["data"]["path"].as_str().unwrap());
-    assert_eq!(done["data"]["checksum"]["value"].as_str().unwrap(), sha256_file(&path));
+    assert_eq!(
+        done["data"]["checksum"]["value"].as_str().unwrap(),
+        sha256_file(&path)
+    );
     assert!(done["data"]["duration_ms"].as_u64().unwrap() >= 1900);
-    assert!(events.iter().any(|e| e["event"] == "call.ended" && e["data"]["reason"] == "shutdown"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "call.ended" && e["data"]["reason"] == "shutdown")
+    );
 }
 
 #[test]
 fn packets_from_a_second_source_are_not_recorded() {
     let d = Daemon::start("latch", "[rtp]\nrelatch_on_new_ssrc = false\n");
     let mut ev = d.events(Some(0));
-    let call = create(&d, ADMIN, json!({"legs": [{"role": "caller"}], "recording": {"enabled": true}}));
+    let call = create(
+        &d,
+        ADMIN,
+        json!({"legs": [{"role": "caller"}], "recording": {"enabled": true}}),
+    );
     let id = call["call_id"].as_str().unwrap();
     let port = leg_port(&call, "caller");
     let tone = recengine::testkit::tone(8000, 1000.0, 8000.0, 8000 * 2);
@@ -152,20 +250,41 @@ fn packets_from_a_second_source_are_not_recorded() {
     let (a, b) = (udp(), udp());
     stream(
         &[
-            Leg { port, ssrc: 1, signal: &tone, socket: &a, delay_packets: 0 },
-            Leg { port, ssrc: 2, signal: &intruder, socket: &b, delay_packets: 5 },
+            Leg {
+                port,
+                ssrc: 1,
+                signal: &tone,
+                socket: &a,
+                delay_packets: 0,
+            },
+            Leg {
+                port,
+                ssrc: 2,
+                signal: &intruder,
+                socket: &b,
+                delay_packets: 5,
+            },
         ],
         |_| {},
     );
     let (_, view) = d.admin("GET", &format!("/v1/calls/{id}"), None);
-    assert!(view["legs"][0]["ingest"]["foreign_source"].as_u64().unwrap() >= 95, "{view}");
+    assert!(
+        view["legs"][0]["ingest"]["foreign_source"]
+            .as_u64()
+            .unwrap()
+            >= 95,
+        "{view}"
+    );
     d.admin("POST", &format!("/v1/calls/{id}/end"), None);
     let events = ev.until("recording.completed", 10 * SECOND);
     let path = PathBuf::from(events.last().unwrap()["data"]["path"].as_str().unwrap());
     let (pcm, _, _) = read_wav(&path);
     let body = &pcm[4000..12_000];
     assert!(tone_power(body, 8000, 1000.0) > 1e6);
-    assert!(tone_power(body, 8000, 2500.0) < 1e3, "intruder audio recorded");
+    assert!(
+        tone_power(body, 8000, 2500.0) < 1e3,
+        "intruder audio recorded"
+    );
 }
 
 #[test]
@@ -180,7 +299,11 @@ fn conference_of_three_mixes_everyone() {
     );
     let id = call["call_id"].as_str().unwrap().to_owned();
     // A third participant joins the recording in progress.
-    let (s, call) = d.admin("POST", &format!("/v1/calls/{id}/legs"), Some(r#"{"role":"participant","leg_id":"p3"}"#));
+    let (s, call) = d.admin(
+        "POST",
+        &format!("/v1/calls/{id}/legs"),
+        Some(r#"{"role":"participant","leg_id":"p3"}"#),
+    );
     assert_eq!(s, 201, "{call}");
     let tones: Vec<Vec<i16>> = [500.0, 1100.0, 1700.0]
         .iter()
@@ -190,16 +313,27 @@ fn conference_of_three_mixes_everyone() {
     let legs: Vec<Leg<'_>> = ["p1", "p2", "p3"]
         .iter()
         .enumerate()
-        .map(|(i, l)| Leg { port: leg_port(&call, l), ssrc: 10 + i as u32, signal: &tones[i], socket: &socks[i], delay_packets: 0 })
+        .map(|(i, l)| Leg {
+            port: leg_port(&call, l),
+            ssrc: 10 + i as u32,
+            signal: &tones[i],
+            socket: &socks[i],
+            delay_packets: 0,
+        })
         .collect();
     stream(&legs, |_| {});
     d.admin("POST", &format!("/v1/calls/{id}/end"), None);
     let events = ev.until("recording.completed", 10 * SECOND);
-    let (pcm, channels, _) = read_wav(&PathBuf::from(events.last().unwrap()["data"]["path"].as_str().unwrap()));
+    let (pcm, channels, _) = read_wav(&PathBuf::from(
+        events.last().unwrap()["data"]["path"].as_str().unwrap(),
+    ));
     assert_eq!(channels, 1);
     let body = &pcm[4000..12_000];
     for f in [500.0, 1100.0, 1700.0] {
-        assert!(tone_power(body, 8000, f) > 1e6, "{f} Hz missing from the mix");
+        assert!(
+            tone_power(body, 8000, f) > 1e6,
+            "{f} Hz missing from the mix"
+        );
     }
 }
 
@@ -208,7 +342,11 @@ fn auth_rejects_missing_and_wrong_tokens() {
     let d = Daemon::start("auth", "");
     for token in [None, Some("wrong")] {
         let (s, e) = d.request("GET", "/v1/calls", None, token);
-        assert_eq!((s, e["error"]["code"].as_str()), (401, Some("unauthorized")), "{token:?}");
+        assert_eq!(
+            (s, e["error"]["code"].as_str()),
+            (401, Some("unauthorized")),
+            "{token:?}"
+        );
     }
     let (s, _) = d.request_raw("GET", "/v1/calls", None, None, &[("X-Auth-Token", ADMIN)]);
     assert_eq!(s, 200);
@@ -218,7 +356,11 @@ fn auth_rejects_missing_and_wrong_tokens() {
 #[test]
 fn a_tenant_cannot_see_or_touch_another_tenants_call() {
     let d = Daemon::start("tenants", "");
-    let call = create(&d, ACME, json!({"call_id": "acme-call", "legs": [{"role": "caller"}]}));
+    let call = create(
+        &d,
+        ACME,
+        json!({"call_id": "acme-call", "legs": [{"role": "caller"}]}),
+    );
     assert_eq!(call["customer_id"], "acme");
     for (method, path) in [
         ("GET", "/v1/calls/acme-call"),
@@ -227,7 +369,11 @@ fn a_tenant_cannot_see_or_touch_another_tenants_call() {
         ("POST", "/v1/calls/acme-call/legs/caller/mute"),
     ] {
         let (s, e) = d.request(method, path, None, Some(GLOBEX));
-        assert_eq!((s, e["error"]["code"].as_str()), (404, Some("call_not_found")), "{method} {path}");
+        assert_eq!(
+            (s, e["error"]["code"].as_str()),
+            (404, Some("call_not_found")),
+            "{method} {path}"
+        );
     }
     let (_, list) = d.request("GET", "/v1/calls", None, Some(GLOBEX));
     assert_eq!(list["data"].as_array().unwrap().len(), 0);
@@ -235,15 +381,27 @@ fn a_tenant_cannot_see_or_touch_another_tenants_call() {
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     let (_, list) = d.admin("GET", "/v1/calls", None);
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
-    assert_eq!(d.request("POST", "/v1/calls/acme-call/record/start", None, Some(ACME)).0, 201);
+    assert_eq!(
+        d.request("POST", "/v1/calls/acme-call/record/start", None, Some(ACME))
+            .0,
+        201
+    );
 }
 
 #[test]
 fn port_exhaustion_is_a_503_not_a_hang() {
     let d = Daemon::start_with("ports", "", 2);
-    create(&d, ADMIN, json!({"legs": [{"role": "caller"}, {"role": "callee"}]}));
+    create(
+        &d,
+        ADMIN,
+        json!({"legs": [{"role": "caller"}, {"role": "callee"}]}),
+    );
     let (s, e) = d.admin("POST", "/v1/calls", Some(r#"{"legs":[{"role":"caller"}]}"#));
-    assert_eq!((s, e["error"]["code"].as_str()), (503, Some("ports_exhausted")), "{e}");
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (503, Some("ports_exhausted")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -251,41 +409,112 @@ fn bad_requests_get_a_4xx_naming_the_problem() {
     let d = Daemon::start("bad-requests", "");
     let cases: &[(&str, &str, u16, &str, &str)] = &[
         ("POST", "{not json", 400, "invalid_json", "malformed"),
-        ("POST", r#"{"legs":[{"role":"caller"}],"colour":1}"#, 400, "invalid_request", "colour"),
-        ("POST", r#"{"legs":[{"role":"boss"}]}"#, 400, "invalid_request", "legs[0].role"),
-        ("POST", r#"{"legs":"caller"}"#, 400, "invalid_request", "legs"),
-        ("POST", r#"{"legs":[{"role":"caller"}],"recording":{"format":"flac"}}"#, 400, "invalid_format", "recording.format"),
-        ("POST", r#"{"legs":[{"role":"caller"}],"recording":{"format":"mp3","bitrate":999}}"#, 400, "invalid_format", "999"),
-        ("POST", r#"{"call_id":"../etc","legs":[{"role":"caller"}]}"#, 400, "invalid_request", "call_id"),
+        (
+            "POST",
+            r#"{"legs":[{"role":"caller"}],"colour":1}"#,
+            400,
+            "invalid_request",
+            "colour",
+        ),
+        (
+            "POST",
+            r#"{"legs":[{"role":"boss"}]}"#,
+            400,
+            "invalid_request",
+            "legs[0].role",
+        ),
+        (
+            "POST",
+            r#"{"legs":"caller"}"#,
+            400,
+            "invalid_request",
+            "legs",
+        ),
+        (
+            "POST",
+            r#"{"legs":[{"role":"caller"}],"recording":{"format":"flac"}}"#,
+            400,
+            "invalid_format",
+            "recording.format",
+        ),
+        (
+            "POST",
+            r#"{"legs":[{"role":"caller"}],"recording":{"format":"mp3","bitrate":999}}"#,
+            400,
+            "invalid_format",
+            "999",
+        ),
+        (
+            "POST",
+            r#"{"call_id":"../etc","legs":[{"role":"caller"}]}"#,
+            400,
+            "invalid_request",
+            "call_id",
+        ),
         ("POST", r#"{"legs":[]}"#, 400, "invalid_request", "legs"),
     ];
     for &(method, body, status, code, mention) in cases {
         let (s, e) = d.request(method, "/v1/calls", Some(body), Some(ADMIN));
-        assert_eq!((s, e["error"]["code"].as_str()), (status, Some(code)), "{body}: {e}");
-        assert!(e["error"]["message"].as_str().unwrap().contains(mention), "{body}: {e}");
+        assert_eq!(
+            (s, e["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {e}"
+        );
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(mention),
+            "{body}: {e}"
+        );
     }
-    let huge = format!(r#"{{"legs":[{{"role":"caller","label":"{}"}}]}}"#, "x".repeat(100_000));
+    let huge = format!(
+        r#"{{"legs":[{{"role":"caller","label":"{}"}}]}}"#,
+        "x".repeat(100_000)
+    );
     let (s, e) = d.request("POST", "/v1/calls", Some(&huge), Some(ADMIN));
-    assert_eq!((s, e["error"]["code"].as_str()), (413, Some("payload_too_large")));
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
     let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
     let (s, _) = d.request("POST", "/v1/calls", Some(&deep), Some(ADMIN));
     assert_eq!(s, 400);
     let (s, e) = d.admin("POST", "/v1/calls/nope/record/start", None);
-    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("call_not_found")));
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (404, Some("call_not_found"))
+    );
     let (s, e) = d.admin("GET", "/v1/nothing-here", None);
     assert_eq!((s, e["error"]["code"].as_str()), (404, Some("not_found")));
-    let (s, _) = d.request_raw("POST", "/v1/calls", Some(&[0xff, 0xfe, 0x00]), Some(ADMIN), &[]);
+    let (s, _) = d.request_raw(
+        "POST",
+        "/v1/calls",
+        Some(&[0xff, 0xfe, 0x00]),
+        Some(ADMIN),
+        &[],
+    );
     assert_eq!(s, 400);
 }
 
 #[test]
 fn media_timeout_ends_a_silent_call_and_max_duration_stops_a_recording() {
-    let d = Daemon::start("timeouts", "[recording]\nmedia_timeout_s = 1\nmax_duration_s = 1\n");
+    let d = Daemon::start(
+        "timeouts",
+        "[recording]\nmedia_timeout_s = 1\nmax_duration_s = 1\n",
+    );
     let mut ev = d.events(Some(0));
-    let call = create(&d, ADMIN, json!({"legs": [{"role": "caller"}], "recording": {"enabled": true}}));
+    let call = create(
+        &d,
+        ADMIN,
+        json!({"legs": [{"role": "caller"}], "recording": {"enabled": true}}),
+    );
     let events = ev.until("call.ended", 5 * SECOND);
-    let stopped = events.iter().find(|e| e["event"] == "recording.stopped").unwrap();
-    assert!(matches!(stopped["data"]["reason"].as_str(), Some("max_duration" | "media_timeout")));
+    let stopped = events
+        .iter()
+        .find(|e| e["event"] == "recording.stopped")
+        .unwrap();
+    assert!(matches!(
+        stopped["data"]["reason"].as_str(),
+        Some("max_duration" | "media_timeout")
+    ));
     assert_eq!(events.last().unwrap()["data"]["reason"], "media_timeout");
     assert_eq!(events.last().unwrap()["data"]["call_id"], call["call_id"]);
 }

@@ -73,9 +73,12 @@ impl RecordingFile {
         let mut part = path.as_os_str().to_owned();
         part.push(".part");
         let part = PathBuf::from(part);
+        // Recording ids are unique, so an existing part file can only be a
+        // leftover of the same id; it is replaced.
         let file = OpenOptions::new()
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(true)
             .open(&part)?;
         Ok(Self {
             part,

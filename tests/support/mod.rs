@@ -19,12 +19,17 @@ pub const ACME: &str = "acme-secret-token";
 pub const GLOBEX: &str = "globex-secret-token";
 
 fn sha256_hex(s: &str) -> String {
-    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A port range private to one test (by name), in 20000-59999.
 fn port_base(name: &str) -> u16 {
-    let h = name.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let h = name
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
     20_000 + ((h % 3_900) as u16) * 10
 }
 
@@ -128,7 +133,11 @@ flush_interval_ms = 200
             {
                 break a;
             }
-            assert!(Instant::now() < deadline, "daemon did not start:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not start:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         Self {
@@ -145,7 +154,13 @@ flush_interval_ms = 200
     }
 
     /// One HTTP/1.1 request; returns (status, JSON body or Null).
-    pub fn request(&self, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> (u16, Value) {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
         let (status, raw) = self.request_raw(method, path, body.map(str::as_bytes), token, &[]);
         (status, serde_json::from_slice(&raw).unwrap_or(Value::Null))
     }
@@ -160,7 +175,10 @@ flush_interval_ms = 200
     ) -> (u16, Vec<u8>) {
         let mut s = TcpStream::connect(self.api).expect("connect API");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.api);
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.api
+        );
         if let Some(t) = token {
             req.push_str(&format!("Authorization: Bearer {t}\r\n"));
         }
@@ -169,18 +187,31 @@ flush_interval_ms = 200
         }
         let body = body.unwrap_or_default();
         if !body.is_empty() || method == "POST" {
-            req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
         }
         req.push_str("\r\n");
         s.write_all(req.as_bytes()).unwrap();
         s.write_all(body).unwrap();
         let mut resp = Vec::new();
         let _ = s.read_to_end(&mut resp);
-        let head_end = resp.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP response head");
+        let head_end = resp
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("HTTP response head");
         let head = String::from_utf8_lossy(&resp[..head_end]).into_owned();
-        let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
         let mut body = resp[head_end + 4..].to_vec();
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             body = dechunk(&body);
         }
         (status, body)
@@ -202,7 +233,10 @@ flush_interval_ms = 200
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "daemon did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -217,7 +251,8 @@ flush_interval_ms = 200
         if let Some(n) = since {
             writeln!(s, "{{\"since_seq\":{n}}}").unwrap();
         }
-        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         Events {
             reader: BufReader::new(s),
             buf: String::new(),
@@ -237,8 +272,11 @@ impl Drop for Daemon {
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else { break };
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap_or("0").trim(), 16).unwrap_or(0);
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap_or("0").trim(), 16)
+            .unwrap_or(0);
         if size == 0 {
             break;
         }
@@ -266,7 +304,11 @@ impl Events {
                     return Some(v);
                 }
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(e) => panic!("event socket: {e}"),
             }
             if Instant::now() >= deadline {
@@ -305,8 +347,16 @@ pub struct Leg<'a> {
 /// Sends every leg's signal as 20 ms PCMU packets to 127.0.0.1, paced in
 /// real time, and calls `at` with each packet index before sending it.
 pub fn stream(legs: &[Leg<'_>], mut at: impl FnMut(usize)) {
-    let frames: Vec<Vec<Vec<u8>>> = legs.iter().map(|l| recengine::testkit::pcmu_frames(l.signal)).collect();
-    let total = legs.iter().zip(&frames).map(|(l, f)| l.delay_packets + f.len()).max().unwrap_or(0);
+    let frames: Vec<Vec<Vec<u8>>> = legs
+        .iter()
+        .map(|l| recengine::testkit::pcmu_frames(l.signal))
+        .collect();
+    let total = legs
+        .iter()
+        .zip(&frames)
+        .map(|(l, f)| l.delay_packets + f.len())
+        .max()
+        .unwrap_or(0);
     let start = Instant::now();
     for i in 0..total {
         at(i);
@@ -315,7 +365,14 @@ pub fn stream(legs: &[Leg<'_>], mut at: impl FnMut(usize)) {
                 continue;
             }
             let k = i - l.delay_packets;
-            let p = recengine::testkit::rtp_packet(0, k == 0, 100 + k as u16, 8000 + k as u32 * 160, l.ssrc, &f[k]);
+            let p = recengine::testkit::rtp_packet(
+                0,
+                k == 0,
+                100 + k as u16,
+                8000 + k as u32 * 160,
+                l.ssrc,
+                &f[k],
+            );
             l.socket.send_to(&p, ("127.0.0.1", l.port)).unwrap();
         }
         let next = start + Duration::from_millis(20 * (i as u64 + 1));
@@ -344,7 +401,11 @@ pub fn leg_port(call: &Value, leg: &str) -> u16 {
 pub fn read_wav(path: &Path) -> (Vec<i16>, u16, u32) {
     let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let spec = r.spec();
-    (r.samples::<i16>().map(Result::unwrap).collect(), spec.channels, spec.sample_rate)
+    (
+        r.samples::<i16>().map(Result::unwrap).collect(),
+        spec.channels,
+        spec.sample_rate,
+    )
 }
 
 /// Power at `freq` (Goertzel), per sample squared.
@@ -361,7 +422,12 @@ pub fn tone_power(x: &[i16], rate: u32, freq: f64) -> f64 {
 }
 
 pub fn channel(samples: &[i16], channels: u16, c: usize) -> Vec<i16> {
-    samples.iter().skip(c).step_by(usize::from(channels)).copied().collect()
+    samples
+        .iter()
+        .skip(c)
+        .step_by(usize::from(channels))
+        .copied()
+        .collect()
 }
 
 pub fn sha256_file(path: &Path) -> String {
