@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod capture;
+pub mod catalog;
 pub mod config;
 pub mod core;
 pub mod daemon;

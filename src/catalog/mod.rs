@@ -1,0 +1,487 @@
+//! The recording catalog: one SQLite file (`<storage.dir>/catalog.db`, WAL
+//! mode) holding calls, recordings (with their full sidecar metadata),
+//! recording logs and idempotency keys. Schema migrations are numbered in
+//! code ([`MIGRATIONS`]); a database written by a newer recengine is refused
+//! at startup rather than misread. Sidecars and catalog carry the same
+//! facts, and `recengine reindex` rebuilds the catalog from the sidecars.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    #[error("catalog: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("catalog {path} has schema version {found}, newer than this recengine understands ({supported}); upgrade recengine or restore a backup")]
+    TooNew { path: String, found: i64, supported: i64 },
+    #[error("catalog: {0}")]
+    Invalid(String),
+}
+
+/// Schema steps; `PRAGMA user_version` is the number applied.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: calls, recordings, recording logs, idempotency keys.
+    "CREATE TABLE calls (
+        call_id TEXT PRIMARY KEY,
+        customer_id TEXT,
+        from_number TEXT NOT NULL DEFAULT '',
+        to_number TEXT NOT NULL DEFAULT '',
+        direction TEXT NOT NULL,
+        reference_type TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        ended_at TEXT
+    );
+    CREATE TABLE recordings (
+        recording_id TEXT PRIMARY KEY,
+        call_id TEXT NOT NULL,
+        customer_id TEXT,
+        reference_type TEXT NOT NULL DEFAULT 'call',
+        status TEXT NOT NULL,
+        format TEXT NOT NULL,
+        sample_rate INTEGER NOT NULL,
+        channels TEXT NOT NULL,
+        bitrate_kbps INTEGER NOT NULL,
+        participant TEXT NOT NULL,
+        path TEXT,
+        duration_ms INTEGER NOT NULL DEFAULT 0,
+        file_size_bytes INTEGER,
+        checksum TEXT,
+        failure_reason TEXT,
+        started_at TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        stopped_at TEXT,
+        completed_at TEXT,
+        completed_ms INTEGER,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        deleted_at TEXT,
+        retention_days INTEGER,
+        recovered INTEGER NOT NULL DEFAULT 0,
+        external INTEGER NOT NULL DEFAULT 0,
+        info_json TEXT
+    );
+    CREATE INDEX recordings_call ON recordings(call_id, started_ms);
+    CREATE INDEX recordings_started ON recordings(started_ms);
+    CREATE TABLE recording_logs (
+        call_id TEXT NOT NULL,
+        recording_id TEXT NOT NULL,
+        customer_id TEXT,
+        body_json TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (call_id, recording_id)
+    );
+    CREATE TABLE idempotency (
+        key TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        response TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (key, scope)
+    );",
+];
+
+/// One recording as catalogued.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordingRow {
+    pub recording_id: String,
+    pub call_id: String,
+    pub customer_id: Option<String>,
+    pub reference_type: String,
+    pub status: String,
+    pub format: String,
+    pub sample_rate: u32,
+    pub channels: String,
+    pub bitrate_kbps: u32,
+    pub participant: String,
+    #[serde(skip)]
+    pub path: Option<String>,
+    pub duration_ms: u64,
+    pub file_size_bytes: Option<u64>,
+    #[serde(skip)]
+    pub checksum: Option<String>,
+    pub failure_reason: Option<String>,
+    pub started_at: String,
+    #[serde(skip)]
+    pub started_ms: i64,
+    pub stopped_at: Option<String>,
+    pub completed_at: Option<String>,
+    #[serde(skip)]
+    pub completed_ms: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub deleted_at: Option<String>,
+    pub retention_days: Option<u32>,
+    pub recovered: bool,
+    pub external: bool,
+    #[serde(skip)]
+    pub info_json: Option<String>,
+}
+
+/// List filters (all optional) and the page.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub customer_id: Option<String>,
+    pub call_id: Option<String>,
+    pub status: Option<String>,
+    pub format: Option<String>,
+    /// Started at or after (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Started before (Unix ms).
+    pub until_ms: Option<i64>,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+pub struct Catalog {
+    conn: Mutex<Connection>,
+}
+
+const COLUMNS: &str = "recording_id, call_id, customer_id, reference_type, status, format, sample_rate, channels,
+    bitrate_kbps, participant, path, duration_ms, file_size_bytes, checksum, failure_reason, started_at, started_ms,
+    stopped_at, completed_at, completed_ms, created_at, updated_at, deleted_at, retention_days, recovered, external, info_json";
+
+fn row_to_recording(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRow> {
+    Ok(RecordingRow {
+        recording_id: r.get(0)?,
+        call_id: r.get(1)?,
+        customer_id: r.get(2)?,
+        reference_type: r.get(3)?,
+        status: r.get(4)?,
+        format: r.get(5)?,
+        sample_rate: r.get(6)?,
+        channels: r.get(7)?,
+        bitrate_kbps: r.get(8)?,
+        participant: r.get(9)?,
+        path: r.get(10)?,
+        duration_ms: r.get::<_, i64>(11)? as u64,
+        file_size_bytes: r.get::<_, Option<i64>>(12)?.map(|v| v as u64),
+        checksum: r.get(13)?,
+        failure_reason: r.get(14)?,
+        started_at: r.get(15)?,
+        started_ms: r.get(16)?,
+        stopped_at: r.get(17)?,
+        completed_at: r.get(18)?,
+        completed_ms: r.get(19)?,
+        created_at: r.get(20)?,
+        updated_at: r.get(21)?,
+        deleted_at: r.get(22)?,
+        retention_days: r.get(23)?,
+        recovered: r.get::<_, i64>(24)? != 0,
+        external: r.get::<_, i64>(25)? != 0,
+        info_json: r.get(26)?,
+    })
+}
+
+impl Catalog {
+    /// Opens or creates the catalog and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, CatalogError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let supported = MIGRATIONS.len() as i64;
+        if version > supported {
+            return Err(CatalogError::TooNew {
+                path: path.display().to_string(),
+                found: version,
+                supported,
+            });
+        }
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(step)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn upsert_call(
+        &self,
+        call_id: &str,
+        customer_id: Option<&str>,
+        from: &str,
+        to: &str,
+        direction: &str,
+        reference_type: &str,
+        created_at: &str,
+    ) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "INSERT INTO calls (call_id, customer_id, from_number, to_number, direction, reference_type, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(call_id) DO UPDATE SET ended_at = NULL",
+            params![call_id, customer_id, from, to, direction, reference_type, created_at],
+        )?;
+        Ok(())
+    }
+
+    pub fn end_call(&self, call_id: &str, ended_at: &str) -> Result<(), CatalogError> {
+        self.conn()
+            .execute("UPDATE calls SET ended_at = ?2 WHERE call_id = ?1", params![call_id, ended_at])?;
+        Ok(())
+    }
+
+    /// Whether a call exists (for a tenant, if given).
+    pub fn call_customer(&self, call_id: &str) -> Result<Option<Option<String>>, CatalogError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT customer_id FROM calls WHERE call_id = ?1", params![call_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Inserts or replaces a recording row.
+    pub fn put_recording(&self, r: &RecordingRow) -> Result<(), CatalogError> {
+        self.conn().execute(
+            &format!(
+                "INSERT OR REPLACE INTO recordings ({COLUMNS})
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27)"
+            ),
+            params![
+                r.recording_id,
+                r.call_id,
+                r.customer_id,
+                r.reference_type,
+                r.status,
+                r.format,
+                r.sample_rate,
+                r.channels,
+                r.bitrate_kbps,
+                r.participant,
+                r.path,
+                r.duration_ms as i64,
+                r.file_size_bytes.map(|v| v as i64),
+                r.checksum,
+                r.failure_reason,
+                r.started_at,
+                r.started_ms,
+                r.stopped_at,
+                r.completed_at,
+                r.completed_ms,
+                r.created_at,
+                r.updated_at,
+                r.deleted_at,
+                r.retention_days,
+                i64::from(r.recovered),
+                i64::from(r.external),
+                r.info_json,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Sets a recording's status (and optionally its failure reason and stop time).
+    pub fn set_status(
+        &self,
+        id: &str,
+        status: &str,
+        updated_at: &str,
+        failure: Option<&str>,
+        stopped_at: Option<&str>,
+    ) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "UPDATE recordings SET status = ?2, updated_at = ?3,
+                 failure_reason = COALESCE(?4, failure_reason), stopped_at = COALESCE(?5, stopped_at)
+             WHERE recording_id = ?1",
+            params![id, status, updated_at, failure, stopped_at],
+        )?;
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<RecordingRow>, CatalogError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM recordings WHERE recording_id = ?1"),
+                params![id],
+                row_to_recording,
+            )
+            .optional()?)
+    }
+
+    /// A page of recordings, newest first, and how many match in total.
+    pub fn list(&self, f: &ListFilter) -> Result<(Vec<RecordingRow>, u64), CatalogError> {
+        let mut clauses = vec!["1 = 1".to_owned()];
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut arg = |clause: &str, v: rusqlite::types::Value| {
+            args.push(v);
+            clauses.push(clause.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(c) = &f.customer_id {
+            arg("customer_id = ?", c.clone().into());
+        }
+        if let Some(c) = &f.call_id {
+            arg("call_id = ?", c.clone().into());
+        }
+        if let Some(s) = &f.status {
+            arg("status = ?", s.clone().into());
+        }
+        if let Some(s) = &f.format {
+            arg("format = ?", s.clone().into());
+        }
+        if let Some(t) = f.since_ms {
+            arg("started_ms >= ?", t.into());
+        }
+        if let Some(t) = f.until_ms {
+            arg("started_ms < ?", t.into());
+        }
+        let filter = clauses.join(" AND ");
+        let conn = self.conn();
+        let total: i64 = conn.query_row(
+            &format!("SELECT COUNT(*) FROM recordings WHERE {filter}"),
+            rusqlite::params_from_iter(args.iter()),
+            |r| r.get(0),
+        )?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM recordings WHERE {filter}
+             ORDER BY started_ms DESC, recording_id DESC LIMIT {} OFFSET {}",
+            f.limit,
+            f.offset.min(i64::MAX as u64)
+        ))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args.iter()), row_to_recording)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((rows, total as u64))
+    }
+
+    /// The latest recording of a call.
+    pub fn latest_for_call(&self, call_id: &str) -> Result<Option<RecordingRow>, CatalogError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM recordings WHERE call_id = ?1 AND external = 0
+                     ORDER BY started_ms DESC, recording_id DESC LIMIT 1"
+                ),
+                params![call_id],
+                row_to_recording,
+            )
+            .optional()?)
+    }
+
+    /// Completed recordings whose retention has run out at `now_ms`
+    /// (`default_days` for rows without their own; 0 = keep forever).
+    pub fn expired(&self, now_ms: i64, default_days: u32) -> Result<Vec<RecordingRow>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM recordings
+             WHERE deleted_at IS NULL AND completed_ms IS NOT NULL AND external = 0
+               AND COALESCE(retention_days, ?1) > 0
+               AND completed_ms + COALESCE(retention_days, ?1) * 86400000 <= ?2"
+        ))?;
+        let rows = stmt
+            .query_map(params![default_days, now_ms], row_to_recording)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Marks a recording deleted (the row stays as a tombstone).
+    pub fn mark_deleted(&self, id: &str, at: &str) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "UPDATE recordings SET deleted_at = ?2, updated_at = ?2, status = 'deleted' WHERE recording_id = ?1",
+            params![id, at],
+        )?;
+        Ok(())
+    }
+
+    /// Bytes of recordings on disk.
+    pub fn stored_bytes(&self) -> Result<u64, CatalogError> {
+        let v: i64 = self.conn().query_row(
+            "SELECT COALESCE(SUM(file_size_bytes), 0) FROM recordings WHERE deleted_at IS NULL AND external = 0",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(v.max(0) as u64)
+    }
+
+    /// Stores or replaces a recording log; returns whether it was new.
+    pub fn upsert_log(
+        &self,
+        call_id: &str,
+        recording_id: &str,
+        customer_id: Option<&str>,
+        body_json: &str,
+        now: &str,
+    ) -> Result<bool, CatalogError> {
+        let conn = self.conn();
+        let existed: bool = conn
+            .query_row(
+                "SELECT 1 FROM recording_logs WHERE call_id = ?1 AND recording_id = ?2",
+                params![call_id, recording_id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        conn.execute(
+            "INSERT INTO recording_logs (call_id, recording_id, customer_id, body_json, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+             ON CONFLICT(call_id, recording_id) DO UPDATE SET body_json = ?4, updated_at = ?5",
+            params![call_id, recording_id, customer_id, body_json, now],
+        )?;
+        Ok(!existed)
+    }
+
+    pub fn get_log(&self, call_id: &str, recording_id: &str) -> Result<Option<(String, String, String)>, CatalogError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT body_json, created_at, updated_at FROM recording_logs WHERE call_id = ?1 AND recording_id = ?2",
+                params![call_id, recording_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?)
+    }
+
+    /// A stored response for an idempotency key: (request hash, status, body).
+    pub fn idempotent(&self, key: &str, scope: &str) -> Result<Option<(String, u16, String)>, CatalogError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT request_hash, status, response FROM idempotency WHERE key = ?1 AND scope = ?2",
+                params![key, scope],
+                |r| Ok((r.get(0)?, r.get::<_, u16>(1)?, r.get(2)?)),
+            )
+            .optional()?)
+    }
+
+    pub fn remember(&self, key: &str, scope: &str, hash: &str, status: u16, response: &str, now: &str) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO idempotency (key, scope, request_hash, status, response, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![key, scope, hash, status, response, now],
+        )?;
+        Ok(())
+    }
+
+    /// Recordings that never reached a final state (for crash recovery).
+    pub fn unfinished(&self) -> Result<Vec<RecordingRow>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM recordings WHERE status IN ('recording','paused','stopped','processing')"
+        ))?;
+        let rows = stmt.query_map([], row_to_recording)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Calls not marked ended (for crash recovery).
+    pub fn end_open_calls(&self, at: &str) -> Result<usize, CatalogError> {
+        Ok(self
+            .conn()
+            .execute("UPDATE calls SET ended_at = ?1 WHERE ended_at IS NULL", params![at])?)
+    }
+}
+
+#[cfg(test)]
+mod tests;
