@@ -83,6 +83,30 @@ fn one_time_token(dir: &Path) -> Result<TokenEntry, Error> {
     })
 }
 
+/// The key signing download URLs: `<storage>/url.secret` (0600), made at
+/// first start so URLs stay valid across restarts.
+fn url_secret(dir: &Path) -> Result<Vec<u8>, Error> {
+    let path = dir.join("url.secret");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim();
+        if s.len() == 64 {
+            return Ok(s.as_bytes().to_vec());
+        }
+    }
+    let mut bytes = [0u8; 32];
+    crate::ids::fill_random(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    writeln!(f, "{hex}").map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    Ok(hex.into_bytes())
+}
+
 /// Runs the daemon; returns when it has shut down.
 pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
     let cfg = match &config_path {
@@ -104,6 +128,11 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
             e,
         )
     })?);
+    let catalog = Arc::new(
+        crate::catalog::Catalog::open(&storage.join("catalog.db"))
+            .map_err(|e| Error::Invalid(e.to_string()))?,
+    );
+    let url_secret = url_secret(&storage)?;
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads((cores / 2).max(1))
@@ -142,6 +171,7 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
             workers,
             writers,
             events.clone(),
+            catalog,
         )
         .map_err(Error::Invalid)?,
     );
@@ -172,6 +202,7 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
         engine.clone(),
         tokens,
         log_handle,
+        url_secret,
     ));
     engine.finish_shutdown();
     let _ = pump.join();
@@ -185,6 +216,7 @@ async fn serve(
     engine: Arc<Engine>,
     tokens: Tokens,
     log_handle: FilterHandle,
+    url_secret: Vec<u8>,
 ) -> Result<(), Error> {
     let mode = u32::from_str_radix(&cfg.events.socket_mode, 8).unwrap_or(0o660);
     let socket_path = PathBuf::from(&cfg.events.socket_path);
@@ -218,6 +250,10 @@ async fn serve(
         engine: engine.clone(),
         tokens: tokens.clone(),
         event_clients: clients,
+        urls: crate::api::UrlSigner::new(
+            url_secret,
+            Duration::from_secs(u64::from(cfg.storage.url_lifetime_s)),
+        ),
     });
     let app = api::router(state);
 
@@ -225,9 +261,19 @@ async fn serve(
         let engine = engine.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
+            let mut n: u64 = 0;
             loop {
                 tick.tick().await;
                 engine.housekeeping();
+                // Retention: at start, then every hour.
+                if n % 14_400 == 0 {
+                    let deleted =
+                        engine.sweep_retention(crate::timefmt::unix_now().as_millis() as i64);
+                    if deleted > 0 {
+                        tracing::info!(deleted, "retention sweep deleted expired recordings");
+                    }
+                }
+                n += 1;
             }
         });
     }

@@ -3,6 +3,8 @@
 //! `{"error":{"code":"…","message":"…"}}`.
 
 mod auth;
+mod recordings;
+mod urls;
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 pub use auth::{Tokens, token_hash};
+pub use urls::UrlSigner;
 
 use crate::engine::model::{ActionRequest, CreateCallRequest, LegRequest, RecordingRequest};
 use crate::engine::{Engine, EngineError, Principal};
@@ -28,6 +31,7 @@ pub struct ApiState {
     pub engine: Arc<Engine>,
     pub tokens: Tokens,
     pub event_clients: Arc<std::sync::atomic::AtomicU64>,
+    pub urls: UrlSigner,
 }
 
 /// An error response.
@@ -156,7 +160,21 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/calls/{id}/record/{action}", post(record_action))
         .route("/v1/calls/{id}/recordings", post(recordings_action))
         .route("/v1/calls/{id}/legs/{leg}/{action}", post(leg_action))
-        .route("/v1/recordings/{id}", get(get_recording))
+        .route("/v1/recordings", get(recordings::list))
+        .route(
+            "/v1/recordings/{id}",
+            get(recordings::get).delete(recordings::delete),
+        )
+        .route("/v1/recordings/{id}/download", get(recordings::download))
+        .route(
+            "/v1/files/{id}",
+            get(recordings::file).head(recordings::file),
+        )
+        .route("/v1/calls/{id}/recording", get(recordings::call_recording))
+        .route(
+            "/v1/calls/{id}/recording-log",
+            post(recordings::recording_log),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -341,15 +359,6 @@ async fn leg_action(
         }
     };
     ok(StatusCode::OK, s.engine.set_muted(&who, &id, &leg, muted)?)
-}
-
-async fn get_recording(
-    State(s): State<Arc<ApiState>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult {
-    let who = principal(&s, &headers)?;
-    ok(StatusCode::OK, s.engine.get_recording(&who, &id)?)
 }
 
 async fn metrics(State(s): State<Arc<ApiState>>) -> Response {

@@ -17,8 +17,14 @@ use thiserror::Error;
 pub enum CatalogError {
     #[error("catalog: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("catalog {path} has schema version {found}, newer than this recengine understands ({supported}); upgrade recengine or restore a backup")]
-    TooNew { path: String, found: i64, supported: i64 },
+    #[error(
+        "catalog {path} has schema version {found}, newer than this recengine understands ({supported}); upgrade recengine or restore a backup"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        supported: i64,
+    },
     #[error("catalog: {0}")]
     Invalid(String),
 }
@@ -201,7 +207,9 @@ impl Catalog {
             tx.pragma_update(None, "user_version", i as i64 + 1)?;
             tx.commit()?;
         }
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -229,8 +237,10 @@ impl Catalog {
     }
 
     pub fn end_call(&self, call_id: &str, ended_at: &str) -> Result<(), CatalogError> {
-        self.conn()
-            .execute("UPDATE calls SET ended_at = ?2 WHERE call_id = ?1", params![call_id, ended_at])?;
+        self.conn().execute(
+            "UPDATE calls SET ended_at = ?2 WHERE call_id = ?1",
+            params![call_id, ended_at],
+        )?;
         Ok(())
     }
 
@@ -238,7 +248,11 @@ impl Catalog {
     pub fn call_customer(&self, call_id: &str) -> Result<Option<Option<String>>, CatalogError> {
         Ok(self
             .conn()
-            .query_row("SELECT customer_id FROM calls WHERE call_id = ?1", params![call_id], |r| r.get(0))
+            .query_row(
+                "SELECT customer_id FROM calls WHERE call_id = ?1",
+                params![call_id],
+                |r| r.get(0),
+            )
             .optional()?)
     }
 
@@ -373,7 +387,11 @@ impl Catalog {
 
     /// Completed recordings whose retention has run out at `now_ms`
     /// (`default_days` for rows without their own; 0 = keep forever).
-    pub fn expired(&self, now_ms: i64, default_days: u32) -> Result<Vec<RecordingRow>, CatalogError> {
+    pub fn expired(
+        &self,
+        now_ms: i64,
+        default_days: u32,
+    ) -> Result<Vec<RecordingRow>, CatalogError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM recordings
@@ -433,7 +451,11 @@ impl Catalog {
         Ok(!existed)
     }
 
-    pub fn get_log(&self, call_id: &str, recording_id: &str) -> Result<Option<(String, String, String)>, CatalogError> {
+    pub fn get_log(
+        &self,
+        call_id: &str,
+        recording_id: &str,
+    ) -> Result<Option<(String, String, String)>, CatalogError> {
         Ok(self
             .conn()
             .query_row(
@@ -445,7 +467,11 @@ impl Catalog {
     }
 
     /// A stored response for an idempotency key: (request hash, status, body).
-    pub fn idempotent(&self, key: &str, scope: &str) -> Result<Option<(String, u16, String)>, CatalogError> {
+    pub fn idempotent(
+        &self,
+        key: &str,
+        scope: &str,
+    ) -> Result<Option<(String, u16, String)>, CatalogError> {
         Ok(self
             .conn()
             .query_row(
@@ -456,7 +482,15 @@ impl Catalog {
             .optional()?)
     }
 
-    pub fn remember(&self, key: &str, scope: &str, hash: &str, status: u16, response: &str, now: &str) -> Result<(), CatalogError> {
+    pub fn remember(
+        &self,
+        key: &str,
+        scope: &str,
+        hash: &str,
+        status: u16,
+        response: &str,
+        now: &str,
+    ) -> Result<(), CatalogError> {
         self.conn().execute(
             "INSERT OR IGNORE INTO idempotency (key, scope, request_hash, status, response, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -471,15 +505,18 @@ impl Catalog {
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM recordings WHERE status IN ('recording','paused','stopped','processing')"
         ))?;
-        let rows = stmt.query_map([], row_to_recording)?.collect::<Result<Vec<_>, _>>()?;
+        let rows = stmt
+            .query_map([], row_to_recording)?
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 
     /// Calls not marked ended (for crash recovery).
     pub fn end_open_calls(&self, at: &str) -> Result<usize, CatalogError> {
-        Ok(self
-            .conn()
-            .execute("UPDATE calls SET ended_at = ?1 WHERE ended_at IS NULL", params![at])?)
+        Ok(self.conn().execute(
+            "UPDATE calls SET ended_at = ?1 WHERE ended_at IS NULL",
+            params![at],
+        )?)
     }
 }
 

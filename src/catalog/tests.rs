@@ -7,7 +7,13 @@ fn temp(name: &str) -> std::path::PathBuf {
     dir.join("catalog.db")
 }
 
-fn row(id: &str, call: &str, customer: Option<&str>, started_ms: i64, status: &str) -> RecordingRow {
+fn row(
+    id: &str,
+    call: &str,
+    customer: Option<&str>,
+    started_ms: i64,
+    status: &str,
+) -> RecordingRow {
     RecordingRow {
         recording_id: id.into(),
         call_id: call.into(),
@@ -52,7 +58,10 @@ fn schema_newer_than_the_binary_is_refused() {
     }
     // Reopening a current one is fine and keeps data.
     let path = temp("reopen");
-    Catalog::open(&path).unwrap().put_recording(&row("r1", "c1", None, 1, "completed")).unwrap();
+    Catalog::open(&path)
+        .unwrap()
+        .put_recording(&row("r1", "c1", None, 1, "completed"))
+        .unwrap();
     assert!(Catalog::open(&path).unwrap().get("r1").unwrap().is_some());
 }
 
@@ -60,19 +69,45 @@ fn schema_newer_than_the_binary_is_refused() {
 fn listing_filters_and_pages_newest_first() {
     let cat = Catalog::open(&temp("list")).unwrap();
     for i in 0..25 {
-        let customer = if i % 5 == 0 { Some("globex") } else { Some("acme") };
+        let customer = if i % 5 == 0 {
+            Some("globex")
+        } else {
+            Some("acme")
+        };
         let status = if i % 2 == 0 { "completed" } else { "failed" };
-        cat.put_recording(&row(&format!("r{i:02}"), &format!("c{}", i % 3), customer, 1000 * i, status)).unwrap();
+        cat.put_recording(&row(
+            &format!("r{i:02}"),
+            &format!("c{}", i % 3),
+            customer,
+            1000 * i,
+            status,
+        ))
+        .unwrap();
     }
     let page = |f: ListFilter| cat.list(&f).unwrap();
-    let (rows, total) = page(ListFilter { limit: 10, ..Default::default() });
+    let (rows, total) = page(ListFilter {
+        limit: 10,
+        ..Default::default()
+    });
     assert_eq!((rows.len(), total), (10, 25));
     assert_eq!(rows[0].recording_id, "r24");
-    let (rows, _) = page(ListFilter { limit: 10, offset: 20, ..Default::default() });
+    let (rows, _) = page(ListFilter {
+        limit: 10,
+        offset: 20,
+        ..Default::default()
+    });
     assert_eq!(rows.len(), 5);
-    let (rows, _) = page(ListFilter { limit: 10, offset: 100, ..Default::default() });
+    let (rows, _) = page(ListFilter {
+        limit: 10,
+        offset: 100,
+        ..Default::default()
+    });
     assert!(rows.is_empty());
-    let (_, total) = page(ListFilter { limit: 0, customer_id: Some("globex".into()), ..Default::default() });
+    let (_, total) = page(ListFilter {
+        limit: 0,
+        customer_id: Some("globex".into()),
+        ..Default::default()
+    });
     assert_eq!(total, 5);
     let (rows, total) = page(ListFilter {
         limit: 50,
@@ -80,9 +115,17 @@ fn listing_filters_and_pages_newest_first() {
         call_id: Some("c0".into()),
         ..Default::default()
     });
-    assert!(rows.iter().all(|r| r.status == "completed" && r.call_id == "c0"));
+    assert!(
+        rows.iter()
+            .all(|r| r.status == "completed" && r.call_id == "c0")
+    );
     assert_eq!(total, rows.len() as u64);
-    let (rows, _) = page(ListFilter { limit: 50, since_ms: Some(5000), until_ms: Some(8000), ..Default::default() });
+    let (rows, _) = page(ListFilter {
+        limit: 50,
+        since_ms: Some(5000),
+        until_ms: Some(8000),
+        ..Default::default()
+    });
     let ids: Vec<&str> = rows.iter().map(|r| r.recording_id.as_str()).collect();
     assert_eq!(ids, ["r07", "r06", "r05"]);
 }
@@ -91,22 +134,37 @@ fn listing_filters_and_pages_newest_first() {
 fn retention_follows_the_clock_given_and_tombstones_stay() {
     let cat = Catalog::open(&temp("retention")).unwrap();
     let day = 86_400_000;
-    cat.put_recording(&row("old", "c", None, 0, "completed")).unwrap();
+    cat.put_recording(&row("old", "c", None, 0, "completed"))
+        .unwrap();
     let mut keep = row("keep", "c", None, 0, "completed");
     keep.retention_days = Some(0); // keep forever
     cat.put_recording(&keep).unwrap();
     let mut long = row("long", "c", None, 0, "completed");
     long.retention_days = Some(90);
     cat.put_recording(&long).unwrap();
-    cat.put_recording(&row("live", "c", None, 0, "recording")).unwrap();
+    cat.put_recording(&row("live", "c", None, 0, "recording"))
+        .unwrap();
     assert!(cat.expired(29 * day, 30).unwrap().is_empty());
-    let due: Vec<String> = cat.expired(31 * day, 30).unwrap().into_iter().map(|r| r.recording_id).collect();
+    let due: Vec<String> = cat
+        .expired(31 * day, 30)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.recording_id)
+        .collect();
     assert_eq!(due, ["old"]);
     cat.mark_deleted("old", "2026-02-01T00:00:00.000Z").unwrap();
     assert!(cat.expired(31 * day, 30).unwrap().is_empty());
     let tomb = cat.get("old").unwrap().unwrap();
-    assert_eq!((tomb.status.as_str(), tomb.deleted_at.is_some()), ("deleted", true));
-    let due: Vec<String> = cat.expired(91 * day, 30).unwrap().into_iter().map(|r| r.recording_id).collect();
+    assert_eq!(
+        (tomb.status.as_str(), tomb.deleted_at.is_some()),
+        ("deleted", true)
+    );
+    let due: Vec<String> = cat
+        .expired(91 * day, 30)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.recording_id)
+        .collect();
     assert_eq!(due, ["long"]);
 }
 
@@ -116,9 +174,15 @@ fn recording_logs_upsert_and_idempotency_keys() {
     assert!(cat.upsert_log("c", "r", None, "{}", "t1").unwrap());
     assert!(!cat.upsert_log("c", "r", None, r#"{"a":1}"#, "t2").unwrap());
     let (body, created, updated) = cat.get_log("c", "r").unwrap().unwrap();
-    assert_eq!((body.as_str(), created.as_str(), updated.as_str()), (r#"{"a":1}"#, "t1", "t2"));
+    assert_eq!(
+        (body.as_str(), created.as_str(), updated.as_str()),
+        (r#"{"a":1}"#, "t1", "t2")
+    );
     cat.remember("k", "admin", "h1", 201, "{}", "t").unwrap();
     cat.remember("k", "admin", "h2", 200, "[]", "t").unwrap();
-    assert_eq!(cat.idempotent("k", "admin").unwrap(), Some(("h1".into(), 201, "{}".into())));
+    assert_eq!(
+        cat.idempotent("k", "admin").unwrap(),
+        Some(("h1".into(), 201, "{}".into()))
+    );
     assert_eq!(cat.idempotent("k", "acme").unwrap(), None);
 }

@@ -256,6 +256,17 @@ pub struct StorageSection {
     /// Bytes a recording may have waiting for the disk before it fails
     /// with `storage_error` instead of holding more memory.
     pub max_queued_bytes: u32,
+    /// Days a completed recording is kept; 0 = forever. A recording's own
+    /// `retention_days` (given at start) wins.
+    pub retention_days: u32,
+    /// Most bytes all recordings may take; 0 = no limit. Starting a
+    /// recording over it is refused with 429 quota_exceeded.
+    pub max_bytes: u64,
+    /// Starting a recording when less than this is free on the storage
+    /// filesystem is refused with 429 quota_exceeded; 0 = no check.
+    pub min_free_bytes: u64,
+    /// Seconds a signed download URL stays valid.
+    pub url_lifetime_s: u32,
 }
 
 impl Default for StorageSection {
@@ -265,6 +276,10 @@ impl Default for StorageSection {
             flush_interval_ms: 1000,
             writer_threads: 4,
             max_queued_bytes: 8 << 20,
+            retention_days: 30,
+            max_bytes: 0,
+            min_free_bytes: 0,
+            url_lifetime_s: 86_400,
         }
     }
 }
@@ -365,6 +380,12 @@ impl Config {
             bad(
                 "storage.writer_threads",
                 format!("{} is outside 1-64", self.storage.writer_threads),
+            );
+        }
+        if !(1..=31_536_000).contains(&self.storage.url_lifetime_s) {
+            bad(
+                "storage.url_lifetime_s",
+                format!("{} is outside 1-31536000", self.storage.url_lifetime_s),
             );
         }
         if self.storage.max_queued_bytes < 65_536 {

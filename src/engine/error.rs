@@ -32,6 +32,10 @@ pub enum EngineError {
     PortsExhausted,
     #[error("the engine is shutting down and takes no new calls or recordings")]
     ShuttingDown,
+    #[error("{0}")]
+    QuotaExceeded(String),
+    #[error("recording {0} is still in progress; stop it first")]
+    RecordingBusy(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -53,6 +57,8 @@ impl EngineError {
             EngineError::CallEnded(_) => "call_ended",
             EngineError::PortsExhausted => "ports_exhausted",
             EngineError::ShuttingDown => "shutting_down",
+            EngineError::QuotaExceeded(_) => "quota_exceeded",
+            EngineError::RecordingBusy(_) => "recording_in_progress",
             EngineError::Internal(_) => "internal",
         }
     }
@@ -70,6 +76,8 @@ impl EngineError {
             | EngineError::NotPaused
             | EngineError::CallExists(_)
             | EngineError::CallEnded(_) => 409,
+            EngineError::RecordingBusy(_) => 409,
+            EngineError::QuotaExceeded(_) => 429,
             EngineError::PortsExhausted | EngineError::ShuttingDown => 503,
             EngineError::Internal(_) => 500,
         }

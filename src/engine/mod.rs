@@ -22,6 +22,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::catalog::{Catalog, RecordingRow};
 use crate::config::{Channels, Config, Format, PauseBehavior};
 use crate::core::encode::EncoderSpec;
 use crate::core::leg::LegConfig;
@@ -170,6 +171,7 @@ pub struct Engine {
     accepting: AtomicBool,
     storage: PathBuf,
     advertise: String,
+    catalog: Arc<Catalog>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -185,6 +187,7 @@ impl Engine {
         workers: WorkerPool,
         writers: WriterPool,
         events: Arc<EventBus>,
+        catalog: Arc<Catalog>,
     ) -> Result<Self, String> {
         let bind: IpAddr = cfg
             .rtp
@@ -215,11 +218,28 @@ impl Engine {
             events,
             next_call: AtomicU64::new(1),
             accepting: AtomicBool::new(true),
+            catalog,
         })
     }
 
     pub fn events(&self) -> &Arc<EventBus> {
         &self.events
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Catalog writes never fail a call: they are logged, and the sidecar
+    /// (from which `reindex` rebuilds the catalog) stays the record.
+    fn note(&self, what: &str, r: Result<(), crate::catalog::CatalogError>) {
+        if let Err(e) = r {
+            tracing::error!(error = %e, what, "catalog update failed");
+        }
     }
 
     fn send(&self, call: u64, cmd: WorkerCmd) {
@@ -349,6 +369,18 @@ impl Engine {
                 return Err(e);
             }
         }
+        self.note(
+            "call",
+            self.catalog.upsert_call(
+                &call_id,
+                who.tenant().as_deref(),
+                &req.from,
+                &req.to,
+                direction_name(req.direction),
+                reference_name(req.reference_type),
+                &rfc3339(unix_now()),
+            ),
+        );
         self.emit(
             "call.created",
             json!({"call_id": call_id, "customer_id": who.tenant(), "from": req.from, "to": req.to,
@@ -657,6 +689,15 @@ impl Engine {
             );
         }
         self.send(num, WorkerCmd::EndCall { call: num, at: now });
+        let ended = rfc3339(unix_now());
+        for r in &stopped {
+            self.note(
+                "status",
+                self.catalog
+                    .set_status(r, "stopped", &ended, None, Some(&ended)),
+            );
+        }
+        self.note("call end", self.catalog.end_call(call_id, &ended));
         self.emit("call.ended", json!({"call_id": call_id, "reason": reason}));
     }
 
@@ -806,11 +847,14 @@ impl Engine {
             .recording_id
             .clone()
             .unwrap_or_else(|| random_id("rec-"));
-        if lock(&self.registry).recordings.contains_key(&id) {
+        if lock(&self.registry).recordings.contains_key(&id)
+            || self.catalog.get(&id).ok().flatten().is_some()
+        {
             return Err(EngineError::InvalidRequest(format!(
                 "recording_id: {id:?} already exists"
             )));
         }
+        self.check_quota()?;
         let now_wall = unix_now();
         let now = self.clock.now();
         let (y, m, d) = crate::timefmt::civil_from_days((now_wall.as_secs() / 86_400) as i64);
@@ -860,6 +904,44 @@ impl Engine {
         };
         let all_legs_mono = matches!(&participant, ParticipantRequest::Named(n) if n == "all")
             && channels == Channels::Mono;
+        let reference = {
+            let reg = lock(&self.registry);
+            reg.calls
+                .get(call_id)
+                .map_or("call", |c| reference_name(c.reference_type))
+        };
+        self.note(
+            "recording",
+            self.catalog.put_recording(&RecordingRow {
+                recording_id: id.clone(),
+                call_id: call_id.into(),
+                customer_id: tenant.clone(),
+                reference_type: reference.into(),
+                status: "recording".into(),
+                format: spec.format.extension().into(),
+                sample_rate: spec.sample_rate,
+                channels: channels_name(channels).into(),
+                bitrate_kbps: spec.effective_bitrate_kbps(),
+                participant: participant_name(&participant),
+                path: Some(path.to_string_lossy().into_owned()),
+                duration_ms: 0,
+                file_size_bytes: None,
+                checksum: None,
+                failure_reason: None,
+                started_at: started_at.clone(),
+                started_ms: now_wall.as_millis() as i64,
+                stopped_at: None,
+                completed_at: None,
+                completed_ms: None,
+                created_at: started_at.clone(),
+                updated_at: started_at.clone(),
+                deleted_at: None,
+                retention_days: req.retention_days,
+                recovered: false,
+                external: false,
+                info_json: None,
+            }),
+        );
         {
             let mut reg = lock(&self.registry);
             let c = reg
@@ -999,6 +1081,12 @@ impl Engine {
                 }
             },
         );
+        let status = if pause { "paused" } else { "recording" };
+        self.note(
+            "status",
+            self.catalog
+                .set_status(&id, status, &rfc3339(unix_now()), None, None),
+        );
         self.emit(
             if pause {
                 "recording.paused"
@@ -1044,6 +1132,11 @@ impl Engine {
                 id: id.into(),
                 at: now,
             },
+        );
+        let t = rfc3339(unix_now());
+        self.note(
+            "status",
+            self.catalog.set_status(id, "stopped", &t, None, Some(&t)),
         );
         self.emit(
             "recording.stopped",
@@ -1117,6 +1210,16 @@ impl Engine {
                     && !r.state.finished()
                 {
                     r.state = RecState::Processing;
+                    self.note(
+                        "status",
+                        self.catalog.set_status(
+                            &id,
+                            "processing",
+                            &rfc3339(unix_now()),
+                            None,
+                            None,
+                        ),
+                    );
                 }
             }
             WorkerReport::Failed {
@@ -1133,6 +1236,16 @@ impl Engine {
                     r.state = RecState::Discarded;
                     r.call_id.clone()
                 };
+                self.note(
+                    "status",
+                    self.catalog.set_status(
+                        &id,
+                        "discarded",
+                        &rfc3339(unix_now()),
+                        Some("min_duration"),
+                        None,
+                    ),
+                );
                 self.emit(
                     "recording.discarded",
                     json!({"recording_id": id, "call_id": call_id, "reason": "min_duration", "duration_ms": duration_ms,
@@ -1165,6 +1278,11 @@ impl Engine {
                 },
             );
         }
+        self.note(
+            "status",
+            self.catalog
+                .set_status(id, "failed", &rfc3339(unix_now()), Some(reason), None),
+        );
         tracing::error!(recording = id, reason, message, "recording failed");
         self.emit(
             "recording.failed",
@@ -1187,6 +1305,7 @@ impl Engine {
                     r.info = Some(info.clone());
                     r.call_id.clone()
                 };
+                self.catalog_completed(&id, &file.path, &info);
                 self.emit(
                     "recording.completed",
                     json!({"recording_id": id, "call_id": call_id, "format": info.format,
@@ -1198,6 +1317,180 @@ impl Engine {
             }
             SinkReport::Failed { id, error } => self.fail_recording(&id, "storage_error", &error),
             SinkReport::Discarded { .. } => {}
+        }
+    }
+
+    /// Writes a finished recording's full row.
+    fn catalog_completed(&self, id: &str, path: &std::path::Path, info: &RecordingInfo) {
+        let now = unix_now();
+        let Ok(Some(mut row)) = self.catalog.get(id) else {
+            tracing::error!(
+                recording = id,
+                "completed recording missing from the catalog"
+            );
+            return;
+        };
+        row.status = "completed".into();
+        row.path = Some(path.to_string_lossy().into_owned());
+        row.duration_ms = info.duration_ms;
+        row.file_size_bytes = Some(info.file_size_bytes);
+        row.checksum = Some(info.checksum.value.clone());
+        row.stopped_at = Some(info.stopped_at.clone());
+        row.completed_at = Some(rfc3339(now));
+        row.completed_ms = Some(now.as_millis() as i64);
+        row.updated_at = rfc3339(now);
+        row.recovered = info.recovered;
+        row.info_json = serde_json::to_string(info).ok();
+        self.note("completed", self.catalog.put_recording(&row));
+    }
+
+    /// Refuses a new recording over `storage.max_bytes` or under
+    /// `storage.min_free_bytes`.
+    fn check_quota(&self) -> Result<(), EngineError> {
+        let s = &self.cfg.storage;
+        if s.max_bytes > 0 {
+            let used = self
+                .catalog
+                .stored_bytes()
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            if used >= s.max_bytes {
+                return Err(EngineError::QuotaExceeded(format!(
+                    "storage quota reached: {used} of {} bytes in use (storage.max_bytes)",
+                    s.max_bytes
+                )));
+            }
+        }
+        if s.min_free_bytes > 0
+            && let Some(free) = free_bytes(&self.storage)
+            && free < s.min_free_bytes
+        {
+            return Err(EngineError::QuotaExceeded(format!(
+                "only {free} bytes free on the storage filesystem (storage.min_free_bytes = {})",
+                s.min_free_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Deletes recordings past their retention at `now_ms` (Unix ms): file
+    /// and sidecar go, the catalog keeps a tombstone, `recording.deleted`
+    /// is announced. Returns how many were deleted.
+    pub fn sweep_retention(&self, now_ms: i64) -> usize {
+        let due = match self
+            .catalog
+            .expired(now_ms, self.cfg.storage.retention_days)
+        {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "retention sweep could not query the catalog");
+                return 0;
+            }
+        };
+        let n = due.len();
+        for r in due {
+            self.remove_files(&r);
+            let at = rfc3339(Duration::from_millis(now_ms.max(0) as u64));
+            self.note("tombstone", self.catalog.mark_deleted(&r.recording_id, &at));
+            self.emit(
+                "recording.deleted",
+                json!({"recording_id": r.recording_id, "call_id": r.call_id, "reason": "retention"}),
+            );
+        }
+        n
+    }
+
+    fn remove_files(&self, r: &RecordingRow) {
+        if let Some(p) = &r.path {
+            let p = std::path::Path::new(p);
+            for f in [p.to_path_buf(), p.with_extension("json")] {
+                if let Err(e) = std::fs::remove_file(&f)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::error!(file = %f.display(), error = %e, "could not delete recording file");
+                }
+            }
+        }
+    }
+
+    /// A catalogued recording the principal may see.
+    pub fn catalogued(&self, who: &Principal, id: &str) -> Result<RecordingRow, EngineError> {
+        let row = self
+            .catalog
+            .get(id)
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+            .filter(|r| who.sees(&r.customer_id))
+            .ok_or_else(|| EngineError::RecordingNotFound(id.into()))?;
+        Ok(row)
+    }
+
+    /// Live duration of a recording in progress.
+    pub fn live_duration_ms(&self, id: &str) -> Option<u64> {
+        let reg = lock(&self.registry);
+        reg.recordings
+            .get(id)
+            .filter(|r| !r.state.finished())
+            .map(|r| r.shared.duration_ms.load(Ordering::Relaxed))
+    }
+
+    /// Deletes a finished recording's file and sidecar, keeping a tombstone.
+    pub fn delete_recording(&self, who: &Principal, id: &str) -> Result<RecordingRow, EngineError> {
+        let row = self.catalogued(who, id)?;
+        if matches!(
+            row.status.as_str(),
+            "recording" | "paused" | "stopped" | "processing"
+        ) {
+            return Err(EngineError::RecordingBusy(id.into()));
+        }
+        if row.deleted_at.is_none() {
+            self.remove_files(&row);
+            self.note(
+                "tombstone",
+                self.catalog.mark_deleted(id, &rfc3339(unix_now())),
+            );
+            self.emit(
+                "recording.deleted",
+                json!({"recording_id": id, "call_id": row.call_id, "reason": "api"}),
+            );
+        }
+        self.catalogued(who, id)
+    }
+
+    /// The call's latest recording.
+    pub fn latest_recording(
+        &self,
+        who: &Principal,
+        call_id: &str,
+    ) -> Result<RecordingRow, EngineError> {
+        let visible = match self
+            .catalog
+            .call_customer(call_id)
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+        {
+            Some(customer) => who.sees(&customer),
+            None => false,
+        };
+        if !visible {
+            return Err(EngineError::CallNotFound(call_id.into()));
+        }
+        self.catalog
+            .latest_for_call(call_id)
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+            .ok_or_else(|| EngineError::RecordingNotFound(format!("(none yet for call {call_id})")))
+    }
+
+    /// Whether a call exists for the principal (live or catalogued).
+    pub fn call_visible(
+        &self,
+        who: &Principal,
+        call_id: &str,
+    ) -> Result<Option<String>, EngineError> {
+        match self
+            .catalog
+            .call_customer(call_id)
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+        {
+            Some(customer) if who.sees(&customer) => Ok(customer),
+            _ => Err(EngineError::CallNotFound(call_id.into())),
         }
     }
 
@@ -1343,6 +1636,37 @@ fn participant_name(p: &ParticipantRequest) -> String {
         ParticipantRequest::Named(n) => n.clone(),
         ParticipantRequest::Legs(ids) => ids.join(","),
     }
+}
+
+fn direction_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Inbound => "inbound",
+        Direction::Outbound => "outbound",
+    }
+}
+
+fn reference_name(r: ReferenceType) -> &'static str {
+    match r {
+        ReferenceType::Call => "call",
+        ReferenceType::Conference => "conference",
+    }
+}
+
+fn channels_name(c: Channels) -> &'static str {
+    match c {
+        Channels::Mono => "mono",
+        Channels::Dual => "dual",
+    }
+}
+
+/// Free bytes on the filesystem holding `path` (statvfs).
+fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes into a zeroed struct we own; c is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 fn role_rank(r: Role) -> u8 {

@@ -72,6 +72,8 @@ pub struct RecordingRequest {
     pub pause_behavior: Option<PauseBehavior>,
     pub dtmf: Option<DtmfPolicy>,
     pub recording_id: Option<String>,
+    /// Days to keep this recording (overrides `storage.retention_days`; 0 = forever).
+    pub retention_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
