@@ -266,7 +266,7 @@ async fn serve(
                 tick.tick().await;
                 engine.housekeeping();
                 // Retention: at start, then every hour.
-                if n % 14_400 == 0 {
+                if n.is_multiple_of(14_400) {
                     let deleted =
                         engine.sweep_retention(crate::timefmt::unix_now().as_millis() as i64);
                     if deleted > 0 {
