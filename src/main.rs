@@ -37,6 +37,13 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Rebuild the catalog's recordings from the sidecar files in storage.dir
+    /// (stop the daemon first).
+    Reindex {
+        /// Configuration naming storage.dir (built-in defaults otherwise).
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Validate a configuration file and print every problem with its line.
     Check {
         /// The file to check.
@@ -206,6 +213,7 @@ fn main() -> ExitCode {
             socket,
             config,
         } => events(since, socket, config),
+        Command::Reindex { config } => reindex(config),
         Command::Check { config } => match Config::load(&config) {
             Ok(_) => {
                 println!("{}: OK", config.display());
@@ -364,4 +372,38 @@ fn events(since: Option<u64>, socket: Option<PathBuf>, config: Option<PathBuf>) 
         }
     }
     ExitCode::SUCCESS
+}
+
+fn reindex(config: Option<PathBuf>) -> ExitCode {
+    let cfg = match config.map(|c| Config::load(&c)).transpose() {
+        Ok(c) => c.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let storage = PathBuf::from(&cfg.storage.dir);
+    let catalog = match recengine::catalog::Catalog::open(&storage.join("catalog.db")) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("recengine reindex: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match recengine::catalog::reindex::reindex(&catalog, &storage) {
+        Ok(r) => {
+            println!(
+                "{} sidecar(s) found, {} recording(s) indexed",
+                r.sidecars, r.indexed
+            );
+            for (path, why) in &r.skipped {
+                eprintln!("skipped {}: {why}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("recengine reindex: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -53,6 +53,11 @@ pub struct LegInfo {
 pub struct RecordingInfo {
     pub recording_id: String,
     pub call_id: String,
+    /// The tenant (absent for admin-created calls).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    /// call | conference
+    pub reference_type: String,
     pub status: String,
     pub format: Format,
     pub content_type: String,

@@ -5,6 +5,8 @@
 //! at startup rather than misread. Sidecars and catalog carry the same
 //! facts, and `recengine reindex` rebuilds the catalog from the sidecars.
 
+pub mod reindex;
+
 use std::path::Path;
 use std::sync::Mutex;
 

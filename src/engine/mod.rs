@@ -863,9 +863,17 @@ impl Engine {
         let sidecar = dir.join(format!("{id}.json"));
         let shared = Arc::new(RecordingShared::default());
         let started_at = rfc3339(now_wall);
+        let reference_type = {
+            let reg = lock(&self.registry);
+            reg.calls
+                .get(call_id)
+                .map_or("call", |c| reference_name(c.reference_type))
+        };
         let info = RecordingInfo {
             recording_id: id.clone(),
             call_id: call_id.into(),
+            customer_id: tenant.clone(),
+            reference_type: reference_type.into(),
             status: "completed".into(),
             format: spec.format,
             content_type: spec.format.content_type().into(),

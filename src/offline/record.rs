@@ -304,6 +304,8 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
     let info = RecordingInfo {
         recording_id: recording_id.clone(),
         call_id: stem,
+        customer_id: None,
+        reference_type: "call".into(),
         status: "completed".into(),
         format: opts.format,
         content_type: opts.format.content_type().into(),
