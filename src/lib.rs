@@ -24,5 +24,6 @@ pub mod ids;
 pub mod io;
 pub mod offline;
 pub mod recording;
+pub mod storage_path;
 pub mod testkit;
 pub mod timefmt;

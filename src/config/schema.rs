@@ -267,6 +267,11 @@ pub struct StorageSection {
     pub min_free_bytes: u64,
     /// Seconds a signed download URL stays valid.
     pub url_lifetime_s: u32,
+    /// Where a recording goes under `dir`. Placeholders: {yyyy} {mm} {dd}
+    /// {hh} (UTC start), {recording_id} {call_id} {customer_id} {ext}
+    /// {caller_label} {callee_label}. Values are sanitized so none can
+    /// leave the directory.
+    pub path_pattern: String,
 }
 
 impl Default for StorageSection {
@@ -280,6 +285,7 @@ impl Default for StorageSection {
             max_bytes: 0,
             min_free_bytes: 0,
             url_lifetime_s: 86_400,
+            path_pattern: "{yyyy}/{mm}/{dd}/{recording_id}.{ext}".into(),
         }
     }
 }
@@ -381,6 +387,9 @@ impl Config {
                 "storage.writer_threads",
                 format!("{} is outside 1-64", self.storage.writer_threads),
             );
+        }
+        if let Err(why) = crate::storage_path::check_pattern(&self.storage.path_pattern) {
+            bad("storage.path_pattern", why);
         }
         if !(1..=31_536_000).contains(&self.storage.url_lifetime_s) {
             bad(

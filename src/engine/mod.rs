@@ -857,10 +857,33 @@ impl Engine {
         self.check_quota()?;
         let now_wall = unix_now();
         let now = self.clock.now();
-        let (y, m, d) = crate::timefmt::civil_from_days((now_wall.as_secs() / 86_400) as i64);
-        let dir = self.storage.join(format!("{y:04}/{m:02}/{d:02}"));
-        let path = dir.join(format!("{id}.{}", spec.format.extension()));
-        let sidecar = dir.join(format!("{id}.json"));
+        let label = |role: Role| {
+            legs_info
+                .iter()
+                .find(|(_, r, _)| *r == role)
+                .and_then(|(_, _, l)| l.clone())
+                .unwrap_or_default()
+        };
+        let values: HashMap<&str, String> = [
+            ("recording_id", id.clone()),
+            ("call_id", call_id.to_owned()),
+            (
+                "customer_id",
+                tenant.clone().unwrap_or_else(|| "admin".into()),
+            ),
+            ("ext", spec.format.extension().to_owned()),
+            ("caller_label", label(Role::Caller)),
+            ("callee_label", label(Role::Callee)),
+        ]
+        .into_iter()
+        .collect();
+        let path = crate::storage_path::render(
+            &self.storage,
+            &self.cfg.storage.path_pattern,
+            now_wall,
+            &values,
+        );
+        let sidecar = path.with_extension("json");
         let shared = Arc::new(RecordingShared::default());
         let started_at = rfc3339(now_wall);
         let reference_type = {

@@ -1,0 +1,151 @@
+//! Recording paths from `storage.path_pattern`: placeholders filled with
+//! sanitized values, so that whatever an id, tenant or label contains the
+//! result stays inside the storage directory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const PLACEHOLDERS: [&str; 10] = [
+    "yyyy",
+    "mm",
+    "dd",
+    "hh",
+    "recording_id",
+    "call_id",
+    "customer_id",
+    "ext",
+    "caller_label",
+    "callee_label",
+];
+
+/// Checks a pattern: known placeholders only, relative, no `..`, ends with
+/// `.{ext}`, names `{recording_id}`.
+pub fn check_pattern(p: &str) -> Result<(), String> {
+    if p.starts_with('/') || p.contains('\\') {
+        return Err("must be a relative path with / separators".into());
+    }
+    if !p.ends_with(".{ext}") || !p.contains("{recording_id}") {
+        return Err("must contain {recording_id} and end with .{ext}".into());
+    }
+    if p.split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err("must not contain empty, . or .. segments".into());
+    }
+    let mut rest = p;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..].find('}').ok_or("has an unclosed {")? + open;
+        let name = &rest[open + 1..close];
+        if !PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "unknown placeholder {{{name}}} (known: {})",
+                PLACEHOLDERS.join(", ")
+            ));
+        }
+        rest = &rest[close + 1..];
+    }
+    Ok(())
+}
+
+/// A value made safe for one path segment.
+pub fn sanitize(v: &str) -> String {
+    let mut s: String = v
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    while s.starts_with('.') {
+        s.replace_range(0..1, "_");
+    }
+    if s.is_empty() {
+        "_".into()
+    } else {
+        s.replace("..", "__")
+    }
+}
+
+/// Fills the pattern; `start` is the recording's start (Unix time).
+pub fn render(
+    storage: &Path,
+    pattern: &str,
+    start: Duration,
+    values: &HashMap<&str, String>,
+) -> PathBuf {
+    let (y, m, d) = crate::timefmt::civil_from_days((start.as_secs() / 86_400) as i64);
+    let hh = start.as_secs() % 86_400 / 3600;
+    let mut out = pattern.to_owned();
+    let dates = [
+        ("yyyy", format!("{y:04}")),
+        ("mm", format!("{m:02}")),
+        ("dd", format!("{d:02}")),
+        ("hh", format!("{hh:02}")),
+    ];
+    for (k, v) in dates {
+        out = out.replace(&format!("{{{k}}}"), &v);
+    }
+    for k in PLACEHOLDERS {
+        let v = values
+            .get(k)
+            .map_or_else(|| "_".to_owned(), |v| sanitize(v));
+        out = out.replace(&format!("{{{k}}}"), &v);
+    }
+    storage.join(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_are_checked() {
+        assert!(check_pattern("{yyyy}/{mm}/{dd}/{recording_id}.{ext}").is_ok());
+        assert!(
+            check_pattern("{customer_id}/{call_id}/{caller_label}-{recording_id}.{ext}").is_ok()
+        );
+        for bad in [
+            "/abs/{recording_id}.{ext}",
+            "{recording_id}.wav",
+            "a/../{recording_id}.{ext}",
+            "{nope}/{recording_id}.{ext}",
+            "{call_id}.{ext}",
+            "a//{recording_id}.{ext}",
+        ] {
+            assert!(check_pattern(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn values_cannot_escape_the_directory() {
+        let mut v = HashMap::new();
+        v.insert("recording_id", "rec-1".to_owned());
+        v.insert("ext", "wav".to_owned());
+        v.insert("customer_id", "../../etc".to_owned());
+        v.insert("caller_label", "Alice / Bob\n".to_owned());
+        let p = render(
+            Path::new("/store"),
+            "{customer_id}/{caller_label}/{recording_id}.{ext}",
+            Duration::ZERO,
+            &v,
+        );
+        assert_eq!(p, PathBuf::from("/store/_.____etc/Alice___Bob_/rec-1.wav"));
+        assert!(p.components().all(|c| matches!(
+            c,
+            std::path::Component::RootDir | std::path::Component::Normal(_)
+        )));
+        assert_eq!(p.components().count(), 5, "root, store, two segments, file");
+        let p = render(
+            Path::new("/s"),
+            "{yyyy}/{mm}/{dd}/{hh}/{callee_label}/{recording_id}.{ext}",
+            Duration::from_secs(1_795_306_521),
+            &v,
+        );
+        assert_eq!(p, PathBuf::from("/s/2026/11/22/00/_/rec-1.wav"));
+    }
+}
