@@ -464,3 +464,26 @@ fn the_catalog_survives_a_restart_and_reindex_rebuilds_it() {
         404
     );
 }
+
+#[test]
+fn metrics_count_recordings_bytes_and_finalize_latency() {
+    let d = Daemon::start("metrics", "");
+    let done = record(&d, ADMIN, "m1", "wav");
+    let (s, raw) = d.request_raw("GET", "/metrics", None, None, &[]);
+    assert_eq!(s, 200);
+    let text = String::from_utf8(raw).unwrap();
+    assert!(
+        text.contains("recengine_recordings{state=\"completed\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("recengine_finalize_latency_ms_count 1"),
+        "{text}"
+    );
+    let bytes = done["file_size_bytes"].as_u64().unwrap();
+    assert!(
+        text.contains(&format!("recengine_bytes_written_total {bytes}")),
+        "{text}"
+    );
+    assert!(text.contains("recengine_rtp_datagrams_total"), "{text}");
+}

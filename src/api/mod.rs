@@ -416,6 +416,12 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
         vec![(String::new(), g.rtcp)],
     );
     metric(
+        "recengine_bytes_written_total",
+        "Bytes of finalized recording files.",
+        "counter",
+        vec![(String::new(), g.bytes_finalized)],
+    );
+    metric(
         "recengine_event_socket_clients",
         "Clients connected to the event socket.",
         "gauge",
@@ -424,6 +430,26 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
             s.event_clients.load(std::sync::atomic::Ordering::Relaxed),
         )],
     );
+    out.push_str("# HELP recengine_finalize_latency_ms Time from stop to recording.completed.\n");
+    out.push_str("# TYPE recengine_finalize_latency_ms histogram\n");
+    for (i, b) in crate::engine::FINALIZE_BUCKETS_MS.iter().enumerate() {
+        out.push_str(&format!(
+            "recengine_finalize_latency_ms_bucket{{le=\"{b}\"}} {}\n",
+            g.finalize_ms.counts[i]
+        ));
+    }
+    out.push_str(&format!(
+        "recengine_finalize_latency_ms_bucket{{le=\"+Inf\"}} {}\n",
+        g.finalize_ms.count
+    ));
+    out.push_str(&format!(
+        "recengine_finalize_latency_ms_sum {}\n",
+        g.finalize_ms.sum_ms
+    ));
+    out.push_str(&format!(
+        "recengine_finalize_latency_ms_count {}\n",
+        g.finalize_ms.count
+    ));
     (
         [(
             axum::http::header::CONTENT_TYPE,

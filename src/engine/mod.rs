@@ -149,6 +149,8 @@ struct Recording {
     failure: Option<String>,
     /// Legs selected as "all": new conference legs join mono recordings.
     all_legs_mono: bool,
+    /// When it was stopped (for the finalize-latency histogram).
+    stopped_mono: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -172,6 +174,32 @@ pub struct Engine {
     storage: PathBuf,
     advertise: String,
     catalog: Arc<Catalog>,
+    /// Stop → completed latencies, and bytes finalized.
+    finalize_ms: Mutex<Histogram>,
+    bytes_finalized: AtomicU64,
+}
+
+/// Upper bounds (ms) of the finalize-latency buckets.
+pub const FINALIZE_BUCKETS_MS: [u64; 9] = [10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
+
+/// A Prometheus-style cumulative histogram.
+#[derive(Debug, Default, Clone)]
+pub struct Histogram {
+    pub counts: [u64; 9],
+    pub count: u64,
+    pub sum_ms: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, ms: f64) {
+        for (i, b) in FINALIZE_BUCKETS_MS.iter().enumerate() {
+            if ms <= *b as f64 {
+                self.counts[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_ms += ms;
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -219,6 +247,8 @@ impl Engine {
             next_call: AtomicU64::new(1),
             accepting: AtomicBool::new(true),
             catalog,
+            finalize_ms: Mutex::new(Histogram::default()),
+            bytes_finalized: AtomicU64::new(0),
         })
     }
 
@@ -674,6 +704,7 @@ impl Engine {
                 {
                     rec.state = RecState::Stopped;
                     rec.stopped_at = Some(rfc3339(unix_now()));
+                    rec.stopped_mono = Some(now);
                     stopped.push(r);
                 }
             }
@@ -1001,6 +1032,7 @@ impl Engine {
                     info: None,
                     failure: None,
                     all_legs_mono,
+                    stopped_mono: None,
                 },
             );
             self.send(
@@ -1154,6 +1186,7 @@ impl Engine {
             }
             rec.state = RecState::Stopped;
             rec.stopped_at = Some(rfc3339(unix_now()));
+            rec.stopped_mono = Some(now);
             (rec.call_num, rec.call_id.clone())
         };
         self.send(
@@ -1333,6 +1366,11 @@ impl Engine {
                     r.shared
                         .duration_ms
                         .store(info.duration_ms, Ordering::Relaxed);
+                    if let Some(stopped) = r.stopped_mono {
+                        let ms = self.clock.now().saturating_sub(stopped).as_secs_f64() * 1000.0;
+                        lock(&self.finalize_ms).observe(ms);
+                    }
+                    self.bytes_finalized.fetch_add(file.size, Ordering::Relaxed);
                     r.info = Some(info.clone());
                     r.call_id.clone()
                 };
@@ -1602,6 +1640,8 @@ impl Engine {
     pub fn gauges(&self) -> Gauges {
         let reg = lock(&self.registry);
         let mut g = Gauges {
+            finalize_ms: lock(&self.finalize_ms).clone(),
+            bytes_finalized: self.bytes_finalized.load(Ordering::Relaxed),
             active_calls: reg.calls.values().filter(|c| c.ended_at.is_none()).count(),
             ..Default::default()
         };
@@ -1630,6 +1670,8 @@ impl Engine {
 /// Totals for the metrics endpoint.
 #[derive(Debug, Default)]
 pub struct Gauges {
+    pub finalize_ms: Histogram,
+    pub bytes_finalized: u64,
     pub active_calls: usize,
     pub recordings_by_state: std::collections::BTreeMap<&'static str, usize>,
     pub datagrams: u64,
