@@ -84,6 +84,23 @@ fn read_full(
     Ok(true)
 }
 
+/// Reads exactly `len` bytes into `buf` (replacing its content), growing
+/// the buffer only as data actually arrives: a record header that lies
+/// about its length costs no more memory than the file holds.
+fn read_exactly(
+    input: &mut impl Read,
+    buf: &mut Vec<u8>,
+    len: usize,
+    what: &'static str,
+) -> Result<(), CaptureError> {
+    buf.clear();
+    input.take(len as u64).read_to_end(buf)?;
+    if buf.len() < len {
+        return Err(CaptureError::Truncated(what));
+    }
+    Ok(())
+}
+
 impl<R: Read> CaptureReader<R> {
     pub fn new(mut input: R) -> Result<Self, CaptureError> {
         let mut magic = [0u8; 4];
@@ -121,10 +138,8 @@ impl<R: Read> CaptureReader<R> {
                         len,
                     });
                 }
-                let mut skip = vec![0u8; len as usize - 12];
-                if !read_full(&mut input, &mut skip, "section header")? {
-                    return Err(CaptureError::Truncated("section header"));
-                }
+                let mut skip = Vec::new();
+                read_exactly(&mut input, &mut skip, len as usize - 12, "section header")?;
                 Format::PcapNg {
                     big_endian,
                     interfaces: Vec::new(),
@@ -158,10 +173,7 @@ impl<R: Read> CaptureReader<R> {
                 if incl > MAX_RECORD {
                     return Err(CaptureError::Oversized(incl));
                 }
-                self.buf.resize(incl as usize, 0);
-                if !read_full(&mut self.input, &mut self.buf, "packet")? && incl > 0 {
-                    return Err(CaptureError::Truncated("packet"));
-                }
+                read_exactly(&mut self.input, &mut self.buf, incl as usize, "packet")?;
                 let sub = if nanos { frac } else { frac * 1000 };
                 Ok(Some(Record {
                     time: Duration::from_secs(secs) + Duration::from_nanos(sub.min(999_999_999)),
@@ -202,19 +214,18 @@ impl<R: Read> CaptureReader<R> {
                 if !(28..=MAX_RECORD).contains(&len) || !len.is_multiple_of(4) {
                     return Err(CaptureError::BadBlock { block_type, len });
                 }
-                self.buf.resize(len as usize - 12, 0);
-                if !read_full(&mut self.input, &mut self.buf, "section header")? {
-                    return Err(CaptureError::Truncated("section header"));
-                }
+                read_exactly(
+                    &mut self.input,
+                    &mut self.buf,
+                    len as usize - 12,
+                    "section header",
+                )?;
                 continue;
             }
             if !(12..=MAX_RECORD).contains(&len) || !len.is_multiple_of(4) {
                 return Err(CaptureError::BadBlock { block_type, len });
             }
-            self.buf.resize(len as usize - 8, 0);
-            if !read_full(&mut self.input, &mut self.buf, "block")? {
-                return Err(CaptureError::Truncated("block"));
-            }
+            read_exactly(&mut self.input, &mut self.buf, len as usize - 8, "block")?;
             let body = &self.buf[..self.buf.len() - 4];
             match block_type {
                 1 => {
