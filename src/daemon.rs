@@ -133,6 +133,14 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
             .map_err(|e| Error::Invalid(e.to_string()))?,
     );
     let url_secret = url_secret(&storage)?;
+    let recovered = crate::io::recovery::recover(&catalog, &events);
+    if !recovered.recovered.is_empty() || !recovered.failed.is_empty() {
+        tracing::warn!(
+            recovered = recovered.recovered.len(),
+            failed = recovered.failed.len(),
+            "startup recovery finished recordings cut short by a crash"
+        );
+    }
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads((cores / 2).max(1))

@@ -24,6 +24,7 @@ pub mod leg;
 pub mod mixer;
 pub mod opus;
 pub mod recorder;
+pub mod repair;
 pub mod resample;
 pub mod rtp;
 pub mod time;

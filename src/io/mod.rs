@@ -2,6 +2,7 @@
 //! threads and the clock).
 
 pub mod clock;
+pub mod recovery;
 pub mod ring;
 pub mod sink;
 pub mod udp;

@@ -241,6 +241,13 @@ flush_interval_ms = 200
         }
     }
 
+    /// SIGKILL: the daemon dies without any chance to clean up.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
