@@ -131,3 +131,65 @@ fn a_stalled_writer_fails_only_its_own_recording() {
     drop(d);
     drop(reader);
 }
+
+/// A full disk (writes fail with ENOSPC: the part file is /dev/full) fails
+/// that recording with `storage_error`; the other call records in full.
+#[test]
+fn a_full_disk_fails_one_recording_and_spares_the_others() {
+    if !std::path::Path::new("/dev/full").exists() {
+        eprintln!("SKIP: no /dev/full on this system");
+        return;
+    }
+    let d = Daemon::start("full-disk", "");
+    let mut ev = d.events(Some(0));
+    let now = recengine::timefmt::unix_now();
+    let (y, m, day) = recengine::timefmt::civil_from_days((now.as_secs() / 86_400) as i64);
+    let dir = d.storage().join(format!("{y:04}/{m:02}/{day:02}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink("/dev/full", dir.join("full-rec.wav.part")).unwrap();
+    for (call, rec) in [("full-call", "full-rec"), ("fine-call", "fine-rec")] {
+        let body = json!({"call_id": call, "legs": [{"role": "caller"}], "recording": {"enabled": true, "recording_id": rec}});
+        assert_eq!(d.admin("POST", "/v1/calls", Some(&body.to_string())).0, 201);
+    }
+    let (_, full) = d.admin("GET", "/v1/calls/full-call", None);
+    let (_, fine) = d.admin("GET", "/v1/calls/fine-call", None);
+    let speech = recengine::testkit::speech(8000, 8000 * 2);
+    let (a, b) = (udp(), udp());
+    stream(
+        &[
+            Leg {
+                port: leg_port(&full, "caller"),
+                ssrc: 1,
+                signal: &speech,
+                socket: &a,
+                delay_packets: 0,
+            },
+            Leg {
+                port: leg_port(&fine, "caller"),
+                ssrc: 2,
+                signal: &speech,
+                socket: &b,
+                delay_packets: 0,
+            },
+        ],
+        |_| {},
+    );
+    d.admin("POST", "/v1/calls/fine-call/end", None);
+    let events = ev.until("recording.completed", Duration::from_secs(10));
+    let failed = events
+        .iter()
+        .find(|e| e["event"] == "recording.failed")
+        .expect("the full disk failed its recording");
+    assert_eq!(failed["data"]["recording_id"], "full-rec");
+    assert_eq!(failed["data"]["reason"], "storage_error");
+    assert!(
+        failed["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("No space left"),
+        "{failed}"
+    );
+    let done = events.last().unwrap();
+    assert_eq!(done["data"]["recording_id"], "fine-rec");
+    assert!(done["data"]["duration_ms"].as_u64().unwrap() >= 1900);
+}

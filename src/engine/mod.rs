@@ -1286,6 +1286,16 @@ impl Engine {
                     );
                 }
             }
+            WorkerReport::CallLost { call } => {
+                let id = lock(&self.registry)
+                    .calls
+                    .values()
+                    .find(|c| c.num == call && c.ended_at.is_none())
+                    .map(|c| c.id.clone());
+                if let Some(id) = id {
+                    self.end_call_inner(&id, "internal_error");
+                }
+            }
             WorkerReport::Failed {
                 id,
                 reason,

@@ -127,6 +127,8 @@ pub enum WorkerCmd {
         leg: usize,
         channel: u16,
     },
+    /// Fault injection for tests: panic inside the worker. No API sends it.
+    Panic,
 }
 
 /// Outcomes a worker reports to the engine.
@@ -142,6 +144,8 @@ pub enum WorkerReport {
     },
     /// Shorter than `min_duration`: the file is being removed.
     Discarded { id: String, duration_ms: u64 },
+    /// The worker owning this call panicked; its media state is gone.
+    CallLost { call: u64 },
 }
 
 struct LegSlot {
@@ -201,7 +205,7 @@ impl WorkerPool {
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("recengine-worker-{i}"))
-                    .spawn(move || Worker::new(cfg, clock, reports).run(&rx))
+                    .spawn(move || supervise(cfg, clock, reports, &rx))
                     .expect("spawn worker thread"),
             );
         }
@@ -237,6 +241,38 @@ impl WorkerPool {
     }
 }
 
+/// Runs a worker; if it panics, fails the recordings of every call it
+/// held (reason `internal`), reports those calls lost, and carries on with
+/// a fresh worker on the same thread and channel.
+fn supervise(
+    cfg: WorkerConfig,
+    clock: MonotonicClock,
+    reports: Sender<WorkerReport>,
+    rx: &Receiver<WorkerCmd>,
+) {
+    loop {
+        let mut worker = Worker::new(cfg, clock, reports.clone());
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run(rx)));
+        let Err(panic) = outcome else { return };
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        tracing::error!(panic = %what, calls = worker.calls.len(), "media worker panicked; failing its calls' recordings and replacing it");
+        for (call, state) in worker.calls.drain() {
+            for r in &state.recordings {
+                let _ = reports.send(WorkerReport::Failed {
+                    id: r.setup.id.clone(),
+                    reason: "internal",
+                    message: format!("media worker failed: {what}"),
+                });
+            }
+            let _ = reports.send(WorkerReport::CallLost { call });
+        }
+    }
+}
+
 struct Worker {
     cfg: WorkerConfig,
     clock: MonotonicClock,
@@ -256,7 +292,7 @@ impl Worker {
         }
     }
 
-    fn run(mut self, rx: &Receiver<WorkerCmd>) {
+    fn run(&mut self, rx: &Receiver<WorkerCmd>) {
         let mut next_tick = self.clock.now() + self.cfg.tick;
         loop {
             let now = self.clock.now();
@@ -366,6 +402,7 @@ impl Worker {
                 }
             }
             WorkerCmd::EndCall { call, at } => self.end_call(call, at),
+            WorkerCmd::Panic => panic!("fault injection: worker panic requested"),
             WorkerCmd::AddInput {
                 call,
                 id,
