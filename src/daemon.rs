@@ -57,21 +57,31 @@ fn check_storage(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// With no token configured: a one-time admin token, written 0600 to
-/// `<storage>/admin.token`.
-fn one_time_token(dir: &Path) -> Result<TokenEntry, Error> {
-    let mut bytes = [0u8; 24];
+/// `n` random bytes as lower-case hex.
+fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
     crate::ids::fill_random(&mut bytes);
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let path = dir.join("admin.token");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes a secret to a file only its owner can read (mode 0600).
+fn write_secret(path: &Path, secret: &str) -> Result<(), Error> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&path)
+        .open(path)
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    writeln!(f, "{token}").map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    writeln!(f, "{secret}").map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// With no token configured: a one-time admin token, written 0600 to
+/// `<storage>/admin.token`.
+fn one_time_token(dir: &Path) -> Result<TokenEntry, Error> {
+    let token = random_hex(24);
+    let path = dir.join("admin.token");
+    write_secret(&path, &token)?;
     tracing::warn!(
         path = %path.display(),
         "no [[api.tokens]] configured: made a one-time admin token for this run (valid until restart)"
@@ -93,18 +103,9 @@ fn url_secret(dir: &Path) -> Result<Vec<u8>, Error> {
             return Ok(s.as_bytes().to_vec());
         }
     }
-    let mut bytes = [0u8; 32];
-    crate::ids::fill_random(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    writeln!(f, "{hex}").map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    Ok(hex.into_bytes())
+    let secret = random_hex(32);
+    write_secret(&path, &secret)?;
+    Ok(secret.into_bytes())
 }
 
 /// Runs the daemon; returns when it has shut down.

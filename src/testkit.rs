@@ -360,6 +360,20 @@ pub fn tone(rate: u32, freq: f64, amplitude: f64, samples: usize) -> Vec<i16> {
         .collect()
 }
 
+/// Power of one frequency in a signal (Goertzel), normalised per sample
+/// squared: for checking which tone ended up where.
+pub fn tone_power(x: &[i16], rate: u32, freq: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / f64::from(rate);
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &v in x {
+        let s0 = f64::from(v) + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - c * s1 * s2) / (x.len().max(1) as f64).powi(2)
+}
+
 /// Every fixture: (file name, generator).
 pub type Generator = fn(&Path) -> io::Result<()>;
 pub const FIXTURES: [(&str, Generator); 4] = [

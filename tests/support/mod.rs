@@ -412,18 +412,8 @@ pub fn read_wav(path: &Path) -> (Vec<i16>, u16, u32) {
     )
 }
 
-/// Power at `freq` (Goertzel), per sample squared.
-pub fn tone_power(x: &[i16], rate: u32, freq: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * freq / f64::from(rate);
-    let c = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &v in x {
-        let s0 = f64::from(v) + c * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    (s1 * s1 + s2 * s2 - c * s1 * s2) / (x.len().max(1) as f64).powi(2)
-}
+#[allow(unused_imports)]
+pub use recengine::testkit::tone_power;
 
 pub fn channel(samples: &[i16], channels: u16, c: usize) -> Vec<i16> {
     samples
