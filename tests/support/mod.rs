@@ -149,6 +149,11 @@ flush_interval_ms = 200
         }
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     pub fn storage(&self) -> PathBuf {
         self.dir.join("storage")
     }
