@@ -100,8 +100,10 @@ impl<'a> RtpPacket<'a> {
         let mut padding = 0u8;
         if has_padding {
             let available = end - offset;
+            // A count of 0 is out of spec (it includes itself); like the
+            // rtp crate, read it as "no padding" and keep the audio.
             let pad = usize::from(buf[end - 1]);
-            if pad == 0 || pad > available {
+            if pad > available {
                 return Err(RtpError::BadPadding {
                     padding: pad,
                     available,
@@ -184,8 +186,6 @@ mod tests {
         };
         let mut pad_long = header(0xa0, 0);
         pad_long.extend_from_slice(&[1, 2, 9]);
-        let mut pad_zero = header(0xa0, 0);
-        pad_zero.extend_from_slice(&[1, 2, 0]);
         let rtcp = header(0x80, 200);
         let cases: Vec<(&str, Vec<u8>, RtpError)> = vec![
             ("empty", vec![], RtpError::TooShort(0)),
@@ -211,19 +211,19 @@ mod tests {
                     available: 3,
                 },
             ),
-            (
-                "padding zero",
-                pad_zero,
-                RtpError::BadPadding {
-                    padding: 0,
-                    available: 3,
-                },
-            ),
             ("rtcp", rtcp, RtpError::Rtcp(200)),
         ];
         for (name, buf, want) in cases {
             assert_eq!(RtpPacket::parse(&buf), Err(want), "{name}");
         }
+    }
+
+    #[test]
+    fn zero_padding_count_keeps_the_payload() {
+        let mut buf = header(0xa0, 0);
+        buf.extend_from_slice(&[1, 2, 0]);
+        let p = RtpPacket::parse(&buf).unwrap();
+        assert_eq!((p.payload, p.padding), (&[1u8, 2, 0][..], 0));
     }
 
     #[test]
