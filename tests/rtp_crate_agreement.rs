@@ -22,8 +22,8 @@ impl Rng {
 
 fn packet(rng: &mut Rng) -> Vec<u8> {
     let cc = (rng.next() % 4) as u8;
-    let ext = rng.next() % 3 == 0;
-    let pad = rng.next() % 4 == 0;
+    let ext = rng.next().is_multiple_of(3);
+    let pad = rng.next().is_multiple_of(4);
     let pt = (rng.next() % 128) as u8;
     let mut v = vec![
         0x80 | (u8::from(pad) << 5) | (u8::from(ext) << 4) | cc,
@@ -54,7 +54,7 @@ fn packet(rng: &mut Rng) -> Vec<u8> {
         v.push(n as u8);
     }
     // Sometimes damage it.
-    if rng.next() % 5 == 0 && !v.is_empty() {
+    if rng.next().is_multiple_of(5) && !v.is_empty() {
         let cut = (rng.next() as usize) % v.len();
         v.truncate(cut);
     }
