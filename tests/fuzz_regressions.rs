@@ -15,3 +15,20 @@ fn rtp_leg_regressions_stay_fixed() {
     }
     assert!(n >= 1);
 }
+
+#[test]
+fn recovery_regressions_stay_fixed() {
+    use recengine::core::repair::repair_wav;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/recovery");
+    for entry in std::fs::read_dir(&dir).expect("regressions dir") {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        if let Some(r) = repair_wav(&data, data.len()) {
+            let mut fixed = data[..r.keep].to_vec();
+            for (at, p) in &r.patches {
+                fixed[*at..*at + p.len()].copy_from_slice(p);
+            }
+            let again = repair_wav(&fixed, fixed.len()).expect("a repaired WAV is still a WAV");
+            assert_eq!(again.keep, fixed.len());
+        }
+    }
+}

@@ -33,11 +33,11 @@ pub fn repair_wav(head: &[u8], len: usize) -> Option<Repair> {
     loop {
         let id = head.get(at..at + 4)?;
         let size = u32le(head, at + 4)? as usize;
-        if id == b"fmt " {
-            block_align = usize::from(u16::from_le_bytes(
-                head.get(at + 20..at + 22)?.try_into().ok()?,
-            ))
-            .max(1);
+        if id == b"fmt " && size >= 16 {
+            // Only a whole fmt chunk says anything about the frame size.
+            if let Some(b) = head.get(at + 20..at + 22) {
+                block_align = usize::from(u16::from_le_bytes([b[0], b[1]])).max(1);
+            }
         }
         if id == b"data" {
             let data_start = at + 8;
@@ -156,7 +156,7 @@ pub fn wav_duration_ms(bytes: &[u8]) -> Option<u64> {
     loop {
         let id = bytes.get(at..at + 4)?;
         let size = u64::from(u32le(bytes, at + 4)?);
-        if id == b"fmt " {
+        if id == b"fmt " && size >= 16 {
             rate = u64::from(u32le(bytes, at + 12)?);
             align = u64::from(u16::from_le_bytes(
                 bytes.get(at + 20..at + 22)?.try_into().ok()?,
