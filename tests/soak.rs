@@ -223,13 +223,15 @@ fn soak() {
         );
     }
     eprintln!(
-        "SOAK: {calls} calls x {secs} s: {sent} datagrams sent, {} received, {} ring drops, {} late, {} lost (1 % loss injected); \
-         {} recordings completed; RSS {warm_rss} KiB after warm-up -> {end_rss} KiB at end",
+        "SOAK: {calls} calls x {secs} s: {sent} datagrams sent, {} received, {} ring drops, {} late, {} lost \
+         (1 % loss injected); {} recordings completed; RSS {warm_rss} KiB after warm-up -> {end_rss} KiB at end; \
+         daemon CPU {cpu:.1} s = {:.4} CPU-s per call-minute (mixed WAV/MP3/Opus, mono/dual, 2 legs per call)",
         totals.0,
         totals.1,
         totals.2,
         totals.3,
-        finished.len()
+        finished.len(),
+        cpu / (calls as f64 * secs as f64 / 60.0)
     );
     assert_eq!(totals.1, 0, "no ring drops");
     if warm_rss > 0 {
