@@ -34,9 +34,15 @@ fn init_logging(cfg: &Config) -> FilterHandle {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match cfg.log.format {
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
-        LogFormat::Human => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        LogFormat::Human => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
     };
     let _ = result;
     handle
