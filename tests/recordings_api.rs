@@ -486,4 +486,8 @@ fn metrics_count_recordings_bytes_and_finalize_latency() {
         "{text}"
     );
     assert!(text.contains("recengine_rtp_datagrams_total"), "{text}");
+    assert!(
+        text.contains("recengine_encode_seconds_total{format=\"wav\"}"),
+        "{text}"
+    );
 }

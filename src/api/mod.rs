@@ -430,6 +430,17 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
             s.event_clients.load(std::sync::atomic::Ordering::Relaxed),
         )],
     );
+    out.push_str(
+        "# HELP recengine_encode_seconds_total Time spent mixing and encoding, by format.\n",
+    );
+    out.push_str("# TYPE recengine_encode_seconds_total counter\n");
+    for (i, f) in ["wav", "mp3", "opus"].iter().enumerate() {
+        let ns = crate::io::worker::ENCODE_NANOS[i].load(std::sync::atomic::Ordering::Relaxed);
+        out.push_str(&format!(
+            "recengine_encode_seconds_total{{format=\"{f}\"}} {}\n",
+            ns as f64 / 1e9
+        ));
+    }
     out.push_str("# HELP recengine_finalize_latency_ms Time from stop to recording.completed.\n");
     out.push_str("# TYPE recengine_finalize_latency_ms histogram\n");
     for (i, b) in crate::engine::FINALIZE_BUCKETS_MS.iter().enumerate() {

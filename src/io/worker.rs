@@ -586,6 +586,17 @@ fn apply_dtmf(rec: &mut ActiveRecording, legs: &[LegSlot], rate: u32) {
     }
 }
 
+/// CPU time spent mixing and encoding, per format (WAV, MP3, Opus), in ns.
+pub static ENCODE_NANOS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+fn format_index(f: crate::config::Format) -> usize {
+    match f {
+        crate::config::Format::Wav => 0,
+        crate::config::Format::Mp3 => 1,
+        crate::config::Format::Opus => 2,
+    }
+}
+
 /// Mixes and hands the bytes to the sink; flushes on schedule.
 fn write_mixed(
     rec: &mut ActiveRecording,
@@ -593,10 +604,13 @@ fn write_mixed(
     upto: i64,
     now: Duration,
 ) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let format = format_index(rec.setup.spec.format);
     let bytes = rec
         .recorder
         .mix_to(tracks, upto)
         .map_err(|e| e.to_string())?;
+    ENCODE_NANOS[format].fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     if !bytes.is_empty() {
         rec.setup
             .sink
