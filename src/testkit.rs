@@ -360,6 +360,42 @@ pub fn tone(rate: u32, freq: f64, amplitude: f64, samples: usize) -> Vec<i16> {
         .collect()
 }
 
+/// A small deterministic random generator (xorshift64*) for tests,
+/// benchmarks and generators: same seed, same sequence, on every machine.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed (0 is replaced by a fixed odd constant).
+    pub fn new(seed: u64) -> Self {
+        Self(if seed == 0 {
+            0x9e37_79b9_7f4a_7c15
+        } else {
+            seed
+        })
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// True with probability `per_thousand` / 1000.
+    pub fn chance(&mut self, per_thousand: u64) -> bool {
+        self.below(1000) < per_thousand
+    }
+
+    pub fn byte(&mut self) -> u8 {
+        (self.next_u64() >> 32) as u8
+    }
+}
+
 /// Power of one frequency in a signal (Goertzel), normalised per sample
 /// squared: for checking which tone ended up where.
 pub fn tone_power(x: &[i16], rate: u32, freq: f64) -> f64 {

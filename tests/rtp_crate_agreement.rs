@@ -7,24 +7,13 @@
 use recengine::core::rtp::RtpPacket;
 use webrtc_util::marshal::Unmarshal;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-}
+use recengine::testkit::Rng;
 
 fn packet(rng: &mut Rng) -> Vec<u8> {
-    let cc = (rng.next() % 4) as u8;
-    let ext = rng.next().is_multiple_of(3);
-    let pad = rng.next().is_multiple_of(4);
-    let pt = (rng.next() % 128) as u8;
+    let cc = (rng.next_u64() % 4) as u8;
+    let ext = rng.next_u64().is_multiple_of(3);
+    let pad = rng.next_u64().is_multiple_of(4);
+    let pt = (rng.next_u64() % 128) as u8;
     let mut v = vec![
         0x80 | (u8::from(pad) << 5) | (u8::from(ext) << 4) | cc,
         (rng.byte() & 0x80) | pt,
@@ -37,25 +26,25 @@ fn packet(rng: &mut Rng) -> Vec<u8> {
     }
     if ext {
         // One-byte header extension (RFC 8285) with one element, padded.
-        let words = 1 + (rng.next() % 3) as usize;
+        let words = 1 + (rng.next_u64() % 3) as usize;
         v.extend_from_slice(&[0xbe, 0xde, 0, words as u8]);
         let mut body = vec![0u8; words * 4];
         body[0] = 0x10; // id 1, length 1
         body[1] = rng.byte();
         v.extend_from_slice(&body);
     }
-    let payload = (rng.next() % 200) as usize;
+    let payload = (rng.next_u64() % 200) as usize;
     for _ in 0..payload {
         v.push(rng.byte());
     }
     if pad {
-        let n = 1 + (rng.next() % 4) as usize;
+        let n = 1 + (rng.next_u64() % 4) as usize;
         v.extend(std::iter::repeat_n(0, n - 1));
         v.push(n as u8);
     }
     // Sometimes damage it.
-    if rng.next().is_multiple_of(5) && !v.is_empty() {
-        let cut = (rng.next() as usize) % v.len();
+    if rng.next_u64().is_multiple_of(5) && !v.is_empty() {
+        let cut = (rng.next_u64() as usize) % v.len();
         v.truncate(cut);
     }
     v
@@ -63,7 +52,7 @@ fn packet(rng: &mut Rng) -> Vec<u8> {
 
 #[test]
 fn engine_parser_agrees_with_the_rtp_crate() {
-    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut rng = Rng::new(0x1234_5678_9abc_def1);
     let (mut agreed, mut both_refused) = (0, 0);
     for _ in 0..20_000 {
         let data = packet(&mut rng);

@@ -58,18 +58,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 /// xorshift for reproducible randomness.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn chance(&mut self, per_thousand: u64) -> bool {
-        self.next() % 1000 < per_thousand
-    }
-}
+use recengine::testkit::Rng;
 
 #[test]
 #[ignore = "long-running soak; run with --ignored"]
@@ -83,7 +72,7 @@ fn soak() {
     );
     let pid = d.pid();
     let ev = d.events(Some(0));
-    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let mut rng = Rng::new(0x5eed_1234_abcd_ef01);
     let mut ports = Vec::new();
     for i in 0..calls {
         let format = ["wav", "mp3", "opus"][i % 3];
@@ -141,9 +130,9 @@ fn soak() {
         // Every 5 s, poke a few calls: pause/resume or stop/start.
         if i % 250 == 125 {
             for _ in 0..3 {
-                let c = (rng.next() % calls as u64) as usize;
+                let c = (rng.next_u64() % calls as u64) as usize;
                 let p = paused.entry(c).or_insert(false);
-                let action = match (rng.next() % 3, *p) {
+                let action = match (rng.next_u64() % 3, *p) {
                     (0, false) => "pause",
                     (0, true) => "resume",
                     (1, _) => "stop",

@@ -482,20 +482,7 @@ fn rescaled_timeline_for_wideband_clock() {
     assert_eq!(starts, vec![(0, 320), (320, 320), (640, 320)]);
 }
 
-/// xorshift64*: deterministic randomness for property tests.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use crate::testkit::Rng;
 
 /// Random reorder, loss and duplication of a known stream: the output is
 /// exactly as long as the stream, and every delivered packet sits at the
@@ -503,10 +490,10 @@ impl Rng {
 #[test]
 fn property_random_impairments_keep_every_sample_in_place() {
     for seed in 1..=300u64 {
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut rng = Rng::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let n = 50 + rng.below(300) as u16;
-        let seq0 = rng.next() as u16;
-        let ts0 = rng.next() as u32;
+        let seq0 = rng.next_u64() as u16;
+        let ts0 = rng.next_u64() as u32;
         let delay = 200u64;
         // Arrivals: ideal time plus jitter below the playout delay.
         let mut arrivals: Vec<(u64, u16)> = Vec::new();
