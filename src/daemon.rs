@@ -114,6 +114,29 @@ fn url_secret(dir: &Path) -> Result<Vec<u8>, Error> {
     Ok(secret.into_bytes())
 }
 
+/// Sends a state line to systemd when run as a `Type=notify` service
+/// (`$NOTIFY_SOCKET` set); does nothing otherwise.
+fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let socket = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let bytes = path.as_encoded_bytes();
+    let result = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+            .and_then(|a| socket.send_to_addr(state.as_bytes(), &a))
+    } else {
+        socket.send_to(state.as_bytes(), &path)
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "sd_notify failed");
+    }
+}
+
 /// Runs the daemon; returns when it has shut down.
 pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
     let cfg = match &config_path {
@@ -280,6 +303,10 @@ async fn serve(
             loop {
                 tick.tick().await;
                 engine.housekeeping();
+                // Every 5 s: tell systemd's watchdog the engine is alive.
+                if n.is_multiple_of(20) {
+                    sd_notify("WATCHDOG=1");
+                }
                 // Retention: at start, then every hour.
                 if n.is_multiple_of(14_400) {
                     let deleted =
@@ -293,6 +320,7 @@ async fn serve(
         });
     }
 
+    sd_notify("READY=1");
     tracing::info!(
         api = %addr,
         rtp = %format!("{}:{}-{}", cfg.rtp.bind, cfg.rtp.port_min, cfg.rtp.port_max),
@@ -314,6 +342,7 @@ async fn serve(
     };
 
     wait_for_signals(config_path.as_deref(), &tokens, &log_handle).await;
+    sd_notify("STOPPING=1");
     tracing::info!("shutting down: finishing every recording");
     engine.begin_shutdown();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
