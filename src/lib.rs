@@ -22,6 +22,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod io;
+pub mod loadgen;
 pub mod offline;
 pub mod recording;
 pub mod storage_path;

@@ -44,6 +44,46 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Generate RTP load against a running daemon (loopback only): create
+    /// calls, stream two legs each in real time, end them, report.
+    Loadgen {
+        /// Control API address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api: std::net::SocketAddr,
+        /// API token (or set RECENGINE_TOKEN, or use --token-file).
+        #[arg(long, env = "RECENGINE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// File holding the token (e.g. recordings/admin.token).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Concurrent two-party calls.
+        #[arg(long, default_value_t = 10)]
+        calls: usize,
+        /// Seconds to stream.
+        #[arg(long, default_value_t = 30)]
+        duration: u64,
+        /// pcmu | pcma | g722 | opus
+        #[arg(long, default_value = "pcmu", value_parser = parse_codec)]
+        codec: recengine::loadgen::LoadCodec,
+        /// Recording format for every call.
+        #[arg(long, default_value = "wav", value_parser = parse_format)]
+        format: Format,
+        /// Recording bitrate (kbit/s) for MP3/Opus.
+        #[arg(long)]
+        bitrate: Option<u32>,
+        /// Fraction of packets dropped (0-1).
+        #[arg(long, default_value_t = 0.0)]
+        loss: f64,
+        /// Fraction of packets sent one tick late (0-1).
+        #[arg(long, default_value_t = 0.0)]
+        reorder: f64,
+        /// Fraction of packets sent twice (0-1).
+        #[arg(long, default_value_t = 0.0)]
+        duplicate: f64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a configuration file and print every problem with its line.
     Check {
         /// The file to check.
@@ -153,6 +193,19 @@ fn parse_format(s: &str) -> Result<Format, String> {
     )
 }
 
+fn parse_codec(s: &str) -> Result<recengine::loadgen::LoadCodec, String> {
+    use recengine::loadgen::LoadCodec;
+    choice(
+        s,
+        &[
+            ("pcmu", LoadCodec::Pcmu),
+            ("pcma", LoadCodec::Pcma),
+            ("g722", LoadCodec::G722),
+            ("opus", LoadCodec::Opus),
+        ],
+    )
+}
+
 fn parse_participant(s: &str) -> Result<Participant, String> {
     choice(
         s,
@@ -214,6 +267,73 @@ fn main() -> ExitCode {
             config,
         } => events(since, socket, config),
         Command::Reindex { config } => reindex(config),
+        Command::Loadgen {
+            api,
+            token,
+            token_file,
+            calls,
+            duration,
+            codec,
+            format,
+            bitrate,
+            loss,
+            reorder,
+            duplicate,
+            json,
+        } => {
+            let token = match (token, token_file) {
+                (Some(t), _) => t,
+                (None, Some(f)) => match std::fs::read_to_string(&f) {
+                    Ok(t) => t.trim().to_owned(),
+                    Err(e) => {
+                        eprintln!("recengine loadgen: reading {}: {e}", f.display());
+                        return ExitCode::FAILURE;
+                    }
+                },
+                (None, None) => {
+                    eprintln!("recengine loadgen: give --token, RECENGINE_TOKEN or --token-file");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut recording = serde_json::json!({"format": format.extension()});
+            if let Some(b) = bitrate {
+                recording["bitrate"] = serde_json::json!(b);
+            }
+            let opts = recengine::loadgen::LoadgenOptions {
+                api,
+                token,
+                calls,
+                duration: Duration::from_secs(duration),
+                codec,
+                recording,
+                loss,
+                reorder,
+                duplicate,
+            };
+            match recengine::loadgen::run(&opts) {
+                Ok(r) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                    } else {
+                        println!(
+                            "{} calls, {} packets sent ({:.0} packets/s), {} send errors, generator slip mean {:.2} ms max {:.2} ms, {:.1} s",
+                            r.calls,
+                            r.packets_sent,
+                            r.packets_per_second,
+                            r.send_errors,
+                            r.mean_slip_ms,
+                            r.max_slip_ms,
+                            r.wall_seconds
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("recengine loadgen: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Check { config } => match Config::load(&config) {
             Ok(_) => {
                 println!("{}: OK", config.display());
