@@ -133,4 +133,16 @@ mod tests {
         );
         assert_eq!(pool.allocate(Duration::from_secs(11)).unwrap().port, port);
     }
+
+    #[test]
+    fn a_port_another_process_holds_is_skipped() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let base = 46_000 + (std::process::id() % 500) as u16 * 4;
+        // Someone else holds the first pair's RTCP port.
+        let _squatter = UdpSocket::bind(SocketAddr::new(ip, base + 1)).unwrap();
+        let mut pool = PortPool::new(ip, base, base + 4, Duration::from_secs(10));
+        let pair = pool.allocate(Duration::ZERO).unwrap();
+        assert_eq!(pair.port, base + 2, "the busy pair is skipped, not fatal");
+        assert_eq!(pool.allocate(Duration::ZERO).unwrap_err(), PortsExhausted);
+    }
 }
