@@ -256,6 +256,9 @@ async fn serve(
     log_handle: FilterHandle,
     url_secret: Vec<u8>,
 ) -> Result<(), Error> {
+    // Before anything can be observed from outside (the API address file,
+    // READY=1), so that no signal meets the default action.
+    let signals = install_signals()?;
     let mode = u32::from_str_radix(&cfg.events.socket_mode, 8).unwrap_or(0o660);
     let socket_path = PathBuf::from(&cfg.events.socket_path);
     let listener = socket::bind(&socket_path, mode)
@@ -341,7 +344,7 @@ async fn serve(
         })
     };
 
-    wait_for_signals(config_path.as_deref(), &tokens, &log_handle).await;
+    wait_for_signals(signals, config_path.as_deref(), &tokens, &log_handle).await;
     sd_notify("STOPPING=1");
     tracing::info!("shutting down: finishing every recording");
     engine.begin_shutdown();
@@ -362,17 +365,35 @@ async fn serve(
 }
 
 /// Returns on SIGTERM or SIGINT; handles SIGHUP reloads meanwhile.
-async fn wait_for_signals(config_path: Option<&Path>, tokens: &Tokens, log_handle: &FilterHandle) {
+/// SIGTERM, SIGINT and SIGHUP handlers, installed before the daemon says
+/// it is ready so that no signal finds the default action in place.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+fn install_signals() -> Result<Signals, Error> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers; waiting for ctrl-c");
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
+    let install = |k: SignalKind| signal(k).map_err(|e| Error::io("installing signal handlers", e));
+    Ok(Signals {
+        term: install(SignalKind::terminate())?,
+        int: install(SignalKind::interrupt())?,
+        hup: install(SignalKind::hangup())?,
+    })
+}
+
+async fn wait_for_signals(
+    signals: Signals,
+    config_path: Option<&Path>,
+    tokens: &Tokens,
+    log_handle: &FilterHandle,
+) {
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     loop {
         tokio::select! {
             _ = term.recv() => return,

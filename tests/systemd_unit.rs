@@ -77,7 +77,16 @@ fn the_daemon_notifies_ready() {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
-    let n = listener.recv(&mut buf).expect("STOPPING=1");
-    assert_eq!(&buf[..n], b"STOPPING=1");
+    // Watchdog pings may come first; STOPPING=1 must follow SIGTERM.
+    loop {
+        let n = listener.recv(&mut buf).expect("STOPPING=1 after SIGTERM");
+        match &buf[..n] {
+            b"WATCHDOG=1" => continue,
+            other => {
+                assert_eq!(other, b"STOPPING=1");
+                break;
+            }
+        }
+    }
     assert!(child.wait().unwrap().success());
 }
