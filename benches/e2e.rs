@@ -1,0 +1,262 @@
+//! End-to-end benchmark: the real daemon (release build) recording calls
+//! driven by `recengine::loadgen` over loopback, per format and rate.
+//! Reports daemon CPU seconds per call-minute, peak RSS and RSS per call,
+//! packets dropped inside the engine (ring, late), lost, and finalize
+//! latency, as a table and as JSON in `target/e2e-results.json`.
+//!
+//!     cargo bench --bench e2e                         # 50 calls, 20 s per case
+//!     E2E_CALLS=200 E2E_SECS=30 cargo bench --bench e2e
+//!     E2E_CASES=wav8,mp3-8 cargo bench --bench e2e    # a subset
+//!
+//! The load generator runs in this process on the same machine, as it
+//! would in a single-box benchmark; its own schedule slip is reported so a
+//! generator that falls behind is visible.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use recengine::loadgen::{LoadCodec, LoadgenOptions, http_json, run};
+use serde_json::{Value, json};
+
+struct Case {
+    name: &'static str,
+    format: &'static str,
+    rate: u32,
+    bitrate: Option<u32>,
+}
+
+const CASES: [Case; 6] = [
+    Case {
+        name: "wav8",
+        format: "wav",
+        rate: 8000,
+        bitrate: None,
+    },
+    Case {
+        name: "wav16",
+        format: "wav",
+        rate: 16_000,
+        bitrate: None,
+    },
+    Case {
+        name: "mp3-8",
+        format: "mp3",
+        rate: 8000,
+        bitrate: Some(64),
+    },
+    Case {
+        name: "mp3-16",
+        format: "mp3",
+        rate: 16_000,
+        bitrate: Some(64),
+    },
+    Case {
+        name: "opus8",
+        format: "opus",
+        rate: 8000,
+        bitrate: Some(32),
+    },
+    Case {
+        name: "opus16",
+        format: "opus",
+        rate: 16_000,
+        bitrate: Some(32),
+    },
+];
+
+fn proc_stat(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let hwm = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0);
+    (ticks / hz.max(1.0), hwm)
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Approximate percentile (ms) from the cumulative finalize histogram.
+fn percentile(text: &str, p: f64) -> f64 {
+    let count = metric(text, "recengine_finalize_latency_ms_count");
+    for b in recengine::engine::FINALIZE_BUCKETS_MS {
+        let c = metric(
+            text,
+            &format!("recengine_finalize_latency_ms_bucket{{le=\"{b}\"}}"),
+        );
+        if count > 0.0 && c / count >= p {
+            return b as f64;
+        }
+    }
+    f64::INFINITY
+}
+
+fn start_daemon(dir: &Path, rate: u32, calls: usize) -> (Child, std::net::SocketAddr, String) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let pairs = calls * 2 + 8;
+    let config = format!(
+        "[log]\nlevel = \"warn\"\n[api]\nlisten = \"127.0.0.1:0\"\n[rtp]\nport_min = 24000\nport_max = {}\nport_quarantine_s = 1\n\
+         [recording]\nsample_rate = {rate}\n[storage]\ndir = \"{1}/storage\"\n[events]\nsocket_path = \"{1}/events.sock\"\n",
+        24_000 + pairs * 2 - 1,
+        dir.display()
+    );
+    std::fs::write(dir.join("engine.toml"), config).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_recengine"))
+        .args(["run", "-c"])
+        .arg(dir.join("engine.toml"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start recengine");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let addr = loop {
+        if let Ok(s) = std::fs::read_to_string(dir.join("storage/api.addr"))
+            && let Ok(a) = s.trim().parse()
+        {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "daemon did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let token = std::fs::read_to_string(dir.join("storage/admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    (child, addr, token)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing
+    // useful: run only when benchmarking.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let calls_list: Vec<usize> = std::env::var("E2E_CALLS")
+        .unwrap_or_else(|_| "50".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    let secs: u64 = std::env::var("E2E_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let only: Option<Vec<String>> = std::env::var("E2E_CASES")
+        .ok()
+        .map(|v| v.split(',').map(str::to_owned).collect());
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e");
+    let mut results = Vec::new();
+    println!(
+        "{:<8} {:>5} {:>12} {:>10} {:>10} {:>8} {:>6} {:>6} {:>9} {:>9} {:>8}",
+        "case",
+        "calls",
+        "CPU-s/c-min",
+        "RSS MB",
+        "KiB/call",
+        "ring",
+        "late",
+        "lost",
+        "fin p50",
+        "fin p99",
+        "slip ms"
+    );
+    for case in CASES
+        .iter()
+        .filter(|c| only.as_ref().is_none_or(|o| o.iter().any(|n| n == c.name)))
+    {
+        for &calls in &calls_list {
+            let dir = base.join(format!("{}-{calls}", case.name));
+            let (mut child, api, token) = start_daemon(&dir, case.rate, calls);
+            let pid = child.id();
+            let (rss_idle_cpu, rss_idle) = proc_stat(pid);
+            let mut rec = json!({"format": case.format, "sample_rate": case.rate});
+            if let Some(b) = case.bitrate {
+                rec["bitrate"] = json!(b);
+            }
+            let (cpu0, _) = proc_stat(pid);
+            let report = run(&LoadgenOptions {
+                api,
+                token: token.clone(),
+                calls,
+                duration: Duration::from_secs(secs),
+                codec: LoadCodec::Pcmu,
+                recording: rec,
+                loss: 0.0,
+                reorder: 0.0,
+                duplicate: 0.0,
+            })
+            .expect("loadgen");
+            let (cpu1, hwm) = proc_stat(pid);
+            std::thread::sleep(Duration::from_secs(2));
+            let text = {
+                let mut s = std::net::TcpStream::connect(api).unwrap();
+                use std::io::{Read, Write};
+                write!(
+                    s,
+                    "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                )
+                .unwrap();
+                let mut t = String::new();
+                let _ = s.read_to_string(&mut t);
+                t
+            };
+            let _ = http_json(api, "GET", "/healthz", &token, None);
+            let call_minutes = calls as f64 * secs as f64 / 60.0;
+            let cpu_per = (cpu1 - cpu0) / call_minutes;
+            let per_call_kib = hwm.saturating_sub(rss_idle) as f64 / calls as f64;
+            let ring = metric(&text, "recengine_rtp_dropped_total{reason=\"ring_full\"}");
+            let late = metric(&text, "recengine_rtp_dropped_total{reason=\"late\"}");
+            let lost = metric(&text, "recengine_rtp_lost_total");
+            let (p50, p99) = (percentile(&text, 0.5), percentile(&text, 0.99));
+            println!(
+                "{:<8} {:>5} {:>12.4} {:>10.1} {:>10.0} {:>8} {:>6} {:>6} {:>9} {:>9} {:>8.2}",
+                case.name,
+                calls,
+                cpu_per,
+                hwm as f64 / 1024.0,
+                per_call_kib,
+                ring,
+                late,
+                lost,
+                format!("<={p50}"),
+                format!("<={p99}"),
+                report.max_slip_ms
+            );
+            results.push(json!({"case": case.name, "format": case.format, "sample_rate": case.rate, "bitrate_kbps": case.bitrate,
+                "calls": calls, "seconds": secs, "cpu_s_per_call_minute": cpu_per, "peak_rss_kib": hwm,
+                "rss_idle_kib": rss_idle, "rss_per_call_kib": per_call_kib, "ring_drops": ring, "late": late, "lost": lost,
+                "finalize_ms_p50_le": p50, "finalize_ms_p99_le": p99, "packets_sent": report.packets_sent,
+                "generator_max_slip_ms": report.max_slip_ms, "idle_cpu_s": rss_idle_cpu}));
+            // SAFETY: kill(2) on our own child.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+            let _ = child.wait();
+        }
+    }
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("e2e-results.json");
+    let doc: Value = json!({"results": results});
+    std::fs::write(&out, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    println!("results written to {}", out.display());
+}
