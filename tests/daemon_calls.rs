@@ -518,3 +518,51 @@ fn media_timeout_ends_a_silent_call_and_max_duration_stops_a_recording() {
     assert_eq!(events.last().unwrap()["data"]["reason"], "media_timeout");
     assert_eq!(events.last().unwrap()["data"]["call_id"], call["call_id"]);
 }
+
+/// A recording at another rate than the call's media rate is resampled
+/// from it: 1 kHz in, 1 kHz out, at 48 kHz.
+#[test]
+fn a_recording_rate_other_than_the_calls_is_resampled() {
+    let d = Daemon::start("resampled", "");
+    let mut ev = d.events(Some(0));
+    let call = create(
+        &d,
+        ADMIN,
+        json!({"call_id": "rs", "legs": [{"role": "caller"}]}),
+    );
+    assert_eq!(call["sample_rate"], 8000);
+    let (s, rec) = d.admin(
+        "POST",
+        "/v1/calls/rs/record/start",
+        Some(r#"{"format":"wav","sample_rate":48000}"#),
+    );
+    assert_eq!(s, 201, "{rec}");
+    let tone = recengine::testkit::tone(8000, 1000.0, 8000.0, 8000 * 2);
+    let sock = udp();
+    stream(
+        &[Leg {
+            port: leg_port(&call, "caller"),
+            ssrc: 3,
+            signal: &tone,
+            socket: &sock,
+            delay_packets: 0,
+        }],
+        |_| {},
+    );
+    d.admin("POST", "/v1/calls/rs/end", None);
+    let events = ev.until("recording.completed", 10 * SECOND);
+    let path = PathBuf::from(events.last().unwrap()["data"]["path"].as_str().unwrap());
+    let (pcm, channels, rate) = read_wav(&path);
+    assert_eq!((channels, rate), (1, 48_000));
+    let body = &pcm[24_000..72_000];
+    assert!(
+        tone_power(body, 48_000, 1000.0) > 1e6,
+        "1 kHz tone survives resampling"
+    );
+    assert!(
+        tone_power(body, 48_000, 7000.0) < 1e3,
+        "no images of the 8 kHz rate"
+    );
+    let secs = pcm.len() as f64 / 48_000.0;
+    assert!((1.8..3.0).contains(&secs), "{secs} s");
+}
