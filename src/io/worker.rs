@@ -442,16 +442,7 @@ impl Worker {
             while i < c.recordings.len() {
                 let done = {
                     let (legs, tracks, rec) = (&c.legs, &c.tracks, &mut c.recordings[i]);
-                    step_recording(
-                        rec,
-                        legs,
-                        tracks,
-                        c.origin,
-                        c.rate,
-                        mix_point,
-                        now,
-                        &self.reports,
-                    )
+                    step_recording(rec, legs, tracks, c.origin, mix_point, now, &self.reports)
                 };
                 if done {
                     let rec = c.recordings.remove(i);
@@ -480,7 +471,7 @@ impl Worker {
             let stop = rec
                 .stop_at
                 .map_or(end, |s| s.saturating_sub(c.origin).min(end));
-            apply_dtmf(&mut rec, &c.legs, c.rate);
+            apply_dtmf(&mut rec, &c.legs);
             let upto = rec.recorder.mixer().position_at(stop);
             if let Err(e) = write_mixed(&mut rec, &c.tracks, upto, at) {
                 fail(&rec, "encoder_error", e, &self.reports);
@@ -488,7 +479,7 @@ impl Worker {
             }
             finish_recording(rec, &c.legs, &self.reports);
         }
-        publish_stats(&mut c, at + Duration::from_secs(3600));
+        write_stats(&c);
     }
 }
 
@@ -561,28 +552,21 @@ fn start_recording(c: &mut CallState, setup: Box<RecordingSetup>, reports: &Send
 }
 
 /// Tells a recording's mixer where DTMF happened, if it suppresses DTMF.
-fn apply_dtmf(rec: &mut ActiveRecording, legs: &[LegSlot], rate: u32) {
+fn apply_dtmf(rec: &mut ActiveRecording, legs: &[LegSlot]) {
     if !rec.setup.suppress_dtmf {
         return;
     }
-    let guard = nanos_to_ticks(40_000_000, rate);
     for &(leg, _) in &rec.setup.inputs {
         let Some(slot) = legs.get(leg) else { continue };
         let Some(offset) = slot.offset else { continue };
-        let records = slot.leg.dtmf();
         let applied = rec.dtmf_applied.entry(leg).or_insert(0);
-        for d in &records[(*applied).min(records.len())..] {
-            let start = offset + d.position - guard;
-            let end = offset + d.position + d.duration_ticks + guard;
-            let _ = rec.recorder.mixer_mut().suppress(leg, start, Some(end));
-        }
-        *applied = records.len();
-        if let Some(pos) = slot.leg.dtmf_in_progress() {
-            let _ = rec
-                .recorder
-                .mixer_mut()
-                .suppress(leg, offset + pos - guard, None);
-        }
+        rec.recorder.mixer_mut().suppress_dtmf(
+            leg,
+            offset,
+            slot.leg.dtmf(),
+            slot.leg.dtmf_in_progress(),
+            applied,
+        );
     }
 }
 
@@ -641,13 +625,11 @@ fn write_mixed(
 
 /// One tick of a recording; true when it is finished (stopped and mixed up
 /// to its stop time, or failed).
-#[allow(clippy::too_many_arguments)]
 fn step_recording(
     rec: &mut ActiveRecording,
     legs: &[LegSlot],
     tracks: &[Track],
     origin: Duration,
-    rate: u32,
     mix_point: Duration,
     now: Duration,
     reports: &Sender<WorkerReport>,
@@ -655,7 +637,7 @@ fn step_recording(
     if rec.setup.sink.has_failed() {
         return true; // the writer pool has reported the failure
     }
-    apply_dtmf(rec, legs, rate);
+    apply_dtmf(rec, legs);
     let stop = rec.stop_at.map(|s| s.saturating_sub(origin));
     let until = stop.map_or(mix_point, |s| s.min(mix_point));
     let upto = rec.recorder.mixer().position_at(until);
@@ -752,6 +734,10 @@ fn publish_stats(c: &mut CallState, now: Duration) {
         return;
     }
     c.last_stats = now;
+    write_stats(c);
+}
+
+fn write_stats(c: &CallState) {
     let stats: Vec<LegStats> = c.legs.iter().map(|l| l.leg.stats()).collect();
     *c.shared.legs.lock().unwrap_or_else(|e| e.into_inner()) = stats;
 }

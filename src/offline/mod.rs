@@ -245,7 +245,8 @@ pub fn run(opts: &PcapOptions) -> Result<Vec<StreamReport>, Error> {
     Ok(reports)
 }
 
-fn ssrc_of(payload: &[u8]) -> Option<u32> {
+/// The SSRC field of a datagram that may be RTP.
+pub(super) fn ssrc_of(payload: &[u8]) -> Option<u32> {
     let b = payload.get(8..12)?;
     Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }

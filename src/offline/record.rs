@@ -21,7 +21,7 @@ use crate::io::sink::{RecordingFile, write_sidecar};
 use crate::recording::{Checksum, LegInfo, RecordingInfo, Role};
 use crate::timefmt::rfc3339;
 
-use super::{find_streams, open};
+use super::{find_streams, open, ssrc_of};
 
 /// Which parties a recording contains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,8 +105,6 @@ struct Party {
 }
 
 const TICK: Duration = Duration::from_millis(20);
-/// DTMF tones may begin a little before the RFC 4733 event and ring on after.
-const DTMF_GUARD: Duration = Duration::from_millis(40);
 
 /// Makes the recording; returns its metadata (also written as the sidecar).
 pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
@@ -254,11 +252,7 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
         let Some(udp) = udp_in_frame(rec.linktype, rec.data) else {
             continue;
         };
-        let Some(ssrc) = udp
-            .payload
-            .get(8..12)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        else {
+        let Some(ssrc) = ssrc_of(udp.payload) else {
             continue;
         };
         let key = finder.key_for(udp.src, udp.dst, ssrc);
@@ -405,23 +399,15 @@ impl TickCtx<'_> {
         if !self.opts.suppress_dtmf {
             return;
         }
-        let guard = nanos_to_ticks(DTMF_GUARD.as_nanos() as i128, self.opts.sample_rate);
         for (i, p) in parties.iter_mut().enumerate() {
             let Some(offset) = p.offset else { continue };
-            let records = p.leg.dtmf();
-            let new = &records[p.dtmf_applied.min(records.len())..];
-            p.dtmf_applied = records.len();
-            for d in new {
-                let start = offset + d.position - guard;
-                let end = offset + d.position + d.duration_ticks + guard;
-                let _ = self.recorder.mixer_mut().suppress(i, start, Some(end));
-            }
-            if let Some(pos) = p.leg.dtmf_in_progress() {
-                let _ = self
-                    .recorder
-                    .mixer_mut()
-                    .suppress(i, offset + pos - guard, None);
-            }
+            self.recorder.mixer_mut().suppress_dtmf(
+                i,
+                offset,
+                p.leg.dtmf(),
+                p.leg.dtmf_in_progress(),
+                &mut p.dtmf_applied,
+            );
         }
     }
 }

@@ -34,12 +34,17 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::config::PauseBehavior;
+use crate::core::leg::DtmfRecord;
 use crate::core::time::nanos_to_ticks;
 use crate::core::track::Track;
 
 /// How far behind the tracks' playout point a recording mixes: room for
 /// one packet of granularity plus drift correction's band.
 pub const DEFAULT_MARGIN: Duration = Duration::from_millis(60);
+
+/// DTMF tones may begin a little before their RFC 4733 event and ring on
+/// after it: suppression is widened by this much on both sides.
+pub const DTMF_GUARD: Duration = Duration::from_millis(40);
 
 /// Smoothed lead error (in seconds) at which drift correction starts.
 pub const DRIFT_START: f64 = 0.015;
@@ -306,6 +311,31 @@ impl Mixer {
         }
         input.suppress.push(Span { start, end });
         Ok(())
+    }
+
+    /// Silences `track` around the DTMF its leg reported: every record
+    /// from index `*applied` on, and an event still in progress (from its
+    /// start, until its record arrives), each widened by [`DTMF_GUARD`].
+    /// `offset` maps leg positions to call positions; `*applied` is moved
+    /// past the records handled, so calling this every tick is cheap.
+    pub fn suppress_dtmf(
+        &mut self,
+        track: usize,
+        offset: i64,
+        records: &[DtmfRecord],
+        in_progress: Option<i64>,
+        applied: &mut usize,
+    ) {
+        let guard = nanos_to_ticks(DTMF_GUARD.as_nanos() as i128, self.rate);
+        for d in &records[(*applied).min(records.len())..] {
+            let start = offset + d.position - guard;
+            let end = offset + d.position + d.duration_ticks + guard;
+            let _ = self.suppress(track, start, Some(end));
+        }
+        *applied = records.len();
+        if let Some(pos) = in_progress {
+            let _ = self.suppress(track, offset + pos - guard, None);
+        }
     }
 
     /// Mixes call positions `[cursor, upto)` and appends the output frames
