@@ -22,6 +22,7 @@ use crate::engine::Engine;
 use crate::error::Error;
 use crate::events::EventBus;
 use crate::events::socket;
+use crate::events::webhooks::{WebhookStats, Webhooks};
 use crate::io::clock::MonotonicClock;
 use crate::io::worker::{WorkerConfig, WorkerPool};
 use crate::io::writer::WriterPool;
@@ -67,7 +68,7 @@ fn check_storage(dir: &Path) -> Result<(), Error> {
 fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     crate::ids::fill_random(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::crypto::hex(&bytes)
 }
 
 /// Writes a secret to a file only its owner can read (mode 0600).
@@ -162,6 +163,11 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
         crate::catalog::Catalog::open(&storage.join("catalog.db"))
             .map_err(|e| Error::Invalid(e.to_string()))?,
     );
+    // Before recovery emits anything: a catalog that never had webhooks
+    // starts its outbox at the current end of the event log.
+    catalog
+        .init_webhook_cursor(events.last_seq())
+        .map_err(|e| Error::Invalid(e.to_string()))?;
     let url_secret = url_secret(&storage)?;
     let recovered = crate::io::recovery::recover(&catalog, &events);
     if !recovered.recovered.is_empty() || !recovered.failed.is_empty() {
@@ -209,7 +215,7 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
             workers,
             writers,
             events.clone(),
-            catalog,
+            catalog.clone(),
         )
         .map_err(Error::Invalid)?,
     );
@@ -234,6 +240,8 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
             .map_err(|e| Error::io("starting the report thread", e))?
     };
 
+    let webhooks = Webhooks::start(cfg.webhooks.clone(), events.clone(), catalog)
+        .map_err(|e| Error::io("starting the webhook thread", e))?;
     let result = runtime.block_on(serve(
         cfg.clone(),
         config_path,
@@ -241,9 +249,12 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
         tokens,
         log_handle,
         url_secret,
+        webhooks.stats.clone(),
     ));
     engine.finish_shutdown();
     let _ = pump.join();
+    // After the last events (recordings finalized at shutdown) are logged.
+    webhooks.shutdown();
     tracing::info!(last_event = events.last_seq(), "recengine stopped");
     result
 }
@@ -255,6 +266,7 @@ async fn serve(
     tokens: Tokens,
     log_handle: FilterHandle,
     url_secret: Vec<u8>,
+    webhook_stats: Arc<WebhookStats>,
 ) -> Result<(), Error> {
     // Before anything can be observed from outside (the API address file,
     // READY=1), so that no signal meets the default action.
@@ -295,6 +307,7 @@ async fn serve(
             url_secret,
             Duration::from_secs(u64::from(cfg.storage.url_lifetime_s)),
         ),
+        webhooks: webhook_stats,
     });
     let app = api::router(state);
 

@@ -18,8 +18,7 @@ pub fn is_valid_id(id: &str) -> bool {
 pub fn random_id(prefix: &str) -> String {
     let mut bytes = [0u8; 12];
     fill_random(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}{hex}")
+    format!("{prefix}{}", crate::crypto::hex(&bytes))
 }
 
 /// Fills `buf` from /dev/urandom, falling back to a time-and-counter mix if

@@ -34,10 +34,7 @@ fn decode_hex(s: &str) -> Option<[u8; 32]> {
 
 /// Lower-case hex SHA-256 of a token, as configured.
 pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::crypto::sha256_hex(token.as_bytes())
 }
 
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {

@@ -5,6 +5,7 @@
 mod auth;
 mod recordings;
 mod urls;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -32,6 +33,7 @@ pub struct ApiState {
     pub tokens: Tokens,
     pub event_clients: Arc<std::sync::atomic::AtomicU64>,
     pub urls: UrlSigner,
+    pub webhooks: Arc<crate::events::webhooks::WebhookStats>,
 }
 
 /// An error response.
@@ -175,6 +177,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/v1/calls/{id}/recording-log",
             post(recordings::recording_log),
         )
+        .route("/v1/webhooks/deliveries", get(webhooks::list))
+        .route("/v1/webhooks/deliveries/{id}/retry", post(webhooks::retry))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -429,6 +433,18 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
             String::new(),
             s.event_clients.load(std::sync::atomic::Ordering::Relaxed),
         )],
+    );
+    let hooks = &s.webhooks;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    metric(
+        "recengine_webhook_attempts_total",
+        "Webhook delivery attempts by outcome (retry: failed, will be retried; failed: given up).",
+        "counter",
+        vec![
+            ("{outcome=\"delivered\"}".into(), load(&hooks.delivered)),
+            ("{outcome=\"retry\"}".into(), load(&hooks.retried)),
+            ("{outcome=\"failed\"}".into(), load(&hooks.failed)),
+        ],
     );
     out.push_str(
         "# HELP recengine_encode_seconds_total Time spent mixing and encoding, by format.\n",

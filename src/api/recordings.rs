@@ -12,7 +12,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::urls::UrlRefused;
 use super::{ApiError, ApiResult, ApiState, RawBody, body, ok, parse, principal};
@@ -21,15 +20,39 @@ use crate::engine::{EngineError, Principal};
 use crate::ids::is_valid_id;
 use crate::timefmt::{parse_rfc3339, rfc3339, unix_now};
 
-const DEFAULT_LIMIT: u32 = 50;
+pub(super) const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 1000;
 
-fn bad_param(name: &str, msg: impl std::fmt::Display) -> ApiError {
+pub(super) fn bad_param(name: &str, msg: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
         "invalid_request",
         format!("{name}: {msg}"),
     )
+}
+
+/// Takes `limit` or `offset` from a query; false for any other key.
+pub(super) fn page_param(
+    key: &str,
+    value: &str,
+    limit: &mut u32,
+    offset: &mut u64,
+) -> Result<bool, ApiError> {
+    match key {
+        "limit" => {
+            let n: u32 = value.parse().map_err(|_| {
+                bad_param("limit", format!("{value:?} is not a number 0-{MAX_LIMIT}"))
+            })?;
+            *limit = n.min(MAX_LIMIT);
+        }
+        "offset" => {
+            *offset = value.parse().map_err(|_| {
+                bad_param("offset", format!("{value:?} is not a non-negative number"))
+            })?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 fn content_type(format: &str) -> &'static str {
@@ -159,18 +182,11 @@ pub async fn list(
                     f.until_ms = Some(ms);
                 }
             }
-            "limit" => {
-                let n: u32 = v.parse().map_err(|_| {
-                    bad_param("limit", format!("{v:?} is not a number 0-{MAX_LIMIT}"))
-                })?;
-                f.limit = n.min(MAX_LIMIT);
+            other => {
+                if !page_param(other, v, &mut f.limit, &mut f.offset)? {
+                    return Err(bad_param(other, "unknown query parameter"));
+                }
             }
-            "offset" => {
-                f.offset = v.parse().map_err(|_| {
-                    bad_param("offset", format!("{v:?} is not a non-negative number"))
-                })?;
-            }
-            other => return Err(bad_param(other, "unknown query parameter")),
         }
     }
     let (rows, total) = s
@@ -521,10 +537,7 @@ pub async fn recording_log(
         "{}:recording-log:{call}",
         customer.clone().unwrap_or_default()
     );
-    let hash: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = crate::crypto::sha256_hex(&bytes);
     if let Some(k) = &key
         && let Some((stored_hash, status, response)) = s
             .engine

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+use crate::crypto::{hex, hmac_sha256};
 
 #[derive(Clone)]
 pub struct UrlSigner {
@@ -18,30 +18,6 @@ pub struct UrlSigner {
 pub enum UrlRefused {
     Expired,
     BadSignature,
-}
-
-pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
-    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::new()
-        .chain_update(&ipad)
-        .chain_update(msg)
-        .finalize();
-    Sha256::new()
-        .chain_update(&opad)
-        .chain_update(inner)
-        .finalize()
-        .into()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 impl UrlSigner {

@@ -5,6 +5,7 @@
 //! at startup rather than misread. Sidecars and catalog carry the same
 //! facts, and `recengine reindex` rebuilds the catalog from the sidecars.
 
+pub mod outbox;
 pub mod reindex;
 
 use std::path::Path;
@@ -93,6 +94,25 @@ pub const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL,
         PRIMARY KEY (key, scope)
     );",
+    // 2: the webhook outbox and the event cursor it was filled up to.
+    "CREATE TABLE webhook_deliveries (
+        delivery_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        endpoint TEXT NOT NULL,
+        event_seq INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        body TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL,
+        last_status_code INTEGER,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        delivered_at TEXT,
+        UNIQUE (endpoint, event_seq)
+    );
+    CREATE INDEX webhook_due ON webhook_deliveries(status, next_attempt_ms);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
 ];
 
 /// One recording as catalogued.
@@ -214,7 +234,7 @@ impl Catalog {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 

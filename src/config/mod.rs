@@ -17,7 +17,8 @@ use thiserror::Error;
 
 pub use schema::{
     ApiSection, Channels, Config, EventsSection, Format, JitterSection, LogFormat, LogSection,
-    PauseBehavior, RecordingSection, RtpSection, StorageSection, TokenEntry, WorkersSection,
+    PauseBehavior, RecordingSection, RtpSection, StorageSection, TokenEntry, WebhookEntry,
+    WorkersSection,
 };
 
 /// One problem in a configuration file.
@@ -204,6 +205,7 @@ fn check_shape(
 fn element_schema(path: &str) -> toml::Table {
     match path {
         "api.tokens" => toml::Table::try_from(TokenEntry::default()).unwrap_or_default(),
+        "webhooks" => toml::Table::try_from(WebhookEntry::default()).unwrap_or_default(),
         _ => toml::Table::new(),
     }
 }
@@ -219,7 +221,18 @@ fn find_key_line(root: &toml_edit::Table, dotted: &str, lines: &LineIndex) -> Op
                 .or_else(|| item.span())
                 .map(|s| lines.line_of(s.start));
         }
-        table = item.as_table()?;
+        table = match item {
+            toml_edit::Item::ArrayOfTables(arr) => {
+                // "webhooks.0.url": the next part indexes the array.
+                let index: usize = parts.next()?.parse().ok()?;
+                let element = arr.get(index)?;
+                if parts.peek().is_none() {
+                    return element.span().map(|s| lines.line_of(s.start));
+                }
+                element
+            }
+            other => other.as_table()?,
+        };
     }
     None
 }
@@ -336,5 +349,53 @@ bitrate_kbps = \"fast\"
         a.sort();
         b.sort();
         assert_eq!(a, b);
+    }
+
+    /// The commented `[[section]]` example in engine.toml, uncommented.
+    fn commented_example(text: &str, header: &str) -> String {
+        let mut out = String::new();
+        let mut inside = false;
+        for line in text.lines() {
+            if line == format!("#   [[{header}]]") {
+                inside = true;
+            } else if inside {
+                match line.strip_prefix("#   ") {
+                    Some(l) => {
+                        out.push_str(l);
+                        out.push('\n');
+                    }
+                    None => break,
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn engine_toml_examples_show_every_field_of_array_entries() {
+        let text = include_str!("../../engine.toml");
+        /// (keys the example shows, keys the entry type has); the example
+        /// must also deserialize (known keys, right types).
+        fn fields<T: serde::Serialize + serde::de::DeserializeOwned>(
+            example: &str,
+            default: T,
+        ) -> (Vec<String>, Vec<String>) {
+            toml::from_str::<T>(example).unwrap_or_else(|e| panic!("{e}\n{example}"));
+            let sorted = |t: toml::Table| -> Vec<String> {
+                let mut k: Vec<String> = t.keys().cloned().collect();
+                k.sort();
+                k
+            };
+            (
+                sorted(toml::from_str(example).unwrap()),
+                sorted(toml::Table::try_from(default).unwrap()),
+            )
+        }
+        let tokens = commented_example(text, "api.tokens");
+        let (shown, all) = fields(&tokens, TokenEntry::default());
+        assert_eq!(shown, all, "[[api.tokens]] example in engine.toml");
+        let hooks = commented_example(text, "webhooks");
+        let (shown, all) = fields(&hooks, WebhookEntry::default());
+        assert_eq!(shown, all, "[[webhooks]] example in engine.toml");
     }
 }

@@ -15,6 +15,7 @@ pub struct Config {
     pub workers: WorkersSection,
     pub recording: RecordingSection,
     pub storage: StorageSection,
+    pub webhooks: Vec<WebhookEntry>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +73,81 @@ pub struct TokenEntry {
     /// The tenant this token is limited to; empty for an admin token.
     pub customer_id: String,
 }
+
+/// One webhook endpoint: every matching event is POSTed to `url`, signed
+/// with `secret`, from a persistent outbox with retries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookEntry {
+    /// The endpoint's name in the deliveries API and logs; empty = the URL.
+    pub name: String,
+    /// http:// or https:// URL the events are POSTed to.
+    pub url: String,
+    /// Event names or `prefix.*` patterns; empty = every event.
+    pub events: Vec<String>,
+    /// HMAC-SHA256 key for `X-Recengine-Signature`.
+    pub secret: String,
+    /// Deadline for one attempt (connect, send, answer), in ms.
+    pub timeout_ms: u32,
+    /// Attempts before a delivery is marked failed.
+    pub max_attempts: u32,
+    /// Delay before the first retry, in ms; doubles each time (with jitter).
+    pub retry_initial_ms: u32,
+    /// Longest delay between retries, in ms.
+    pub retry_max_ms: u32,
+}
+
+impl Default for WebhookEntry {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            url: String::new(),
+            events: Vec::new(),
+            secret: String::new(),
+            timeout_ms: 5000,
+            max_attempts: 12,
+            retry_initial_ms: 1000,
+            retry_max_ms: 600_000,
+        }
+    }
+}
+
+impl WebhookEntry {
+    /// The name deliveries are filed under.
+    pub fn endpoint(&self) -> &str {
+        if self.name.is_empty() {
+            &self.url
+        } else {
+            &self.name
+        }
+    }
+
+    /// Whether `event` passes this endpoint's filter.
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.is_empty()
+            || self.events.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => event.starts_with(prefix),
+                None => p == event,
+            })
+    }
+}
+
+/// Every event the engine emits (webhook filters are checked against it).
+pub const EVENT_NAMES: &[&str] = &[
+    "call.created",
+    "call.leg_added",
+    "call.ended",
+    "leg.muted",
+    "leg.unmuted",
+    "recording.started",
+    "recording.paused",
+    "recording.resumed",
+    "recording.stopped",
+    "recording.completed",
+    "recording.failed",
+    "recording.discarded",
+    "recording.deleted",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -354,6 +430,70 @@ impl Config {
                 bad(
                     &format!("api.tokens.{i}.customer_id"),
                     format!("{:?} is not a valid id", t.customer_id),
+                );
+            }
+        }
+        let mut endpoints = std::collections::HashSet::new();
+        for (i, w) in self.webhooks.iter().enumerate() {
+            let key = |k: &str| format!("webhooks.{i}.{k}");
+            let scheme_ok = ["http://", "https://"]
+                .iter()
+                .any(|s| w.url.len() > s.len() && w.url.starts_with(s));
+            if !scheme_ok || w.url.parse::<hyper::Uri>().is_err() {
+                bad(
+                    &key("url"),
+                    format!("{:?} is not an http:// or https:// URL", w.url),
+                );
+            }
+            if !endpoints.insert(w.endpoint().to_owned()) {
+                bad(
+                    &key("name"),
+                    format!("{:?} names two webhooks; give each a name", w.endpoint()),
+                );
+            }
+            if w.secret.len() < 16 {
+                bad(
+                    &key("secret"),
+                    "must be at least 16 characters (receivers verify signatures with it)".into(),
+                );
+            }
+            for pattern in &w.events {
+                let known = match pattern.strip_suffix('*') {
+                    Some(prefix) => EVENT_NAMES.iter().any(|e| e.starts_with(prefix)),
+                    None => EVENT_NAMES.contains(&pattern.as_str()),
+                };
+                if !known {
+                    bad(
+                        &key("events"),
+                        format!("{pattern:?} matches no event (events: {EVENT_NAMES:?})"),
+                    );
+                }
+            }
+            if !(100..=120_000).contains(&w.timeout_ms) {
+                bad(
+                    &key("timeout_ms"),
+                    format!("{} is outside 100-120000", w.timeout_ms),
+                );
+            }
+            if !(1..=100).contains(&w.max_attempts) {
+                bad(
+                    &key("max_attempts"),
+                    format!("{} is outside 1-100", w.max_attempts),
+                );
+            }
+            if w.retry_initial_ms < 10 || w.retry_initial_ms > w.retry_max_ms {
+                bad(
+                    &key("retry_initial_ms"),
+                    format!(
+                        "{} must be at least 10 and at most retry_max_ms ({})",
+                        w.retry_initial_ms, w.retry_max_ms
+                    ),
+                );
+            }
+            if w.retry_max_ms > 86_400_000 {
+                bad(
+                    &key("retry_max_ms"),
+                    format!("{} is more than a day", w.retry_max_ms),
                 );
             }
         }

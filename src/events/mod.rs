@@ -11,6 +11,7 @@
 //! last `seq` it saw.
 
 pub mod socket;
+pub mod webhooks;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};

@@ -40,9 +40,7 @@ pub struct FinalFile {
     pub sha256: String,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::crypto::hex;
 
 /// Lower-case hex SHA-256 of a file's content.
 pub fn sha256_file(path: &Path) -> io::Result<String> {
