@@ -42,7 +42,12 @@ fn init_logging(cfg: &Config) -> FilterHandle {
             )
             .try_init(),
         LogFormat::Human => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    // Colours on a terminal only, not in journald or files.
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
     let _ = result;

@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod config;
 pub mod core;
 pub mod crypto;
+pub mod ctl;
 pub mod daemon;
 pub mod engine;
 pub mod error;

@@ -84,6 +84,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Control a running daemon: calls, recordings, downloads, webhook
+    /// deliveries (`recengine ctl --help`).
+    Ctl(recengine::ctl::CtlArgs),
     /// Validate a configuration file and print every problem with its line.
     Check {
         /// The file to check.
@@ -267,6 +270,7 @@ fn main() -> ExitCode {
             config,
         } => events(since, socket, config),
         Command::Reindex { config } => reindex(config),
+        Command::Ctl(args) => recengine::ctl::run(args),
         Command::Loadgen {
             api,
             token,
