@@ -64,25 +64,56 @@ impl Track {
         self.ring[(i & self.mask) as usize]
     }
 
+    /// The held samples among `from..from + n`, as at most two contiguous
+    /// runs `(offset into the range, samples)`; the rest of the range is
+    /// silence. Lets readers copy or sum slices instead of sample by sample.
+    pub fn held(&self, from: i64, n: usize) -> [(usize, &[i16]); 2] {
+        let oldest = self.written.saturating_sub(self.capacity()) as i64;
+        let lo = from.max(oldest).max(0);
+        let hi = (from + n as i64).min(self.written as i64);
+        if hi <= lo {
+            return [(0, &[]), (0, &[])];
+        }
+        let start = (lo as u64 & self.mask) as usize;
+        let len = (hi - lo) as usize;
+        let first = len.min(self.ring.len() - start);
+        let offset = (lo - from) as usize;
+        [
+            (offset, &self.ring[start..start + first]),
+            (offset + first, &self.ring[..len - first]),
+        ]
+    }
+
     /// Copies samples `from..from + out.len()` into `out` (silence where not held).
     pub fn copy(&self, from: i64, out: &mut [i16]) {
-        for (k, o) in out.iter_mut().enumerate() {
-            *o = self.sample(from + k as i64);
+        out.fill(0);
+        for (offset, run) in self.held(from, out.len()) {
+            out[offset..offset + run.len()].copy_from_slice(run);
         }
     }
 
     fn push(&mut self, pcm: &[i16]) {
-        for &s in pcm {
-            self.ring[(self.written & self.mask) as usize] = s;
-            self.written += 1;
-        }
+        // Keep only what fits; older samples would be overwritten anyway.
+        let skip = pcm.len().saturating_sub(self.ring.len());
+        self.written += skip as u64;
+        let pcm = &pcm[skip..];
+        let start = (self.written & self.mask) as usize;
+        let first = pcm.len().min(self.ring.len() - start);
+        self.ring[start..start + first].copy_from_slice(&pcm[..first]);
+        self.ring[..pcm.len() - first].copy_from_slice(&pcm[first..]);
+        self.written += pcm.len() as u64;
     }
 
     fn push_silence(&mut self, len: u64) {
-        for _ in 0..len {
-            self.ring[(self.written & self.mask) as usize] = 0;
-            self.written += 1;
-        }
+        // Beyond a ring's worth, only the count advances.
+        let zeroed = len.min(self.capacity());
+        self.written += len - zeroed;
+        let len = zeroed as usize;
+        let start = (self.written & self.mask) as usize;
+        let first = len.min(self.ring.len() - start);
+        self.ring[start..start + first].fill(0);
+        self.ring[..len - first].fill(0);
+        self.written += len as u64;
     }
 
     /// A sink for the leg's output. `offset` maps leg positions to call
@@ -140,5 +171,21 @@ mod tests {
         s.silence(105, 1000);
         assert_eq!(t.written(), 1100);
         assert_eq!(t.sample(1099), 0);
+    }
+
+    #[test]
+    fn held_runs_and_copy_agree_with_sample_by_sample_reads() {
+        let mut t = Track::new(64);
+        let pcm: Vec<i16> = (1..=150).collect();
+        t.sink(0).samples(0, &pcm[..100]);
+        t.sink(0).samples(100, &pcm[100..]);
+        for from in [-10i64, 0, 80, 85, 100, 120, 140, 149, 160] {
+            for n in [0usize, 1, 5, 20, 64, 90] {
+                let mut out = vec![7i16; n];
+                t.copy(from, &mut out);
+                let expected: Vec<i16> = (0..n).map(|k| t.sample(from + k as i64)).collect();
+                assert_eq!(out, expected, "from {from} n {n}");
+            }
+        }
     }
 }

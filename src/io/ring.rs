@@ -37,11 +37,10 @@ impl RingWriter {
         header[..2].copy_from_slice(&len.to_le_bytes());
         header[2..].copy_from_slice(&(arrival.as_nanos() as u64).to_le_bytes());
         let (a, b) = chunk.as_mut_slices();
-        let mut source = header.iter().chain(datagram.iter());
-        for slot in a.iter_mut().chain(b.iter_mut()) {
-            if let Some(&v) = source.next() {
-                *slot = v;
-            }
+        let mut at = 0;
+        for part in [&header[..], datagram] {
+            copy_into_split(part, a, b, at);
+            at += part.len();
         }
         chunk.commit_all();
         true
@@ -51,6 +50,32 @@ impl RingWriter {
     pub fn is_abandoned(&self) -> bool {
         self.inner.is_abandoned()
     }
+}
+
+/// Copies `src` into the ring's two slices `a` then `b` starting at byte
+/// `at` of their concatenation (the caller reserved enough room).
+fn copy_into_split(src: &[u8], a: &mut [u8], b: &mut [u8], at: usize) {
+    if at >= a.len() {
+        let start = at - a.len();
+        b[start..start + src.len()].copy_from_slice(src);
+        return;
+    }
+    let first = src.len().min(a.len() - at);
+    a[at..at + first].copy_from_slice(&src[..first]);
+    b[..src.len() - first].copy_from_slice(&src[first..]);
+}
+
+/// `out.len()` bytes from byte `at` of the concatenation of `a` and `b`.
+fn copy_from_split(a: &[u8], b: &[u8], at: usize, out: &mut [u8]) {
+    if at >= a.len() {
+        let start = at - a.len();
+        out.copy_from_slice(&b[start..start + out.len()]);
+        return;
+    }
+    let first = out.len().min(a.len() - at);
+    out[..first].copy_from_slice(&a[at..at + first]);
+    let rest = out.len() - first;
+    out[first..].copy_from_slice(&b[..rest]);
 }
 
 /// The worker side.
@@ -66,9 +91,7 @@ impl RingReader {
             let chunk = self.inner.read_chunk(HEADER).ok()?;
             let (a, b) = chunk.as_slices();
             let mut h = [0u8; HEADER];
-            for (dst, src) in h.iter_mut().zip(a.iter().chain(b.iter())) {
-                *dst = *src;
-            }
+            copy_from_split(a, b, 0, &mut h);
             (
                 usize::from(u16::from_le_bytes([h[0], h[1]])),
                 u64::from_le_bytes([h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]]),
@@ -78,7 +101,8 @@ impl RingReader {
         let chunk = self.inner.read_chunk(HEADER + len).ok()?;
         let (a, b) = chunk.as_slices();
         buf.clear();
-        buf.extend(a.iter().chain(b.iter()).skip(HEADER).copied());
+        buf.resize(len, 0);
+        copy_from_split(a, b, HEADER, buf);
         chunk.commit_all();
         Some(Duration::from_nanos(arrival))
     }

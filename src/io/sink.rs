@@ -84,7 +84,7 @@ impl RecordingFile {
             file,
             hasher: Sha256::new(),
             size: 0,
-            buffer: Vec::with_capacity(64 * 1024),
+            buffer: Vec::new(),
             flush_interval,
             last_flush: now,
             header_written: false,
@@ -106,6 +106,18 @@ impl RecordingFile {
         self.size += bytes.len() as u64;
     }
 
+    /// Appends bytes it may keep as its buffer (no copy when nothing else
+    /// is buffered).
+    pub fn write_owned(&mut self, bytes: Vec<u8>) {
+        if self.buffer.is_empty() {
+            self.hasher.update(&bytes);
+            self.size += bytes.len() as u64;
+            self.buffer = bytes;
+        } else {
+            self.write(&bytes);
+        }
+    }
+
     /// Writes buffered bytes to the OS if `flush_interval` has passed since
     /// the last flush, rewriting `header` at the front first so the part
     /// file is playable as it stands. Returns whether it flushed.
@@ -122,7 +134,8 @@ impl RecordingFile {
     pub fn flush(&mut self, header: Option<&[u8]>) -> io::Result<()> {
         if !self.buffer.is_empty() {
             self.file.write_all(&self.buffer)?;
-            self.buffer.clear();
+            // Nothing is held between flushes: idle recordings cost no buffer.
+            self.buffer = Vec::new();
         }
         if let Some(h) = header
             && self.size >= h.len() as u64

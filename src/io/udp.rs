@@ -114,7 +114,6 @@ pub async fn ingest(
     relatch: bool,
     mut closed: watch::Receiver<bool>,
 ) {
-    let mut batch = Batch::new(32, 2048);
     let mut latch = Latch::default();
     loop {
         tokio::select! {
@@ -125,31 +124,39 @@ pub async fn ingest(
                 }
             }
         }
-        loop {
-            let n = match socket.try_io(tokio::io::Interest::READABLE, || batch.recv(&socket)) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(_) => break,
-            };
-            let now = clock.now();
-            for i in 0..n {
-                let (from, datagram) = batch.get(i);
-                stats.datagrams.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .bytes
-                    .fetch_add(datagram.len() as u64, Ordering::Relaxed);
-                if !latch.admit(from, datagram, relatch, &stats) {
-                    continue;
+        // The receive buffers belong to the IO thread, not the leg: a leg
+        // only uses them between two awaits, and a thread serves one leg at
+        // a time (64 KiB per thread instead of per leg).
+        RECV_BATCH.with(|batch| {
+            let mut batch = batch.borrow_mut();
+            // Until WouldBlock (drained) or another error (retried at the
+            // next readiness).
+            while let Ok(n) = socket.try_io(tokio::io::Interest::READABLE, || batch.recv(&socket)) {
+                let now = clock.now();
+                for i in 0..n {
+                    let (from, datagram) = batch.get(i);
+                    stats.datagrams.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .bytes
+                        .fetch_add(datagram.len() as u64, Ordering::Relaxed);
+                    if !latch.admit(from, datagram, relatch, &stats) {
+                        continue;
+                    }
+                    if !ring.push(now, datagram) {
+                        stats.ring_drops.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-                if !ring.push(now, datagram) {
-                    stats.ring_drops.fetch_add(1, Ordering::Relaxed);
+                if n < batch.capacity() {
+                    break;
                 }
             }
-            if n < batch.capacity() {
-                break;
-            }
-        }
+        });
     }
+}
+
+thread_local! {
+    /// Each IO thread's receive buffers (32 datagrams of up to 2 KiB).
+    static RECV_BATCH: std::cell::RefCell<Batch> = std::cell::RefCell::new(Batch::new(32, 2048));
 }
 
 /// Counts RTCP on a leg's odd port until `closed` changes.

@@ -163,7 +163,16 @@ struct ActiveRecording {
     last_flush: Duration,
     /// Per input, DTMF records already given to the mixer.
     dtmf_applied: HashMap<usize, usize>,
+    /// Encoded bytes not yet handed to the writer pool: sent at each flush
+    /// or when [`SEND_THRESHOLD`] is reached, so the pool gets about one
+    /// message per recording per flush interval instead of one per tick.
+    /// The file only reaches the OS at a flush anyway, so what a crash can
+    /// lose does not change.
+    unsent: Vec<u8>,
 }
+
+/// Encoded bytes gathered per recording before they go to the writer pool.
+const SEND_THRESHOLD: usize = 32 * 1024;
 
 struct CallState {
     origin: Duration,
@@ -548,6 +557,7 @@ fn start_recording(c: &mut CallState, setup: Box<RecordingSetup>, reports: &Send
         recorder,
         stop_at: None,
         dtmf_applied: HashMap::new(),
+        unsent: Vec::new(),
     });
 }
 
@@ -595,11 +605,9 @@ fn write_mixed(
         .mix_to(tracks, upto)
         .map_err(|e| e.to_string())?;
     ENCODE_NANOS[format].fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    if !bytes.is_empty() {
-        rec.setup
-            .sink
-            .send(SinkMsg::Bytes(bytes.to_vec()))
-            .map_err(|e| e.to_string())?;
+    rec.unsent.extend_from_slice(bytes);
+    if rec.unsent.len() >= SEND_THRESHOLD {
+        send_unsent(rec)?;
     }
     rec.setup
         .shared
@@ -607,13 +615,9 @@ fn write_mixed(
         .store(rec.recorder.duration_ms(), Ordering::Relaxed);
     if now.saturating_sub(rec.last_flush) >= rec.setup.flush_interval {
         rec.last_flush = now;
-        let held = rec.recorder.flush().to_vec();
-        if !held.is_empty() {
-            rec.setup
-                .sink
-                .send(SinkMsg::Bytes(held))
-                .map_err(|e| e.to_string())?;
-        }
+        let held = rec.recorder.flush();
+        rec.unsent.extend_from_slice(held);
+        send_unsent(rec)?;
         let header = rec.recorder.header();
         rec.setup
             .sink
@@ -621,6 +625,20 @@ fn write_mixed(
             .map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// Hands the gathered bytes to the writer pool.
+fn send_unsent(rec: &mut ActiveRecording) -> Result<(), String> {
+    if rec.unsent.is_empty() {
+        return Ok(());
+    }
+    // The next batch is likely the same size: one allocation per batch.
+    let capacity = rec.unsent.len().min(SEND_THRESHOLD);
+    let bytes = std::mem::replace(&mut rec.unsent, Vec::with_capacity(capacity));
+    rec.setup
+        .sink
+        .send(SinkMsg::Bytes(bytes))
+        .map_err(|e| e.to_string())
 }
 
 /// One tick of a recording; true when it is finished (stopped and mixed up
@@ -668,7 +686,11 @@ fn finish_recording(mut rec: ActiveRecording, legs: &[LegSlot], reports: &Sender
         return;
     }
     let tail = match rec.recorder.finish() {
-        Ok(t) => t.to_vec(),
+        Ok(t) => {
+            let mut all = std::mem::take(&mut rec.unsent);
+            all.extend_from_slice(t);
+            all
+        }
         Err(e) => {
             fail(&rec, "encoder_error", e.to_string(), reports);
             return;

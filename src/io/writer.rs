@@ -230,7 +230,7 @@ fn apply(
         }
         SinkMsg::Bytes(bytes) => {
             let f = file.as_mut().ok_or("no file open")?;
-            f.write(&bytes);
+            f.write_owned(bytes);
         }
         SinkMsg::Flush { header } => {
             let f = file.as_mut().ok_or("no file open")?;
