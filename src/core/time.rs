@@ -43,6 +43,11 @@ pub fn rescale(ticks: i64, from_rate: u32, to_rate: u32) -> i64 {
     if from_rate == to_rate {
         return ticks;
     }
+    // Per-packet path: i64 when the product fits (i128 division is a
+    // library call several times slower).
+    if let Some(scaled) = ticks.checked_mul(i64::from(to_rate)) {
+        return scaled.div_euclid(i64::from(from_rate));
+    }
     let scaled = i128::from(ticks) * i128::from(to_rate);
     let from = i128::from(from_rate);
     // i128 floor division; both rates are positive.
@@ -53,17 +58,58 @@ pub fn rescale(ticks: i64, from_rate: u32, to_rate: u32) -> i64 {
 /// Converts a duration in nanoseconds to ticks of `rate`, rounding toward
 /// negative infinity.
 pub fn nanos_to_ticks(nanos: i128, rate: u32) -> i64 {
+    if let Some(scaled) = i64::try_from(nanos)
+        .ok()
+        .and_then(|n| n.checked_mul(i64::from(rate)))
+    {
+        return scaled.div_euclid(1_000_000_000);
+    }
     (nanos * i128::from(rate)).div_euclid(1_000_000_000) as i64
 }
 
 /// Converts ticks of `rate` to nanoseconds.
 pub fn ticks_to_nanos(ticks: i64, rate: u32) -> i128 {
+    if let Some(nanos) = ticks.checked_mul(1_000_000_000) {
+        return i128::from(nanos / i64::from(rate));
+    }
     i128::from(ticks) * 1_000_000_000 / i128::from(rate)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_paths_agree_with_wide_arithmetic() {
+        let values = [
+            0i64,
+            1,
+            -1,
+            159,
+            -161,
+            48_000,
+            1 << 33,
+            -(1 << 33),
+            1 << 40,
+            i64::MAX / 3,
+            i64::MIN / 3,
+        ];
+        for &v in &values {
+            for rate in [8000u32, 16_000, 44_100, 48_000, 90_000] {
+                let wide_nanos = i128::from(v) * 1_000_000_000 / i128::from(rate);
+                assert_eq!(ticks_to_nanos(v, rate), wide_nanos, "{v} {rate}");
+                let wide_ticks =
+                    (i128::from(v) * i128::from(rate)).div_euclid(1_000_000_000) as i64;
+                assert_eq!(
+                    nanos_to_ticks(i128::from(v), rate),
+                    wide_ticks,
+                    "{v} {rate}"
+                );
+                let wide_rescale = (i128::from(v) * 16_000).div_euclid(i128::from(rate)) as i64;
+                assert_eq!(rescale(v, rate, 16_000), wide_rescale, "{v} {rate}");
+            }
+        }
+    }
 
     #[test]
     fn sequence_extension_table() {
