@@ -7,6 +7,9 @@
 //!     cargo bench --bench e2e                         # 50 calls, 20 s per case
 //!     E2E_CALLS=200 E2E_SECS=30 cargo bench --bench e2e
 //!     E2E_CASES=wav8,mp3-8 cargo bench --bench e2e    # a subset
+//!     E2E_SEARCH=1 E2E_CALLS=200 E2E_CASES=wav8 cargo bench --bench e2e
+//!         # doubles N from 200 until the engine drops a packet (at most
+//!         # E2E_SEARCH_MAX, default 1600), then bisects to within 5 %
 //!
 //! The load generator runs in this process on the same machine, as it
 //! would in a single-box benchmark; its own schedule slip is reported so a
@@ -144,6 +147,85 @@ fn start_daemon(dir: &Path, rate: u32, calls: usize) -> (Child, std::net::Socket
     (child, addr, token)
 }
 
+/// Runs one case at `calls` concurrent calls; prints a row and returns it.
+fn measure(case: &Case, calls: usize, secs: u64, base: &Path) -> Value {
+    let dir = base.join(format!("{}-{calls}", case.name));
+    let (mut child, api, token) = start_daemon(&dir, case.rate, calls);
+    let pid = child.id();
+    let (rss_idle_cpu, rss_idle) = proc_stat(pid);
+    let mut rec = json!({"format": case.format, "sample_rate": case.rate});
+    if let Some(b) = case.bitrate {
+        rec["bitrate"] = json!(b);
+    }
+    let (cpu0, _) = proc_stat(pid);
+    let report = run(&LoadgenOptions {
+        api,
+        token: token.clone(),
+        calls,
+        duration: Duration::from_secs(secs),
+        codec: LoadCodec::Pcmu,
+        recording: rec,
+        loss: 0.0,
+        reorder: 0.0,
+        duplicate: 0.0,
+    })
+    .expect("loadgen");
+    let (cpu1, hwm) = proc_stat(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let text = {
+        let mut s = std::net::TcpStream::connect(api).unwrap();
+        use std::io::{Read, Write};
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut t = String::new();
+        let _ = s.read_to_string(&mut t);
+        t
+    };
+    let _ = http_json(api, "GET", "/healthz", &token, None);
+    let call_minutes = calls as f64 * secs as f64 / 60.0;
+    let cpu_per = (cpu1 - cpu0) / call_minutes;
+    let per_call_kib = hwm.saturating_sub(rss_idle) as f64 / calls as f64;
+    let ring = metric(&text, "recengine_rtp_dropped_total{reason=\"ring_full\"}");
+    let late = metric(&text, "recengine_rtp_dropped_total{reason=\"late\"}");
+    let lost = metric(&text, "recengine_rtp_lost_total");
+    let (p50, p99) = (percentile(&text, 0.5), percentile(&text, 0.99));
+    println!(
+        "{:<8} {:>5} {:>12.4} {:>10.1} {:>10.0} {:>8} {:>6} {:>6} {:>9} {:>9} {:>8.2}",
+        case.name,
+        calls,
+        cpu_per,
+        hwm as f64 / 1024.0,
+        per_call_kib,
+        ring,
+        late,
+        lost,
+        format!("<={p50}"),
+        format!("<={p99}"),
+        report.max_slip_ms
+    );
+    let row = json!({"case": case.name, "format": case.format, "sample_rate": case.rate, "bitrate_kbps": case.bitrate,
+        "calls": calls, "seconds": secs, "cpu_s_per_call_minute": cpu_per, "peak_rss_kib": hwm,
+        "rss_idle_kib": rss_idle, "rss_per_call_kib": per_call_kib, "ring_drops": ring, "late": late, "lost": lost,
+        "finalize_ms_p50_le": p50, "finalize_ms_p99_le": p99, "packets_sent": report.packets_sent,
+        "generator_max_slip_ms": report.max_slip_ms, "idle_cpu_s": rss_idle_cpu});
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGTERM);
+    }
+    let _ = child.wait();
+    row
+}
+
+/// Packets the engine dropped (ring full or late) in a result row.
+fn drops(row: &Value) -> f64 {
+    // A missing figure counts as a drop: never report an unmeasured N.
+    row["ring_drops"].as_f64().unwrap_or(f64::INFINITY)
+        + row["late"].as_f64().unwrap_or(f64::INFINITY)
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing
     // useful: run only when benchmarking.
@@ -164,6 +246,13 @@ fn main() {
         .map(|v| v.split(',').map(str::to_owned).collect());
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e");
     let mut results = Vec::new();
+    let mut summary = Vec::new();
+    // E2E_SEARCH=1: find the largest N with zero engine drops per case.
+    let search = std::env::var_os("E2E_SEARCH").is_some();
+    let search_max: usize = std::env::var("E2E_SEARCH_MAX")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1600);
     println!(
         "{:<8} {:>5} {:>12} {:>10} {:>10} {:>8} {:>6} {:>6} {:>9} {:>9} {:>8}",
         "case",
@@ -182,81 +271,66 @@ fn main() {
         .iter()
         .filter(|c| only.as_ref().is_none_or(|o| o.iter().any(|n| n == c.name)))
     {
-        for &calls in &calls_list {
-            let dir = base.join(format!("{}-{calls}", case.name));
-            let (mut child, api, token) = start_daemon(&dir, case.rate, calls);
-            let pid = child.id();
-            let (rss_idle_cpu, rss_idle) = proc_stat(pid);
-            let mut rec = json!({"format": case.format, "sample_rate": case.rate});
-            if let Some(b) = case.bitrate {
-                rec["bitrate"] = json!(b);
+        let mut rows: Vec<Value> = calls_list
+            .iter()
+            .map(|&calls| measure(case, calls, secs, &base))
+            .collect();
+        if search {
+            // Double until the engine drops a packet (or the ceiling), then
+            // bisect to within 5 %.
+            let mut good = rows
+                .iter()
+                .filter(|r| drops(r) == 0.0)
+                .filter_map(|r| r["calls"].as_u64())
+                .max()
+                .unwrap_or(0) as usize;
+            let mut bad = rows
+                .iter()
+                .filter(|r| drops(r) > 0.0)
+                .filter_map(|r| r["calls"].as_u64())
+                .min()
+                .map(|b| b as usize);
+            while bad.is_none() && good > 0 && good < search_max {
+                let n = (good * 2).min(search_max);
+                let row = measure(case, n, secs, &base);
+                if drops(&row) == 0.0 {
+                    good = n
+                } else {
+                    bad = Some(n)
+                }
+                rows.push(row);
             }
-            let (cpu0, _) = proc_stat(pid);
-            let report = run(&LoadgenOptions {
-                api,
-                token: token.clone(),
-                calls,
-                duration: Duration::from_secs(secs),
-                codec: LoadCodec::Pcmu,
-                recording: rec,
-                loss: 0.0,
-                reorder: 0.0,
-                duplicate: 0.0,
-            })
-            .expect("loadgen");
-            let (cpu1, hwm) = proc_stat(pid);
-            std::thread::sleep(Duration::from_secs(2));
-            let text = {
-                let mut s = std::net::TcpStream::connect(api).unwrap();
-                use std::io::{Read, Write};
-                write!(
-                    s,
-                    "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                )
-                .unwrap();
-                let mut t = String::new();
-                let _ = s.read_to_string(&mut t);
-                t
-            };
-            let _ = http_json(api, "GET", "/healthz", &token, None);
-            let call_minutes = calls as f64 * secs as f64 / 60.0;
-            let cpu_per = (cpu1 - cpu0) / call_minutes;
-            let per_call_kib = hwm.saturating_sub(rss_idle) as f64 / calls as f64;
-            let ring = metric(&text, "recengine_rtp_dropped_total{reason=\"ring_full\"}");
-            let late = metric(&text, "recengine_rtp_dropped_total{reason=\"late\"}");
-            let lost = metric(&text, "recengine_rtp_lost_total");
-            let (p50, p99) = (percentile(&text, 0.5), percentile(&text, 0.99));
-            println!(
-                "{:<8} {:>5} {:>12.4} {:>10.1} {:>10.0} {:>8} {:>6} {:>6} {:>9} {:>9} {:>8.2}",
-                case.name,
-                calls,
-                cpu_per,
-                hwm as f64 / 1024.0,
-                per_call_kib,
-                ring,
-                late,
-                lost,
-                format!("<={p50}"),
-                format!("<={p99}"),
-                report.max_slip_ms
-            );
-            results.push(json!({"case": case.name, "format": case.format, "sample_rate": case.rate, "bitrate_kbps": case.bitrate,
-                "calls": calls, "seconds": secs, "cpu_s_per_call_minute": cpu_per, "peak_rss_kib": hwm,
-                "rss_idle_kib": rss_idle, "rss_per_call_kib": per_call_kib, "ring_drops": ring, "late": late, "lost": lost,
-                "finalize_ms_p50_le": p50, "finalize_ms_p99_le": p99, "packets_sent": report.packets_sent,
-                "generator_max_slip_ms": report.max_slip_ms, "idle_cpu_s": rss_idle_cpu}));
-            // SAFETY: kill(2) on our own child.
-            unsafe {
-                libc::kill(pid as i32, libc::SIGTERM);
+            while let Some(b) = bad
+                && b - good > (good / 20).max(10)
+            {
+                let n = (good + b) / 2;
+                let row = measure(case, n, secs, &base);
+                if drops(&row) == 0.0 {
+                    good = n
+                } else {
+                    bad = Some(n)
+                }
+                rows.push(row);
             }
-            let _ = child.wait();
         }
+        let best = rows
+            .iter()
+            .filter(|r| drops(r) == 0.0)
+            .filter_map(|r| r["calls"].as_u64())
+            .max();
+        println!(
+            "{:<8} largest N with zero engine drops: {}",
+            case.name,
+            best.map_or("none of those tried".into(), |n| n.to_string())
+        );
+        summary.push(json!({"case": case.name, "largest_zero_drop_calls": best}));
+        results.extend(rows);
     }
     let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .unwrap_or(Path::new("."))
         .join("e2e-results.json");
-    let doc: Value = json!({"results": results});
+    let doc: Value = json!({"results": results, "largest_zero_drop": summary});
     std::fs::write(&out, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
     println!("results written to {}", out.display());
 }
