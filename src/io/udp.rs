@@ -115,9 +115,15 @@ pub async fn ingest(
     mut closed: watch::Receiver<bool>,
 ) {
     let mut latch = Latch::default();
+    // One registration for the whole life of the leg, not one per wake-up;
+    // `biased` skips select!'s random branch order (both showed up in
+    // profiles at 100,000 packets/s).
+    let closed = closed.changed();
+    tokio::pin!(closed);
     loop {
         tokio::select! {
-            _ = closed.changed() => return,
+            biased;
+            _ = &mut closed => return,
             ready = socket.readable() => {
                 if ready.is_err() {
                     return;
