@@ -258,7 +258,17 @@ pub fn run(opts: &LoadgenOptions) -> Result<LoadgenReport, Error> {
         0.0
     };
     report.packets_per_second = report.packets_sent as f64 / report.wall_seconds.max(1e-9);
+    // Stop each recording while its jitter buffers still hold the last
+    // packets (the finalize-latency figure covers a stop mid-call), then
+    // end the call.
     for id in &report.call_ids {
+        let _ = http_json(
+            opts.api,
+            "POST",
+            &format!("/v1/calls/{id}/record/stop"),
+            &opts.token,
+            None,
+        )?;
         let _ = http_json(
             opts.api,
             "POST",

@@ -566,3 +566,49 @@ fn a_recording_rate_other_than_the_calls_is_resampled() {
     let secs = pcm.len() as f64 / 48_000.0;
     assert!((1.8..3.0).contains(&secs), "{secs} s");
 }
+
+/// A stop while the call goes on finishes the recording at once, and what
+/// the jitter buffer held at that moment (the last playout delay's worth of
+/// audio) is in the file; nothing sent after the stop is.
+#[test]
+fn a_stop_mid_call_keeps_the_audio_held_in_the_jitter_buffer() {
+    let d = Daemon::start("stop-mid-call", "");
+    let mut ev = d.events(Some(0));
+    let call = create(
+        &d,
+        ADMIN,
+        json!({"call_id": "stop-1", "legs": [{"role": "caller"}],
+               "recording": {"enabled": true, "format": "wav", "recording_id": "rec-stop-1"}}),
+    );
+    let tone = recengine::testkit::tone(8000, 1000.0, 8000.0, 8000 * 2);
+    let a = udp();
+    let legs = [Leg {
+        port: leg_port(&call, "caller"),
+        ssrc: 7,
+        signal: &tone,
+        socket: &a,
+        delay_packets: 0,
+    }];
+    stream(&legs, |i| {
+        if i == 50 {
+            // 50 packets (1 s) sent; the last ~10 are still in the buffer.
+            let (s, rec) = d.admin("POST", "/v1/calls/stop-1/record/stop", None);
+            assert_eq!((s, rec["status"].as_str()), (200, Some("stopped")), "{rec}");
+        }
+    });
+    let events = ev.until("recording.completed", 10 * SECOND);
+    let done = events
+        .iter()
+        .find(|e| e["event"] == "recording.completed")
+        .unwrap();
+    let (samples, _, rate) = read_wav(std::path::Path::new(done["data"]["path"].as_str().unwrap()));
+    assert_eq!(rate, 8000);
+    let toned = samples
+        .chunks(160)
+        .filter(|b| b.len() == 160 && recengine::testkit::tone_power(b, 8000, 1000.0) > 0.25)
+        .count();
+    assert!(
+        (48..=51).contains(&toned),
+        "{toned} tone packets recorded of the 50 sent before the stop"
+    );
+}

@@ -1170,33 +1170,39 @@ impl Engine {
             let reg = lock(&self.registry);
             self.active_recording(&reg, who, call_id)?
         };
-        self.stop_recording_inner(&id, "api");
-        self.get_recording(who, &id)
+        let stop = self.mark_stopped(&id, "api");
+        // The answer shows the recording as stopped: the worker finishes it
+        // within a tick once told, and later states come as events.
+        let view = self.get_recording(who, &id);
+        if let Some(cmd) = stop {
+            self.send(cmd.0, cmd.1);
+        }
+        view
     }
 
     fn stop_recording_inner(&self, id: &str, reason: &str) {
+        if let Some((num, cmd)) = self.mark_stopped(id, reason) {
+            self.send(num, cmd);
+        }
+    }
+
+    /// Moves an active recording to `stopped` (registry, catalog, event)
+    /// and returns the command that tells its worker. The command goes out
+    /// only after `recording.stopped` is logged, so `recording.completed`
+    /// can never precede it.
+    fn mark_stopped(&self, id: &str, reason: &str) -> Option<(u64, WorkerCmd)> {
         let now = self.clock.now();
         let (num, call_id) = {
             let mut reg = lock(&self.registry);
-            let Some(rec) = reg.recordings.get_mut(id) else {
-                return;
-            };
+            let rec = reg.recordings.get_mut(id)?;
             if !rec.state.active() {
-                return;
+                return None;
             }
             rec.state = RecState::Stopped;
             rec.stopped_at = Some(rfc3339(unix_now()));
             rec.stopped_mono = Some(now);
             (rec.call_num, rec.call_id.clone())
         };
-        self.send(
-            num,
-            WorkerCmd::Stop {
-                call: num,
-                id: id.into(),
-                at: now,
-            },
-        );
         let t = rfc3339(unix_now());
         self.note(
             "status",
@@ -1206,6 +1212,14 @@ impl Engine {
             "recording.stopped",
             json!({"recording_id": id, "call_id": call_id, "reason": reason}),
         );
+        Some((
+            num,
+            WorkerCmd::Stop {
+                call: num,
+                id: id.into(),
+                at: now,
+            },
+        ))
     }
 
     pub fn set_muted(

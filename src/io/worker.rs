@@ -159,7 +159,6 @@ struct LegSlot {
 struct ActiveRecording {
     setup: Box<RecordingSetup>,
     recorder: Recorder,
-    stop_at: Option<Duration>,
     last_flush: Duration,
     /// Per input, DTMF records already given to the mixer.
     dtmf_applied: HashMap<usize, usize>,
@@ -405,11 +404,7 @@ impl Worker {
                     }
                 }
             }
-            WorkerCmd::Stop { call, id, at } => {
-                if let Some(r) = self.recording(call, &id) {
-                    r.1.stop_at = Some(at);
-                }
-            }
+            WorkerCmd::Stop { call, id, at } => self.stop_recording(call, &id, at),
             WorkerCmd::EndCall { call, at } => self.end_call(call, at),
             WorkerCmd::Panic => panic!("fault injection: worker panic requested"),
             WorkerCmd::AddInput {
@@ -443,6 +438,33 @@ impl Worker {
             .map(|r| (origin, r))
     }
 
+    /// Finishes a recording at `at` without waiting out the playout
+    /// delay: the legs play out at once everything that should have reached
+    /// the engine by `at` (held packets in order, holes concealed); audio
+    /// still on the network then is left out. The call goes on; its legs
+    /// simply played those packets early. So a stop costs one mix and one
+    /// flush, whatever the call's length.
+    fn stop_recording(&mut self, call: u64, id: &str, at: Duration) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(i) = c.recordings.iter().position(|r| r.setup.id == id) else {
+            return;
+        };
+        play_out(c, at + c.delay, &mut self.buf);
+        let mut rec = c.recordings.remove(i);
+        apply_dtmf(&mut rec, &c.legs);
+        let upto = rec
+            .recorder
+            .mixer()
+            .position_at(at.saturating_sub(c.origin));
+        if let Err(e) = write_mixed(&mut rec, &c.tracks, upto, at) {
+            fail(&rec, "storage_error", e, &self.reports);
+            return;
+        }
+        finish_recording(rec, &c.legs, &self.reports);
+    }
+
     fn tick(&mut self, now: Duration) {
         for c in self.calls.values_mut() {
             play_out(c, now, &mut self.buf);
@@ -451,7 +473,7 @@ impl Worker {
             while i < c.recordings.len() {
                 let done = {
                     let (legs, tracks, rec) = (&c.legs, &c.tracks, &mut c.recordings[i]);
-                    step_recording(rec, legs, tracks, c.origin, mix_point, now, &self.reports)
+                    step_recording(rec, legs, tracks, mix_point, now, &self.reports)
                 };
                 if done {
                     let rec = c.recordings.remove(i);
@@ -477,11 +499,8 @@ impl Worker {
         let end = at.saturating_sub(c.origin);
         let recordings = std::mem::take(&mut c.recordings);
         for mut rec in recordings {
-            let stop = rec
-                .stop_at
-                .map_or(end, |s| s.saturating_sub(c.origin).min(end));
             apply_dtmf(&mut rec, &c.legs);
-            let upto = rec.recorder.mixer().position_at(stop);
+            let upto = rec.recorder.mixer().position_at(end);
             if let Err(e) = write_mixed(&mut rec, &c.tracks, upto, at) {
                 fail(&rec, "encoder_error", e, &self.reports);
                 continue;
@@ -555,7 +574,6 @@ fn start_recording(c: &mut CallState, setup: Box<RecordingSetup>, reports: &Send
         last_flush: setup.start,
         setup,
         recorder,
-        stop_at: None,
         dtmf_applied: HashMap::new(),
         unsent: Vec::new(),
     });
@@ -641,13 +659,13 @@ fn send_unsent(rec: &mut ActiveRecording) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// One tick of a recording; true when it is finished (stopped and mixed up
-/// to its stop time, or failed).
+/// One tick of a recording: mixes up to `mix_point`. True when it has
+/// failed (the failure is reported) and is done. Stops are handled at
+/// once by `Worker::stop_recording`, not here.
 fn step_recording(
     rec: &mut ActiveRecording,
     legs: &[LegSlot],
     tracks: &[Track],
-    origin: Duration,
     mix_point: Duration,
     now: Duration,
     reports: &Sender<WorkerReport>,
@@ -656,14 +674,12 @@ fn step_recording(
         return true; // the writer pool has reported the failure
     }
     apply_dtmf(rec, legs);
-    let stop = rec.stop_at.map(|s| s.saturating_sub(origin));
-    let until = stop.map_or(mix_point, |s| s.min(mix_point));
-    let upto = rec.recorder.mixer().position_at(until);
+    let upto = rec.recorder.mixer().position_at(mix_point);
     if let Err(e) = write_mixed(rec, tracks, upto, now) {
         fail(rec, "storage_error", e, reports);
         return true;
     }
-    stop.is_some_and(|s| mix_point >= s)
+    false
 }
 
 fn fail(
