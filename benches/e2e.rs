@@ -188,7 +188,7 @@ fn measure(case: &Case, calls: usize, secs: u64, base: &Path) -> Value {
     let call_minutes = calls as f64 * secs as f64 / 60.0;
     let cpu_per = (cpu1 - cpu0) / call_minutes;
     let per_call_kib = hwm.saturating_sub(rss_idle) as f64 / calls as f64;
-    let ring = metric(&text, "recengine_rtp_dropped_total{reason=\"ring_full\"}");
+    let ring = metric(&text, "recengine_rtp_dropped_total{reason=\"queue_full\"}");
     let late = metric(&text, "recengine_rtp_dropped_total{reason=\"late\"}");
     let lost = metric(&text, "recengine_rtp_lost_total");
     let (p50, p99) = (percentile(&text, 0.5), percentile(&text, 0.99));
@@ -208,7 +208,7 @@ fn measure(case: &Case, calls: usize, secs: u64, base: &Path) -> Value {
     );
     let row = json!({"case": case.name, "format": case.format, "sample_rate": case.rate, "bitrate_kbps": case.bitrate,
         "calls": calls, "seconds": secs, "cpu_s_per_call_minute": cpu_per, "peak_rss_kib": hwm,
-        "rss_idle_kib": rss_idle, "rss_per_call_kib": per_call_kib, "ring_drops": ring, "late": late, "lost": lost,
+        "rss_idle_kib": rss_idle, "rss_per_call_kib": per_call_kib, "queue_drops": ring, "late": late, "lost": lost,
         "finalize_ms_p50_le": p50, "finalize_ms_p99_le": p99, "packets_sent": report.packets_sent,
         "generator_max_slip_ms": report.max_slip_ms, "idle_cpu_s": rss_idle_cpu});
     // SAFETY: kill(2) on our own child.
@@ -222,7 +222,7 @@ fn measure(case: &Case, calls: usize, secs: u64, base: &Path) -> Value {
 /// Packets the engine dropped (ring full or late) in a result row.
 fn drops(row: &Value) -> f64 {
     // A missing figure counts as a drop: never report an unmeasured N.
-    row["ring_drops"].as_f64().unwrap_or(f64::INFINITY)
+    row["queue_drops"].as_f64().unwrap_or(f64::INFINITY)
         + row["late"].as_f64().unwrap_or(f64::INFINITY)
 }
 
@@ -260,7 +260,7 @@ fn main() {
         "CPU-s/c-min",
         "RSS MB",
         "KiB/call",
-        "ring",
+        "queue",
         "late",
         "lost",
         "fin p50",

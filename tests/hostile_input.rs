@@ -11,7 +11,7 @@ use support::*;
 
 #[test]
 fn floods_and_garbage_are_counted_and_survived() {
-    let d = Daemon::start("hostile", "[rtp]\nring_bytes = 2048\n");
+    let d = Daemon::start("hostile", "[rtp]\nqueue_bytes = 2048\n");
     let mut ev = d.events(Some(0));
     let body =
         json!({"call_id": "h1", "legs": [{"role": "caller"}], "recording": {"enabled": true}});
@@ -22,7 +22,7 @@ fn floods_and_garbage_are_counted_and_survived() {
     let good = recengine::testkit::rtp_packet(0, true, 1, 0, 9, &[0xff; 160]);
     s.send_to(&good, ("127.0.0.1", port)).unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    // A flood far beyond the 2 KiB ring, as fast as the socket goes.
+    // A flood far beyond the 2 KiB socket queue, as fast as it goes.
     for i in 0..5000u16 {
         let p = recengine::testkit::rtp_packet(
             0,
@@ -49,7 +49,7 @@ fn floods_and_garbage_are_counted_and_survived() {
     let (s1, view) = d.admin("GET", "/v1/calls/h1", None);
     assert_eq!(s1, 200);
     let ingest = &view["legs"][0]["ingest"];
-    assert!(ingest["ring_drops"].as_u64().unwrap() > 0, "{view}");
+    assert!(ingest["queue_drops"].as_u64().unwrap() > 0, "{view}");
     assert!(ingest["rtcp"].as_u64().unwrap() >= 1, "{view}");
     let stats = &view["legs"][0]["stats"];
     assert!(
@@ -83,7 +83,7 @@ fn floods_and_garbage_are_counted_and_survived() {
     let ingest = &view["legs"][0]["ingest"];
     let stats = &view["legs"][0]["stats"];
     let datagrams = ingest["datagrams"].as_u64().unwrap();
-    let accounted = ingest["ring_drops"].as_u64().unwrap()
+    let accounted = ingest["queue_drops"].as_u64().unwrap()
         + ingest["foreign_source"].as_u64().unwrap()
         + stats["datagrams"].as_u64().unwrap();
     assert_eq!(datagrams, accounted, "{view}");

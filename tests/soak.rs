@@ -167,12 +167,12 @@ fn soak() {
             let ingest = &leg["ingest"];
             let stats = &leg["stats"];
             let datagrams = ingest["datagrams"].as_u64().unwrap();
-            let accounted = ingest["ring_drops"].as_u64().unwrap()
+            let accounted = ingest["queue_drops"].as_u64().unwrap()
                 + ingest["foreign_source"].as_u64().unwrap()
                 + stats["datagrams"].as_u64().unwrap();
             assert_eq!(datagrams, accounted, "soak-{c}: {leg}");
             totals.0 += datagrams;
-            totals.1 += ingest["ring_drops"].as_u64().unwrap();
+            totals.1 += ingest["queue_drops"].as_u64().unwrap();
             totals.2 += stats["late"].as_u64().unwrap();
             totals.3 += stats["lost"].as_u64().unwrap();
         }

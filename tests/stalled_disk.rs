@@ -103,7 +103,7 @@ fn a_stalled_writer_fails_only_its_own_recording() {
         sha256_file(&path)
     );
     let (_, view) = d.admin("GET", "/v1/calls/healthy-call", None);
-    assert_eq!(view["legs"][0]["ingest"]["ring_drops"], 0, "{view}");
+    assert_eq!(view["legs"][0]["ingest"]["queue_drops"], 0, "{view}");
     assert_eq!(view["legs"][0]["stats"]["lost"], 0, "{view}");
 
     // 6 s of 8 kHz WAV is 96 KB, more than the 64 KB backlog allowed.

@@ -10,7 +10,7 @@ use recengine::core::encode::EncoderSpec;
 use recengine::core::leg::LegConfig;
 use recengine::core::rtp::PayloadMap;
 use recengine::io::clock::MonotonicClock;
-use recengine::io::ring::datagram_ring;
+use recengine::io::udp::{IngestStats, LegSocket};
 use recengine::io::worker::{
     CallShared, LegSetup, RecordingSetup, RecordingShared, WorkerCmd, WorkerConfig, WorkerPool,
     WorkerReport,
@@ -35,7 +35,14 @@ fn start_call(
             shared: Arc::new(CallShared::default()),
         },
     );
-    let (_w, reader) = datagram_ring(4096);
+    // A real socket nobody sends to: the leg stays silent.
+    let socket = LegSocket::new(
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+        Arc::new(IngestStats::default()),
+        true,
+        65_536,
+    )
+    .unwrap();
     let leg = LegInfo {
         leg_id: "caller".into(),
         role: Role::Caller,
@@ -52,7 +59,7 @@ fn start_call(
             call,
             leg: Box::new(LegSetup {
                 index: 0,
-                reader,
+                socket,
                 config: LegConfig {
                     payload_map: PayloadMap::default(),
                     rate: 8000,

@@ -400,7 +400,7 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
         "Datagrams not recorded, by reason.",
         "counter",
         vec![
-            ("{reason=\"ring_full\"}".into(), g.ring_drops),
+            ("{reason=\"queue_full\"}".into(), g.queue_drops),
             ("{reason=\"foreign_source\"}".into(), g.foreign_source),
             ("{reason=\"late\"}".into(), g.late),
             ("{reason=\"duplicate\"}".into(), g.duplicates),

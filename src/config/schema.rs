@@ -183,8 +183,8 @@ pub struct RtpSection {
     /// Follow a sender that moves to a new address with a new SSRC
     /// (otherwise only the first source address is recorded).
     pub relatch_on_new_ssrc: bool,
-    /// Bytes of the per-leg ring between the socket and the worker.
-    pub ring_bytes: u32,
+    /// Receive queue of each leg's socket (`SO_RCVBUF`), in bytes.
+    pub queue_bytes: u32,
 }
 
 impl Default for RtpSection {
@@ -196,7 +196,7 @@ impl Default for RtpSection {
             port_max: 39_999,
             port_quarantine_s: 10,
             relatch_on_new_ssrc: true,
-            ring_bytes: 32_768,
+            queue_bytes: 131_072,
         }
     }
 }
@@ -516,10 +516,10 @@ impl Config {
                 format!("{:?} is not an IPv4 or IPv6 address", self.rtp.advertise),
             );
         }
-        if !(256..=1 << 22).contains(&self.rtp.ring_bytes) {
+        if !(2048..=1 << 24).contains(&self.rtp.queue_bytes) {
             bad(
-                "rtp.ring_bytes",
-                format!("{} is outside 256-4194304", self.rtp.ring_bytes),
+                "rtp.queue_bytes",
+                format!("{} is outside 2048-16777216", self.rtp.queue_bytes),
             );
         }
         if !(1..=64).contains(&self.storage.writer_threads) {

@@ -30,8 +30,7 @@ use crate::core::rtp::{Codec, PayloadMap};
 use crate::events::EventBus;
 use crate::ids::{is_valid_id, random_id};
 use crate::io::clock::MonotonicClock;
-use crate::io::ring::datagram_ring;
-use crate::io::udp::{IngestStats, count_rtcp, ingest};
+use crate::io::udp::{IngestStats, LegSocket, count_rtcp};
 use crate::io::worker::{
     CallShared, LegSetup, RecordingSetup, RecordingShared, WorkerCmd, WorkerPool, WorkerReport,
 };
@@ -456,24 +455,22 @@ impl Engine {
                 .ok_or_else(|| EngineError::CallNotFound(call_id.into()))?;
             (c.num, c.rate, c.legs.len())
         };
-        let (writer, reader) = datagram_ring(self.cfg.rtp.ring_bytes as usize);
         let stats = Arc::new(IngestStats::default());
         let (closer, closed) = watch::channel(false);
         let port = pair.port;
+        // RTP is read by the call's worker at every tick; RTCP is only
+        // counted, by a task on the IO runtime.
+        let socket = LegSocket::new(
+            pair.rtp,
+            stats.clone(),
+            self.cfg.rtp.relatch_on_new_ssrc,
+            self.cfg.rtp.queue_bytes as usize,
+        )
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
         {
             let _guard = self.runtime.enter();
-            let rtp = tokio::net::UdpSocket::from_std(pair.rtp)
-                .map_err(|e| EngineError::Internal(e.to_string()))?;
             let rtcp = tokio::net::UdpSocket::from_std(pair.rtcp)
                 .map_err(|e| EngineError::Internal(e.to_string()))?;
-            self.runtime.spawn(ingest(
-                rtp,
-                writer,
-                self.clock,
-                stats.clone(),
-                self.cfg.rtp.relatch_on_new_ssrc,
-                closed.clone(),
-            ));
             self.runtime.spawn(count_rtcp(rtcp, stats.clone(), closed));
         }
         let info = LegInfo {
@@ -492,7 +489,7 @@ impl Engine {
                 call: num,
                 leg: Box::new(LegSetup {
                     index,
-                    reader,
+                    socket,
                     config: LegConfig {
                         payload_map: map,
                         rate,
@@ -1676,7 +1673,7 @@ impl Engine {
             for l in &c.legs {
                 let s = l.stats.snapshot();
                 g.datagrams += s.datagrams;
-                g.ring_drops += s.ring_drops;
+                g.queue_drops += s.queue_drops;
                 g.foreign_source += s.foreign_source;
                 g.rtcp += s.rtcp;
             }
@@ -1699,7 +1696,7 @@ pub struct Gauges {
     pub active_calls: usize,
     pub recordings_by_state: std::collections::BTreeMap<&'static str, usize>,
     pub datagrams: u64,
-    pub ring_drops: u64,
+    pub queue_drops: u64,
     pub foreign_source: u64,
     pub rtcp: u64,
     pub lost: u64,

@@ -1,9 +1,8 @@
-//! The thin shells around the core that own files (and, later, sockets,
-//! threads and the clock).
+//! The thin shells around the core that own files, sockets, threads and the
+//! clock.
 
 pub mod clock;
 pub mod recovery;
-pub mod ring;
 pub mod sink;
 pub mod udp;
 pub mod worker;

@@ -1,25 +1,29 @@
-//! RTP ingest: one UDP socket per leg (and its RTCP neighbour), read in
-//! batches (`recvmmsg` on Linux), source-latched, stamped with the arrival
-//! time and pushed whole into the leg's ring. Nothing is decoded and nothing
-//! is allocated per packet; a full ring drops the datagram and counts it.
+//! RTP ingest: one UDP socket per leg, drained by the leg's media worker at
+//! every tick in batches (`recvmmsg` on Linux), stamped with the kernel's
+//! receive time and source-latched; the RTCP neighbour is counted by a
+//! small task on the IO runtime. Nothing is decoded and nothing is
+//! allocated per packet; what overflows a leg's socket queue is counted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::time::Duration;
+
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use crate::io::clock::MonotonicClock;
-use crate::io::ring::RingWriter;
 
 /// Per-leg ingest counters, shared with the control plane.
 #[derive(Debug, Default)]
 pub struct IngestStats {
+    /// Datagrams that reached the port (including those dropped below).
     pub datagrams: AtomicU64,
     pub bytes: AtomicU64,
-    /// Dropped because the ring was full (the worker is behind).
-    pub ring_drops: AtomicU64,
+    /// Dropped because the leg's socket queue was full (the worker is
+    /// behind, or a flood): the kernel's `SO_RXQ_OVFL` count.
+    pub queue_drops: AtomicU64,
     /// Dropped because they came from an address other than the latched one.
     pub foreign_source: AtomicU64,
     /// Times the latch moved to a new address (new SSRC from a new source).
@@ -32,7 +36,7 @@ impl IngestStats {
         IngestSnapshot {
             datagrams: self.datagrams.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
-            ring_drops: self.ring_drops.load(Ordering::Relaxed),
+            queue_drops: self.queue_drops.load(Ordering::Relaxed),
             foreign_source: self.foreign_source.load(Ordering::Relaxed),
             relatches: self.relatches.load(Ordering::Relaxed),
             rtcp: self.rtcp.load(Ordering::Relaxed),
@@ -44,7 +48,7 @@ impl IngestStats {
 pub struct IngestSnapshot {
     pub datagrams: u64,
     pub bytes: u64,
-    pub ring_drops: u64,
+    pub queue_drops: u64,
     pub foreign_source: u64,
     pub relatches: u64,
     pub rtcp: u64,
@@ -105,64 +109,105 @@ impl Latch {
     }
 }
 
-/// Receives a leg's RTP until `closed` changes.
-pub async fn ingest(
-    socket: UdpSocket,
-    mut ring: RingWriter,
-    clock: MonotonicClock,
+/// A leg's RTP socket, read by the leg's media worker at every tick: all
+/// queued datagrams in `recvmmsg` batches, each stamped with the kernel's
+/// receive time (`SO_TIMESTAMPNS`), source-latched and handed to the leg.
+/// The socket's kernel queue (`SO_RCVBUF`, from `rtp.queue_bytes`) is the
+/// buffer between the network and the worker; what overflows it is counted
+/// from `SO_RXQ_OVFL` as `queue_drops`.
+pub struct LegSocket {
+    socket: std::net::UdpSocket,
+    latch: Latch,
     stats: Arc<IngestStats>,
     relatch: bool,
-    mut closed: watch::Receiver<bool>,
-) {
-    let mut latch = Latch::default();
-    // One registration for the whole life of the leg, not one per wake-up;
-    // `biased` skips select!'s random branch order (both showed up in
-    // profiles at 100,000 packets/s).
-    let closed = closed.changed();
-    tokio::pin!(closed);
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut closed => return,
-            ready = socket.readable() => {
-                if ready.is_err() {
-                    return;
-                }
-            }
+}
+
+/// The instant a worker drains its sockets, on both clocks, to turn kernel
+/// receive times (wall clock) into engine (monotonic) times.
+#[derive(Debug, Clone, Copy)]
+pub struct DrainTime {
+    pub monotonic: Duration,
+    pub wall: Duration,
+}
+
+impl DrainTime {
+    pub fn now(clock: &MonotonicClock) -> Self {
+        Self {
+            monotonic: clock.now(),
+            wall: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default(),
         }
-        // The receive buffers belong to the IO thread, not the leg: a leg
-        // only uses them between two awaits, and a thread serves one leg at
-        // a time (64 KiB per thread instead of per leg).
-        RECV_BATCH.with(|batch| {
-            let mut batch = batch.borrow_mut();
-            // Until WouldBlock (drained) or another error (retried at the
-            // next readiness).
-            while let Ok(n) = socket.try_io(tokio::io::Interest::READABLE, || batch.recv(&socket)) {
-                let now = clock.now();
-                for i in 0..n {
-                    let (from, datagram) = batch.get(i);
-                    stats.datagrams.fetch_add(1, Ordering::Relaxed);
-                    stats
-                        .bytes
-                        .fetch_add(datagram.len() as u64, Ordering::Relaxed);
-                    if !latch.admit(from, datagram, relatch, &stats) {
-                        continue;
-                    }
-                    if !ring.push(now, datagram) {
-                        stats.ring_drops.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                if n < batch.capacity() {
-                    break;
-                }
-            }
-        });
+    }
+
+    /// The monotonic time of a wall-clock receive stamp; never later than
+    /// the drain itself (a wall clock step cannot move packets ahead) and
+    /// never more than a second before it.
+    fn arrival(&self, stamp: Option<Duration>) -> Duration {
+        let Some(stamp) = stamp else {
+            return self.monotonic;
+        };
+        let age = self.wall.saturating_sub(stamp).min(Duration::from_secs(1));
+        self.monotonic.saturating_sub(age)
     }
 }
 
-thread_local! {
-    /// Each IO thread's receive buffers (32 datagrams of up to 2 KiB).
-    static RECV_BATCH: std::cell::RefCell<Batch> = std::cell::RefCell::new(Batch::new(32, 2048));
+impl LegSocket {
+    /// Takes a bound socket: makes it non-blocking, asks for receive
+    /// stamps and overflow counts, and sizes its queue to `queue_bytes`.
+    pub fn new(
+        socket: std::net::UdpSocket,
+        stats: Arc<IngestStats>,
+        relatch: bool,
+        queue_bytes: usize,
+    ) -> std::io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        #[cfg(target_os = "linux")]
+        linux::enable_stamps(&socket, queue_bytes)?;
+        #[cfg(not(target_os = "linux"))]
+        let _ = queue_bytes;
+        Ok(Self {
+            socket,
+            latch: Latch::default(),
+            stats,
+            relatch,
+        })
+    }
+
+    /// Receives everything queued and hands each admitted datagram with its
+    /// arrival time to `deliver`. Never blocks.
+    pub fn drain(
+        &mut self,
+        batch: &mut RecvBatch,
+        at: DrainTime,
+        mut deliver: impl FnMut(&[u8], Duration),
+    ) {
+        while let Ok(n) = batch.recv(&self.socket) {
+            for i in 0..n {
+                let (from, datagram, stamp) = batch.get(i);
+                self.stats.datagrams.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .bytes
+                    .fetch_add(datagram.len() as u64, Ordering::Relaxed);
+                if self.latch.admit(from, datagram, self.relatch, &self.stats) {
+                    deliver(datagram, at.arrival(stamp));
+                }
+            }
+            // The kernel's count is cumulative; what it dropped arrived at
+            // the port all the same, so it counts as received and dropped.
+            if let Some(total) = batch.overflow() {
+                let before = self.stats.queue_drops.load(Ordering::Relaxed);
+                let new = u64::from(total).saturating_sub(before);
+                if new > 0 {
+                    self.stats.queue_drops.fetch_add(new, Ordering::Relaxed);
+                    self.stats.datagrams.fetch_add(new, Ordering::Relaxed);
+                }
+            }
+            if n < batch.capacity() {
+                break;
+            }
+        }
+    }
 }
 
 /// Counts RTCP on a leg's odd port until `closed` changes.
@@ -183,21 +228,34 @@ pub async fn count_rtcp(
     }
 }
 
-/// A reusable batch of receive buffers.
-struct Batch {
+/// A worker's reusable receive buffers: 32 datagrams of up to 2 KiB with
+/// their sources and receive stamps (64 KiB per worker, whatever the
+/// number of legs).
+pub struct RecvBatch {
     bufs: Vec<Vec<u8>>,
     lens: Vec<usize>,
     addrs: Vec<Option<SocketAddr>>,
+    stamps: Vec<Option<Duration>>,
+    /// The socket's cumulative overflow count, from the last call.
+    overflow: Option<u32>,
     #[cfg(target_os = "linux")]
     raw: linux::RawBatch,
 }
 
-impl Batch {
-    fn new(count: usize, size: usize) -> Self {
+impl Default for RecvBatch {
+    fn default() -> Self {
+        Self::new(32, 2048)
+    }
+}
+
+impl RecvBatch {
+    pub fn new(count: usize, size: usize) -> Self {
         Self {
             bufs: vec![vec![0u8; size]; count],
             lens: vec![0; count],
             addrs: vec![None; count],
+            stamps: vec![None; count],
+            overflow: None,
             #[cfg(target_os = "linux")]
             raw: linux::RawBatch::new(count),
         }
@@ -207,28 +265,36 @@ impl Batch {
         self.bufs.len()
     }
 
-    fn get(&self, i: usize) -> (SocketAddr, &[u8]) {
+    fn get(&self, i: usize) -> (SocketAddr, &[u8], Option<Duration>) {
         let from = self.addrs[i].unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        (from, &self.bufs[i][..self.lens[i]])
+        (from, &self.bufs[i][..self.lens[i]], self.stamps[i])
+    }
+
+    fn overflow(&self) -> Option<u32> {
+        self.overflow
     }
 
     /// Receives up to `capacity` datagrams without blocking.
-    fn recv(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
+    fn recv(&mut self, socket: &std::net::UdpSocket) -> std::io::Result<usize> {
         #[cfg(target_os = "linux")]
         {
             use std::os::fd::AsRawFd;
-            self.raw.recv(
+            let (n, overflow) = self.raw.recv(
                 socket.as_raw_fd(),
                 &mut self.bufs,
                 &mut self.lens,
                 &mut self.addrs,
-            )
+                &mut self.stamps,
+            )?;
+            self.overflow = overflow;
+            Ok(n)
         }
         #[cfg(not(target_os = "linux"))]
         {
-            let (n, from) = socket.try_recv_from(&mut self.bufs[0])?;
+            let (n, from) = socket.recv_from(&mut self.bufs[0])?;
             self.lens[0] = n;
             self.addrs[0] = Some(from);
+            self.stamps[0] = None;
             Ok(1)
         }
     }
@@ -236,14 +302,56 @@ impl Batch {
 
 #[cfg(target_os = "linux")]
 mod linux {
-    //! `recvmmsg(2)`: many datagrams per system call.
+    //! `recvmmsg(2)`: many datagrams per system call, with their kernel
+    //! receive stamps and the socket's overflow count.
 
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    /// Room for an `SCM_TIMESTAMPNS` (timespec) and an `SO_RXQ_OVFL` (u32)
+    /// control message, 8-byte aligned.
+    const CONTROL_WORDS: usize = 8;
 
     pub struct RawBatch {
         headers: Vec<libc::mmsghdr>,
         iovecs: Vec<libc::iovec>,
         names: Vec<libc::sockaddr_storage>,
+        controls: Vec<[u64; CONTROL_WORDS]>,
+    }
+
+    fn set_option(
+        socket: &std::net::UdpSocket,
+        name: libc::c_int,
+        value: libc::c_int,
+    ) -> std::io::Result<()> {
+        // SAFETY: a plain setsockopt(2) on a socket we own, with a pointer
+        // to a live c_int and its size.
+        let r = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                name,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    /// Receive stamps, overflow counts and the queue size.
+    pub fn enable_stamps(socket: &std::net::UdpSocket, queue_bytes: usize) -> std::io::Result<()> {
+        set_option(socket, libc::SO_TIMESTAMPNS, 1)?;
+        set_option(socket, libc::SO_RXQ_OVFL, 1)?;
+        set_option(
+            socket,
+            libc::SO_RCVBUF,
+            libc::c_int::try_from(queue_bytes).unwrap_or(libc::c_int::MAX),
+        )
     }
 
     // SAFETY: the raw pointers inside point into this struct's own vectors
@@ -265,6 +373,7 @@ mod linux {
                     count
                 ],
                 names: vec![zero_name; count],
+                controls: vec![[0; CONTROL_WORDS]; count],
             }
         }
 
@@ -274,7 +383,8 @@ mod linux {
             bufs: &mut [Vec<u8>],
             lens: &mut [usize],
             addrs: &mut [Option<SocketAddr>],
-        ) -> std::io::Result<usize> {
+            stamps: &mut [Option<Duration>],
+        ) -> std::io::Result<(usize, Option<u32>)> {
             let count = bufs.len().min(self.headers.len());
             for (i, buf) in bufs.iter_mut().enumerate().take(count) {
                 self.iovecs[i] = libc::iovec {
@@ -287,8 +397,8 @@ mod linux {
                     std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
                 h.msg_hdr.msg_iov = &mut self.iovecs[i];
                 h.msg_hdr.msg_iovlen = 1;
-                h.msg_hdr.msg_control = std::ptr::null_mut();
-                h.msg_hdr.msg_controllen = 0;
+                h.msg_hdr.msg_control = self.controls[i].as_mut_ptr().cast();
+                h.msg_hdr.msg_controllen = CONTROL_WORDS * 8;
                 h.msg_hdr.msg_flags = 0;
                 h.msg_len = 0;
             }
@@ -309,11 +419,36 @@ mod linux {
                 return Err(std::io::Error::last_os_error());
             }
             let n = n as usize;
+            let mut overflow = None;
             for i in 0..n {
                 lens[i] = self.headers[i].msg_len as usize;
                 addrs[i] = to_socket_addr(&self.names[i]);
+                stamps[i] = None;
+                let hdr = &self.headers[i].msg_hdr;
+                // SAFETY: the kernel filled `msg_control` (our buffer) with
+                // `msg_controllen` bytes of well-formed control messages;
+                // the CMSG_* helpers walk them within those bounds and the
+                // payloads are read unaligned with their documented types.
+                unsafe {
+                    let mut c = libc::CMSG_FIRSTHDR(hdr);
+                    while !c.is_null() {
+                        let (level, kind) = ((*c).cmsg_level, (*c).cmsg_type);
+                        if level == libc::SOL_SOCKET && kind == libc::SCM_TIMESTAMPNS {
+                            let ts: libc::timespec =
+                                std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                            stamps[i] = Some(Duration::new(
+                                u64::try_from(ts.tv_sec).unwrap_or(0),
+                                u32::try_from(ts.tv_nsec).unwrap_or(0),
+                            ));
+                        } else if level == libc::SOL_SOCKET && kind == libc::SO_RXQ_OVFL {
+                            overflow =
+                                Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>()));
+                        }
+                        c = libc::CMSG_NXTHDR(hdr, c);
+                    }
+                }
             }
-            Ok(n)
+            Ok((n, overflow))
         }
     }
 

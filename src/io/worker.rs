@@ -1,8 +1,15 @@
 //! Media workers: a fixed pool of OS threads, each owning a shard of the
-//! calls. Every tick (20 ms by default) a worker drains each leg's ring into
+//! calls. Every tick (20 ms by default) a worker drains each leg's socket
+//! (non-blocking `recvmmsg`, kernel receive stamps; see [`LegSocket`]) into
 //! its [`LegReceiver`], plays the legs out into their tracks, and mixes and
 //! encodes every active recording, handing the bytes to the writer pool. A
-//! worker never touches a file or a socket and never blocks on one.
+//! worker never touches a file and never blocks.
+//!
+//! Why the worker reads its sockets itself: at 20 ms packet spacing an
+//! event-driven reader wakes once per packet (readiness, task wake-up,
+//! a ring hand-off to another thread); polling every socket once per tick
+//! costs one system call per leg per tick and keeps the packet on the core
+//! that decodes it. The kernel's socket queue is the buffer in between.
 //!
 //! Commands come over a crossbeam channel; outcomes go back to the engine
 //! as [`WorkerReport`]s.
@@ -24,7 +31,7 @@ use crate::core::recorder::Recorder;
 use crate::core::time::nanos_to_ticks;
 use crate::core::track::Track;
 use crate::io::clock::MonotonicClock;
-use crate::io::ring::RingReader;
+use crate::io::udp::{DrainTime, LegSocket, RecvBatch};
 use crate::io::writer::{SinkHandle, SinkMsg};
 use crate::recording::{LegInfo, RecordingInfo};
 use crate::timefmt::{rfc3339, unix_now};
@@ -67,7 +74,7 @@ pub struct RecordingSetup {
 /// A leg joining a call.
 pub struct LegSetup {
     pub index: usize,
-    pub reader: RingReader,
+    pub socket: LegSocket,
     pub config: LegConfig,
     pub info: LegInfo,
 }
@@ -150,7 +157,7 @@ pub enum WorkerReport {
 
 struct LegSlot {
     leg: LegReceiver,
-    reader: RingReader,
+    socket: LegSocket,
     /// Leg origin in call ticks, once it has one.
     offset: Option<i64>,
     info: LegInfo,
@@ -286,7 +293,8 @@ struct Worker {
     clock: MonotonicClock,
     reports: Sender<WorkerReport>,
     calls: HashMap<u64, CallState>,
-    buf: Vec<u8>,
+    /// Receive buffers shared by every leg of this worker.
+    batch: RecvBatch,
 }
 
 impl Worker {
@@ -296,7 +304,7 @@ impl Worker {
             clock,
             reports,
             calls: HashMap::new(),
-            buf: Vec::with_capacity(2048),
+            batch: RecvBatch::default(),
         }
     }
 
@@ -357,7 +365,7 @@ impl Worker {
                 if let Some(c) = self.calls.get_mut(&call) {
                     let LegSetup {
                         index,
-                        reader,
+                        socket,
                         config,
                         info,
                     } = *leg;
@@ -367,7 +375,7 @@ impl Worker {
                     c.tracks.push(Track::new(c.rate as usize));
                     c.legs.push(LegSlot {
                         leg: LegReceiver::new(config),
-                        reader,
+                        socket,
                         offset: None,
                         info,
                     });
@@ -451,7 +459,8 @@ impl Worker {
         let Some(i) = c.recordings.iter().position(|r| r.setup.id == id) else {
             return;
         };
-        play_out(c, at + c.delay, &mut self.buf);
+        let drained = DrainTime::now(&self.clock);
+        play_out(c, at + c.delay, drained, &mut self.batch);
         let mut rec = c.recordings.remove(i);
         apply_dtmf(&mut rec, &c.legs);
         let upto = rec
@@ -466,8 +475,9 @@ impl Worker {
     }
 
     fn tick(&mut self, now: Duration) {
+        let drained = DrainTime::now(&self.clock);
         for c in self.calls.values_mut() {
-            play_out(c, now, &mut self.buf);
+            play_out(c, now, drained, &mut self.batch);
             let mix_point = now.saturating_sub(c.origin + c.delay + DEFAULT_MARGIN);
             let mut i = 0;
             while i < c.recordings.len() {
@@ -490,7 +500,8 @@ impl Worker {
         let Some(mut c) = self.calls.remove(&call) else {
             return;
         };
-        play_out(&mut c, at, &mut self.buf);
+        let drained = DrainTime::now(&self.clock);
+        play_out(&mut c, at, drained, &mut self.batch);
         for slot in c.legs.iter_mut().enumerate() {
             let (i, l) = slot;
             let offset = l.offset.unwrap_or(0);
@@ -511,15 +522,17 @@ impl Worker {
     }
 }
 
-/// Drains each leg's ring and plays it out into its track.
-fn play_out(c: &mut CallState, now: Duration, buf: &mut Vec<u8>) {
+/// Receives what each leg's socket holds and plays the legs out into their
+/// tracks up to `now`.
+fn play_out(c: &mut CallState, now: Duration, drained: DrainTime, batch: &mut RecvBatch) {
     let mut latest = 0u64;
     for (i, slot) in c.legs.iter_mut().enumerate() {
-        while let Some(arrival) = slot.reader.pop(buf) {
+        let (leg, origin) = (&mut slot.leg, c.origin);
+        slot.socket.drain(batch, drained, |datagram, arrival| {
             // Times are call-relative inside the media core.
-            let _ = slot.leg.push(buf, arrival.saturating_sub(c.origin));
+            let _ = leg.push(datagram, arrival.saturating_sub(origin));
             latest = latest.max(arrival.as_nanos() as u64);
-        }
+        });
         if slot.offset.is_none()
             && let Some(origin) = slot.leg.origin()
         {

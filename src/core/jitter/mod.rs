@@ -607,9 +607,16 @@ impl JitterBuffer {
                 Rejected::Late
             });
         }
-        let at = self
-            .order
-            .binary_search_by(|&i| self.slots[i].key.cmp(&Some(key)));
+        // Most packets arrive in order and go last: one look at the newest
+        // held slot instead of a binary search through cold memory.
+        let newest_held = self.order.last().map(|&i| self.slots[i].key);
+        let at = match newest_held {
+            None => Err(0),
+            Some(k) if k < Some(key) => Err(self.order.len()),
+            Some(_) => self
+                .order
+                .binary_search_by(|&i| self.slots[i].key.cmp(&Some(key))),
+        };
         let at = match at {
             Ok(_) => {
                 self.stream = Some(st);
