@@ -290,20 +290,12 @@ fn main() {
                 .filter_map(|r| r["calls"].as_u64())
                 .min()
                 .map(|b| b as usize);
-            while bad.is_none() && good > 0 && good < search_max {
-                let n = (good * 2).min(search_max);
-                let row = measure(case, n, secs, &base);
-                if drops(&row) == 0.0 {
-                    good = n
-                } else {
-                    bad = Some(n)
-                }
-                rows.push(row);
-            }
-            while let Some(b) = bad
-                && b - good > (good / 20).max(10)
-            {
-                let n = (good + b) / 2;
+            loop {
+                let n = match bad {
+                    None if good > 0 && good < search_max => (good * 2).min(search_max),
+                    Some(b) if b - good > (good / 20).max(10) => (good + b) / 2,
+                    _ => break,
+                };
                 let row = measure(case, n, secs, &base);
                 if drops(&row) == 0.0 {
                     good = n
