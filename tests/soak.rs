@@ -218,7 +218,7 @@ fn soak() {
         );
     }
     eprintln!(
-        "SOAK: {calls} calls x {secs} s: {sent} datagrams sent, {} received, {} ring drops, {} late, {} lost \
+        "SOAK: {calls} calls x {secs} s: {sent} datagrams sent, {} received, {} queue drops, {} late, {} lost \
          (1 % loss injected); {} recordings completed; RSS {warm_rss} KiB after warm-up -> {end_rss} KiB at end; \
          daemon CPU {cpu:.1} s = {:.4} CPU-s per call-minute (mixed WAV/MP3/Opus, mono/dual, 2 legs per call)",
         totals.0,
