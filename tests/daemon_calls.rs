@@ -612,3 +612,41 @@ fn a_stop_mid_call_keeps_the_audio_held_in_the_jitter_buffer() {
         "{toned} tone packets recorded of the 50 sent before the stop"
     );
 }
+
+/// RTP over IPv6: legs bound to ::1 are advertised as such and recorded
+/// (kernel receive stamps and latching work the same for both families).
+#[test]
+fn ipv6_legs_are_recorded() {
+    let d = Daemon::start("ipv6", "[rtp]\nbind = \"::1\"\n");
+    let mut ev = d.events(Some(0));
+    let call = create(
+        &d,
+        ADMIN,
+        json!({"call_id": "v6", "legs": [{"role": "caller"}],
+               "recording": {"enabled": true, "format": "wav"}}),
+    );
+    assert_eq!(call["legs"][0]["rtp"]["host"], "::1", "{call}");
+    let port = leg_port(&call, "caller");
+    let tone = recengine::testkit::tone(8000, 1000.0, 8000.0, 8000);
+    let socket = std::net::UdpSocket::bind("[::1]:0").unwrap();
+    let start = std::time::Instant::now();
+    for (k, frame) in recengine::testkit::pcmu_frames(&tone).iter().enumerate() {
+        let p = recengine::testkit::rtp_packet(0, k == 0, k as u16, k as u32 * 160, 0x66, frame);
+        socket.send_to(&p, ("::1", port)).unwrap();
+        let next = start + Duration::from_millis(20 * (k as u64 + 1));
+        if let Some(wait) = next.checked_duration_since(std::time::Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    d.admin("POST", "/v1/calls/v6/end", None);
+    let events = ev.until("recording.completed", 10 * SECOND);
+    let done = events.last().unwrap();
+    let (samples, _, _) = read_wav(std::path::Path::new(done["data"]["path"].as_str().unwrap()));
+    let toned = samples
+        .chunks(160)
+        .filter(|b| b.len() == 160 && recengine::testkit::tone_power(b, 8000, 1000.0) > 0.25)
+        .count();
+    assert!(toned >= 48, "{toned} of 50 packets recorded");
+    let (_, view) = d.admin("GET", "/v1/calls/v6", None);
+    assert_eq!(view["legs"][0]["ingest"]["datagrams"], 50, "{view}");
+}
