@@ -8,6 +8,8 @@
 //!
 //! [`LegReceiver`]: crate::core::leg::LegReceiver
 
+use std::ops::Range;
+
 use crate::core::leg::PcmSink;
 
 /// See the module documentation.
@@ -74,14 +76,18 @@ impl Track {
         if hi <= lo {
             return [(0, &[]), (0, &[])];
         }
-        let start = (lo as u64 & self.mask) as usize;
-        let len = (hi - lo) as usize;
-        let first = len.min(self.ring.len() - start);
+        let (a, b) = self.ring_ranges(lo as u64, (hi - lo) as usize);
         let offset = (lo - from) as usize;
-        [
-            (offset, &self.ring[start..start + first]),
-            (offset + first, &self.ring[..len - first]),
-        ]
+        let second = offset + a.len();
+        [(offset, &self.ring[a]), (second, &self.ring[b])]
+    }
+
+    /// Where samples `index..index + len` (at most a ring's worth) sit in
+    /// the ring: up to its end, then from its start.
+    fn ring_ranges(&self, index: u64, len: usize) -> (Range<usize>, Range<usize>) {
+        let start = (index & self.mask) as usize;
+        let first = len.min(self.ring.len() - start);
+        (start..start + first, 0..len - first)
     }
 
     /// Copies samples `from..from + out.len()` into `out` (silence where not held).
@@ -97,10 +103,10 @@ impl Track {
         let skip = pcm.len().saturating_sub(self.ring.len());
         self.written += skip as u64;
         let pcm = &pcm[skip..];
-        let start = (self.written & self.mask) as usize;
-        let first = pcm.len().min(self.ring.len() - start);
-        self.ring[start..start + first].copy_from_slice(&pcm[..first]);
-        self.ring[..pcm.len() - first].copy_from_slice(&pcm[first..]);
+        let (a, b) = self.ring_ranges(self.written, pcm.len());
+        let (head, tail) = pcm.split_at(a.len());
+        self.ring[a].copy_from_slice(head);
+        self.ring[b].copy_from_slice(tail);
         self.written += pcm.len() as u64;
     }
 
@@ -108,12 +114,10 @@ impl Track {
         // Beyond a ring's worth, only the count advances.
         let zeroed = len.min(self.capacity());
         self.written += len - zeroed;
-        let len = zeroed as usize;
-        let start = (self.written & self.mask) as usize;
-        let first = len.min(self.ring.len() - start);
-        self.ring[start..start + first].fill(0);
-        self.ring[..len - first].fill(0);
-        self.written += len as u64;
+        let (a, b) = self.ring_ranges(self.written, zeroed as usize);
+        self.ring[a].fill(0);
+        self.ring[b].fill(0);
+        self.written += zeroed;
     }
 
     /// A sink for the leg's output. `offset` maps leg positions to call
