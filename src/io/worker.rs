@@ -461,17 +461,8 @@ impl Worker {
         };
         let drained = DrainTime::now(&self.clock);
         play_out(c, at + c.delay, drained, &mut self.batch);
-        let mut rec = c.recordings.remove(i);
-        apply_dtmf(&mut rec, &c.legs);
-        let upto = rec
-            .recorder
-            .mixer()
-            .position_at(at.saturating_sub(c.origin));
-        if let Err(e) = write_mixed(&mut rec, &c.tracks, upto, at) {
-            fail(&rec, "storage_error", e, &self.reports);
-            return;
-        }
-        finish_recording(rec, &c.legs, &self.reports);
+        let rec = c.recordings.remove(i);
+        finish_at(rec, c, at, &self.reports);
     }
 
     fn tick(&mut self, now: Duration) {
@@ -507,16 +498,8 @@ impl Worker {
             let offset = l.offset.unwrap_or(0);
             l.leg.finish(&mut c.tracks[i].sink(offset));
         }
-        let end = at.saturating_sub(c.origin);
-        let recordings = std::mem::take(&mut c.recordings);
-        for mut rec in recordings {
-            apply_dtmf(&mut rec, &c.legs);
-            let upto = rec.recorder.mixer().position_at(end);
-            if let Err(e) = write_mixed(&mut rec, &c.tracks, upto, at) {
-                fail(&rec, "encoder_error", e, &self.reports);
-                continue;
-            }
-            finish_recording(rec, &c.legs, &self.reports);
+        for rec in std::mem::take(&mut c.recordings) {
+            finish_at(rec, &c, at, &self.reports);
         }
         write_stats(&c);
     }
@@ -622,19 +605,27 @@ fn format_index(f: crate::config::Format) -> usize {
     }
 }
 
+/// Why mixing a recording failed: the `recording.failed` reason and a
+/// message.
+type MixFailure = (&'static str, String);
+
+fn storage_error(e: impl std::fmt::Display) -> MixFailure {
+    ("storage_error", e.to_string())
+}
+
 /// Mixes and hands the bytes to the sink; flushes on schedule.
 fn write_mixed(
     rec: &mut ActiveRecording,
     tracks: &[Track],
     upto: i64,
     now: Duration,
-) -> Result<(), String> {
+) -> Result<(), MixFailure> {
     let started = std::time::Instant::now();
     let format = format_index(rec.setup.spec.format);
     let bytes = rec
         .recorder
         .mix_to(tracks, upto)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ("encoder_error", e.to_string()))?;
     ENCODE_NANOS[format].fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     rec.unsent.extend_from_slice(bytes);
     if rec.unsent.len() >= SEND_THRESHOLD {
@@ -653,13 +644,13 @@ fn write_mixed(
         rec.setup
             .sink
             .send(SinkMsg::Flush { header })
-            .map_err(|e| e.to_string())?;
+            .map_err(storage_error)?;
     }
     Ok(())
 }
 
 /// Hands the gathered bytes to the writer pool.
-fn send_unsent(rec: &mut ActiveRecording) -> Result<(), String> {
+fn send_unsent(rec: &mut ActiveRecording) -> Result<(), MixFailure> {
     if rec.unsent.is_empty() {
         return Ok(());
     }
@@ -669,7 +660,7 @@ fn send_unsent(rec: &mut ActiveRecording) -> Result<(), String> {
     rec.setup
         .sink
         .send(SinkMsg::Bytes(bytes))
-        .map_err(|e| e.to_string())
+        .map_err(storage_error)
 }
 
 /// One tick of a recording: mixes up to `mix_point`. True when it has
@@ -688,11 +679,32 @@ fn step_recording(
     }
     apply_dtmf(rec, legs);
     let upto = rec.recorder.mixer().position_at(mix_point);
-    if let Err(e) = write_mixed(rec, tracks, upto, now) {
-        fail(rec, "storage_error", e, reports);
+    if let Err((reason, message)) = write_mixed(rec, tracks, upto, now) {
+        fail(rec, reason, message, reports);
         return true;
     }
     false
+}
+
+/// Mixes a recording up to monotonic time `at` (a stop or the call's end)
+/// and hands it to the writer pool to finalize. Shared by stops and call
+/// ends, so both report failures the same way.
+fn finish_at(
+    mut rec: ActiveRecording,
+    c: &CallState,
+    at: Duration,
+    reports: &Sender<WorkerReport>,
+) {
+    apply_dtmf(&mut rec, &c.legs);
+    let upto = rec
+        .recorder
+        .mixer()
+        .position_at(at.saturating_sub(c.origin));
+    if let Err((reason, message)) = write_mixed(&mut rec, &c.tracks, upto, at) {
+        fail(&rec, reason, message, reports);
+        return;
+    }
+    finish_recording(rec, &c.legs, reports);
 }
 
 fn fail(
