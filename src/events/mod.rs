@@ -27,6 +27,8 @@ use crate::timefmt::{rfc3339, unix_now};
 #[derive(Debug, Clone)]
 pub struct EventLine {
     pub seq: u64,
+    /// The event's name (`recording.completed`, …).
+    pub event: Arc<str>,
     pub json: Arc<str>,
 }
 
@@ -79,6 +81,7 @@ impl EventBus {
         // Broadcast under the lock so subscribers see seq order.
         let _ = self.tx.send(EventLine {
             seq,
+            event: Arc::from(event),
             json: Arc::from(line),
         });
         Ok(seq)
@@ -103,11 +106,16 @@ impl EventBus {
         let mut out = Vec::new();
         for line in BufReader::new(f).lines() {
             let line = line?;
-            if let Some(seq) = seq_of(&line)
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if let Some(seq) = v.get("seq").and_then(Value::as_u64)
                 && seq > since
             {
+                let event = v.get("event").and_then(Value::as_str).unwrap_or_default();
                 out.push(EventLine {
                     seq,
+                    event: Arc::from(event),
                     json: Arc::from(line),
                 });
             }

@@ -229,23 +229,14 @@ impl Dispatcher {
     }
 
     fn enqueue(&self, cursor: u64, events: &[EventLine]) -> u64 {
-        let names: Vec<Option<String>> = events
-            .iter()
-            .map(|e| {
-                serde_json::from_str::<serde_json::Value>(&e.json)
-                    .ok()
-                    .and_then(|v| v.get("event")?.as_str().map(str::to_owned))
-            })
-            .collect();
         let mut rows = Vec::new();
-        for (e, name) in events.iter().zip(&names) {
-            let Some(name) = name else { continue };
+        for e in events {
             for (endpoint, entry) in &self.endpoints {
-                if entry.wants(name) {
+                if entry.wants(&e.event) {
                     rows.push(NewDelivery {
                         endpoint,
                         event_seq: e.seq,
-                        event: name,
+                        event: &e.event,
                         body: &e.json,
                     });
                 }
