@@ -626,18 +626,16 @@ fn ipv6_legs_are_recorded() {
                "recording": {"enabled": true, "format": "wav"}}),
     );
     assert_eq!(call["legs"][0]["rtp"]["host"], "::1", "{call}");
-    let port = leg_port(&call, "caller");
     let tone = recengine::testkit::tone(8000, 1000.0, 8000.0, 8000);
     let socket = std::net::UdpSocket::bind("[::1]:0").unwrap();
-    let start = std::time::Instant::now();
-    for (k, frame) in recengine::testkit::pcmu_frames(&tone).iter().enumerate() {
-        let p = recengine::testkit::rtp_packet(0, k == 0, k as u16, k as u32 * 160, 0x66, frame);
-        socket.send_to(&p, ("::1", port)).unwrap();
-        let next = start + Duration::from_millis(20 * (k as u64 + 1));
-        if let Some(wait) = next.checked_duration_since(std::time::Instant::now()) {
-            std::thread::sleep(wait);
-        }
-    }
+    let legs = [Leg {
+        port: leg_port(&call, "caller"),
+        ssrc: 0x66,
+        signal: &tone,
+        socket: &socket,
+        delay_packets: 0,
+    }];
+    stream_to("::1", &legs, |_| {});
     d.admin("POST", "/v1/calls/v6/end", None);
     let events = ev.until("recording.completed", 10 * SECOND);
     let done = events.last().unwrap();

@@ -361,7 +361,12 @@ pub struct Leg<'a> {
 
 /// Sends every leg's signal as 20 ms PCMU packets to 127.0.0.1, paced in
 /// real time, and calls `at` with each packet index before sending it.
-pub fn stream(legs: &[Leg<'_>], mut at: impl FnMut(usize)) {
+pub fn stream(legs: &[Leg<'_>], at: impl FnMut(usize)) {
+    stream_to("127.0.0.1", legs, at);
+}
+
+/// [`stream`] to legs on `host` (e.g. "::1").
+pub fn stream_to(host: &str, legs: &[Leg<'_>], mut at: impl FnMut(usize)) {
     let frames: Vec<Vec<Vec<u8>>> = legs
         .iter()
         .map(|l| recengine::testkit::pcmu_frames(l.signal))
@@ -388,7 +393,7 @@ pub fn stream(legs: &[Leg<'_>], mut at: impl FnMut(usize)) {
                 l.ssrc,
                 &f[k],
             );
-            l.socket.send_to(&p, ("127.0.0.1", l.port)).unwrap();
+            l.socket.send_to(&p, (host, l.port)).unwrap();
         }
         let next = start + Duration::from_millis(20 * (i as u64 + 1));
         if let Some(wait) = next.checked_duration_since(Instant::now()) {
