@@ -59,6 +59,7 @@ fn pipeline(format: Format, rate: u32, kbps: u32) -> Pipeline {
             rate,
             playout_delay: DELAY,
             jitter_capacity: 64,
+            drift_bound: Duration::from_millis(20),
         })
     };
     let inputs = [

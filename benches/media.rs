@@ -50,6 +50,7 @@ fn leg() -> LegReceiver {
         rate: 8000,
         playout_delay: Duration::from_millis(200),
         jitter_capacity: 64,
+        drift_bound: Duration::from_millis(20),
     })
 }
 

@@ -402,6 +402,7 @@ fn pcap(opts: PcapOptions, mix: MixArgs, cfg: &Config) -> ExitCode {
         payload_types: opts.payload_types,
         playout_delay: opts.playout_delay,
         jitter_capacity: opts.jitter_capacity,
+        drift_bound: Duration::from_millis(u64::from(cfg.jitter.drift_bound_ms)),
         format,
         sample_rate: mix.sample_rate.unwrap_or(rec.sample_rate),
         channels: mix.channels.unwrap_or(rec.channels),

@@ -473,6 +473,7 @@ pub fn drive_leg_ops(data: &[u8]) {
         rate: 8000,
         playout_delay: Duration::from_millis(60),
         jitter_capacity: 16,
+        drift_bound: Duration::from_millis(20),
     });
     let mut sink = Check { next: None };
     let mut now = Duration::ZERO;

@@ -39,6 +39,7 @@ fn leg() -> LegReceiver {
         rate: 8000,
         playout_delay: Duration::from_millis(100),
         jitter_capacity: 32,
+        drift_bound: Duration::from_millis(20),
     })
 }
 

@@ -25,6 +25,7 @@ fn options(input: &Path, out: &Path, format: Format, channels: Channels) -> Reco
         payload_types: vec![],
         playout_delay: Duration::from_millis(200),
         jitter_capacity: 64,
+        drift_bound: Duration::from_millis(20),
         format,
         sample_rate: 8000,
         channels,

@@ -65,6 +65,7 @@ fn start_call(
                     rate: 8000,
                     playout_delay: Duration::from_millis(60),
                     jitter_capacity: 16,
+                    drift_bound: Duration::from_millis(20),
                 },
                 info: leg.clone(),
             }),

@@ -208,6 +208,9 @@ pub struct JitterSection {
     pub playout_delay_ms: u32,
     /// Most packets held per leg.
     pub capacity_packets: u32,
+    /// Measured sender clock drift is corrected (in silence) once it has
+    /// moved a leg this many ms; 0 measures drift but never corrects it.
+    pub drift_bound_ms: u32,
 }
 
 impl Default for JitterSection {
@@ -215,6 +218,7 @@ impl Default for JitterSection {
         Self {
             playout_delay_ms: 200,
             capacity_packets: 64,
+            drift_bound_ms: 20,
         }
     }
 }
@@ -591,6 +595,15 @@ impl Config {
             bad(
                 "jitter.playout_delay_ms",
                 format!("{} ms is outside 20-2000", self.jitter.playout_delay_ms),
+            );
+        }
+        if self.jitter.drift_bound_ms != 0 && !(5..=1000).contains(&self.jitter.drift_bound_ms) {
+            bad(
+                "jitter.drift_bound_ms",
+                format!(
+                    "{} ms is outside 5-1000 (or 0 to never correct)",
+                    self.jitter.drift_bound_ms
+                ),
             );
         }
         if !(4..=1024).contains(&self.jitter.capacity_packets) {

@@ -20,6 +20,17 @@ use crate::core::rtp::dtmf::{DtmfDetector, DtmfEvent};
 use crate::core::rtp::{Codec, MediaKind, PayloadMap, RtpError, RtpPacket, is_rtcp};
 use crate::core::time::rescale;
 
+/// A drift correction waits this long for quiet audio before it stretches
+/// or squeezes whatever audio comes (a leg that never pauses).
+pub const STRETCH_AFTER: Duration = Duration::from_secs(10);
+/// Decoded frames whose mean absolute level is at most this are silence
+/// whatever the noise floor (about −54 dBFS).
+const QUIET_LEVEL: f64 = 64.0;
+/// Frames louder than this are never treated as silence (about −40 dBFS).
+const SPEECH_LEVEL: f64 = 320.0;
+/// Least rate at which a stretching correction proceeds, in ppm.
+const MIN_STRETCH_PPM: f64 = 500.0;
+
 /// Gaps longer than this many seconds are written as plain silence without
 /// going through the decoder or resampler (bounded work and memory whatever
 /// the timestamps say).
@@ -76,11 +87,23 @@ pub struct LegStats {
     pub bad_timestamp: u64,
     pub ssrc_changes: u64,
     pub discontinuities: u64,
-    pub slips: u64,
     pub talkspurts: u64,
-    pub clock_shifts: u64,
+    /// Times the network delay stayed beyond the playout delay and the leg
+    /// was placed later to follow it.
+    pub resyncs: u64,
     pub concealed_ms: u64,
     pub jitter_ms: f64,
+    /// Measured skew of the sender's clock (positive: slow), in ppm.
+    pub drift_ppm: f64,
+    /// Drift corrections applied, and the samples they inserted/removed.
+    pub corrections: u64,
+    pub samples_inserted: u64,
+    pub samples_removed: u64,
+    /// Corrections that found no silence and stretched audio instead.
+    pub corrections_outside_silence: u64,
+    /// Datagrams cut short by the receive buffer (never expected: buffers
+    /// hold the largest datagram; counted so it would show).
+    pub truncated: u64,
     pub dtmf_events: u64,
 }
 
@@ -102,6 +125,9 @@ pub struct LegConfig {
     pub rate: u32,
     pub playout_delay: Duration,
     pub jitter_capacity: usize,
+    /// Clock drift is corrected once it has moved the leg this far (zero:
+    /// measured, never corrected).
+    pub drift_bound: Duration,
 }
 
 struct DecoderSlot {
@@ -124,8 +150,12 @@ pub struct LegReceiver {
     resampled: Vec<i16>,
     /// Output written up to here (None before the first audio).
     written_to: Option<i64>,
-    first_arrival: Option<Duration>,
     last_arrival: Option<Duration>,
+    /// Slowly rising minimum of decoded frame levels: what silence sounds
+    /// like on this leg.
+    noise_floor: Option<f64>,
+    /// Fraction of a sample a stretching correction has earned so far.
+    stretch_credit: f64,
     stats: LegStats,
 }
 
@@ -138,6 +168,7 @@ impl LegReceiver {
                 clock_rate: cfg.rate,
                 playout_delay: cfg.playout_delay,
                 capacity: cfg.jitter_capacity,
+                drift_bound: cfg.drift_bound,
             }),
             dtmf: DtmfDetector::new(),
             dtmf_records: Vec::new(),
@@ -146,8 +177,9 @@ impl LegReceiver {
             decoded: Vec::with_capacity(5760),
             resampled: Vec::with_capacity(5760),
             written_to: None,
-            first_arrival: None,
             last_arrival: None,
+            noise_floor: None,
+            stretch_credit: 0.0,
             stats: LegStats::default(),
         }
     }
@@ -157,9 +189,10 @@ impl LegReceiver {
         self.rate
     }
 
-    /// Arrival time of the first packet: timeline position 0.
+    /// Clock time of timeline position 0 (the leg's anchor: see
+    /// [`JitterBuffer::origin`]). Settled by the time audio is first written.
     pub fn origin(&self) -> Option<Duration> {
-        self.first_arrival
+        self.jitter.origin()
     }
 
     /// Arrival time of the latest packet of any kind.
@@ -212,11 +245,15 @@ impl LegReceiver {
             bad_timestamp: j.bad_timestamp,
             ssrc_changes: j.ssrc_changes,
             discontinuities: j.discontinuities,
-            slips: j.slips,
             talkspurts: j.talkspurts,
-            clock_shifts: j.clock_shifts,
+            resyncs: j.resyncs,
             concealed_ms: j.concealed_ticks * 1000 / u64::from(self.rate.max(1)),
             jitter_ms: j.jitter_ms,
+            drift_ppm: (j.drift_ppm * 10.0).round() / 10.0,
+            corrections: j.corrections,
+            samples_inserted: j.samples_inserted,
+            samples_removed: j.samples_removed,
+            corrections_outside_silence: j.corrections_outside_silence,
             dtmf_events: self.dtmf_records.len() as u64,
             ..self.stats
         }
@@ -225,7 +262,6 @@ impl LegReceiver {
     /// Offers one datagram that arrived at `now`.
     pub fn push(&mut self, datagram: &[u8], now: Duration) -> Result<(), Dropped> {
         self.stats.datagrams += 1;
-        self.first_arrival.get_or_insert(now);
         self.last_arrival = Some(now);
         if is_rtcp(datagram) {
             self.stats.rtcp += 1;
@@ -388,10 +424,70 @@ impl LegReceiver {
                     if self.written_to.is_none() {
                         self.written_to = Some(start);
                     }
-                    emit(sink, &mut self.written_to, start, &self.resampled[skip..]);
+                    self.resampled.drain(..skip);
+                    self.correct_drift(now);
+                    emit(sink, &mut self.written_to, start, &self.resampled);
                 }
             }
         }
+    }
+
+    /// Counts a datagram the receive path had to cut short.
+    pub fn count_truncated(&mut self) {
+        self.stats.truncated += 1;
+    }
+
+    /// Applies a pending drift correction to the frame just decoded (in
+    /// `self.resampled`), if it is quiet: samples are repeated from or cut
+    /// at its end. A correction that has found no quiet frame for
+    /// [`STRETCH_AFTER`] stretches or squeezes frames by one sample at a
+    /// time instead, at no less than twice the measured drift rate.
+    fn correct_drift(&mut self, now: Duration) {
+        let pcm = &mut self.resampled;
+        let n = pcm.len();
+        if n < 2 {
+            return;
+        }
+        let level = pcm.iter().map(|&x| f64::from(x).abs()).sum::<f64>() / n as f64;
+        let floor = self.noise_floor.get_or_insert(level);
+        *floor = if level < *floor {
+            level
+        } else {
+            *floor + (level - *floor) * 0.02
+        };
+        let quiet = level <= SPEECH_LEVEL && level <= QUIET_LEVEL.max(*floor * 2.0);
+        let (pending, since) = self.jitter.pending_correction();
+        if pending == 0 {
+            self.stretch_credit = 0.0;
+            return;
+        }
+        if quiet {
+            let ticks = if pending > 0 {
+                let k = (pending as usize).min(n);
+                pcm.extend_from_within(n - k..);
+                k as i64
+            } else {
+                let k = (pending.unsigned_abs() as usize).min(n - 1);
+                pcm.truncate(n - k);
+                -(k as i64)
+            };
+            self.jitter.apply_correction(ticks, true);
+            return;
+        }
+        if since.is_none_or(|s| now.saturating_sub(s) < STRETCH_AFTER) {
+            return;
+        }
+        let ppm = (self.jitter.stats().drift_ppm.abs() * 2.0).max(MIN_STRETCH_PPM);
+        self.stretch_credit += n as f64 * ppm / 1e6;
+        if self.stretch_credit < 1.0 {
+            return;
+        }
+        self.stretch_credit -= 1.0;
+        let out_len = if pending > 0 { n + 1 } else { n - 1 };
+        stretch(pcm, out_len, &mut self.decoded);
+        std::mem::swap(pcm, &mut self.decoded);
+        self.jitter
+            .apply_correction(out_len as i64 - n as i64, false);
     }
 
     /// Ends the leg: releases everything held and reports a DTMF event that
@@ -418,6 +514,22 @@ impl LegReceiver {
             emit(sink, &mut self.written_to, at, &self.resampled);
         }
     }
+}
+
+/// Resamples `pcm` to `out_len` samples by linear interpolation, first and
+/// last sample kept, so consecutive frames join without a step.
+fn stretch(pcm: &[i16], out_len: usize, out: &mut Vec<i16>) {
+    out.clear();
+    let n = pcm.len();
+    let scale = (n - 1) as f64 / (out_len.max(2) - 1) as f64;
+    out.extend((0..out_len).map(|i| {
+        let x = i as f64 * scale;
+        let j = (x as usize).min(n - 1);
+        let t = x - j as f64;
+        let a = f64::from(pcm[j]);
+        let b = f64::from(pcm[(j + 1).min(n - 1)]);
+        (a + (b - a) * t).round() as i16
+    }));
 }
 
 fn resample_into(slot: &mut DecoderSlot, decoded: &[i16], out: &mut Vec<i16>) {

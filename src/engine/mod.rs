@@ -497,6 +497,9 @@ impl Engine {
                             self.cfg.jitter.playout_delay_ms,
                         )),
                         jitter_capacity: self.cfg.jitter.capacity_packets as usize,
+                        drift_bound: Duration::from_millis(u64::from(
+                            self.cfg.jitter.drift_bound_ms,
+                        )),
                     },
                     info,
                 }),

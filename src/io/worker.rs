@@ -516,7 +516,8 @@ fn play_out(c: &mut CallState, now: Duration, drained: DrainTime, batch: &mut Re
             let _ = leg.push(datagram, arrival.saturating_sub(origin));
             latest = latest.max(arrival.as_nanos() as u64);
         });
-        if slot.offset.is_none()
+        // The leg's anchor settles until its first audio is written.
+        if c.tracks[i].first_call_pos().is_none()
             && let Some(origin) = slot.leg.origin()
         {
             slot.offset = Some(nanos_to_ticks(origin.as_nanos() as i128, c.rate));

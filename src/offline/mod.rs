@@ -180,6 +180,10 @@ pub fn run(opts: &PcapOptions) -> Result<Vec<StreamReport>, Error> {
                 rate,
                 playout_delay: opts.playout_delay,
                 jitter_capacity: opts.jitter_capacity,
+                // One stream alone is a pure decode placed by timestamp:
+                // drift is measured and reported, never corrected (that
+                // only matters for aligning parties in a mix).
+                drift_bound: Duration::ZERO,
             }),
             codec: main.map(|(_, c)| c),
             summary,
@@ -262,7 +266,7 @@ fn hound_io(e: hound::Error) -> std::io::Error {
 pub fn table(reports: &[StreamReport]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "{:<8}  {:<45}  {:<6}  {:>7}  {:>5}  {:>5}  {:>5}  {:<12}  {:>9}  {}\n",
+        "{:<8}  {:<45}  {:<6}  {:>7}  {:>5}  {:>5}  {:>5}  {:>9}  {:>11}  {:<12}  {:>9}  {}\n",
         "SSRC",
         "SOURCE -> DESTINATION",
         "CODEC",
@@ -270,6 +274,8 @@ pub fn table(reports: &[StreamReport]) -> String {
         "LOST",
         "LATE",
         "DUPS",
+        "DRIFT_PPM",
+        "CORRECTIONS",
         "DTMF",
         "DURATION",
         "FILE"
@@ -283,7 +289,7 @@ pub fn table(reports: &[StreamReport]) -> String {
         );
         let digits = r.digits();
         out.push_str(&format!(
-            "{:08x}  {:<45}  {:<6}  {:>7}  {:>5}  {:>5}  {:>5}  {:<12}  {:>8.2}s  {}\n",
+            "{:08x}  {:<45}  {:<6}  {:>7}  {:>5}  {:>5}  {:>5}  {:>9.1}  {:>11}  {:<12}  {:>8.2}s  {}\n",
             r.key.ssrc,
             flow,
             codec,
@@ -291,6 +297,11 @@ pub fn table(reports: &[StreamReport]) -> String {
             r.stats.lost,
             r.stats.late,
             r.stats.duplicates,
+            r.stats.drift_ppm,
+            format!(
+                "{} (+{}/-{})",
+                r.stats.corrections, r.stats.samples_inserted, r.stats.samples_removed
+            ),
             if digits.is_empty() {
                 "-".to_owned()
             } else {

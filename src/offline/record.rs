@@ -77,6 +77,8 @@ pub struct RecordOptions {
     pub payload_types: Vec<(u8, crate::core::rtp::Codec)>,
     pub playout_delay: Duration,
     pub jitter_capacity: usize,
+    /// See [`crate::core::leg::LegConfig::drift_bound`].
+    pub drift_bound: Duration,
     pub format: Format,
     pub sample_rate: u32,
     pub channels: Channels,
@@ -137,6 +139,7 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
                 rate: opts.sample_rate,
                 playout_delay: opts.playout_delay,
                 jitter_capacity: opts.jitter_capacity,
+                drift_bound: opts.drift_bound,
             }),
             summary,
             role,
@@ -362,7 +365,8 @@ impl TickCtx<'_> {
         now: Duration,
     ) -> Result<(), Error> {
         for (p, track) in parties.iter_mut().zip(tracks.iter_mut()) {
-            if p.offset.is_none()
+            // The leg's anchor settles until its first audio is written.
+            if track.first_call_pos().is_none()
                 && let Some(origin) = p.leg.origin()
             {
                 p.offset = Some(nanos_to_ticks(

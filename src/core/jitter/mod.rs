@@ -21,19 +21,37 @@
 //!   the arrival-time gap;
 //! - the sequence number jumps by more than [`MAX_DROPOUT`] (RFC 3550 A.1).
 //!
-//! # Playout
+//! # Playout: the RTP timeline against one fixed anchor
 //!
-//! Each packet gets a deadline: its arrival-time anchor plus its offset on the
-//! timeline plus `playout_delay`. [`JitterBuffer::pop`] releases packets in
-//! sequence order once the earliest is due, and fills silence up to
-//! `now − playout_delay` while nothing is buffered, so a consumer ticking
-//! every 20 ms always gets audio up to the playout point. A packet whose
-//! successor was already played is [`Rejected::Late`]. A packet that arrives
-//! after its place was filled with synthetic silence (the network delay grew
-//! past the playout delay) is not thrown away: the segment slips later by the
-//! overlap, keeping every received sample. At a marker bit (a new talkspurt)
-//! the arrival anchor is taken again, so deadlines follow the current network
-//! delay without moving any audio.
+//! Position 0 belongs at one clock time, the leg's *anchor*
+//! ([`JitterBuffer::origin`]). Until the first packet plays, a packet that
+//! arrives earlier than the anchor promised moves it earlier (the anchor is
+//! the least-delayed packet seen, not merely the first); from the first
+//! playout on it never moves. A packet at output position `p` is due at
+//! `anchor + p + playout_delay`; [`JitterBuffer::pop`] releases packets in
+//! sequence order once the earliest is due, and fills silence up to the
+//! playout point while nothing is buffered, so a consumer ticking every
+//! 20 ms always gets audio up to it.
+//!
+//! Jitter therefore never moves audio: any arrival pattern whose delay stays
+//! within `playout_delay` plays every packet exactly at its timestamp's
+//! place, whatever the bursts. A packet arriving after its place was played
+//! is [`Rejected::Late`] and its time concealed; the packets after it still
+//! play at their own places. Only when audio stays late for [`RESYNC_AFTER`]
+//! without one packet on time (the network delay grew past the playout delay
+//! for good) does the leg resynchronise: later by the new delay, counted in
+//! [`JitterStats::resyncs`].
+//!
+//! # Clock drift
+//!
+//! Each audio packet's lateness against the anchor feeds a
+//! [`drift::DriftEstimator`] (lower envelope per second, robust line fit).
+//! Only a sustained trend whose accumulated offset exceeds
+//! [`JitterConfig::drift_bound`] starts a correction, and a correction is
+//! applied only where it cannot be heard: here, in silence the sender left
+//! (nothing held, or a DTX gap before the next packet); or by the consumer,
+//! in quiet decoded audio, through [`JitterBuffer::apply_correction`].
+//! Output positions are RTP-timeline positions plus the corrections so far.
 //!
 //! The buffer never reads a clock: `now` is passed in by the caller.
 
@@ -41,6 +59,10 @@ use std::time::Duration;
 
 use crate::core::rtp::{MediaKind, RtpPacket};
 use crate::core::time::{extend_seq, extend_ts, nanos_to_ticks, rescale, ticks_to_nanos};
+
+pub mod drift;
+
+use drift::DriftEstimator;
 
 /// A timestamp step that disagrees with the arrival step by more than this
 /// starts a new segment.
@@ -53,20 +75,28 @@ const CONTINUATION_SLACK: Duration = Duration::from_millis(60);
 /// A candidate SSRC is dropped once the current stream delivers this many
 /// new packets without the candidate confirming.
 const PROBATION_PATIENCE: u8 = 3;
-/// Window over which the least arrival delay is measured.
-const CLOCK_WINDOW: Duration = Duration::from_secs(2);
-/// Least arrival delay beyond which deadlines are moved.
-const CLOCK_TOLERANCE: Duration = Duration::from_millis(5);
+/// Audio late for this long without a single packet on time means the
+/// network delay grew past the playout delay for good: the leg
+/// resynchronises instead of losing everything from then on.
+pub const RESYNC_AFTER: Duration = Duration::from_secs(1);
+/// A sender whose timestamps run this far from our clock is not drifting
+/// but wrong (a mislabeled clock rate): its audio follows arrival instead,
+/// so when its buffer runs dry the next packet plays where the silence
+/// ended rather than being lost.
+pub const GROSS_SKEW_PPM: f64 = 10_000.0;
 
 /// How the buffer is sized and how long it waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JitterConfig {
     /// Ticks per second of the timeline (the leg's audio rate).
     pub clock_rate: u32,
-    /// How long after its ideal time a packet is waited for.
+    /// How long after its place on the timeline a packet is waited for.
     pub playout_delay: Duration,
     /// Most packets held at once; beyond it packets are [`Rejected::Overflow`].
     pub capacity: usize,
+    /// Measured clock drift is corrected once the accumulated offset exceeds
+    /// this; zero measures drift but never corrects it.
+    pub drift_bound: Duration,
 }
 
 /// What the caller knows about a packet's payload.
@@ -86,7 +116,7 @@ pub struct PayloadInfo {
 pub enum Rejected {
     /// Same sequence number as a packet already buffered or played.
     Duplicate,
-    /// Its successor was already played out.
+    /// It arrived after its place on the timeline was played.
     Late,
     /// The buffer holds `capacity` packets.
     Overflow,
@@ -112,7 +142,7 @@ pub enum GapCause {
 /// A packet released for decoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame<'a> {
-    /// Timeline position of the first sample.
+    /// Output position of the first sample.
     pub start: i64,
     /// Length on the timeline in ticks (0 for events and comfort noise).
     pub len: i64,
@@ -157,17 +187,23 @@ pub struct JitterStats {
     pub ssrc_changes: u64,
     /// Timestamp or sequence restarts inside one SSRC.
     pub discontinuities: u64,
-    /// Times a segment was moved later because its audio arrived after its
-    /// place had been filled with silence.
-    pub slips: u64,
     pub talkspurts: u64,
-    /// Times deadlines were moved to follow the sender's clock or a changed
-    /// network delay.
-    pub clock_shifts: u64,
+    /// Times the network delay stayed beyond the playout delay for
+    /// [`RESYNC_AFTER`] and the leg was placed later to follow it.
+    pub resyncs: u64,
     /// Timeline ticks filled because packets were lost or late.
     pub concealed_ticks: u64,
     /// RFC 3550 interarrival jitter, in milliseconds.
     pub jitter_ms: f64,
+    /// Measured skew of the sender's clock against ours (positive: the
+    /// sender's clock runs slow), in parts per million.
+    pub drift_ppm: f64,
+    /// Drift corrections applied (each inserts or removes some samples).
+    pub corrections: u64,
+    pub samples_inserted: u64,
+    pub samples_removed: u64,
+    /// Corrections that found no silence and stretched or squeezed audio.
+    pub corrections_outside_silence: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -179,9 +215,9 @@ struct Key {
 #[derive(Debug, Default)]
 struct Slot {
     key: Option<Key>,
+    /// Position on the RTP timeline (before drift corrections).
     start: i64,
     len: i64,
-    deadline: Duration,
     payload: Vec<u8>,
     payload_type: u8,
     kind: Option<MediaKind>,
@@ -202,9 +238,9 @@ struct Stream {
     /// Extended timestamp reference for unwrapping.
     last_ts: u64,
     clock_rate: u32,
+    /// The segment's timestamp anchor and its RTP-timeline position.
     anchor_ts: u64,
     anchor_pos: i64,
-    anchor_arrival: Duration,
     /// The audio packet with the highest sequence number: (ts, arrival, pos).
     reference: Option<(u64, Duration, i64)>,
     /// End of the furthest audio seen on the timeline.
@@ -212,10 +248,6 @@ struct Stream {
     /// RFC 3550 jitter estimate in RTP ticks, and the last transit.
     jitter: f64,
     last_transit: Option<i128>,
-    /// Arrival-delay tracking: start of the current window and the least
-    /// lateness (arrival − ideal time, ns) seen in it.
-    window_start: Duration,
-    window_min: Option<i128>,
 }
 
 /// An SSRC on probation: its first packet, kept until a second confirms it.
@@ -249,11 +281,23 @@ pub struct JitterBuffer {
     played: SeqWindow,
     /// A missing sequence number was skipped since the last audio frame.
     skipped: bool,
-    /// Everything before this position has been released.
+    /// Everything before this output position has been released.
     cursor: Option<i64>,
-    /// End of the last real audio released (the rest up to the cursor is
-    /// synthetic silence).
-    real_end: i64,
+    /// Clock time (ns, the caller's clock) of RTP-timeline position 0: the
+    /// leg's anchor. Settled before the first playout, fixed afterwards.
+    base_ns: Option<i64>,
+    /// Output position = RTP-timeline position + `shift` (drift corrections
+    /// and resynchronisations so far).
+    shift: i64,
+    /// Correction still to apply, in ticks (positive: insert).
+    pending: i64,
+    pending_since: Option<Duration>,
+    drift: DriftEstimator,
+    /// `shift` when drift measurement last started afresh: the estimator's
+    /// offsets count from its first block and this shift.
+    drift_shift_at: i64,
+    /// Arrival of the first late packet of the current run of late ones.
+    late_since: Option<Duration>,
     draining: bool,
     lost_before: u64,
     stats: JitterStats,
@@ -273,7 +317,13 @@ impl JitterBuffer {
             played: SeqWindow::default(),
             skipped: false,
             cursor: None,
-            real_end: 0,
+            base_ns: None,
+            shift: 0,
+            pending: 0,
+            pending_since: None,
+            drift: DriftEstimator::default(),
+            drift_shift_at: 0,
+            late_since: None,
             draining: false,
             lost_before: 0,
             stats: JitterStats::default(),
@@ -291,6 +341,7 @@ impl JitterBuffer {
         s.jitter_ms = self
             .stream
             .map_or(0.0, |st| st.jitter * 1000.0 / f64::from(st.clock_rate));
+        s.drift_ppm = self.drift.ppm();
         s
     }
 
@@ -303,21 +354,83 @@ impl JitterBuffer {
         self.order.is_empty()
     }
 
-    /// The position up to which everything has been released.
+    /// The output position up to which everything has been released.
     pub fn cursor(&self) -> Option<i64> {
         self.cursor
     }
 
-    /// Maps a timestamp of the current stream to the timeline (for events
-    /// such as DTMF that are reported by timestamp).
+    /// Clock time of output position 0 (the leg's anchor), once a packet
+    /// has arrived. It may move earlier until the first playout (a packet
+    /// arriving earlier than the first one promised), never after.
+    pub fn origin(&self) -> Option<Duration> {
+        self.base_ns.map(|b| Duration::from_nanos(b.max(0) as u64))
+    }
+
+    /// Ticks of drift correction waiting for a quiet moment (positive:
+    /// samples to insert, negative: to remove), and since when.
+    pub fn pending_correction(&self) -> (i64, Option<Duration>) {
+        (self.pending, self.pending_since)
+    }
+
+    /// The consumer inserted (`ticks > 0`) or removed samples of audio it
+    /// was given, towards the pending correction: later output positions
+    /// move by as much.
+    pub fn apply_correction(&mut self, ticks: i64, in_silence: bool) {
+        if ticks == 0 {
+            return;
+        }
+        self.shift += ticks;
+        self.cursor = self.cursor.map(|c| c + ticks);
+        self.count_correction(ticks, in_silence);
+    }
+
+    fn count_correction(&mut self, ticks: i64, in_silence: bool) {
+        let before = self.pending;
+        self.pending -= ticks;
+        if self.pending == 0 || self.pending.signum() != before.signum() {
+            self.pending = 0;
+            self.pending_since = None;
+        }
+        self.stats.corrections += 1;
+        if ticks > 0 {
+            self.stats.samples_inserted += ticks as u64;
+        } else {
+            self.stats.samples_removed += ticks.unsigned_abs();
+        }
+        if !in_silence {
+            self.stats.corrections_outside_silence += 1;
+        }
+    }
+
+    /// Maps a timestamp of the current stream to the output timeline (for
+    /// events such as DTMF that are reported by timestamp).
     pub fn position_of(&self, ssrc: u32, timestamp: u32) -> Option<i64> {
         let st = self.stream.filter(|s| s.ssrc == ssrc)?;
         let ts = extend_ts(Some(st.last_ts), timestamp);
-        Some(st.anchor_pos + self.to_timeline(ts as i64 - st.anchor_ts as i64, st.clock_rate))
+        Some(
+            st.anchor_pos
+                + self.to_timeline(ts as i64 - st.anchor_ts as i64, st.clock_rate)
+                + self.shift,
+        )
     }
 
     fn to_timeline(&self, rtp_ticks: i64, rtp_rate: u32) -> i64 {
         rescale(rtp_ticks, rtp_rate, self.cfg.clock_rate)
+    }
+
+    fn ticks_to_ns(&self, ticks: i64) -> i64 {
+        ticks_to_nanos(ticks, self.cfg.clock_rate) as i64
+    }
+
+    fn ns_to_ticks(&self, ns: i64) -> i64 {
+        nanos_to_ticks(i128::from(ns), self.cfg.clock_rate)
+    }
+
+    /// Output position up to which audio is due at `now`.
+    fn playout_point(&self, now: Duration) -> Option<i64> {
+        let base = self.base_ns?;
+        let delay = self.cfg.playout_delay.as_nanos() as i64;
+        Some(self.ns_to_ticks(now.as_nanos() as i64 - base - delay))
     }
 
     /// Offers a packet that arrived at `now`.
@@ -329,13 +442,8 @@ impl JitterBuffer {
     ) -> Result<(), Rejected> {
         self.stats.received += 1;
         let result = self.push_inner(packet, info, now);
-        match result {
-            Err(Rejected::Duplicate) => self.stats.duplicates += 1,
-            Err(Rejected::Late) => self.stats.late += 1,
-            Err(Rejected::Overflow) => self.stats.overflow += 1,
-            Err(Rejected::ForeignSsrc) => self.stats.foreign_ssrc += 1,
-            Err(Rejected::BadTimestamp) => self.stats.bad_timestamp += 1,
-            Ok(()) => {}
+        if let Err(reason) = result {
+            self.count_rejection(reason);
         }
         result
     }
@@ -347,15 +455,8 @@ impl JitterBuffer {
         now: Duration,
     ) -> Result<(), Rejected> {
         let Some(stream) = self.stream else {
-            self.start_stream(
-                packet.ssrc,
-                packet.sequence,
-                packet.timestamp,
-                info,
-                now,
-                0,
-                0,
-            );
+            self.base_ns = Some(now.as_nanos() as i64);
+            self.start_stream(packet.ssrc, packet.sequence, packet.timestamp, info, 0, 0);
             return self.accept(packet.sequence, packet.timestamp, packet, info, now);
         };
         if packet.ssrc != stream.ssrc {
@@ -375,7 +476,6 @@ impl JitterBuffer {
         }
         result
     }
-
     /// Holds the first packet of a new SSRC; switches on the second.
     fn probation(
         &mut self,
@@ -425,7 +525,6 @@ impl JitterBuffer {
             cand.seq,
             cand.timestamp,
             cand_info,
-            cand.arrival,
             pos,
             old.segment + 1,
         );
@@ -461,8 +560,9 @@ impl JitterBuffer {
         }
     }
 
-    /// Where a new segment starting at `arrival` goes: right after the old
-    /// audio, or later by the arrival gap when the sender was really quiet.
+    /// Where a new segment starting at `arrival` goes on the RTP timeline:
+    /// right after the old audio, or later by the arrival gap when the
+    /// sender was really quiet.
     fn continuation(&self, old: &Stream, arrival: Duration) -> i64 {
         let by_arrival = match old.reference {
             Some((_, ref_arrival, ref_pos)) => {
@@ -471,7 +571,8 @@ impl JitterBuffer {
             None => old.end,
         };
         let slack = nanos_to_ticks(CONTINUATION_SLACK.as_nanos() as i128, self.cfg.clock_rate);
-        let end = old.end.max(self.cursor.unwrap_or(i64::MIN));
+        let released = self.cursor.map_or(i64::MIN, |c| c - self.shift);
+        let end = old.end.max(released);
         if by_arrival > end + slack {
             by_arrival
         } else {
@@ -479,19 +580,21 @@ impl JitterBuffer {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Starts a stream (a new SSRC, or a restart of the current one) whose
+    /// first packet sits at RTP-timeline position `pos`. Its relation to
+    /// our clock is new, so drift is measured afresh.
     fn start_stream(
         &mut self,
         ssrc: u32,
         seq: u16,
         timestamp: u32,
         info: PayloadInfo,
-        arrival: Duration,
         pos: i64,
         segment: u32,
     ) {
         let seq_ext = extend_seq(None, seq);
         let ts_ext = extend_ts(None, timestamp);
+        self.reset_drift();
         self.stream = Some(Stream {
             ssrc,
             segment,
@@ -502,13 +605,10 @@ impl JitterBuffer {
             clock_rate: info.clock_rate,
             anchor_ts: ts_ext,
             anchor_pos: pos,
-            anchor_arrival: arrival,
             reference: None,
             end: pos,
             jitter: 0.0,
             last_transit: None,
-            window_start: arrival,
-            window_min: None,
         });
     }
 
@@ -533,7 +633,7 @@ impl JitterBuffer {
             self.stats.discontinuities += 1;
             let pos = self.continuation(&st, now);
             self.lost_before += stream_lost(&st);
-            self.start_stream(st.ssrc, seq16, ts32, info, now, pos, st.segment + 1);
+            self.start_stream(st.ssrc, seq16, ts32, info, pos, st.segment + 1);
             st = self.stream.unwrap_or(st);
             seq = st.max_seq;
         }
@@ -555,11 +655,11 @@ impl JitterBuffer {
                 let pos = self.continuation(&st, now);
                 st.anchor_ts = ts;
                 st.anchor_pos = pos;
-                st.anchor_arrival = now;
                 st.clock_rate = info.clock_rate;
                 st.segment += 1;
                 st.reference = None;
                 st.last_transit = None;
+                self.reset_drift();
                 // Keep sequence accounting; only the timeline restarts.
             }
         }
@@ -601,11 +701,48 @@ impl JitterBuffer {
                 }
             }
             self.stream = Some(st);
-            return Err(if dup {
-                Rejected::Duplicate
+            if dup {
+                return Err(Rejected::Duplicate);
+            }
+            self.late_run(now);
+            return Err(Rejected::Late);
+        }
+        if is_media
+            && self
+                .cursor
+                .is_some_and(|c| start + self.shift + len.max(1) <= c)
+        {
+            // Its place was played (as silence) before it came. It is not
+            // moved: everything after it stays where its timestamp says.
+            // Only if the delay stays this long does the leg resynchronise.
+            st.unique_received += 1;
+            self.mark_newest(&mut st, seq, ts, newest);
+            if newest && info.kind == MediaKind::Audio {
+                self.measure(start, now);
+            }
+            let gross = self.drift.ppm().abs() >= GROSS_SKEW_PPM;
+            if gross && self.order.is_empty() {
+                // A wrong sender clock ran the buffer dry: play on from
+                // where the silence ended.
+                self.stats.resyncs += 1;
+                self.late_since = None;
+                self.shift += self.cursor.unwrap_or(0) - (start + self.shift);
+            } else if self.late_run(now) {
+                // Resynchronised: this packet now plays at its arrival time.
+                let base = self.base_ns.unwrap_or(0);
+                let at_arrival = self.ns_to_ticks(now.as_nanos() as i64 - base);
+                self.shift = self.shift.max(at_arrival - start);
+                // Lateness is measured on the RTP timeline, which a resync
+                // does not move: the drift measurement goes on.
+                self.pending = 0;
+                self.pending_since = None;
             } else {
-                Rejected::Late
-            });
+                self.stream = Some(st);
+                return Err(Rejected::Late);
+            }
+            st.unique_received -= 1;
+        } else if is_media {
+            self.late_since = None;
         }
         // Most packets arrive in order and go last: one look at the newest
         // held slot instead of a binary search through cold memory.
@@ -631,10 +768,7 @@ impl JitterBuffer {
 
         // Accepted: update the stream.
         st.unique_received += 1;
-        if newest {
-            st.max_seq = seq;
-            st.last_ts = ts;
-        }
+        self.mark_newest(&mut st, seq, ts, newest);
         st.base_seq = st.base_seq.min(seq);
         if is_media {
             // RFC 3550 §6.4.1 interarrival jitter, in RTP ticks.
@@ -647,38 +781,21 @@ impl JitterBuffer {
             st.last_transit = Some(transit);
             if newest {
                 if packet.marker && st.reference.is_some() {
-                    // A new talkspurt: re-take the arrival anchor.
                     self.stats.talkspurts += 1;
-                    st.anchor_ts = ts;
-                    st.anchor_pos = start;
-                    st.anchor_arrival = now;
-                    st.window_start = now;
-                    st.window_min = None;
                 }
-                self.follow_sender_clock(&mut st, start, now);
                 st.reference = Some((ts, now, start));
+                if info.kind == MediaKind::Audio {
+                    self.measure(start, now);
+                }
             }
             st.end = st.end.max(start + len);
         }
-        let deadline = st.anchor_arrival
-            + Duration::from_nanos(ticks_to_nanos(
-                (start - st.anchor_pos).max(0),
-                self.cfg.clock_rate,
-            ) as u64)
-            + self.cfg.playout_delay;
-        let deadline = if start < st.anchor_pos {
-            // Reordered from before the anchor: due as soon as the anchor is.
-            st.anchor_arrival + self.cfg.playout_delay
-        } else {
-            deadline
-        };
         self.stream = Some(st);
 
         let slot = &mut self.slots[slot_index];
         slot.key = Some(key);
         slot.start = start;
         slot.len = if is_media { len } else { 0 };
-        slot.deadline = deadline;
         slot.payload.clear();
         slot.payload.extend_from_slice(packet.payload);
         slot.payload_type = packet.payload_type;
@@ -689,30 +806,69 @@ impl JitterBuffer {
         Ok(())
     }
 
-    /// Keeps deadlines on the sender's clock: over each [`CLOCK_WINDOW`],
-    /// the least-delayed packet should arrive at its ideal time. If it
-    /// arrived more than [`CLOCK_TOLERANCE`] early or late (a sender clock
-    /// running fast or slow, or a changed network delay), the arrival anchor
-    /// moves by that much. Positions never move, only when they play.
-    fn follow_sender_clock(&mut self, st: &mut Stream, start: i64, now: Duration) {
-        let ideal = ticks_to_nanos(start - st.anchor_pos, self.cfg.clock_rate);
-        let lateness = signed_nanos(now, st.anchor_arrival) - ideal;
-        st.window_min = Some(st.window_min.map_or(lateness, |m| m.min(lateness)));
-        if now.saturating_sub(st.window_start) < CLOCK_WINDOW {
+    fn mark_newest(&self, st: &mut Stream, seq: u64, ts: u64, newest: bool) {
+        if newest {
+            st.max_seq = seq;
+            st.last_ts = ts;
+        }
+    }
+
+    /// Counts a late packet; true when audio has now been late for
+    /// [`RESYNC_AFTER`] in a row and the leg resynchronises.
+    fn late_run(&mut self, now: Duration) -> bool {
+        let since = *self.late_since.get_or_insert(now);
+        if now.saturating_sub(since) < RESYNC_AFTER {
+            return false;
+        }
+        self.late_since = None;
+        self.stats.resyncs += 1;
+        true
+    }
+
+    /// Measures an audio packet's lateness against the anchor: before the
+    /// first playout it settles the anchor (the earliest packet defines it),
+    /// afterwards it feeds the drift estimate and, when the drift is real
+    /// and the offset beyond the bound, sets a correction going.
+    fn measure(&mut self, start: i64, now: Duration) {
+        let Some(base) = self.base_ns else { return };
+        let now_ns = now.as_nanos() as i64;
+        let lateness = now_ns - base - self.ticks_to_ns(start);
+        if self.cursor.is_none() {
+            if lateness < 0 {
+                self.base_ns = Some(base + lateness);
+            }
             return;
         }
-        if let Some(min) = st.window_min.take()
-            && min.unsigned_abs() > CLOCK_TOLERANCE.as_nanos()
-        {
-            let shift = Duration::from_nanos(min.unsigned_abs() as u64);
-            st.anchor_arrival = if min > 0 {
-                st.anchor_arrival + shift
-            } else {
-                st.anchor_arrival.saturating_sub(shift)
-            };
-            self.stats.clock_shifts += 1;
+        if !self.drift.observe(now_ns, lateness) || self.cfg.drift_bound.is_zero() {
+            return;
         }
-        st.window_start = now;
+        let Some(trend) = self.drift.trend() else {
+            return;
+        };
+        let Some(level) = self.drift.first_min() else {
+            return;
+        };
+        let offset =
+            self.ns_to_ticks(trend.offset_ns as i64 - level) - (self.shift - self.drift_shift_at);
+        let bound = self.ns_to_ticks(self.cfg.drift_bound.as_nanos() as i64);
+        // Correct towards the line only in the direction the clock drifts.
+        let with_trend = (offset > 0) == (trend.ppm > 0.0);
+        if !with_trend {
+            return;
+        }
+        if self.pending != 0 || offset.abs() > bound {
+            self.pending = offset;
+            self.pending_since.get_or_insert(now);
+        }
+    }
+
+    /// Measures drift afresh from here (the relation between the sender's
+    /// timestamps and our clock changed); a correction under way is dropped.
+    fn reset_drift(&mut self) {
+        self.drift.reset();
+        self.drift_shift_at = self.shift;
+        self.pending = 0;
+        self.pending_since = None;
     }
 
     /// Ends the leg: [`JitterBuffer::pop`] then releases everything held,
@@ -724,18 +880,57 @@ impl JitterBuffer {
         }
     }
 
+    /// Applies a pending correction where the leg is known to be silent:
+    /// no audio held at all (the sender paused), or a stretch of silence
+    /// (DTX, comfort noise) before the next held packet with nothing missing
+    /// in between. Insertion lengthens that silence, removal shortens it.
+    fn correct_in_silence(&mut self) {
+        if self.pending == 0 || self.draining {
+            return;
+        }
+        let Some(cursor) = self.cursor else { return };
+        let room = match self.order.first() {
+            None => i64::MAX,
+            Some(&head) => {
+                let s = &self.slots[head];
+                let quiet_before = s.key.is_some() && self.next.is_none_or(|n| s.key == Some(n));
+                if !quiet_before {
+                    return;
+                }
+                s.start + self.shift - cursor
+            }
+        };
+        let ticks = if self.pending > 0 {
+            if room <= 0 {
+                return;
+            }
+            self.pending
+        } else {
+            if room == i64::MAX {
+                return; // nothing known ahead to shorten
+            }
+            -(room.min(-self.pending))
+        };
+        if ticks != 0 {
+            self.shift += ticks;
+            self.count_correction(ticks, true);
+        }
+    }
+
     /// The next step of playout due at `now`, or `None` when nothing is due.
     /// Call repeatedly until `None`.
     pub fn pop(&mut self, now: Duration) -> Option<Playout<'_>> {
+        self.correct_in_silence();
         loop {
             let Some(&head) = self.order.first() else {
                 return self.fill_to_playout_point(now, None);
             };
-            let (key, start, len, deadline, kind) = {
+            let (key, raw_start, len, kind) = {
                 let s = &self.slots[head];
-                (s.key?, s.start, s.len, s.deadline, s.kind?)
+                (s.key?, s.start, s.len, s.kind?)
             };
-            if !self.draining && deadline > now {
+            let start = raw_start + self.shift;
+            if !self.draining && self.playout_point(now).is_some_and(|p| start > p) {
                 return self.fill_to_playout_point(now, Some(start));
             }
             let is_media = matches!(kind, MediaKind::Audio | MediaKind::ComfortNoise);
@@ -751,7 +946,7 @@ impl JitterBuffer {
                 self.skipped = true;
                 self.next = Some(key);
             }
-            let cursor = *self.cursor.get_or_insert(start.min(0));
+            let cursor = *self.cursor.get_or_insert(start.min(self.shift));
             if is_media && start > cursor {
                 let cause = if self.skipped {
                     GapCause::Loss
@@ -771,18 +966,11 @@ impl JitterBuffer {
                     following,
                 });
             }
-            let mut start = start;
-            let mut overlap = 0;
-            if is_media && start < cursor {
-                if start >= self.real_end && kind == MediaKind::Audio {
-                    // Its place was filled with silence while it was in
-                    // flight: move the segment later instead of losing it.
-                    self.slip(key.segment, cursor - start);
-                    start = cursor;
-                } else {
-                    overlap = (cursor - start).min(len);
-                }
-            }
+            let overlap = if is_media && start < cursor {
+                (cursor - start).min(len)
+            } else {
+                0
+            };
             // Release the head.
             self.order.remove(0);
             self.free.push(head);
@@ -795,11 +983,7 @@ impl JitterBuffer {
                 continue; // events are reported at arrival; nothing to play
             }
             self.skipped = false;
-            let end = start + len;
-            if kind == MediaKind::Audio {
-                self.real_end = self.real_end.max(end);
-            }
-            self.cursor = Some(cursor.max(end));
+            self.cursor = Some(cursor.max(start + len));
             let s = &self.slots[head];
             return Some(Playout::Frame(Frame {
                 start,
@@ -814,45 +998,14 @@ impl JitterBuffer {
         }
     }
 
-    /// Shifts a segment (held packets and future ones) later on the timeline.
-    fn slip(&mut self, segment: u32, by: i64) {
-        self.stats.slips += 1;
-        let shift = Duration::from_nanos(ticks_to_nanos(by, self.cfg.clock_rate) as u64);
-        for &i in &self.order {
-            let slot = &mut self.slots[i];
-            if slot.key.is_some_and(|k| k.segment == segment) {
-                slot.start += by;
-                slot.deadline += shift;
-            }
-        }
-        if let Some(st) = self.stream.as_mut()
-            && st.segment == segment
-        {
-            // Positions and the time they play at move together, so the
-            // playout point (which follows arrival time) stays where it is.
-            st.anchor_pos += by;
-            st.anchor_arrival +=
-                Duration::from_nanos(ticks_to_nanos(by, self.cfg.clock_rate) as u64);
-            st.end += by;
-            if let Some(r) = st.reference.as_mut() {
-                r.2 += by;
-            }
-        }
-    }
-
-    /// Silence up to `now − playout_delay` (never past `limit`, the next held
+    /// Silence up to the playout point (never past `limit`, the next held
     /// packet), so that the consumer's output keeps up with time.
     fn fill_to_playout_point(&mut self, now: Duration, limit: Option<i64>) -> Option<Playout<'_>> {
         if self.draining {
             return None;
         }
-        let st = self.stream?;
         let cursor = self.cursor?;
-        let point = st.anchor_pos
-            + nanos_to_ticks(
-                signed_nanos(now, st.anchor_arrival) - self.cfg.playout_delay.as_nanos() as i128,
-                self.cfg.clock_rate,
-            );
+        let point = self.playout_point(now)?;
         let point = limit.map_or(point, |l| point.min(l));
         if point <= cursor {
             return None;

@@ -56,6 +56,7 @@ impl Harness {
                 clock_rate: 8000,
                 playout_delay: ms(delay_ms),
                 capacity,
+                drift_bound: ms(20),
             }),
             out: Vec::new(),
         }
@@ -418,19 +419,45 @@ fn silence_is_filled_up_to_the_playout_point() {
 }
 
 #[test]
-fn audio_arriving_after_its_silence_was_played_slips_instead_of_being_lost() {
+fn audio_arriving_after_its_place_was_played_is_late_and_moves_nothing() {
     let mut h = Harness::with(100, 64);
     h.push(1, 1, 0, ms(0)).unwrap();
     h.pop(ms(100));
     h.pop(ms(400)); // silence to 300 ms (2400 ticks)
-    // Packet 2 belongs at 160 but the network held it for 380 ms.
-    h.push(1, 2, 160, ms(400)).unwrap();
-    h.push(1, 3, 320, ms(420)).unwrap();
+    // Packet 2 belongs at 160 but the network held it for 380 ms: its place
+    // is gone. Packet 3 comes on time and plays exactly where it belongs.
+    assert_eq!(h.push(1, 2, 160, ms(400)), Err(Rejected::Late));
+    h.push(1, 3, 3200, ms(400)).unwrap();
     h.finish();
-    assert_eq!(h.frames(), vec![0, 2400, 2560]);
+    assert_eq!(h.frames(), vec![0, 3200]);
     h.assert_contiguous();
     let s = h.jb.stats();
-    assert_eq!((s.slips, s.late, s.lost), (1, 0, 0), "{s:?}");
+    assert_eq!((s.resyncs, s.late, s.lost), (0, 1, 0), "{s:?}");
+}
+
+#[test]
+fn delay_beyond_the_playout_delay_for_good_resynchronises_once() {
+    let mut h = Harness::with(100, 64);
+    // On time for 1 s, then every packet 400 ms late from then on.
+    let mut out_of_time = 0;
+    for i in 0..200u16 {
+        let late = if i >= 50 { 400 } else { 0 };
+        let at = ms(u64::from(i) * 20 + late);
+        if h.push(1, i, u32::from(i) * 160, at).is_err() {
+            out_of_time += 1;
+        }
+        h.pop(at);
+    }
+    h.finish();
+    h.assert_contiguous();
+    let s = h.jb.stats();
+    assert_eq!(s.resyncs, 1, "{s:?}");
+    // About a second of audio is lost to the resync, not the rest.
+    assert!((40..=60).contains(&out_of_time), "{out_of_time} {s:?}");
+    let frames = h.frames();
+    // After the resync, consecutive packets are still 160 ticks apart.
+    let tail = &frames[frames.len() - 50..];
+    assert!(tail.windows(2).all(|w| w[1] - w[0] == 160), "{tail:?}");
 }
 
 #[test]
@@ -461,6 +488,7 @@ fn rescaled_timeline_for_wideband_clock() {
         clock_rate: 16_000,
         playout_delay: ms(100),
         capacity: 8,
+        drift_bound: ms(20),
     });
     let info = PayloadInfo {
         kind: MediaKind::Audio,
@@ -556,7 +584,7 @@ fn property_random_impairments_keep_every_sample_in_place() {
         let s = h.jb.stats();
         assert_eq!(s.lost, dropped.len() as u64, "seed {seed}: {s:?}");
         assert_eq!(s.late, 0, "seed {seed}: {s:?}");
-        assert_eq!(s.slips, 0, "seed {seed}");
+        assert_eq!((s.resyncs, s.corrections), (0, 0), "seed {seed}");
     }
 }
 

@@ -10,15 +10,10 @@
 //! - **Alignment.** A track's sample `i` belongs at call position
 //!   `first_call_pos + i`. Before a leg starts and after it ends the mixer
 //!   reads silence.
-//! - **Drift.** A sender whose clock runs fast delivers more samples per
-//!   second than the call timeline consumes, a slow one fewer. The mixer
-//!   watches how far each track runs ahead of its read point; when the
-//!   smoothed lead drifts more than [`DRIFT_START`] from where it settled in
-//!   the first second, it
-//!   reads that track slightly faster or slower (at most 0.5 %, cubic
-//!   interpolation, no jumps) until the lead is back, so offsets between legs
-//!   stay bounded and nothing clicks. Undrifted tracks are copied sample for
-//!   sample.
+//! - **Exactness.** Tracks are already on the call timeline, drift
+//!   corrections included (the legs make them, in silence: see
+//!   [`crate::core::jitter`]), so the mixer copies every sample from the
+//!   place it belongs and never resamples or shifts a track.
 //! - **Mute and DTMF suppression** silence one input over intervals of call
 //!   positions.
 //! - **Pause.** Positions inside a pause are written as silence
@@ -39,24 +34,13 @@ use crate::core::time::nanos_to_ticks;
 use crate::core::track::Track;
 
 /// How far behind the tracks' playout point a recording mixes: room for
-/// one packet of granularity plus drift correction's band.
+/// the packet granularity of the legs' output and for drift corrections
+/// that insert samples.
 pub const DEFAULT_MARGIN: Duration = Duration::from_millis(60);
 
 /// DTMF tones may begin a little before their RFC 4733 event and ring on
 /// after it: suppression is widened by this much on both sides.
 pub const DTMF_GUARD: Duration = Duration::from_millis(40);
-
-/// Smoothed lead error (in seconds) at which drift correction starts.
-pub const DRIFT_START: f64 = 0.015;
-/// ... and below which it stops.
-const DRIFT_STOP: f64 = 0.003;
-/// Mixes over which a track's normal lead is measured before drift
-/// correction can start (50 ticks of 20 ms = 1 s).
-const WARMUP_TICKS: u32 = 50;
-/// Largest rate change used to correct drift.
-const MAX_CORRECTION: f64 = 0.005;
-/// Seconds over which a lead error is corrected.
-const CORRECTION_TIME: f64 = 5.0;
 
 /// One selected leg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,20 +89,6 @@ impl Span {
 #[derive(Debug, Clone)]
 struct InputState {
     input: MixInput,
-    /// Track index read for the mixer's cursor (fractional while correcting);
-    /// `None` until the track has started.
-    read: Option<f64>,
-    ratio: f64,
-    correcting: bool,
-    /// Correction is ending: keep the ratio until the read point reaches a
-    /// whole sample, then return to exact copying.
-    stopping: bool,
-    /// Smoothed lead error in samples.
-    lead_error: f64,
-    /// The lead this track settles at when clocks agree (its mean over the
-    /// first [`WARMUP_TICKS`] mixes), and that mean being gathered.
-    target: Option<f64>,
-    warmup: (f64, u32),
     mutes: Vec<Span>,
     suppress: Vec<Span>,
 }
@@ -136,7 +106,6 @@ pub struct Mixer {
     pauses: Vec<Span>,
     frames_out: u64,
     sums: Vec<i32>,
-    drift_correction: bool,
 }
 
 impl Mixer {
@@ -160,20 +129,11 @@ impl Mixer {
             pauses: Vec::new(),
             frames_out: 0,
             sums: vec![0; usize::from(channels.max(1)) * 160],
-            drift_correction: true,
         };
         for &input in inputs {
             m.add_input(input);
         }
         m
-    }
-
-    /// Turns drift correction off: for tracks that are complete before
-    /// mixing starts (nothing is arriving in real time, so a track's lead
-    /// says nothing about clocks).
-    pub fn without_drift_correction(mut self) -> Self {
-        self.drift_correction = false;
-        self
     }
 
     pub fn rate(&self) -> u32 {
@@ -257,13 +217,6 @@ impl Mixer {
         }
         self.inputs.push(InputState {
             input,
-            read: None,
-            ratio: 1.0,
-            correcting: false,
-            stopping: false,
-            lead_error: 0.0,
-            target: None,
-            warmup: (0.0, 0),
             mutes: Vec::new(),
             suppress: Vec::new(),
         });
@@ -344,9 +297,6 @@ impl Mixer {
         if upto <= self.cursor {
             return;
         }
-        if self.drift_correction {
-            self.update_drift(tracks);
-        }
         let ch = usize::from(self.channels);
         while self.cursor < upto {
             // Work in blocks of at most 160 frames that lie wholly inside
@@ -367,7 +317,7 @@ impl Mixer {
             let from = self.cursor;
             self.sums.clear();
             self.sums.resize(n * ch, 0);
-            for st in &mut self.inputs {
+            for st in &self.inputs {
                 read_input(st, tracks, from, n, ch, &mut self.sums);
             }
             self.cursor = end;
@@ -381,134 +331,40 @@ impl Mixer {
             self.frames_out += n as u64;
         }
     }
-
-    /// Adjusts each input's read rate from how far its track leads.
-    fn update_drift(&mut self, tracks: &[Track]) {
-        let rate = f64::from(self.rate);
-        for st in &mut self.inputs {
-            let (Some(read), Some(track)) = (st.read, tracks.get(st.input.track)) else {
-                continue;
-            };
-            let lead = track.written() as f64 - read;
-            let Some(target) = st.target else {
-                st.warmup.0 += lead;
-                st.warmup.1 += 1;
-                if st.warmup.1 >= WARMUP_TICKS {
-                    st.target = Some(st.warmup.0 / f64::from(st.warmup.1));
-                }
-                continue;
-            };
-            let error = lead - target;
-            st.lead_error += (error - st.lead_error) * 0.05;
-            if !st.correcting && st.lead_error.abs() > DRIFT_START * rate {
-                st.correcting = true;
-                st.stopping = false;
-            }
-            if st.correcting {
-                if st.lead_error.abs() < DRIFT_STOP * rate {
-                    st.stopping = true;
-                } else {
-                    st.stopping = false;
-                    let r = st.lead_error / (CORRECTION_TIME * rate);
-                    st.ratio = 1.0 + r.clamp(-MAX_CORRECTION, MAX_CORRECTION);
-                }
-            }
-        }
-    }
 }
 
 /// Adds `n` frames of one input, starting at call position `from`, to `sums`.
-fn read_input(
-    st: &mut InputState,
-    tracks: &[Track],
-    from: i64,
-    n: usize,
-    ch: usize,
-    sums: &mut [i32],
-) {
+fn read_input(st: &InputState, tracks: &[Track], from: i64, n: usize, ch: usize, sums: &mut [i32]) {
     let Some(track) = tracks.get(st.input.track) else {
         return;
     };
     let Some(first) = track.first_call_pos() else {
         return; // the leg has not started: silence
     };
-    let read = *st.read.get_or_insert((from - first) as f64);
     let channel = usize::from(st.input.channel);
-    let quiet = |pos: i64| {
-        st.mutes.iter().any(|m| m.contains(pos)) || st.suppress.iter().any(|m| m.contains(pos))
-    };
-    let any_quiet = st.mutes.iter().any(|m| m.overlaps(from, from + n as i64))
-        || st
-            .suppress
-            .iter()
-            .any(|m| m.overlaps(from, from + n as i64));
-    let integral = read.fract() == 0.0;
-    if !st.correcting && integral && !any_quiet {
-        // Nominal rate, nobody muted: add whole runs of samples.
-        for (offset, run) in track.held(read as i64, n) {
-            if ch == 1 {
-                for (sum, &s) in sums[offset..offset + run.len()].iter_mut().zip(run) {
-                    *sum += i32::from(s);
-                }
-            } else {
-                for (k, &s) in run.iter().enumerate() {
-                    sums[(offset + k) * ch + channel] += i32::from(s);
-                }
-            }
-        }
-        st.read = Some(read + n as f64);
-        return;
-    }
-    if !st.correcting && integral {
-        // Nominal rate: sample-exact copy.
-        let base = read as i64;
-        for k in 0..n {
-            if any_quiet && quiet(from + k as i64) {
-                continue;
-            }
-            sums[k * ch + channel] += i32::from(track.sample(base + k as i64));
-        }
-        st.read = Some(read + n as f64);
-        return;
-    }
-    let mut r = read;
-    for k in 0..n {
-        if !(any_quiet && quiet(from + k as i64)) {
-            sums[k * ch + channel] += interpolate(track, r);
-        }
-        if st.correcting {
-            r += st.ratio;
-            if st.stopping && (r - r.round()).abs() <= (st.ratio - 1.0).abs() {
-                r = r.round();
-                st.correcting = false;
-                st.stopping = false;
-                st.ratio = 1.0;
+    let to = from + n as i64;
+    for (offset, run) in track.held(from - first, n) {
+        if ch == 1 {
+            for (sum, &s) in sums[offset..offset + run.len()].iter_mut().zip(run) {
+                *sum += i32::from(s);
             }
         } else {
-            r += 1.0;
+            for (k, &s) in run.iter().enumerate() {
+                sums[(offset + k) * ch + channel] += i32::from(s);
+            }
         }
     }
-    st.read = Some(r);
-}
-
-/// Catmull-Rom interpolation of a track at a fractional index.
-#[inline]
-fn interpolate(track: &Track, at: f64) -> i32 {
-    let i = at.floor() as i64;
-    let t = at - at.floor();
-    if t == 0.0 {
-        return i32::from(track.sample(i));
+    // Take muted and suppressed stretches back out (each position once,
+    // however many spans cover it).
+    let spans = || st.mutes.iter().chain(&st.suppress);
+    if spans().any(|m| m.overlaps(from, to)) {
+        for k in 0..n {
+            let pos = from + k as i64;
+            if spans().any(|m| m.contains(pos)) {
+                sums[k * ch + channel] -= i32::from(track.sample(pos - first));
+            }
+        }
     }
-    let p0 = f64::from(track.sample(i - 1));
-    let p1 = f64::from(track.sample(i));
-    let p2 = f64::from(track.sample(i + 1));
-    let p3 = f64::from(track.sample(i + 2));
-    let v = p1
-        + 0.5
-            * t
-            * (p2 - p0
-                + t * (2.0 * p0 - 5.0 * p1 + 4.0 * p2 - p3 + t * (3.0 * (p1 - p2) + p3 - p0)));
-    v.round() as i32
 }
 
 #[cfg(test)]

@@ -1,0 +1,245 @@
+//! Sender clock drift, measured from arrival times.
+//!
+//! Every audio packet has a *lateness*: its arrival time minus the time its
+//! RTP timestamp says it belongs at (on the leg's fixed anchor). Network
+//! jitter only ever adds lateness, so the least lateness over a block of
+//! time (the lower envelope of transit time) sees the sender's clock and the
+//! network's base delay, not its jitter. A sender whose clock runs slow
+//! against ours makes that envelope climb, a fast one makes it fall; jitter,
+//! bursts and stalls leave it flat.
+//!
+//! [`DriftEstimator`] keeps the least lateness of each one-second block for
+//! the last [`WINDOW_BLOCKS`] seconds and fits a line through them with the
+//! Theil–Sen estimator (the median of pairwise slopes, robust to a few bad
+//! blocks). The slope is the sender's skew (reported in ppm); the line's
+//! value now is how far the leg has drifted from its anchor. It reports a
+//! trend only when
+//! - at least [`MIN_BLOCKS`] blocks are in,
+//! - the blocks follow the line (most residuals within a tolerance), so a
+//!   one-off step in network delay is not mistaken for drift, and
+//! - the slope is at least [`MIN_PPM`].
+//!
+//! The jitter buffer decides with that value whether the accumulated offset
+//! exceeds its bound; the estimator itself never moves audio.
+
+/// Length of one block, in nanoseconds.
+const BLOCK_NS: i64 = 1_000_000_000;
+/// Blocks kept: the regression looks back this many seconds.
+pub const WINDOW_BLOCKS: usize = 30;
+/// Blocks needed before a trend is reported.
+pub const MIN_BLOCKS: usize = 4;
+/// Slopes below this are reported but never treated as drift.
+pub const MIN_PPM: f64 = 20.0;
+/// Residual tolerance of a block against the fitted line, in nanoseconds.
+const RESIDUAL_TOLERANCE_NS: f64 = 6_000_000.0;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Block {
+    /// Start of the block, ns (the leg's clock).
+    t: i64,
+    /// Least lateness seen in it, ns.
+    min: i64,
+}
+
+/// A drift trend the estimator is confident of.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Trend {
+    /// Sender clock skew: positive when the sender's clock runs slow
+    /// (its packets arrive later and later), in parts per million.
+    pub ppm: f64,
+    /// Where the fitted line stands at the latest block, in nanoseconds of
+    /// lateness against the leg's anchor.
+    pub offset_ns: f64,
+}
+
+/// See the module documentation.
+#[derive(Debug, Clone)]
+pub struct DriftEstimator {
+    current: Option<Block>,
+    blocks: [Block; WINDOW_BLOCKS],
+    /// Blocks held (at most [`WINDOW_BLOCKS`]); `head` is the next slot.
+    len: usize,
+    head: usize,
+    ppm: f64,
+    trend: Option<Trend>,
+    /// Least lateness of the first block since the last reset: the level
+    /// offsets are counted from.
+    first_min: Option<i64>,
+}
+
+impl Default for DriftEstimator {
+    fn default() -> Self {
+        Self {
+            current: None,
+            blocks: [Block::default(); WINDOW_BLOCKS],
+            len: 0,
+            head: 0,
+            ppm: 0.0,
+            trend: None,
+            first_min: None,
+        }
+    }
+}
+
+impl DriftEstimator {
+    /// The latest skew estimate in ppm (0 until two blocks are in; a
+    /// [`Trend`] needs [`MIN_BLOCKS`]).
+    pub fn ppm(&self) -> f64 {
+        self.ppm
+    }
+
+    /// The trend as of the latest closed block, if it is one.
+    pub fn trend(&self) -> Option<Trend> {
+        self.trend
+    }
+
+    /// Least lateness of the first block since the last reset, in ns.
+    pub fn first_min(&self) -> Option<i64> {
+        self.first_min
+    }
+
+    /// Forgets everything (the relation between the sender's timestamps and
+    /// our clock changed: a new stream, or a resynchronisation).
+    pub fn reset(&mut self) {
+        let ppm = self.ppm;
+        *self = Self::default();
+        self.ppm = ppm;
+    }
+
+    /// Adds one packet's lateness at time `now_ns`. Returns true when a
+    /// block closed (and [`trend`](Self::trend) may have changed).
+    pub fn observe(&mut self, now_ns: i64, lateness_ns: i64) -> bool {
+        let Some(cur) = self.current.as_mut() else {
+            self.current = Some(Block {
+                t: now_ns,
+                min: lateness_ns,
+            });
+            return false;
+        };
+        if now_ns - cur.t < BLOCK_NS {
+            cur.min = cur.min.min(lateness_ns);
+            return false;
+        }
+        let closed = *cur;
+        self.first_min.get_or_insert(closed.min);
+        self.current = Some(Block {
+            t: now_ns,
+            min: lateness_ns,
+        });
+        self.blocks[self.head] = closed;
+        self.head = (self.head + 1) % WINDOW_BLOCKS;
+        self.len = (self.len + 1).min(WINDOW_BLOCKS);
+        self.refit();
+        true
+    }
+
+    fn held(&self) -> impl Iterator<Item = Block> + '_ {
+        let start = (self.head + WINDOW_BLOCKS - self.len) % WINDOW_BLOCKS;
+        (0..self.len).map(move |i| self.blocks[(start + i) % WINDOW_BLOCKS])
+    }
+
+    fn refit(&mut self) {
+        self.trend = None;
+        if self.len < 2 {
+            return;
+        }
+        let mut pts = [(0.0f64, 0.0f64); WINDOW_BLOCKS];
+        for (slot, b) in pts.iter_mut().zip(self.held()) {
+            *slot = (b.t as f64, b.min as f64);
+        }
+        let pts = &pts[..self.len];
+        // Theil–Sen: median of pairwise slopes.
+        let mut slopes = [0.0f64; WINDOW_BLOCKS * (WINDOW_BLOCKS - 1) / 2];
+        let mut n = 0;
+        for i in 0..pts.len() {
+            for j in i + 1..pts.len() {
+                let dt = pts[j].0 - pts[i].0;
+                if dt > 0.0 {
+                    slopes[n] = (pts[j].1 - pts[i].1) / dt;
+                    n += 1;
+                }
+            }
+        }
+        if n == 0 {
+            return;
+        }
+        let slope = median(&mut slopes[..n]);
+        let mut intercepts = [0.0f64; WINDOW_BLOCKS];
+        for (slot, &(t, y)) in intercepts.iter_mut().zip(pts) {
+            *slot = y - slope * t;
+        }
+        let intercept = median(&mut intercepts[..pts.len()]);
+        self.ppm = slope * 1e6;
+        // The blocks must follow the line: a step in network delay leaves
+        // many blocks far from any single line.
+        let off = pts
+            .iter()
+            .filter(|&&(t, y)| (y - (intercept + slope * t)).abs() > RESIDUAL_TOLERANCE_NS)
+            .count();
+        if self.len < MIN_BLOCKS || off * 5 > pts.len() || self.ppm.abs() < MIN_PPM {
+            return;
+        }
+        let last_t = pts[pts.len() - 1].0;
+        self.trend = Some(Trend {
+            ppm: self.ppm,
+            offset_ns: intercept + slope * last_t,
+        });
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    let mid = v.len() / 2;
+    let (_, m, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
+    *m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: i64 = 1_000_000;
+
+    /// Feeds 50 packets a second for `secs` seconds; lateness from `f(t_ns)`.
+    fn feed(est: &mut DriftEstimator, secs: i64, f: impl Fn(i64, u64) -> i64) {
+        for i in 0..secs * 50 {
+            let t = i * 20 * MS;
+            est.observe(t, f(t, i as u64));
+        }
+    }
+
+    #[test]
+    fn steady_senders_show_no_trend_whatever_the_jitter() {
+        type Lateness = fn(i64, u64) -> i64;
+        let cases: [(&str, Lateness); 4] = [
+            ("paced", |_, _| 0),
+            ("bursts of 6", |_, i| -((i % 6) as i64) * 20 * MS),
+            ("uniform 0-150 ms", |_, i| {
+                (crate::testkit::Rng::new(i * 7919 + 1).below(150) as i64) * MS
+            }),
+            ("a 30 ms step at 10 s", |t, _| {
+                if t > 10_000 * MS { 30 * MS } else { 0 }
+            }),
+        ];
+        for (name, f) in cases {
+            let mut est = DriftEstimator::default();
+            feed(&mut est, 40, f);
+            assert_eq!(est.trend(), None, "{name}: ppm {}", est.ppm());
+        }
+    }
+
+    #[test]
+    fn drift_is_measured_in_ppm() {
+        for ppm in [-5000.0, -500.0, -100.0, 100.0, 500.0, 5000.0] {
+            let mut est = DriftEstimator::default();
+            feed(&mut est, 30, |t, i| {
+                let jitter = (crate::testkit::Rng::new(i * 31 + 7).below(40) as i64) * MS;
+                (t as f64 * ppm / 1e6) as i64 + jitter
+            });
+            let trend = est.trend().expect("trend");
+            assert!(
+                (trend.ppm - ppm).abs() < ppm.abs() * 0.1 + 5.0,
+                "{ppm}: {trend:?}"
+            );
+        }
+    }
+}
