@@ -6,6 +6,8 @@
 //! are exactly what this code produces, so the documentation here is the
 //! specification of each fixture.
 
+pub mod netem;
+
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;

@@ -27,7 +27,10 @@ const BLOCK_NS: i64 = 1_000_000_000;
 /// Blocks kept: the regression looks back this many seconds.
 pub const WINDOW_BLOCKS: usize = 30;
 /// Blocks needed before a trend is reported.
-pub const MIN_BLOCKS: usize = 4;
+pub const MIN_BLOCKS: usize = 5;
+/// Least rise of the fitted line over the window, in ns, on top of four
+/// times the blocks' scatter around it: a trend must stand out of the noise.
+const MIN_RISE_NS: f64 = 2_000_000.0;
 /// Slopes below this are reported but never treated as drift.
 pub const MIN_PPM: f64 = 20.0;
 /// Residual tolerance of a block against the fitted line, in nanoseconds.
@@ -47,8 +50,11 @@ pub struct Trend {
     /// Sender clock skew: positive when the sender's clock runs slow
     /// (its packets arrive later and later), in parts per million.
     pub ppm: f64,
-    /// Where the fitted line stands at the latest block, in nanoseconds of
-    /// lateness against the leg's anchor.
+    /// How far the sender has drifted since measurement started: where the
+    /// fitted line stands at the latest block against the least lateness
+    /// of the first block, in nanoseconds. (The line's value, not its slope
+    /// times the elapsed time: a small error in the slope must not add up
+    /// over an hour.)
     pub offset_ns: f64,
 }
 
@@ -63,7 +69,7 @@ pub struct DriftEstimator {
     ppm: f64,
     trend: Option<Trend>,
     /// Least lateness of the first block since the last reset: the level
-    /// offsets are counted from.
+    /// drift is counted from.
     first_min: Option<i64>,
 }
 
@@ -91,11 +97,6 @@ impl DriftEstimator {
     /// The trend as of the latest closed block, if it is one.
     pub fn trend(&self) -> Option<Trend> {
         self.trend
-    }
-
-    /// Least lateness of the first block since the last reset, in ns.
-    pub fn first_min(&self) -> Option<i64> {
-        self.first_min
     }
 
     /// Forgets everything (the relation between the sender's timestamps and
@@ -179,10 +180,22 @@ impl DriftEstimator {
         if self.len < MIN_BLOCKS || off * 5 > pts.len() || self.ppm.abs() < MIN_PPM {
             return;
         }
-        let last_t = pts[pts.len() - 1].0;
+        // Scatter: the median absolute residual, scaled to a standard
+        // deviation.
+        let mut residuals = [0.0f64; WINDOW_BLOCKS];
+        for (slot, &(t, y)) in residuals.iter_mut().zip(pts) {
+            *slot = (y - (intercept + slope * t)).abs();
+        }
+        let scatter = 1.4826 * median(&mut residuals[..pts.len()]);
+        let (first_t, last_t) = (pts[0].0, pts[pts.len() - 1].0);
+        let rise = (slope * (last_t - first_t)).abs();
+        if rise < 4.0 * scatter + MIN_RISE_NS {
+            return;
+        }
+        let level = self.first_min.map_or(0.0, |m| m as f64);
         self.trend = Some(Trend {
             ppm: self.ppm,
-            offset_ns: intercept + slope * last_t,
+            offset_ns: intercept + slope * last_t - level,
         });
     }
 }

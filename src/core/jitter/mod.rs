@@ -84,6 +84,11 @@ pub const RESYNC_AFTER: Duration = Duration::from_secs(1);
 /// so when its buffer runs dry the next packet plays where the silence
 /// ended rather than being lost.
 pub const GROSS_SKEW_PPM: f64 = 10_000.0;
+/// Drift corrections look this far ahead: a correction starts when the
+/// offset would exceed the bound by then, and takes the leg to where it
+/// will be then, so the offset stays inside the bound while a quiet moment
+/// is found.
+const DRIFT_LOOKAHEAD_SECS: f64 = 3.0;
 
 /// How the buffer is sized and how long it waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -845,11 +850,9 @@ impl JitterBuffer {
         let Some(trend) = self.drift.trend() else {
             return;
         };
-        let Some(level) = self.drift.first_min() else {
-            return;
-        };
-        let offset =
-            self.ns_to_ticks(trend.offset_ns as i64 - level) - (self.shift - self.drift_shift_at);
+        let ahead_ns = trend.ppm * 1e-6 * DRIFT_LOOKAHEAD_SECS * 1e9;
+        let offset = self.ns_to_ticks((trend.offset_ns + ahead_ns) as i64)
+            - (self.shift - self.drift_shift_at);
         let bound = self.ns_to_ticks(self.cfg.drift_bound.as_nanos() as i64);
         // Correct towards the line only in the direction the clock drifts.
         let with_trend = (offset > 0) == (trend.ppm > 0.0);
