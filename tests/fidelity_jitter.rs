@@ -299,13 +299,12 @@ fn a_stall_beyond_the_playout_delay_costs_only_the_late_packets() {
 
 /// Where packet `i` of party 0 ended up in its channel, found by its
 /// samples near where it should be; `None` for a frame too quiet to find.
-fn found_at(call: &Call, i: u64, near: i64) -> Option<i64> {
+fn found_at(call: &Call, channel: &[i16], i: u64, near: i64) -> Option<i64> {
     let want = call.parties[0].sender.decoded(i)?;
     let level: i64 = want.iter().map(|&s| i64::from(s).abs()).sum::<i64>() / 160;
     if level < 400 {
         return None; // a quiet frame: a correction may have trimmed it
     }
-    let channel = call.channel(0);
     let lo = (near - 1600).max(0) as usize;
     let hi = ((near + 1600) as usize).min(channel.len().saturating_sub(160));
     (lo..hi)
@@ -344,11 +343,12 @@ fn real_clock_drift_is_corrected_in_silence_and_stays_aligned() {
             let p0 = call.first_packet_pos(0);
             // The first seconds are needed to measure the drift (five
             // one-second blocks): at 5,000 ppm the leg is 25 ms off by then.
+            let channel = call.channel(0);
             let mut checked = 0;
             let (mut worst_settling, mut worst) = (0i64, 0i64);
             for i in (0..packets).step_by(97) {
                 let ideal = p0 + nanos_to_ticks(model.send_time(i).as_nanos() as i128, RATE);
-                if let Some(at) = found_at(&call, i, ideal) {
+                if let Some(at) = found_at(&call, &channel, i, ideal) {
                     let off = (at - ideal).abs();
                     if i < 500 {
                         worst_settling = worst_settling.max(off);
