@@ -324,9 +324,8 @@ fn conference_of_three_mixes_everyone() {
     stream(&legs, |_| {});
     d.admin("POST", &format!("/v1/calls/{id}/end"), None);
     let events = ev.until("recording.completed", 10 * SECOND);
-    let (pcm, channels, _) = read_wav(&PathBuf::from(
-        events.last().unwrap()["data"]["path"].as_str().unwrap(),
-    ));
+    let path = PathBuf::from(events.last().unwrap()["data"]["path"].as_str().unwrap());
+    let (pcm, channels, _) = read_wav(&path);
     assert_eq!(channels, 1);
     let body = &pcm[4000..12_000];
     for f in [500.0, 1100.0, 1700.0] {
@@ -335,6 +334,17 @@ fn conference_of_three_mixes_everyone() {
             "{f} Hz missing from the mix"
         );
     }
+    // Everyone in the audio is listed, the late joiner included.
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path.with_extension("json")).unwrap()).unwrap();
+    let listed: Vec<&str> = sidecar["legs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["leg_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["p1", "p2", "p3"], "{sidecar}");
+    assert!(sidecar["legs"][2]["stats"]["received"].as_u64().unwrap() > 90);
 }
 
 #[test]

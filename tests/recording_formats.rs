@@ -309,3 +309,44 @@ fn dtmf_suppression_silences_the_digit_stretches() {
         "audio before the digit kept"
     );
 }
+
+/// The Ekiga caller of nesfit_codecs3-pcmu runs about 4,000 ppm slow (its
+/// least transit grows by 25 ms over 8 s): the mix measures that drift and
+/// inserts about as much silence as the sender fell behind, so it stays
+/// where it belongs; the callee, whose clock is right, is left untouched.
+/// The recording ends with the media, and the sidecar agrees with the file.
+#[test]
+fn real_drift_in_a_capture_is_measured_and_corrected() {
+    let Some(dir) = shared_captures() else { return };
+    let out = scratch("ekiga-drift");
+    let mut opts = options(
+        &dir.join("nesfit_codecs3-pcmu.pcap"),
+        &out,
+        Format::Wav,
+        Channels::Dual,
+    );
+    opts.caller = Some(PartySelector::Ssrc(0x7df5_fe10));
+    opts.callee = Some(PartySelector::Ssrc(0x0f4b_fe34));
+    let info = record(&opts).expect("record");
+    let caller = &info.legs[0].stats;
+    let callee = &info.legs[1].stats;
+    assert!((3500.0..4500.0).contains(&caller.drift_ppm), "{caller:?}");
+    assert!(caller.corrections >= 1, "{caller:?}");
+    // 4,000 ppm over the ~7 s after the anchor settles: ~28 ms = ~220 samples.
+    let inserted_ms = caller.samples_inserted as f64 / 8.0;
+    assert!((15.0..=40.0).contains(&inserted_ms), "{caller:?}");
+    assert_eq!(caller.samples_removed, 0, "{caller:?}");
+    assert_eq!(callee.corrections, 0, "{callee:?}");
+    // The file ends with the last packet of either party (8.1 s of call).
+    assert!(
+        (7_900..=8_400).contains(&info.duration_ms),
+        "{}",
+        info.duration_ms
+    );
+    let started = recengine::timefmt::parse_rfc3339(&info.started_at).unwrap();
+    let stopped = recengine::timefmt::parse_rfc3339(&info.stopped_at).unwrap();
+    assert_eq!(
+        stopped.saturating_sub(started),
+        Duration::from_millis(info.duration_ms)
+    );
+}

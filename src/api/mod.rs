@@ -402,6 +402,7 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
         vec![
             ("{reason=\"queue_full\"}".into(), g.queue_drops),
             ("{reason=\"foreign_source\"}".into(), g.foreign_source),
+            ("{reason=\"truncated\"}".into(), g.truncated),
             ("{reason=\"late\"}".into(), g.late),
             ("{reason=\"duplicate\"}".into(), g.duplicates),
             ("{reason=\"malformed\"}".into(), g.malformed),

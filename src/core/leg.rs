@@ -101,9 +101,6 @@ pub struct LegStats {
     pub samples_removed: u64,
     /// Corrections that found no silence and stretched audio instead.
     pub corrections_outside_silence: u64,
-    /// Datagrams cut short by the receive buffer (never expected: buffers
-    /// hold the largest datagram; counted so it would show).
-    pub truncated: u64,
     pub dtmf_events: u64,
 }
 
@@ -430,11 +427,6 @@ impl LegReceiver {
                 }
             }
         }
-    }
-
-    /// Counts a datagram the receive path had to cut short.
-    pub fn count_truncated(&mut self) {
-        self.stats.truncated += 1;
     }
 
     /// Applies a pending drift correction to the frame just decoded (in

@@ -1678,6 +1678,7 @@ impl Engine {
                 g.datagrams += s.datagrams;
                 g.queue_drops += s.queue_drops;
                 g.foreign_source += s.foreign_source;
+                g.truncated += s.truncated;
                 g.rtcp += s.rtcp;
             }
             for s in lock(&c.shared.legs).iter() {
@@ -1701,6 +1702,7 @@ pub struct Gauges {
     pub datagrams: u64,
     pub queue_drops: u64,
     pub foreign_source: u64,
+    pub truncated: u64,
     pub rtcp: u64,
     pub lost: u64,
     pub late: u64,

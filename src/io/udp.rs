@@ -28,6 +28,10 @@ pub struct IngestStats {
     /// Times the latch moved to a new address (new SSRC from a new source).
     pub relatches: AtomicU64,
     pub rtcp: AtomicU64,
+    /// Datagrams larger than the receive buffer (cut by the kernel,
+    /// `MSG_TRUNC`): dropped and counted. Buffers hold 64 KiB, the largest
+    /// UDP payload, so this stays zero unless something is badly wrong.
+    pub truncated: AtomicU64,
 }
 
 impl IngestStats {
@@ -39,6 +43,7 @@ impl IngestStats {
             foreign_source: self.foreign_source.load(Ordering::Relaxed),
             relatches: self.relatches.load(Ordering::Relaxed),
             rtcp: self.rtcp.load(Ordering::Relaxed),
+            truncated: self.truncated.load(Ordering::Relaxed),
         }
     }
 }
@@ -51,6 +56,7 @@ pub struct IngestSnapshot {
     pub foreign_source: u64,
     pub relatches: u64,
     pub rtcp: u64,
+    pub truncated: u64,
 }
 
 /// Which source a leg records.
@@ -188,6 +194,11 @@ impl LegSocket {
                 self.stats
                     .bytes
                     .fetch_add(datagram.len() as u64, Ordering::Relaxed);
+                if batch.truncated[i] {
+                    // Half a datagram is not the audio that was sent.
+                    self.stats.truncated.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 if self.latch.admit(from, datagram, self.relatch, &self.stats) {
                     deliver(datagram, at.arrival(stamp));
                 }
@@ -227,12 +238,16 @@ pub async fn count_rtcp(
     }
 }
 
-/// A worker's reusable receive buffers: 32 datagrams of up to 2 KiB with
-/// their sources and receive stamps (64 KiB per worker, whatever the
-/// number of legs).
+/// A worker's reusable receive buffers: 32 datagrams of up to 64 KiB (the
+/// largest UDP payload: L16 stereo at 48 kHz is 3,840 bytes per 20 ms, and
+/// longer packet times are allowed) with their sources and receive stamps.
+/// The buffers are zeroed lazily by the allocator, so only the pages that
+/// large datagrams actually touch become resident.
 pub struct RecvBatch {
     bufs: Vec<Vec<u8>>,
     lens: Vec<usize>,
+    /// The datagram did not fit its buffer (`MSG_TRUNC`).
+    truncated: Vec<bool>,
     addrs: Vec<Option<SocketAddr>>,
     stamps: Vec<Option<Duration>>,
     /// The socket's cumulative overflow count, from the last call.
@@ -241,9 +256,12 @@ pub struct RecvBatch {
     raw: linux::RawBatch,
 }
 
+/// The largest datagram a leg can receive whole.
+pub const MAX_DATAGRAM: usize = 65_536;
+
 impl Default for RecvBatch {
     fn default() -> Self {
-        Self::new(32, 2048)
+        Self::new(32, MAX_DATAGRAM)
     }
 }
 
@@ -252,6 +270,7 @@ impl RecvBatch {
         Self {
             bufs: vec![vec![0u8; size]; count],
             lens: vec![0; count],
+            truncated: vec![false; count],
             addrs: vec![None; count],
             stamps: vec![None; count],
             overflow: None,
@@ -282,6 +301,7 @@ impl RecvBatch {
                 socket.as_raw_fd(),
                 &mut self.bufs,
                 &mut self.lens,
+                &mut self.truncated,
                 &mut self.addrs,
                 &mut self.stamps,
             )?;
@@ -292,6 +312,7 @@ impl RecvBatch {
         {
             let (n, from) = socket.recv_from(&mut self.bufs[0])?;
             self.lens[0] = n;
+            self.truncated[0] = false;
             self.addrs[0] = Some(from);
             self.stamps[0] = None;
             Ok(1)
@@ -381,6 +402,7 @@ mod linux {
             fd: i32,
             bufs: &mut [Vec<u8>],
             lens: &mut [usize],
+            truncated: &mut [bool],
             addrs: &mut [Option<SocketAddr>],
             stamps: &mut [Option<Duration>],
         ) -> std::io::Result<(usize, Option<u32>)> {
@@ -420,7 +442,8 @@ mod linux {
             let n = n as usize;
             let mut overflow = None;
             for i in 0..n {
-                lens[i] = self.headers[i].msg_len as usize;
+                lens[i] = (self.headers[i].msg_len as usize).min(bufs[i].len());
+                truncated[i] = self.headers[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
                 addrs[i] = to_socket_addr(&self.names[i]);
                 stamps[i] = None;
                 let hdr = &self.headers[i].msg_hdr;
@@ -517,5 +540,30 @@ mod tests {
         );
         assert_eq!(stats.relatches.load(Ordering::Relaxed), 1);
         assert_eq!(stats.foreign_source.load(Ordering::Relaxed), 4);
+    }
+
+    /// L16 stereo at 48 kHz carries 3,840 bytes of audio per 20 ms: such a
+    /// datagram arrives whole. One larger than a (deliberately small)
+    /// buffer is flagged as truncated instead of being passed on cut.
+    #[test]
+    fn big_datagrams_arrive_whole_and_cut_ones_are_flagged() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let big: Vec<u8> = (0..12 + 3840).map(|i| (i % 251) as u8).collect();
+        tx.send_to(&big, rx.local_addr().unwrap()).unwrap();
+        let mut batch = RecvBatch::default();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(batch.recv(&rx).unwrap(), 1);
+        let (_, got, _) = batch.get(0);
+        assert_eq!(got, &big[..]);
+        assert!(!batch.truncated[0]);
+
+        tx.send_to(&big, rx.local_addr().unwrap()).unwrap();
+        let mut small = RecvBatch::new(4, 2048);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(small.recv(&rx).unwrap(), 1);
+        assert!(small.truncated[0], "a cut datagram must be flagged");
+        assert_eq!(small.get(0).1.len(), 2048);
     }
 }

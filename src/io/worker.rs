@@ -421,12 +421,33 @@ impl Worker {
                 leg,
                 channel,
             } => {
-                if let Some((_, r)) = self.recording(call, &id) {
+                let Some(c) = self.calls.get_mut(&call) else {
+                    return;
+                };
+                let joined = c.legs.get(leg).map(|slot| slot.info.clone());
+                if let Some(r) = c.recordings.iter_mut().find(|r| r.setup.id == id) {
                     r.recorder.mixer_mut().add_input(MixInput {
                         track: leg,
                         channel,
                     });
                     r.setup.inputs.push((leg, channel));
+                    // A participant who joined after the start is in the
+                    // audio, so it is listed with the recording's legs.
+                    if let Some(mut info) = joined {
+                        match r
+                            .setup
+                            .info
+                            .legs
+                            .iter_mut()
+                            .find(|l| l.leg_id == info.leg_id)
+                        {
+                            Some(known) => known.channel = Some(channel),
+                            None => {
+                                info.channel = Some(channel);
+                                r.setup.info.legs.push(info);
+                            }
+                        }
+                    }
                 }
             }
             WorkerCmd::Abort { call, id } => {

@@ -226,10 +226,16 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
         .map(|p| p.summary.first_seen)
         .min()
         .unwrap_or_default();
+    // ... and ends with the last packet of a recorded party: whatever the
+    // capture holds after it (signalling, other calls) is not the call.
+    let media_end = parties
+        .iter()
+        .map(|p| p.summary.last_seen)
+        .max()
+        .unwrap_or_default();
     let mut reader = open(&opts.input)?;
     let mut epoch: Option<Duration> = None;
     let mut first_seen: Option<Duration> = None;
-    let mut last_seen = Duration::ZERO;
     let mut next_tick = Duration::ZERO;
     let mut ctx = TickCtx {
         opts,
@@ -239,6 +245,9 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
     while let Some(rec) = reader.next_record()? {
         if rec.time < media_start {
             continue;
+        }
+        if rec.time > media_end {
+            break;
         }
         let start = *epoch.get_or_insert(rec.time);
         let now = rec.time.saturating_sub(start);
@@ -262,7 +271,6 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
         if let Some(p) = parties.iter_mut().find(|p| p.summary.key == key) {
             let _ = p.leg.push(udp.payload, now);
             first_seen.get_or_insert(now);
-            last_seen = now;
         }
     }
     // End of capture: release everything, mix to the end of the last audio.
@@ -313,7 +321,11 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
         participant: opts.participant.name().into(),
         pause_behavior: opts.pause_behavior,
         started_at: rfc3339(base + first_seen.unwrap_or_default()),
-        stopped_at: rfc3339(base + last_seen),
+        // The file is the statement: it starts at the first packet and
+        // lasts its duration.
+        stopped_at: rfc3339(
+            base + first_seen.unwrap_or_default() + Duration::from_millis(recorder.duration_ms()),
+        ),
         duration_ms: recorder.duration_ms(),
         file: done
             .path
