@@ -2,7 +2,10 @@
 //! driven by `recengine::loadgen` over loopback, per format and rate.
 //! Reports daemon CPU seconds per call-minute, peak RSS and RSS per call,
 //! packets dropped inside the engine (ring, late), lost, and finalize
-//! latency, as a table and as JSON in `target/e2e-results.json`.
+//! latency, as a table and as JSON in `target/e2e-results.json`. In the
+//! 8 kHz WAV and MP3 cases every recording is then downloaded and verified
+//! against what was sent (`loadgen --verify`); `failed` counts those that
+//! differ.
 //!
 //!     cargo bench --bench e2e                         # 50 calls, 20 s per case
 //!     E2E_CALLS=200 E2E_SECS=30 cargo bench --bench e2e
@@ -19,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use recengine::loadgen::verify::{VerifyOptions, verify};
 use recengine::loadgen::{LoadCodec, LoadgenOptions, http_json, run};
 use serde_json::{Value, json};
 
@@ -158,19 +162,31 @@ fn measure(case: &Case, calls: usize, secs: u64, base: &Path) -> Value {
         rec["bitrate"] = json!(b);
     }
     let (cpu0, _) = proc_stat(pid);
-    let report = run(&LoadgenOptions {
-        api,
-        token: token.clone(),
+    let opts = LoadgenOptions {
         calls,
         duration: Duration::from_secs(secs),
         codec: LoadCodec::Pcmu,
         recording: rec,
-        loss: 0.0,
-        reorder: 0.0,
-        duplicate: 0.0,
-    })
-    .expect("loadgen");
+        ..LoadgenOptions::new(api, token.clone())
+    };
+    let report = run(&opts).expect("loadgen");
     let (cpu1, hwm) = proc_stat(pid);
+    // Every recording downloaded and compared with what was sent (the
+    // 8 kHz WAV and MP3 cases, where G.711 gives an exact reference).
+    let checked = (case.rate == 8000 && case.format != "opus").then(|| {
+        verify(
+            &opts,
+            &report,
+            &VerifyOptions::for_pattern(opts.pattern, Duration::from_millis(200)),
+        )
+        .expect("verify")
+    });
+    for f in checked.iter().flat_map(|c| &c.failures).take(5) {
+        eprintln!("  verify {}: {:?}", f.call_id, f.problems);
+    }
+    let failed = checked
+        .as_ref()
+        .map_or("n/a".to_owned(), |c| c.failed.to_string());
     std::thread::sleep(Duration::from_secs(2));
     let text = {
         let mut s = std::net::TcpStream::connect(api).unwrap();
@@ -193,7 +209,7 @@ fn measure(case: &Case, calls: usize, secs: u64, base: &Path) -> Value {
     let lost = metric(&text, "recengine_rtp_lost_total");
     let (p50, p99) = (percentile(&text, 0.5), percentile(&text, 0.99));
     println!(
-        "{:<8} {:>5} {:>12.4} {:>10.1} {:>10.0} {:>8} {:>6} {:>6} {:>9} {:>9} {:>8.2}",
+        "{:<8} {:>5} {:>12.4} {:>10.1} {:>10.0} {:>8} {:>6} {:>6} {:>9} {:>9} {:>8.2} {:>7}",
         case.name,
         calls,
         cpu_per,
@@ -204,13 +220,17 @@ fn measure(case: &Case, calls: usize, secs: u64, base: &Path) -> Value {
         lost,
         format!("<={p50}"),
         format!("<={p99}"),
-        report.max_slip_ms
+        report.max_slip_ms,
+        failed
     );
     let row = json!({"case": case.name, "format": case.format, "sample_rate": case.rate, "bitrate_kbps": case.bitrate,
         "calls": calls, "seconds": secs, "cpu_s_per_call_minute": cpu_per, "peak_rss_kib": hwm,
         "rss_idle_kib": rss_idle, "rss_per_call_kib": per_call_kib, "queue_drops": ring, "late": late, "lost": lost,
         "finalize_ms_p50_le": p50, "finalize_ms_p99_le": p99, "packets_sent": report.packets_sent,
-        "generator_max_slip_ms": report.max_slip_ms, "idle_cpu_s": rss_idle_cpu});
+        "generator_max_slip_ms": report.max_slip_ms, "idle_cpu_s": rss_idle_cpu,
+        "verified": checked.as_ref().map(|c| c.recordings), "verify_failed": checked.as_ref().map(|c| c.failed),
+        "max_misalignment_samples": checked.as_ref().map(|c| c.max_misalignment_samples),
+        "worst_correlation": checked.as_ref().map(|c| c.worst_correlation)});
     // SAFETY: kill(2) on our own child.
     unsafe {
         libc::kill(pid as i32, libc::SIGTERM);
@@ -224,6 +244,7 @@ fn drops(row: &Value) -> f64 {
     // A missing figure counts as a drop: never report an unmeasured N.
     row["queue_drops"].as_f64().unwrap_or(f64::INFINITY)
         + row["late"].as_f64().unwrap_or(f64::INFINITY)
+        + row["verify_failed"].as_f64().unwrap_or(0.0)
 }
 
 fn main() {
@@ -254,7 +275,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1600);
     println!(
-        "{:<8} {:>5} {:>12} {:>10} {:>10} {:>8} {:>6} {:>6} {:>9} {:>9} {:>8}",
+        "{:<8} {:>5} {:>12} {:>10} {:>10} {:>8} {:>6} {:>6} {:>9} {:>9} {:>8} {:>7}",
         "case",
         "calls",
         "CPU-s/c-min",
@@ -265,7 +286,8 @@ fn main() {
         "lost",
         "fin p50",
         "fin p99",
-        "slip ms"
+        "slip ms",
+        "failed"
     );
     for case in CASES
         .iter()

@@ -71,15 +71,33 @@ enum Command {
         /// Recording bitrate (kbit/s) for MP3/Opus.
         #[arg(long)]
         bitrate: Option<u32>,
+        /// mono (one mix) or dual (one channel per party); the daemon's
+        /// recording.channels when left out.
+        #[arg(long, value_parser = ["mono", "dual"])]
+        channels: Option<String>,
         /// Fraction of packets dropped (0-1).
         #[arg(long, default_value_t = 0.0)]
         loss: f64,
-        /// Fraction of packets sent one tick late (0-1).
+        /// Fraction of packets that arrive just after the next one (0-1).
         #[arg(long, default_value_t = 0.0)]
         reorder: f64,
         /// Fraction of packets sent twice (0-1).
         #[arg(long, default_value_t = 0.0)]
         duplicate: f64,
+        /// How each leg's packets travel: paced, bursts:N (N packets leave
+        /// together), uniform:MAX_MS (random delay), stall:AT_MS:STALL_MS
+        /// (nothing, then all at once) or wifi (spikes of 60-180 ms).
+        #[arg(long, default_value = "paced", value_parser = recengine::loadgen::parse_pattern)]
+        pattern: recengine::testkit::netem::Pattern,
+        /// After the run, download every recording and compare it with
+        /// what was sent (G.711 codecs; WAV sample for sample, MP3 by
+        /// correlation); exits non-zero if any recording fails.
+        #[arg(long)]
+        verify: bool,
+        /// The daemon's jitter.playout_delay_ms, for --verify: packets held
+        /// back longer than this are not expected in the recording.
+        #[arg(long, default_value_t = 200)]
+        playout_delay_ms: u64,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -280,9 +298,13 @@ fn main() -> ExitCode {
             codec,
             format,
             bitrate,
+            channels,
             loss,
             reorder,
             duplicate,
+            pattern,
+            verify,
+            playout_delay_ms,
             json,
         } => {
             let token = match (token, token_file) {
@@ -303,6 +325,9 @@ fn main() -> ExitCode {
             if let Some(b) = bitrate {
                 recording["bitrate"] = serde_json::json!(b);
             }
+            if let Some(c) = channels {
+                recording["channels"] = serde_json::json!(c);
+            }
             let opts = recengine::loadgen::LoadgenOptions {
                 api,
                 token,
@@ -310,14 +335,38 @@ fn main() -> ExitCode {
                 duration: Duration::from_secs(duration),
                 codec,
                 recording,
+                pattern,
                 loss,
                 reorder,
                 duplicate,
             };
+            let vopts = recengine::loadgen::verify::VerifyOptions::for_pattern(
+                pattern,
+                Duration::from_millis(playout_delay_ms),
+            );
+            if verify && let Err(e) = recengine::loadgen::verify::supported(&opts) {
+                eprintln!("recengine loadgen: {e}");
+                return ExitCode::FAILURE;
+            }
             match recengine::loadgen::run(&opts) {
                 Ok(r) => {
+                    let checked = if verify {
+                        match recengine::loadgen::verify::verify(&opts, &r, &vopts) {
+                            Ok(v) => Some(v),
+                            Err(e) => {
+                                eprintln!("recengine loadgen: verifying: {e}");
+                                return ExitCode::FAILURE;
+                            }
+                        }
+                    } else {
+                        None
+                    };
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                        let mut v = serde_json::to_value(&r).unwrap_or_default();
+                        if let Some(c) = &checked {
+                            v["verify"] = serde_json::to_value(c).unwrap_or_default();
+                        }
+                        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                     } else {
                         println!(
                             "{} calls, {} packets sent ({:.0} packets/s), {} send errors, generator slip mean {:.2} ms max {:.2} ms, {:.1} s",
@@ -329,6 +378,25 @@ fn main() -> ExitCode {
                             r.max_slip_ms,
                             r.wall_seconds
                         );
+                        if let Some(c) = &checked {
+                            println!(
+                                "verify: {} recordings, {} passed, {} failed; {} samples compared, parties at most {} samples apart, worst correlation {:.3}",
+                                c.recordings,
+                                c.passed,
+                                c.failed,
+                                c.compared_samples,
+                                c.max_misalignment_samples,
+                                c.worst_correlation
+                            );
+                            for f in &c.failures {
+                                let problems: Vec<String> =
+                                    f.problems.iter().map(ToString::to_string).collect();
+                                println!("  {}: {}", f.call_id, problems.join("; "));
+                            }
+                        }
+                    }
+                    if checked.is_some_and(|c| c.failed > 0) {
+                        return ExitCode::FAILURE;
                     }
                     ExitCode::SUCCESS
                 }

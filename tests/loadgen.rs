@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use recengine::loadgen::{LoadCodec, LoadgenOptions, run};
+use recengine::testkit::netem::Pattern;
 use serde_json::json;
 use support::*;
 
@@ -27,6 +28,7 @@ fn loadgen_drives_calls_to_completed_recordings() {
             duration: Duration::from_secs(2),
             codec,
             recording: json!({"format": format}),
+            pattern: Pattern::Paced,
             loss: 0.02,
             reorder: 0.02,
             duplicate: 0.02,
@@ -64,15 +66,9 @@ fn loadgen_drives_calls_to_completed_recordings() {
 #[test]
 fn loadgen_refuses_targets_off_loopback() {
     let err = run(&LoadgenOptions {
-        api: "192.0.2.1:8080".parse().unwrap(),
-        token: "x".into(),
         calls: 1,
         duration: Duration::from_secs(1),
-        codec: LoadCodec::Pcmu,
-        recording: json!({}),
-        loss: 0.0,
-        reorder: 0.0,
-        duplicate: 0.0,
+        ..LoadgenOptions::new("192.0.2.1:8080".parse().unwrap(), "x")
     })
     .unwrap_err();
     assert!(err.to_string().contains("loopback"), "{err}");

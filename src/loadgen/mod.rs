@@ -1,9 +1,14 @@
-//! `recengine loadgen`: an RTP load generator for benchmarks. It creates
-//! calls through the control API, streams two legs per call from a speech
-//! signal at real-time pace in 20 ms packets with batched sends
-//! (`sendmmsg` on Linux), optionally impaired (loss, reordering,
-//! duplicates), ends the calls, and reports what it sent and how late it
-//! was itself. It talks only to loopback addresses and refuses others.
+//! `recengine loadgen`: an RTP load generator for benchmarks and for
+//! end-to-end fidelity checks. It creates calls through the control API,
+//! streams two legs per call from a speech signal in 20 ms packets with
+//! batched sends (`sendmmsg` on Linux), shaped by an arrival pattern from
+//! [`crate::testkit::netem`] (paced, bursts, uniform delay, a stall, Wi-Fi
+//! spikes) and optionally impaired (loss, reordering, duplicates), ends the
+//! calls, and reports what it sent and how late it was itself.
+//! [`verify`] then downloads every recording and compares it with what was
+//! sent. It talks only to loopback addresses and refuses others.
+
+pub mod verify;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -14,6 +19,7 @@ use serde_json::{Value, json};
 use crate::core::decode::{linear_to_alaw, linear_to_ulaw};
 use crate::core::opus::{Application, OpusEncoder};
 use crate::error::Error;
+use crate::testkit::netem::{NetModel, Pattern};
 use crate::testkit::{Rng, rtp_packet, speech};
 
 /// Codec the generator sends.
@@ -53,10 +59,72 @@ pub struct LoadgenOptions {
     pub codec: LoadCodec,
     /// Recording options for every call (`{"format":"mp3","bitrate":64}`).
     pub recording: Value,
-    /// Fractions of packets lost, sent one tick late, and sent twice.
+    /// How every leg's packets are spaced on their way (paced by default).
+    pub pattern: Pattern,
+    /// Fractions of packets lost, reordered (each arrives just after the
+    /// one sent after it, see [`NetModel`]), and sent twice.
     pub loss: f64,
     pub reorder: f64,
     pub duplicate: f64,
+}
+
+impl LoadgenOptions {
+    /// Paced, unimpaired PCMU calls recorded as WAV.
+    pub fn new(api: SocketAddr, token: impl Into<String>) -> Self {
+        Self {
+            api,
+            token: token.into(),
+            calls: 10,
+            duration: Duration::from_secs(30),
+            codec: LoadCodec::Pcmu,
+            recording: json!({"format": "wav"}),
+            pattern: Pattern::Paced,
+            loss: 0.0,
+            reorder: 0.0,
+            duplicate: 0.0,
+        }
+    }
+}
+
+/// Reads an arrival pattern: `paced`, `bursts:N`, `uniform:MAX_MS`,
+/// `stall:AT_MS:STALL_MS` or `wifi`.
+pub fn parse_pattern(s: &str) -> Result<Pattern, String> {
+    let mut parts = s.split(':');
+    let kind = parts.next().unwrap_or_default();
+    let mut num = |what: &str| -> Result<u64, String> {
+        parts
+            .next()
+            .ok_or_else(|| format!("pattern {kind} needs {what} (e.g. {kind}:6)"))?
+            .parse()
+            .map_err(|_| format!("pattern {kind}: {what} must be a whole number"))
+    };
+    let pattern = match kind {
+        "paced" => Pattern::Paced,
+        "bursts" => {
+            let n = num("packets per burst")?;
+            if !(1..=50).contains(&n) {
+                return Err("bursts:N takes N from 1 to 50".into());
+            }
+            Pattern::Bursts(n as u32)
+        }
+        "uniform" => Pattern::Uniform {
+            max_ms: num("the largest delay in ms")?.min(10_000),
+        },
+        "stall" => Pattern::StallThenBurst {
+            at_ms: num("when the stall starts (ms)")?,
+            stall_ms: num("how long it lasts (ms)")?.min(10_000),
+        },
+        "wifi" => Pattern::WifiSpikes,
+        other => {
+            return Err(format!(
+                "unknown pattern {other:?}: paced, bursts:N, uniform:MAX_MS, stall:AT_MS:STALL_MS or wifi"
+            ));
+        }
+    };
+    if parts.next().is_some() {
+        return Err(format!("pattern {s:?} has too many fields"));
+    }
+    Ok(pattern)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -64,12 +132,15 @@ pub struct LoadgenReport {
     pub calls: usize,
     pub packets_sent: u64,
     pub send_errors: u64,
-    /// How late the generator itself was against its 20 ms schedule.
+    /// How late the generator itself was against its schedule.
     pub max_slip_ms: f64,
     pub mean_slip_ms: f64,
     pub wall_seconds: f64,
     pub packets_per_second: f64,
     pub call_ids: Vec<String>,
+    /// What each call's legs carried, for [`verify`].
+    #[serde(skip)]
+    pub sent: Vec<verify::SentCall>,
 }
 
 /// A minimal HTTP/1.1 JSON request to a loopback API.
@@ -80,16 +151,34 @@ pub fn http_json(
     token: &str,
     body: Option<&Value>,
 ) -> Result<(u16, Value), Error> {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let (status, bytes) = http_request(api, method, path, Some(token), body.as_bytes())?;
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok((status, value))
+}
+
+/// One HTTP/1.1 request to a loopback API; the status and the body
+/// (`Content-Length`, chunked, or up to the close).
+pub fn http_request(
+    api: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> Result<(u16, Vec<u8>), Error> {
     let mut s =
         TcpStream::connect(api).map_err(|e| Error::io(format!("connecting to {api}"), e))?;
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    let body = body.map(Value::to_string).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {api}\r\n{auth}Connection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(req.as_bytes())
+        .and_then(|()| s.write_all(body))
         .map_err(|e| Error::io("sending a request", e))?;
     let mut resp = Vec::new();
     s.read_to_end(&mut resp)
@@ -98,14 +187,40 @@ pub fn http_json(
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| Error::Invalid("malformed HTTP response".into()))?;
-    let head = String::from_utf8_lossy(&resp[..split]);
+    let head = String::from_utf8_lossy(&resp[..split]).to_ascii_lowercase();
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| Error::Invalid("HTTP response without a status".into()))?;
-    let value = serde_json::from_slice(&resp[split + 4..]).unwrap_or(Value::Null);
-    Ok((status, value))
+    let raw = &resp[split + 4..];
+    let body = if head.contains("transfer-encoding: chunked") {
+        dechunk(raw)?
+    } else {
+        raw.to_vec()
+    };
+    Ok((status, body))
+}
+
+/// Joins an HTTP/1.1 chunked body.
+fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>, Error> {
+    let bad = || Error::Invalid("malformed chunked HTTP body".into());
+    let mut out = Vec::new();
+    loop {
+        let eol = raw.windows(2).position(|w| w == b"\r\n").ok_or_else(bad)?;
+        let size_text = std::str::from_utf8(&raw[..eol]).map_err(|_| bad())?;
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16).map_err(|_| bad())?;
+        raw = &raw[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if raw.len() < size + 2 {
+            return Err(bad());
+        }
+        out.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
+    }
 }
 
 /// 20 ms payloads of the speech signal in `codec`.
@@ -149,6 +264,51 @@ fn payloads(codec: LoadCodec) -> Result<Vec<Vec<u8>>, Error> {
 struct Stream {
     dest: SocketAddr,
     ssrc: u32,
+    /// Where in the speech signal this leg starts, in packets, so that the
+    /// two parties of a call say different things.
+    phase: usize,
+}
+
+/// One datagram due at `at` (from the start of streaming).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Send {
+    at_us: u64,
+    stream: u32,
+    tick: u32,
+}
+
+/// Each leg's sends (arrival pattern plus the generator's own
+/// impairments), merged in time order, and by how much each leg's packets
+/// were delayed on purpose ([`verify::NEVER_SENT`] for those lost).
+fn schedule(
+    opts: &LoadgenOptions,
+    streams: usize,
+    ticks: u64,
+    rng: &mut Rng,
+) -> (Vec<Send>, Vec<Vec<u32>>) {
+    let per_mille = |f: f64| (f * 1000.0).round() as u64;
+    let mut sends = Vec::with_capacity(streams * ticks as usize);
+    let mut delayed = vec![vec![verify::NEVER_SENT; ticks as usize]; streams];
+    for (s, delayed) in delayed.iter_mut().enumerate() {
+        let mut model = NetModel::new(opts.pattern).seed(0x5eed + s as u64);
+        model.loss_per_thousand = per_mille(opts.loss);
+        model.reorder_per_thousand = per_mille(opts.reorder);
+        for (arrival, tick) in model.schedule(ticks) {
+            let delay = arrival.saturating_sub(model.send_time(tick));
+            delayed[tick as usize] = delay.as_micros().min(u128::from(u32::MAX - 1)) as u32;
+            let send = Send {
+                at_us: arrival.as_micros() as u64,
+                stream: s as u32,
+                tick: tick as u32,
+            };
+            sends.push(send);
+            if rng.chance(per_mille(opts.duplicate)) {
+                sends.push(send);
+            }
+        }
+    }
+    sends.sort_unstable();
+    (sends, delayed)
 }
 
 /// Runs the load; returns when every call has been ended.
@@ -181,6 +341,13 @@ pub fn run(opts: &LoadgenOptions) -> Result<LoadgenReport, Error> {
                 "creating call {i}: HTTP {status}: {call}"
             )));
         }
+        let mut sent = verify::SentCall {
+            call_id: call_id.clone(),
+            created: Instant::now(),
+            legs: Vec::new(),
+            lead: Duration::ZERO,
+            stopped_after: Duration::ZERO,
+        };
         for leg in call["legs"].as_array().into_iter().flatten() {
             let host = leg["rtp"]["host"].as_str().unwrap_or("");
             let port = leg["rtp"]["port"].as_u64().unwrap_or(0) as u16;
@@ -192,76 +359,91 @@ pub fn run(opts: &LoadgenOptions) -> Result<LoadgenReport, Error> {
                     "loadgen only targets loopback; the API gave {dest}"
                 )));
             }
+            // Caller and callee say different parts of the signal.
+            let phase = sent.legs.len() * frames.len() / 2;
+            sent.legs.push(verify::SentLeg {
+                leg_id: leg["leg_id"].as_str().unwrap_or_default().to_owned(),
+                role: leg["role"].as_str().unwrap_or_default().to_owned(),
+                phase,
+                delay_us: Vec::new(),
+            });
             streams.push(Stream {
                 dest,
                 ssrc: 0x1000_0000 + streams.len() as u32,
+                phase,
             });
         }
         report.call_ids.push(call_id);
+        report.sent.push(sent);
     }
 
     let socket =
         UdpSocket::bind("127.0.0.1:0").map_err(|e| Error::io("binding the sender socket", e))?;
     let mut sender = BatchSender::new(&socket);
     let mut rng = Rng::new(0x10ad_9e11);
-    let ticks = (opts.duration.as_millis() / 20) as usize;
-    let mut late: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+    let ticks = (opts.duration.as_millis() / 20) as u64;
+    let (sends, delays) = schedule(opts, streams.len(), ticks, &mut rng);
+    let legs = report.sent.iter_mut().flat_map(|c| c.legs.iter_mut());
+    for (leg, delay_us) in legs.zip(delays) {
+        leg.delay_us = delay_us;
+    }
     let start = Instant::now();
+    for call in &mut report.sent {
+        call.lead = start.saturating_duration_since(call.created);
+    }
     let (mut slip_sum, mut slip_max) = (0.0f64, 0.0f64);
-    let per_mille = |f: f64| (f * 1000.0).round() as u64;
-    for t in 0..ticks {
-        let scheduled = start + Duration::from_millis(20 * t as u64);
-        let slip = Instant::now()
-            .saturating_duration_since(scheduled)
-            .as_secs_f64()
-            * 1000.0;
-        slip_sum += slip;
-        slip_max = slip_max.max(slip);
-        for (dest, p) in late.drain(..) {
-            sender.push(dest, &p);
-        }
-        let frame = &frames[t % frames.len()];
-        for s in &streams {
-            if rng.chance(per_mille(opts.loss)) {
-                continue;
-            }
+    let mut next = 0;
+    while next < sends.len() {
+        let now_us = start.elapsed().as_micros() as u64;
+        // Everything due within half a millisecond goes in this batch.
+        while next < sends.len() && sends[next].at_us <= now_us + 500 {
+            let send = sends[next];
+            let slip = now_us.saturating_sub(send.at_us) as f64 / 1000.0;
+            slip_sum += slip;
+            slip_max = slip_max.max(slip);
+            let s = &streams[send.stream as usize];
+            let t = send.tick;
+            let frame = &frames[(t as usize + s.phase) % frames.len()];
             let p = rtp_packet(
                 opts.codec.payload_type(),
                 t == 0,
                 t as u16,
-                (t as u32).wrapping_mul(opts.codec.ts_step()),
+                t.wrapping_mul(opts.codec.ts_step()),
                 s.ssrc,
                 frame,
             );
-            if rng.chance(per_mille(opts.reorder)) {
-                late.push((s.dest, p));
-                continue;
-            }
             sender.push(s.dest, &p);
-            if rng.chance(per_mille(opts.duplicate)) {
-                sender.push(s.dest, &p);
-            }
+            next += 1;
         }
         sender.flush();
-        let next = start + Duration::from_millis(20 * (t as u64 + 1));
-        if let Some(wait) = next.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
+        if let Some(send) = sends.get(next) {
+            let due = start + Duration::from_micros(send.at_us);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
         }
+    }
+    // The stream lasts its whole duration even when the last packets of
+    // every leg were lost.
+    if let Some(wait) = (start + opts.duration).checked_duration_since(Instant::now()) {
+        std::thread::sleep(wait);
     }
     report.wall_seconds = start.elapsed().as_secs_f64();
     report.packets_sent = sender.sent;
     report.send_errors = sender.errors;
     report.max_slip_ms = slip_max;
-    report.mean_slip_ms = if ticks > 0 {
-        slip_sum / ticks as f64
-    } else {
+    report.mean_slip_ms = if sends.is_empty() {
         0.0
+    } else {
+        slip_sum / sends.len() as f64
     };
     report.packets_per_second = report.packets_sent as f64 / report.wall_seconds.max(1e-9);
     // Stop each recording while its jitter buffers still hold the last
     // packets (the finalize-latency figure covers a stop mid-call), then
     // end the call.
-    for id in &report.call_ids {
+    for call in &mut report.sent {
+        call.stopped_after = start.elapsed();
+        let id = &call.call_id;
         let _ = http_json(
             opts.api,
             "POST",
