@@ -129,10 +129,11 @@ fn wideband_and_linear_codecs_decode_at_their_rates() {
 }
 
 /// L16/11025 whose RTP clock runs 27 % slower than the wall clock
-/// (256 samples every 32 ms): no real clock drifts that far, so once two
-/// seconds of arrivals show it (about 274,000 ppm) the leg follows arrival
-/// time instead of its timestamps and keeps every packet from then on. What
-/// arrived beyond the playout delay before that (under a second) is lost.
+/// (256 samples every 32 ms): no real clock drifts that far, so once three
+/// seconds of arrivals climb steadily at that rate (about 274,000 ppm; a
+/// step in delay never does) the leg follows arrival time instead of its
+/// timestamps and keeps every packet from then on. What arrived beyond the
+/// playout delay before that (about a second and a half) is lost.
 #[test]
 fn wrong_rtp_clock_is_followed_once_measured() {
     let Some(dir) = shared_captures() else { return };
@@ -142,7 +143,7 @@ fn wrong_rtp_clock_is_followed_once_measured() {
     assert_eq!(r.sample_rate, 11_025);
     assert_eq!((r.stats.received, r.stats.lost), (366, 0));
     assert!(r.stats.drift_ppm > 200_000.0, "{:?}", r.stats);
-    assert!(r.stats.late <= 40, "{:?}", r.stats);
+    assert!(r.stats.late <= 48, "{:?}", r.stats);
     assert!(r.stats.resyncs >= 1, "{:?}", r.stats);
     let (pcm, _) = read_wav(r.wav.as_ref().unwrap());
     let audio_secs = (366 - r.stats.late) as f64 * 256.0 / 11_025.0;

@@ -359,8 +359,10 @@ pub fn run(opts: &LoadgenOptions) -> Result<LoadgenReport, Error> {
                     "loadgen only targets loopback; the API gave {dest}"
                 )));
             }
-            // Caller and callee say different parts of the signal.
-            let phase = sent.legs.len() * frames.len() / 2;
+            // Caller and callee say different parts of the signal, a third
+            // of it apart (half would make a mono mix repeat itself with
+            // the parties swapped).
+            let phase = sent.legs.len() * frames.len() / 3;
             sent.legs.push(verify::SentLeg {
                 leg_id: leg["leg_id"].as_str().unwrap_or_default().to_owned(),
                 role: leg["role"].as_str().unwrap_or_default().to_owned(),

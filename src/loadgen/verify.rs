@@ -707,8 +707,8 @@ fn locate_exactly<'a>(got: &[i16], legs: &'a [LegSignal], search: i64) -> Option
 }
 
 /// Places the legs in a lossy file, all at one lag: the best correlation
-/// of 1 kHz envelopes over the first three seconds, near where the
-/// generator's clock puts it, refined sample by sample.
+/// of 1 kHz envelopes over the first two seconds, up to where the
+/// generator's clock can put it, refined sample by sample.
 fn locate_by_correlation<'a>(
     got: &[i16],
     legs: &'a [LegSignal],
@@ -734,12 +734,12 @@ fn locate_by_correlation<'a>(
     };
     let want_env = envelope(&want);
     let got_env = envelope(got);
-    // The recording started at the call's creation, `lead` before the
-    // first packet; search a second and a half around that.
-    let centre = (lead.as_secs_f64() * f64::from(RATE)) as usize / BLOCK;
-    let span = (RATE as usize * 3 / 2) / BLOCK;
-    let lo = centre.saturating_sub(span / 3);
-    let hi = (centre + span).min(got_env.len().saturating_sub(want_env.len() / 2));
+    // The recording starts at the call's creation (`lead` before the first
+    // packet) or at its first media: search from its start to two seconds
+    // past the lead.
+    let lo = 0;
+    let hi = ((lead.as_secs_f64() + 2.0) * f64::from(RATE)) as usize / BLOCK;
+    let hi = hi.min(got_env.len().saturating_sub(want_env.len() / 2));
     let coarse = (lo..hi)
         .map(|lag| (lag, correlation(&got_env[lag..], &want_env, None)))
         .max_by(|a, b| a.1.total_cmp(&b.1))?
@@ -852,7 +852,7 @@ mod tests {
         SentCall {
             call_id: "c".into(),
             created: Instant::now(),
-            legs: vec![leg("caller", 0), leg("callee", 250)],
+            legs: vec![leg("caller", 0), leg("callee", 166)],
             lead: Duration::from_millis(100),
             stopped_after: Duration::from_millis(ticks as u64 * 20 + 1000),
         }

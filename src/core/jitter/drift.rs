@@ -16,7 +16,11 @@
 //! trend only when
 //! - at least [`MIN_BLOCKS`] blocks are in,
 //! - the blocks follow the line (most residuals within a tolerance), so a
-//!   one-off step in network delay is not mistaken for drift, and
+//!   one-off step in network delay is not mistaken for drift,
+//! - each half of the window climbs like the whole (within its own
+//!   scatter): a step in delay — a host that got busy for a while, a route
+//!   that changed — makes a line through the whole window slope, but leaves
+//!   both halves flat, and
 //! - the slope is at least [`MIN_PPM`].
 //!
 //! The jitter buffer decides with that value whether the accumulated offset
@@ -31,6 +35,9 @@ pub const MIN_BLOCKS: usize = 5;
 /// Least rise of the fitted line over the window, in ns, on top of four
 /// times the blocks' scatter around it: a trend must stand out of the noise.
 const MIN_RISE_NS: f64 = 2_000_000.0;
+/// What a half of the window may rise differently from the whole beyond
+/// its own scatter and half the slope, in ns.
+const HALF_NOISE_NS: f64 = 500_000.0;
 /// Slopes below this are reported but never treated as drift.
 pub const MIN_PPM: f64 = 20.0;
 /// Residual tolerance of a block against the fitted line, in nanoseconds.
@@ -88,6 +95,25 @@ impl Default for DriftEstimator {
 }
 
 impl DriftEstimator {
+    /// A skew no real clock has (a sender with the wrong RTP clock rate),
+    /// in ppm, once three blocks in a row climb (or fall) at least a
+    /// quarter of `threshold_ppm` each and the whole at least
+    /// `threshold_ppm`; `None` otherwise. Steps in delay are not steady
+    /// enough for this, and these streams are too far off for the halves
+    /// test of a [`Trend`] to wait for.
+    pub fn gross_ppm(&self, threshold_ppm: f64) -> Option<f64> {
+        if self.len < 3 {
+            return None;
+        }
+        let blocks: Vec<Block> = self.held().collect();
+        let slope = |a: &Block, b: &Block| (b.min - a.min) as f64 / (b.t - a.t).max(1) as f64 * 1e6;
+        let whole = slope(&blocks[0], &blocks[blocks.len() - 1]);
+        let steady = blocks
+            .windows(2)
+            .all(|w| slope(&w[0], &w[1]) * whole.signum() >= threshold_ppm / 4.0);
+        (whole.abs() >= threshold_ppm && steady).then_some(whole)
+    }
+
     /// The latest skew estimate in ppm (0 until two blocks are in; a
     /// [`Trend`] needs [`MIN_BLOCKS`]).
     pub fn ppm(&self) -> f64 {
@@ -149,7 +175,66 @@ impl DriftEstimator {
             *slot = (b.t as f64, b.min as f64);
         }
         let pts = &pts[..self.len];
-        // Theil–Sen: median of pairwise slopes.
+        let Some(line) = Line::fit(pts) else {
+            return;
+        };
+        // The blocks must follow the line: a step in network delay leaves
+        // many blocks far from any single line.
+        let off = pts
+            .iter()
+            .filter(|&&(t, y)| (y - line.at(t)).abs() > RESIDUAL_TOLERANCE_NS)
+            .count();
+        if off * 5 > pts.len() || !halves_agree(pts, &line) {
+            // Not a clock: keep the last credible skew.
+            return;
+        }
+        self.ppm = line.slope * 1e6;
+        if self.len < MIN_BLOCKS || self.ppm.abs() < MIN_PPM {
+            return;
+        }
+        let scatter = line.scatter(pts);
+        let (first_t, last_t) = (pts[0].0, pts[pts.len() - 1].0);
+        let rise = (line.slope * (last_t - first_t)).abs();
+        if rise < 4.0 * scatter + MIN_RISE_NS {
+            return;
+        }
+        let level = self.first_min.map_or(0.0, |m| m as f64);
+        self.trend = Some(Trend {
+            ppm: self.ppm,
+            offset_ns: line.at(last_t) - level,
+        });
+    }
+}
+
+/// Drift is a steady climb: each half of the window must rise like the
+/// whole, within what its own scatter allows. A step in delay (a host that
+/// got busy, a route that changed) makes a line through the whole window
+/// slope, but leaves both halves flat, however well that line seems to fit.
+fn halves_agree(pts: &[(f64, f64)], line: &Line) -> bool {
+    if pts.len() < 4 {
+        return false;
+    }
+    let (early, late) = pts.split_at(pts.len() / 2);
+    [early, late].iter().all(|half| {
+        let Some(h) = Line::fit(half) else {
+            return false;
+        };
+        let span = half[half.len() - 1].0 - half[0].0;
+        let allowed = 0.5 * line.slope.abs() + (4.0 * h.scatter(half) + HALF_NOISE_NS) / span;
+        (h.slope - line.slope).abs() <= allowed
+    })
+}
+
+/// A Theil–Sen line through (time, lateness) points.
+#[derive(Debug, Clone, Copy)]
+struct Line {
+    slope: f64,
+    intercept: f64,
+}
+
+impl Line {
+    /// The median of pairwise slopes, and the median intercept for it.
+    fn fit(pts: &[(f64, f64)]) -> Option<Self> {
         let mut slopes = [0.0f64; WINDOW_BLOCKS * (WINDOW_BLOCKS - 1) / 2];
         let mut n = 0;
         for i in 0..pts.len() {
@@ -162,7 +247,7 @@ impl DriftEstimator {
             }
         }
         if n == 0 {
-            return;
+            return None;
         }
         let slope = median(&mut slopes[..n]);
         let mut intercepts = [0.0f64; WINDOW_BLOCKS];
@@ -170,33 +255,21 @@ impl DriftEstimator {
             *slot = y - slope * t;
         }
         let intercept = median(&mut intercepts[..pts.len()]);
-        self.ppm = slope * 1e6;
-        // The blocks must follow the line: a step in network delay leaves
-        // many blocks far from any single line.
-        let off = pts
-            .iter()
-            .filter(|&&(t, y)| (y - (intercept + slope * t)).abs() > RESIDUAL_TOLERANCE_NS)
-            .count();
-        if self.len < MIN_BLOCKS || off * 5 > pts.len() || self.ppm.abs() < MIN_PPM {
-            return;
-        }
-        // Scatter: the median absolute residual, scaled to a standard
-        // deviation.
+        Some(Self { slope, intercept })
+    }
+
+    fn at(&self, t: f64) -> f64 {
+        self.intercept + self.slope * t
+    }
+
+    /// The points' scatter around the line: the median absolute residual,
+    /// scaled to a standard deviation.
+    fn scatter(&self, pts: &[(f64, f64)]) -> f64 {
         let mut residuals = [0.0f64; WINDOW_BLOCKS];
         for (slot, &(t, y)) in residuals.iter_mut().zip(pts) {
-            *slot = (y - (intercept + slope * t)).abs();
+            *slot = (y - self.at(t)).abs();
         }
-        let scatter = 1.4826 * median(&mut residuals[..pts.len()]);
-        let (first_t, last_t) = (pts[0].0, pts[pts.len() - 1].0);
-        let rise = (slope * (last_t - first_t)).abs();
-        if rise < 4.0 * scatter + MIN_RISE_NS {
-            return;
-        }
-        let level = self.first_min.map_or(0.0, |m| m as f64);
-        self.trend = Some(Trend {
-            ppm: self.ppm,
-            offset_ns: intercept + slope * last_t - level,
-        });
+        1.4826 * median(&mut residuals[..pts.len()])
     }
 }
 
@@ -237,6 +310,56 @@ mod tests {
             let mut est = DriftEstimator::default();
             feed(&mut est, 40, f);
             assert_eq!(est.trend(), None, "{name}: ppm {}", est.ppm());
+        }
+    }
+
+    /// A host that gets busy delays every packet for a while (the 1,000-call
+    /// load run saw this): steps up and down of 5-40 ms, at any point of
+    /// the window, are never a trend, at no block along the way, and the
+    /// reported skew stays near zero.
+    #[test]
+    fn a_step_in_delay_is_never_a_trend_at_any_block() {
+        for step_ms in [5, 10, 15, 25, 40] {
+            for at_s in [3, 6, 9, 12, 20] {
+                for lasts_s in [4, 8, 1000] {
+                    let mut est = DriftEstimator::default();
+                    for i in 0..60 * 50 {
+                        let t = i * 20 * MS;
+                        let busy = (at_s * 1000 * MS..(at_s + lasts_s) * 1000 * MS).contains(&t);
+                        let jitter =
+                            (crate::testkit::Rng::new(i as u64 + 3).below(3) as i64) * MS / 4;
+                        let late = if busy { step_ms * MS } else { 0 } + jitter;
+                        if est.observe(t, late) {
+                            assert_eq!(
+                                est.trend(),
+                                None,
+                                "{step_ms} ms step at {at_s} s for {lasts_s} s, at {} s",
+                                t / 1000 / MS
+                            );
+                            assert!(est.ppm().abs() < 20.0, "ppm {}", est.ppm());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A wrong RTP clock is gross from its third block on; a 40 ms step in
+    /// delay never is.
+    #[test]
+    fn only_a_steady_climb_is_a_gross_skew() {
+        let mut wrong = DriftEstimator::default();
+        feed(&mut wrong, 4, |t, _| t / 4);
+        assert!(wrong.gross_ppm(10_000.0).is_some_and(|p| p > 200_000.0));
+        for at_s in [1, 2, 3] {
+            let mut step = DriftEstimator::default();
+            for i in 0..10 * 50 {
+                let t = i * 20 * MS;
+                let late = if t >= at_s * 1000 * MS { 40 * MS } else { 0 };
+                if step.observe(t, late) {
+                    assert_eq!(step.gross_ppm(10_000.0), None, "step at {at_s} s");
+                }
+            }
         }
     }
 

@@ -725,7 +725,7 @@ impl JitterBuffer {
             if newest && info.kind == MediaKind::Audio {
                 self.measure(start, now);
             }
-            let gross = self.drift.ppm().abs() >= GROSS_SKEW_PPM;
+            let gross = self.drift.gross_ppm(GROSS_SKEW_PPM).is_some();
             if gross && self.order.is_empty() {
                 // A wrong sender clock ran the buffer dry: play on from
                 // where the silence ended.
