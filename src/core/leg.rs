@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use crate::core::decode::{Decoder, decoder_for, payload_duration};
+use crate::core::jitter::drift::Level;
 use crate::core::jitter::{
     GapCause, JitterBuffer, JitterConfig, JitterStats, PayloadInfo, Playout, Rejected,
 };
@@ -223,6 +224,16 @@ impl LegReceiver {
             .iter()
             .filter_map(|d| self.map.get(d.payload_type).map(|c| c.name().to_owned()))
             .collect()
+    }
+
+    /// See [`JitterBuffer::drift_level`].
+    pub fn drift_level(&self) -> Option<Level> {
+        self.jitter.drift_level()
+    }
+
+    /// See [`JitterBuffer::set_drift_reference`].
+    pub fn set_drift_reference(&mut self, reference: Option<Level>) {
+        self.jitter.set_drift_reference(reference);
     }
 
     pub fn jitter_stats(&self) -> JitterStats {
@@ -587,4 +598,28 @@ fn conceal(
     resample_into(slot, decoded, resampled);
     // Exactly `len` ticks, whatever the rounding.
     resampled.resize(len as usize, 0);
+}
+
+/// Gives the legs of one call a common drift reference: the leg that sits
+/// nearest to our clock. Each leg then corrects only what it drifts from
+/// that leg (and what strays beyond half its playout delay), so parties
+/// that arrive later and later together are left alone and a party whose
+/// clock drifts alone is brought back to the others. Fewer than two legs
+/// with a measurement: every leg measures against our clock. Call it
+/// before the legs take their next packets, on every tick.
+pub fn share_drift_reference<'a>(legs: impl IntoIterator<Item = &'a mut LegReceiver>) {
+    let mut legs: Vec<&mut LegReceiver> = legs.into_iter().collect();
+    let levels: Vec<Option<Level>> = legs.iter().map(|l| l.drift_level()).collect();
+    let reference = if levels.iter().flatten().count() >= 2 {
+        levels
+            .iter()
+            .flatten()
+            .min_by(|a, b| a.offset_ns.abs().total_cmp(&b.offset_ns.abs()))
+            .copied()
+    } else {
+        None
+    };
+    for leg in &mut legs {
+        leg.set_drift_reference(reference);
+    }
 }

@@ -25,7 +25,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::config::PauseBehavior;
 use crate::core::encode::EncoderSpec;
-use crate::core::leg::{LegConfig, LegReceiver, LegStats};
+use crate::core::leg::{LegConfig, LegReceiver, LegStats, share_drift_reference};
 use crate::core::mixer::{DEFAULT_MARGIN, MixInput, Mixer};
 use crate::core::recorder::Recorder;
 use crate::core::time::nanos_to_ticks;
@@ -529,6 +529,7 @@ impl Worker {
 /// Receives what each leg's socket holds and plays the legs out into their
 /// tracks up to `now`.
 fn play_out(c: &mut CallState, now: Duration, drained: DrainTime, batch: &mut RecvBatch) {
+    share_drift_reference(c.legs.iter_mut().map(|slot| &mut slot.leg));
     let mut latest = 0u64;
     for (i, slot) in c.legs.iter_mut().enumerate() {
         let (leg, origin) = (&mut slot.leg, c.origin);

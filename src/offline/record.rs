@@ -11,7 +11,7 @@ use crate::capture::net::udp_in_frame;
 use crate::capture::streams::StreamSummary;
 use crate::config::{Channels, Format, PauseBehavior};
 use crate::core::encode::EncoderSpec;
-use crate::core::leg::{LegConfig, LegReceiver};
+use crate::core::leg::{LegConfig, LegReceiver, share_drift_reference};
 use crate::core::mixer::{DEFAULT_MARGIN, MixInput, Mixer};
 use crate::core::recorder::Recorder;
 use crate::core::time::nanos_to_ticks;
@@ -376,6 +376,7 @@ impl TickCtx<'_> {
         tracks: &mut [Track],
         now: Duration,
     ) -> Result<(), Error> {
+        share_drift_reference(parties.iter_mut().map(|p| &mut p.leg));
         for (p, track) in parties.iter_mut().zip(tracks.iter_mut()) {
             // The leg's anchor settles until its first audio is written.
             if track.first_call_pos().is_none()

@@ -51,6 +51,14 @@ struct Block {
     min: i64,
 }
 
+/// The fitted line of a leg's lateness, confident or not.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Level {
+    /// Like [`Trend::offset_ns`].
+    pub offset_ns: f64,
+    pub ppm: f64,
+}
+
 /// A drift trend the estimator is confident of.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Trend {
@@ -78,6 +86,7 @@ pub struct DriftEstimator {
     /// Least lateness of the first block since the last reset: the level
     /// drift is counted from.
     first_min: Option<i64>,
+    level: Option<Level>,
 }
 
 impl Default for DriftEstimator {
@@ -90,6 +99,7 @@ impl Default for DriftEstimator {
             ppm: 0.0,
             trend: None,
             first_min: None,
+            level: None,
         }
     }
 }
@@ -101,6 +111,13 @@ impl DriftEstimator {
     /// `threshold_ppm`; `None` otherwise. Steps in delay are not steady
     /// enough for this, and these streams are too far off for the halves
     /// test of a [`Trend`] to wait for.
+    /// Where the line through the blocks stands now and how it climbs,
+    /// however uncertain (from two blocks on): what other legs of the call
+    /// compare themselves with (see [`Trend`] for what drift is).
+    pub fn level(&self) -> Option<Level> {
+        self.level
+    }
+
     pub fn gross_ppm(&self, threshold_ppm: f64) -> Option<f64> {
         if self.len < 3 {
             return None;
@@ -178,6 +195,14 @@ impl DriftEstimator {
         let Some(line) = Line::fit(pts) else {
             return;
         };
+        let (first_min, last_t) = (
+            self.first_min.map_or(0.0, |m| m as f64),
+            pts[pts.len() - 1].0,
+        );
+        self.level = Some(Level {
+            offset_ns: line.at(last_t) - first_min,
+            ppm: line.slope * 1e6,
+        });
         // The blocks must follow the line: a step in network delay leaves
         // many blocks far from any single line.
         let off = pts
@@ -193,15 +218,14 @@ impl DriftEstimator {
             return;
         }
         let scatter = line.scatter(pts);
-        let (first_t, last_t) = (pts[0].0, pts[pts.len() - 1].0);
+        let first_t = pts[0].0;
         let rise = (line.slope * (last_t - first_t)).abs();
         if rise < 4.0 * scatter + MIN_RISE_NS {
             return;
         }
-        let level = self.first_min.map_or(0.0, |m| m as f64);
         self.trend = Some(Trend {
             ppm: self.ppm,
-            offset_ns: line.at(last_t) - level,
+            offset_ns: line.at(last_t) - first_min,
         });
     }
 }

@@ -62,7 +62,7 @@ use crate::core::time::{extend_seq, extend_ts, nanos_to_ticks, rescale, ticks_to
 
 pub mod drift;
 
-use drift::DriftEstimator;
+use drift::{DriftEstimator, Level};
 
 /// A timestamp step that disagrees with the arrival step by more than this
 /// starts a new segment.
@@ -298,6 +298,8 @@ pub struct JitterBuffer {
     pending: i64,
     pending_since: Option<Duration>,
     drift: DriftEstimator,
+    /// Where the call's reference leg sits (see [`Self::set_drift_reference`]).
+    drift_reference: Option<Level>,
     /// `shift` when drift measurement last started afresh: the estimator's
     /// offsets count from its first block and this shift.
     drift_shift_at: i64,
@@ -327,6 +329,7 @@ impl JitterBuffer {
             pending: 0,
             pending_since: None,
             drift: DriftEstimator::default(),
+            drift_reference: None,
             drift_shift_at: 0,
             late_since: None,
             draining: false,
@@ -369,6 +372,30 @@ impl JitterBuffer {
     /// arriving earlier than the first one promised), never after.
     pub fn origin(&self) -> Option<Duration> {
         self.base_ns.map(|b| Duration::from_nanos(b.max(0) as u64))
+    }
+
+    /// Where this leg sits against its packets' place on our clock, by the
+    /// line through its least lateness (confident or not), less the
+    /// corrections already made: what the call's other legs align with.
+    pub fn drift_level(&self) -> Option<Level> {
+        let level = self.drift.level()?;
+        let corrected = self.ticks_to_ns(self.shift - self.drift_shift_at) as f64;
+        Some(Level {
+            offset_ns: level.offset_ns - corrected,
+            ppm: level.ppm,
+        })
+    }
+
+    /// Aligns this leg's drift corrections with the call's reference leg
+    /// (`None`: with our clock). What matters in a recording is that the
+    /// parties stay where they were sent relative to each other; when they
+    /// all arrive later and later together (a sender host or this host
+    /// getting busy, or one clock behind all of them), correcting any of
+    /// them would only edit the audio. A leg still corrects towards our
+    /// clock when it strays beyond half the playout delay, which the
+    /// buffer needs.
+    pub fn set_drift_reference(&mut self, reference: Option<Level>) {
+        self.drift_reference = reference;
     }
 
     /// Ticks of drift correction waiting for a quiet moment (positive:
@@ -850,12 +877,22 @@ impl JitterBuffer {
         let Some(trend) = self.drift.trend() else {
             return;
         };
-        let ahead_ns = trend.ppm * 1e-6 * DRIFT_LOOKAHEAD_SECS * 1e9;
-        let offset = self.ns_to_ticks((trend.offset_ns + ahead_ns) as i64)
-            - (self.shift - self.drift_shift_at);
+        let ahead = |ppm: f64| ppm * 1e-6 * DRIFT_LOOKAHEAD_SECS * 1e9;
+        let corrected_ns = self.ticks_to_ns(self.shift - self.drift_shift_at) as f64;
+        let own_ns = trend.offset_ns + ahead(trend.ppm) - corrected_ns;
+        let buffer_bound_ns = (self.cfg.playout_delay.as_nanos() / 2) as f64;
+        let (target_ns, ppm) = match self.drift_reference {
+            Some(r)
+                if own_ns.abs() <= buffer_bound_ns.max(self.cfg.drift_bound.as_nanos() as f64) =>
+            {
+                (own_ns - (r.offset_ns + ahead(r.ppm)), trend.ppm - r.ppm)
+            }
+            _ => (own_ns, trend.ppm),
+        };
+        let offset = self.ns_to_ticks(target_ns as i64);
         let bound = self.ns_to_ticks(self.cfg.drift_bound.as_nanos() as i64);
         // Correct towards the line only in the direction the clock drifts.
-        let with_trend = (offset > 0) == (trend.ppm > 0.0);
+        let with_trend = (offset > 0) == (ppm > 0.0);
         if !with_trend {
             return;
         }
