@@ -744,8 +744,9 @@ fn locate_by_correlation<'a>(
         .map(|lag| (lag, correlation(&got_env[lag..], &want_env, None)))
         .max_by(|a, b| a.1.total_cmp(&b.1))?
         .0;
-    let lo = (coarse * BLOCK).saturating_sub(2 * BLOCK);
-    let hi = (coarse * BLOCK + 2 * BLOCK).min(got.len());
+    // The envelope peak can sit a pitch period off: refine over ±10 ms.
+    let lo = (coarse * BLOCK).saturating_sub(10 * BLOCK);
+    let hi = (coarse * BLOCK + 10 * BLOCK).min(got.len());
     let (lag, best) = (lo..hi)
         .map(|lag| (lag, correlation_i16(&got[lag..], &want, &mask)))
         .max_by(|a, b| a.1.total_cmp(&b.1))?;
