@@ -446,12 +446,25 @@ impl LegReceiver {
     /// [`STRETCH_AFTER`] stretches or squeezes frames by one sample at a
     /// time instead, at no less than twice the measured drift rate.
     fn correct_drift(&mut self, now: Duration) {
+        let (pending, since) = self.jitter.pending_correction();
+        if pending == 0 {
+            // Nothing to correct: no level to measure (this runs on every
+            // frame of every leg).
+            self.stretch_credit = 0.0;
+            return;
+        }
         let pcm = &mut self.resampled;
         let n = pcm.len();
         if n < 2 {
             return;
         }
-        let level = pcm.iter().map(|&x| f64::from(x).abs()).sum::<f64>() / n as f64;
+        let sum: u64 = pcm
+            .chunks(1 << 16)
+            .map(|c| u64::from(c.iter().map(|&x| u32::from(x.unsigned_abs())).sum::<u32>()))
+            .sum();
+        let level = sum as f64 / n as f64;
+        // The noise floor is followed while a correction waits: it falls
+        // at once to a quieter frame and rises slowly.
         let floor = self.noise_floor.get_or_insert(level);
         *floor = if level < *floor {
             level
@@ -459,11 +472,6 @@ impl LegReceiver {
             *floor + (level - *floor) * 0.02
         };
         let quiet = level <= SPEECH_LEVEL && level <= QUIET_LEVEL.max(*floor * 2.0);
-        let (pending, since) = self.jitter.pending_correction();
-        if pending == 0 {
-            self.stretch_credit = 0.0;
-            return;
-        }
         if quiet {
             let ticks = if pending > 0 {
                 let k = (pending as usize).min(n);

@@ -209,12 +209,20 @@ impl DriftEstimator {
             .iter()
             .filter(|&&(t, y)| (y - line.at(t)).abs() > RESIDUAL_TOLERANCE_NS)
             .count();
-        if off * 5 > pts.len() || !halves_agree(pts, &line) {
+        if off * 5 > pts.len() {
             // Not a clock: keep the last credible skew.
             return;
         }
+        if (line.slope * 1e6).abs() < MIN_PPM {
+            // Too small to be drift, and to need the halves' agreement.
+            self.ppm = line.slope * 1e6;
+            return;
+        }
+        if !halves_agree(pts, &line) {
+            return;
+        }
         self.ppm = line.slope * 1e6;
-        if self.len < MIN_BLOCKS || self.ppm.abs() < MIN_PPM {
+        if self.len < MIN_BLOCKS {
             return;
         }
         let scatter = line.scatter(pts);

@@ -255,6 +255,16 @@ struct Stream {
     last_transit: Option<i128>,
 }
 
+impl Stream {
+    /// Remembers the newest packet's sequence number and timestamp.
+    fn mark_newest(&mut self, seq: u64, ts: u64, newest: bool) {
+        if newest {
+            self.max_seq = seq;
+            self.last_ts = ts;
+        }
+    }
+}
+
 /// An SSRC on probation: its first packet, kept until a second confirms it.
 #[derive(Debug, Default)]
 struct Candidate {
@@ -748,7 +758,7 @@ impl JitterBuffer {
             // moved: everything after it stays where its timestamp says.
             // Only if the delay stays this long does the leg resynchronise.
             st.unique_received += 1;
-            self.mark_newest(&mut st, seq, ts, newest);
+            st.mark_newest(seq, ts, newest);
             if newest && info.kind == MediaKind::Audio {
                 self.measure(start, now);
             }
@@ -800,7 +810,7 @@ impl JitterBuffer {
 
         // Accepted: update the stream.
         st.unique_received += 1;
-        self.mark_newest(&mut st, seq, ts, newest);
+        st.mark_newest(seq, ts, newest);
         st.base_seq = st.base_seq.min(seq);
         if is_media {
             // RFC 3550 §6.4.1 interarrival jitter, in RTP ticks.
@@ -836,13 +846,6 @@ impl JitterBuffer {
         slot.marker = packet.marker;
         self.order.insert(at, slot_index);
         Ok(())
-    }
-
-    fn mark_newest(&self, st: &mut Stream, seq: u64, ts: u64, newest: bool) {
-        if newest {
-            st.max_seq = seq;
-            st.last_ts = ts;
-        }
     }
 
     /// Counts a late packet; true when audio has now been late for
