@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sha2::Digest;
+
 const PLACEHOLDERS: [&str; 10] = [
     "yyyy",
     "mm",
@@ -71,6 +73,22 @@ pub fn sanitize(v: &str) -> String {
     }
 }
 
+/// The file name part of a recording id: the id itself when it is a safe
+/// path segment of at most 64 characters; otherwise its sanitized first 47
+/// characters, `-`, and 16 hex digits of its SHA-256, so that two ids never
+/// share a file however they differ (`aaa…a-acme` and `aaa…a-globex`, or
+/// `a:b` and `a_b`).
+pub fn unique_segment(id: &str) -> String {
+    let safe = sanitize(id);
+    if safe == id && id.len() <= 64 {
+        return safe;
+    }
+    let digest = sha2::Sha256::digest(id.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let prefix: String = safe.chars().take(47).collect();
+    format!("{prefix}-{hex}")
+}
+
 /// Fills the pattern; `start` is the recording's start (Unix time).
 pub fn render(
     storage: &Path,
@@ -91,9 +109,11 @@ pub fn render(
         out = out.replace(&format!("{{{k}}}"), &v);
     }
     for k in PLACEHOLDERS {
-        let v = values
-            .get(k)
-            .map_or_else(|| "_".to_owned(), |v| sanitize(v));
+        let v = match values.get(k) {
+            None => "_".to_owned(),
+            Some(v) if k == "recording_id" => unique_segment(v),
+            Some(v) => sanitize(v),
+        };
         out = out.replace(&format!("{{{k}}}"), &v);
     }
     storage.join(out)
@@ -102,6 +122,23 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recording_ids_never_share_a_file_name() {
+        let long = "X".repeat(64);
+        let ids = [
+            format!("{long}-acme"),
+            format!("{long}-globex"),
+            "a:b".to_owned(),
+            "a_b".to_owned(),
+            "rec-1".to_owned(),
+        ];
+        let names: std::collections::HashSet<String> =
+            ids.iter().map(|i| unique_segment(i)).collect();
+        assert_eq!(names.len(), ids.len(), "{names:?}");
+        assert_eq!(unique_segment("rec-1"), "rec-1");
+        assert!(names.iter().all(|n| n.len() <= 64 && sanitize(n) == *n));
+    }
 
     #[test]
     fn patterns_are_checked() {

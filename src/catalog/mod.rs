@@ -393,6 +393,19 @@ impl Catalog {
     }
 
     /// The latest recording of a call.
+    /// Whether a recording that is not deleted has its file at `path`.
+    pub fn live_recording_at(&self, path: &str) -> Result<bool, CatalogError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM recordings WHERE path = ?1 AND deleted_at IS NULL LIMIT 1",
+                params![path],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
     pub fn latest_for_call(&self, call_id: &str) -> Result<Option<RecordingRow>, CatalogError> {
         Ok(self
             .conn()

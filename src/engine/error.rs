@@ -36,6 +36,10 @@ pub enum EngineError {
     QuotaExceeded(String),
     #[error("recording {0} is still in progress; stop it first")]
     RecordingBusy(String),
+    #[error(
+        "recording_id: another recording's file has this storage path ({0}); choose another recording_id"
+    )]
+    PathInUse(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -59,6 +63,7 @@ impl EngineError {
             EngineError::ShuttingDown => "shutting_down",
             EngineError::QuotaExceeded(_) => "quota_exceeded",
             EngineError::RecordingBusy(_) => "recording_in_progress",
+            EngineError::PathInUse(_) => "recording_path_in_use",
             EngineError::Internal(_) => "internal",
         }
     }
@@ -76,7 +81,7 @@ impl EngineError {
             | EngineError::NotPaused
             | EngineError::CallExists(_)
             | EngineError::CallEnded(_) => 409,
-            EngineError::RecordingBusy(_) => 409,
+            EngineError::RecordingBusy(_) | EngineError::PathInUse(_) => 409,
             EngineError::QuotaExceeded(_) => 429,
             EngineError::PortsExhausted | EngineError::ShuttingDown => 503,
             EngineError::Internal(_) => 500,

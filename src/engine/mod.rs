@@ -14,7 +14,7 @@ pub mod ports;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -914,6 +914,24 @@ impl Engine {
             now_wall,
             &values,
         );
+        // One file per recording: never two live recordings on one path,
+        // whatever their ids (a crafted id could name another's file).
+        let mut part = path.clone().into_os_string();
+        part.push(".part");
+        if path.exists()
+            || Path::new(&part).exists()
+            || self
+                .catalog
+                .live_recording_at(&path.to_string_lossy())
+                .map_err(|e| EngineError::Internal(e.to_string()))?
+        {
+            return Err(EngineError::PathInUse(
+                path.strip_prefix(&self.storage)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string(),
+            ));
+        }
         let sidecar = path.with_extension("json");
         let shared = Arc::new(RecordingShared::default());
         let started_at = rfc3339(now_wall);
