@@ -236,7 +236,7 @@ fn sigterm_mid_call_leaves_a_completed_recording() {
 
 #[test]
 fn packets_from_a_second_source_are_not_recorded() {
-    let d = Daemon::start("latch", "[rtp]\nrelatch_on_new_ssrc = false\n");
+    let d = Daemon::start("latch", "");
     let mut ev = d.events(Some(0));
     let call = create(
         &d,

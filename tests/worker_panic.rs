@@ -10,7 +10,7 @@ use recengine::core::encode::EncoderSpec;
 use recengine::core::leg::LegConfig;
 use recengine::core::rtp::PayloadMap;
 use recengine::io::clock::MonotonicClock;
-use recengine::io::udp::{IngestStats, LegSocket};
+use recengine::io::udp::{IngestStats, LegSocket, RelatchPolicy};
 use recengine::io::worker::{
     CallShared, LegSetup, RecordingSetup, RecordingShared, WorkerCmd, WorkerConfig, WorkerPool,
     WorkerReport,
@@ -39,7 +39,8 @@ fn start_call(
     let socket = LegSocket::new(
         std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
         Arc::new(IngestStats::default()),
-        true,
+        RelatchPolicy::Never,
+        None,
         65_536,
     )
     .unwrap();

@@ -17,7 +17,7 @@ use thiserror::Error;
 
 pub use schema::{
     ApiSection, Channels, Config, EventsSection, Format, JitterSection, LogFormat, LogSection,
-    PauseBehavior, RecordingSection, RtpSection, StorageSection, TokenEntry, WebhookEntry,
+    PauseBehavior, RecordingSection, Relatch, RtpSection, StorageSection, TokenEntry, WebhookEntry,
     WorkersSection,
 };
 

@@ -180,9 +180,9 @@ pub struct RtpSection {
     pub port_max: u32,
     /// Seconds a released port rests before it is handed out again.
     pub port_quarantine_s: u32,
-    /// Follow a sender that moves to a new address with a new SSRC
-    /// (otherwise only the first source address is recorded).
-    pub relatch_on_new_ssrc: bool,
+    /// When a leg follows its sender to a new address with a new SSRC:
+    /// never (strict source, the default), same_host, or any (unsafe).
+    pub relatch: Relatch,
     /// Receive queue of each leg's socket (`SO_RCVBUF`), in bytes.
     pub queue_bytes: u32,
 }
@@ -195,7 +195,7 @@ impl Default for RtpSection {
             port_min: 30_000,
             port_max: 39_999,
             port_quarantine_s: 10,
-            relatch_on_new_ssrc: true,
+            relatch: Relatch::Never,
             queue_bytes: 131_072,
         }
     }
@@ -272,6 +272,16 @@ impl Format {
 pub enum Channels {
     Mono,
     Dual,
+}
+
+/// `rtp.relatch`: when a leg follows its sender to a new address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Relatch {
+    #[default]
+    Never,
+    SameHost,
+    Any,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,14 +23,14 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::catalog::{Catalog, RecordingRow};
-use crate::config::{Channels, Config, Format, PauseBehavior};
+use crate::config::{Channels, Config, Format, PauseBehavior, Relatch};
 use crate::core::encode::EncoderSpec;
 use crate::core::leg::LegConfig;
 use crate::core::rtp::{Codec, PayloadMap};
 use crate::events::EventBus;
 use crate::ids::{is_valid_id, random_id};
 use crate::io::clock::MonotonicClock;
-use crate::io::udp::{IngestStats, LegSocket, count_rtcp};
+use crate::io::udp::{ExpectedSource, IngestStats, LegSocket, RelatchPolicy, count_rtcp};
 use crate::io::worker::{
     CallShared, LegSetup, RecordingSetup, RecordingShared, WorkerCmd, WorkerPool, WorkerReport,
 };
@@ -460,10 +460,22 @@ impl Engine {
         let port = pair.port;
         // RTP is read by the call's worker at every tick; RTCP is only
         // counted, by a task on the IO runtime.
+        let relatch = match self.cfg.rtp.relatch {
+            Relatch::Never => RelatchPolicy::Never,
+            Relatch::SameHost => RelatchPolicy::SameHost,
+            Relatch::Any => RelatchPolicy::Any,
+        };
+        let expected = req
+            .source
+            .as_deref()
+            .map(ExpectedSource::parse)
+            .transpose()
+            .map_err(EngineError::InvalidRequest)?;
         let socket = LegSocket::new(
             pair.rtp,
             stats.clone(),
-            self.cfg.rtp.relatch_on_new_ssrc,
+            relatch,
+            expected,
             self.cfg.rtp.queue_bytes as usize,
         )
         .map_err(|e| EngineError::Internal(e.to_string()))?;
@@ -1822,6 +1834,10 @@ fn validate_leg(field: &str, l: &LegRequest, reference: ReferenceType) -> Result
         return Err(EngineError::InvalidRequest(format!(
             "{field}.label: at most 256 characters and no control characters"
         )));
+    }
+    if let Some(source) = &l.source {
+        crate::io::udp::ExpectedSource::parse(source)
+            .map_err(|e| EngineError::InvalidRequest(format!("{field}.source: {e}")))?;
     }
     if reference == ReferenceType::Call && l.role == Role::Participant {
         return Err(EngineError::InvalidRequest(format!(

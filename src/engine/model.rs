@@ -37,6 +37,9 @@ pub struct LegRequest {
     /// Dynamic payload types: `{"101": "telephone-event/8000", "111": "opus/48000/2"}`.
     #[serde(default)]
     pub payload_types: BTreeMap<String, String>,
+    /// The only source this leg accepts, from its first packet:
+    /// `"203.0.113.5"` or `"203.0.113.5:4000"` (e.g. from the SDP).
+    pub source: Option<String>,
 }
 
 /// Which legs a recording contains.

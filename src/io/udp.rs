@@ -59,6 +59,55 @@ pub struct IngestSnapshot {
     pub truncated: u64,
 }
 
+/// When a leg follows its sender to a new address (`rtp.relatch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RelatchPolicy {
+    /// Never: the first source is the leg's for good (strict source, as
+    /// rtpengine's `strict-source`). Anything else is `foreign_source`.
+    #[default]
+    Never,
+    /// A new SSRC from another port of the same host (a restarted
+    /// softphone, a re-INVITE on the same box).
+    SameHost,
+    /// A new SSRC from anywhere. Unsafe: anyone who can reach the port
+    /// can take the leg over with one packet.
+    Any,
+}
+
+/// The source a leg must come from, named by the API (from the SDP the
+/// signalling side already has): an address, and optionally its port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpectedSource {
+    pub ip: std::net::IpAddr,
+    pub port: Option<u16>,
+}
+
+impl ExpectedSource {
+    /// `203.0.113.5`, `203.0.113.5:4000`, `2001:db8::1` or `[2001:db8::1]:4000`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(Self {
+                ip: a.ip(),
+                port: Some(a.port()),
+            });
+        }
+        s.parse::<std::net::IpAddr>()
+            .map(|ip| Self { ip, port: None })
+            .map_err(|_| format!("{s:?} is not an IP address or address:port"))
+    }
+
+    fn matches(&self, from: SocketAddr) -> bool {
+        // An IPv4 sender on a dual-stack socket arrives as ::ffff:a.b.c.d.
+        let ip = match from.ip() {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        ip == self.ip && self.port.is_none_or(|p| p == from.port())
+    }
+}
+
 /// Which source a leg records.
 #[derive(Debug, Default)]
 struct Latch {
@@ -67,21 +116,26 @@ struct Latch {
     /// The address a relatch moved away from: it cannot take the leg back,
     /// so an old source still sending cannot make the latch flip-flop.
     left: Option<SocketAddr>,
+    policy: RelatchPolicy,
+    expected: Option<ExpectedSource>,
 }
 
 impl Latch {
     /// Whether a datagram from `from` is recorded, updating the latch.
-    fn admit(
-        &mut self,
-        from: SocketAddr,
-        datagram: &[u8],
-        relatch: bool,
-        stats: &IngestStats,
-    ) -> bool {
+    fn admit(&mut self, from: SocketAddr, datagram: &[u8], stats: &IngestStats) -> bool {
+        if self.expected.is_some_and(|e| !e.matches(from)) {
+            stats.foreign_source.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
         let ssrc = datagram
             .get(8..12)
             .filter(|_| datagram[0] >> 6 == 2)
             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        let may_move = |a: SocketAddr| match self.policy {
+            RelatchPolicy::Never => false,
+            RelatchPolicy::SameHost => a.ip() == from.ip(),
+            RelatchPolicy::Any => true,
+        };
         match self.addr {
             None => {
                 // Only a plausible RTP packet may latch the leg.
@@ -98,7 +152,10 @@ impl Latch {
                 true
             }
             Some(a)
-                if relatch && ssrc.is_some() && ssrc != self.ssrc && self.left != Some(from) =>
+                if may_move(a)
+                    && ssrc.is_some()
+                    && ssrc != self.ssrc
+                    && self.left != Some(from) =>
             {
                 self.left = Some(a);
                 self.addr = Some(from);
@@ -124,7 +181,6 @@ pub struct LegSocket {
     socket: std::net::UdpSocket,
     latch: Latch,
     stats: Arc<IngestStats>,
-    relatch: bool,
 }
 
 /// The instant a worker drains its sockets, on both clocks, to turn kernel
@@ -160,10 +216,13 @@ impl DrainTime {
 impl LegSocket {
     /// Takes a bound socket: makes it non-blocking, asks for receive
     /// stamps and overflow counts, and sizes its queue to `queue_bytes`.
+    /// Only `expected` (if named) may send; otherwise the first source
+    /// latches and `relatch` says when the leg may follow it elsewhere.
     pub fn new(
         socket: std::net::UdpSocket,
         stats: Arc<IngestStats>,
-        relatch: bool,
+        relatch: RelatchPolicy,
+        expected: Option<ExpectedSource>,
         queue_bytes: usize,
     ) -> std::io::Result<Self> {
         socket.set_nonblocking(true)?;
@@ -173,9 +232,12 @@ impl LegSocket {
         let _ = queue_bytes;
         Ok(Self {
             socket,
-            latch: Latch::default(),
+            latch: Latch {
+                policy: relatch,
+                expected,
+                ..Latch::default()
+            },
             stats,
-            relatch,
         })
     }
 
@@ -199,7 +261,7 @@ impl LegSocket {
                     self.stats.truncated.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                if self.latch.admit(from, datagram, self.relatch, &self.stats) {
+                if self.latch.admit(from, datagram, &self.stats) {
                     deliver(datagram, at.arrival(stamp));
                 }
             }
@@ -507,39 +569,79 @@ mod linux {
 mod tests {
     use super::*;
 
+    fn pkt(ssrc: u32) -> Vec<u8> {
+        let mut v = vec![0x80, 0, 0, 1, 0, 0, 0, 0];
+        v.extend_from_slice(&ssrc.to_be_bytes());
+        v
+    }
+
+    fn latch(policy: RelatchPolicy, expected: Option<&str>) -> Latch {
+        Latch {
+            policy,
+            expected: expected.map(|e| ExpectedSource::parse(e).unwrap()),
+            ..Latch::default()
+        }
+    }
+
     #[test]
     fn first_source_wins_and_relatch_needs_a_new_ssrc() {
         let stats = IngestStats::default();
         let a: SocketAddr = "127.0.0.1:4000".parse().unwrap();
         let b: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        let pkt = |ssrc: u32| {
-            let mut v = vec![0x80, 0, 0, 1, 0, 0, 0, 0];
-            v.extend_from_slice(&ssrc.to_be_bytes());
-            v
-        };
-        let mut l = Latch::default();
-        assert!(l.admit(a, &pkt(1), false, &stats));
-        assert!(!l.admit(b, &pkt(1), false, &stats));
+        let mut l = latch(RelatchPolicy::Never, None);
+        assert!(l.admit(a, &pkt(1), &stats));
+        assert!(!l.admit(b, &pkt(1), &stats));
+        assert!(!l.admit(b, &pkt(2), &stats), "strict: no relatch");
+        let mut l = latch(RelatchPolicy::Any, None);
+        assert!(l.admit(a, &pkt(1), &stats));
         assert!(
-            !l.admit(b, &pkt(2), false, &stats),
-            "no relatch when disabled"
-        );
-        let mut l = Latch::default();
-        assert!(l.admit(a, &pkt(1), true, &stats));
-        assert!(
-            !l.admit(b, &pkt(1), true, &stats),
+            !l.admit(b, &pkt(1), &stats),
             "same SSRC from elsewhere: a copy, not a move"
         );
         assert!(
-            l.admit(b, &pkt(2), true, &stats),
+            l.admit(b, &pkt(2), &stats),
             "new SSRC from a new address: relatch"
         );
         assert!(
-            !l.admit(a, &pkt(1), true, &stats),
+            !l.admit(a, &pkt(1), &stats),
             "the old source cannot take it back"
         );
         assert_eq!(stats.relatches.load(Ordering::Relaxed), 1);
         assert_eq!(stats.foreign_source.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn same_host_relatch_never_leaves_the_host() {
+        let stats = IngestStats::default();
+        let a: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let moved: SocketAddr = "127.0.0.1:4002".parse().unwrap();
+        let stranger: SocketAddr = "127.0.0.2:4000".parse().unwrap();
+        let mut l = latch(RelatchPolicy::SameHost, None);
+        assert!(l.admit(a, &pkt(1), &stats));
+        assert!(!l.admit(stranger, &pkt(9), &stats), "another host");
+        assert!(l.admit(moved, &pkt(2), &stats), "same host, new port");
+        assert_eq!(stats.relatches.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_named_source_is_the_only_one_from_the_first_packet() {
+        let stats = IngestStats::default();
+        let real: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let stranger: SocketAddr = "127.0.0.1:4999".parse().unwrap();
+        let mut l = latch(RelatchPolicy::Any, Some("127.0.0.1:4000"));
+        assert!(!l.admit(stranger, &pkt(9), &stats), "a stranger first");
+        assert!(l.admit(real, &pkt(1), &stats));
+        assert!(
+            !l.admit(stranger, &pkt(7), &stats),
+            "not even with relatch any"
+        );
+        let mut by_host = latch(RelatchPolicy::Never, Some("127.0.0.1"));
+        assert!(by_host.admit(real, &pkt(1), &stats));
+        let v6: SocketAddr = "[::ffff:127.0.0.1]:4000".parse().unwrap();
+        assert!(latch(RelatchPolicy::Never, Some("127.0.0.1")).admit(v6, &pkt(1), &stats));
+        assert!(ExpectedSource::parse("[2001:db8::1]:4000").is_ok());
+        assert!(ExpectedSource::parse("pbx.example").is_err());
+        assert_eq!(stats.foreign_source.load(Ordering::Relaxed), 2);
     }
 
     /// L16 stereo at 48 kHz carries 3,840 bytes of audio per 20 ms: such a
