@@ -145,6 +145,14 @@ fn sd_notify(state: &str) {
 
 /// Runs the daemon; returns when it has shut down.
 pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
+    // Recordings, sidecars, the catalog and the event log are nobody
+    // else's business: files 0640, directories 0750 (group: the daemon's,
+    // or the storage directory's if it is set-group-ID). The event socket
+    // sets its own mode (events.socket_mode).
+    // SAFETY: umask(2) only sets the process's file mode creation mask.
+    unsafe {
+        libc::umask(0o027);
+    }
     let cfg = match &config_path {
         Some(p) => Config::load(p)?,
         None => Config::default(),
