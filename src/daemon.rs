@@ -436,8 +436,13 @@ fn reload(config_path: Option<&Path>, tokens: &Tokens, log_handle: &FilterHandle
     };
     match Config::load(path) {
         Ok(cfg) => {
-            if !cfg.api.tokens.is_empty() {
-                tokens.replace(&cfg.api.tokens);
+            // What the file says, even nothing: an empty list revokes every
+            // token (the one-time admin token is made only at start).
+            tokens.replace(&cfg.api.tokens);
+            if cfg.api.tokens.is_empty() {
+                tracing::warn!(
+                    "SIGHUP: api.tokens is empty: every token is revoked and the API refuses all requests until tokens are configured"
+                );
             }
             match EnvFilter::try_new(&cfg.log.level) {
                 Ok(f) => {

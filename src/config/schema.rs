@@ -393,15 +393,15 @@ pub fn sample_rates(format: Format) -> &'static [u32] {
     }
 }
 
-/// CBR bitrates (kbit/s) LAME accepts at a sample rate (MPEG-1 for 32–48
-/// kHz, MPEG-2 for 16–24 kHz, MPEG-2.5 for 8–12 kHz).
+/// CBR bitrates (kbit/s) the MP3 encoder takes at a sample rate: LAME's
+/// (MPEG-1 for 32–48 kHz, MPEG-2 for 16–24 kHz, MPEG-2.5 for 8–12 kHz)
+/// that `mp3lame-encoder` can name — it has no 56 or 144, so they are
+/// refused here rather than failing the recording later.
 pub fn mp3_bitrates(sample_rate: u32) -> &'static [u32] {
     match sample_rate {
-        32_000 | 44_100 | 48_000 => &[
-            32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
-        ],
-        16_000 | 22_050 | 24_000 => &[8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],
-        _ => &[8, 16, 24, 32, 40, 48, 56, 64],
+        32_000 | 44_100 | 48_000 => &[32, 40, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320],
+        16_000 | 22_050 | 24_000 => &[8, 16, 24, 32, 40, 48, 64, 80, 96, 112, 128, 160],
+        _ => &[8, 16, 24, 32, 40, 48, 64],
     }
 }
 

@@ -14,7 +14,7 @@ pub mod ports;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -927,11 +927,10 @@ impl Engine {
             &values,
         );
         // One file per recording: never two live recordings on one path,
-        // whatever their ids (a crafted id could name another's file).
-        let mut part = path.clone().into_os_string();
-        part.push(".part");
+        // whatever their ids (a crafted id could name another's file). A
+        // recording in progress is in the catalog; a `.part` without one is
+        // a leftover and is replaced.
         if path.exists()
-            || Path::new(&part).exists()
             || self
                 .catalog
                 .live_recording_at(&path.to_string_lossy())

@@ -134,3 +134,36 @@ impl Encoder for Mp3Encoder {
         &self.spec
     }
 }
+
+#[cfg(test)]
+mod bitrate_tests {
+    use super::*;
+    use crate::config::schema::{Format, mp3_bitrates};
+
+    /// Every bitrate the API and the configuration accept makes an encoder
+    /// (56 and 144 kbit/s used to be accepted with 201, then fail the
+    /// recording with `encoder_error`).
+    #[test]
+    fn every_accepted_bitrate_builds_an_encoder() {
+        for rate in [
+            8000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000,
+        ] {
+            for &kbps in mp3_bitrates(rate) {
+                for channels in [1, 2] {
+                    let spec = EncoderSpec {
+                        format: Format::Mp3,
+                        sample_rate: rate,
+                        channels,
+                        bitrate_kbps: kbps,
+                        mp3_quality: 5,
+                        opus_complexity: 5,
+                    };
+                    assert!(
+                        Mp3Encoder::new(spec).is_ok(),
+                        "{kbps} kbit/s at {rate} Hz, {channels} channel(s)"
+                    );
+                }
+            }
+        }
+    }
+}
