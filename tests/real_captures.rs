@@ -159,9 +159,9 @@ fn wrong_rtp_clock_is_followed_once_measured() {
 /// instead: `recording_formats::real_drift_in_a_capture_is_measured_and_corrected`).
 #[test]
 fn two_party_captures_mixed_to_dual_wav_keep_each_party_exact() {
-    use recengine::config::{Channels, Format, PauseBehavior};
+    use recengine::config::{Channels, Format};
     use recengine::core::rtp::Codec;
-    use recengine::offline::record::{Participant, PartySelector, RecordOptions, record};
+    use recengine::offline::record::{PartySelector, RecordOptions, record};
 
     let Some(dir) = shared_captures() else { return };
     let mut checked = Vec::new();
@@ -184,26 +184,9 @@ fn two_party_captures_mixed_to_dual_wav_keep_each_party_exact() {
             continue;
         }
         let opts = RecordOptions {
-            input: capture.clone(),
-            output_dir: out.join("mixed"),
-            rtp_ports: vec![],
-            payload_types: vec![],
-            playout_delay: std::time::Duration::from_millis(200),
-            jitter_capacity: 64,
-            drift_bound: std::time::Duration::from_millis(20),
-            format: Format::Wav,
-            sample_rate: 8000,
-            channels: Channels::Dual,
-            bitrate_kbps: 0,
-            mp3_quality: 5,
-            opus_complexity: 5,
-            participant: Participant::All,
-            pause_behavior: PauseBehavior::Silence,
-            pauses: vec![],
-            suppress_dtmf: false,
             caller: Some(PartySelector::Ssrc(parties[0].key.ssrc)),
             callee: Some(PartySelector::Ssrc(parties[1].key.ssrc)),
-            flush_interval: std::time::Duration::from_millis(500),
+            ..common::record_options(&capture, &out.join("mixed"), Format::Wav, Channels::Dual)
         };
         let info = record(&opts).unwrap_or_else(|e| panic!("{stem}: {e}"));
         let (mixed, rate) = read_wav(&out.join("mixed").join(&info.file));

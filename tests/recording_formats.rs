@@ -11,7 +11,7 @@ use common::*;
 use recengine::config::{Channels, Format, PauseBehavior};
 use recengine::core::decode::{linear_to_ulaw, ulaw_to_linear};
 use recengine::io::sink::sha256_file;
-use recengine::offline::record::{Participant, PartySelector, RecordOptions, record};
+use recengine::offline::record::{PartySelector, RecordOptions, record};
 use recengine::recording::RecordingInfo;
 use recengine::testkit;
 
@@ -19,26 +19,9 @@ const SECS: usize = 6;
 
 fn options(input: &Path, out: &Path, format: Format, channels: Channels) -> RecordOptions {
     RecordOptions {
-        input: input.to_path_buf(),
-        output_dir: out.to_path_buf(),
-        rtp_ports: vec![],
-        payload_types: vec![],
-        playout_delay: Duration::from_millis(200),
-        jitter_capacity: 64,
-        drift_bound: Duration::from_millis(20),
-        format,
-        sample_rate: 8000,
-        channels,
-        bitrate_kbps: 0,
-        mp3_quality: 5,
-        opus_complexity: 5,
-        participant: Participant::All,
-        pause_behavior: PauseBehavior::Silence,
-        pauses: vec![],
-        suppress_dtmf: false,
         caller: Some(PartySelector::Ssrc(testkit::CALLER_SSRC)),
         callee: Some(PartySelector::Ssrc(testkit::CALLEE_SSRC)),
-        flush_interval: Duration::from_millis(500),
+        ..record_options(input, out, format, channels)
     }
 }
 

@@ -11,35 +11,8 @@ use support::*;
 /// Makes a short completed recording on a new call; returns its
 /// `recording.completed` event data.
 fn record(d: &Daemon, token: &str, call_id: &str, format: &str) -> Value {
-    let mut ev = d.events(None);
-    std::thread::sleep(Duration::from_millis(100));
     let body = json!({"call_id": call_id, "legs": [{"role": "caller"}], "recording": {"enabled": true, "format": format}});
-    let (s, call) = d.request("POST", "/v1/calls", Some(&body.to_string()), Some(token));
-    assert_eq!(s, 201, "{call}");
-    let tone = recengine::testkit::tone(8000, 700.0, 6000.0, 4000);
-    let sock = udp();
-    stream(
-        &[Leg {
-            port: leg_port(&call, "caller"),
-            ssrc: 5,
-            signal: &tone,
-            socket: &sock,
-            delay_packets: 0,
-        }],
-        |_| {},
-    );
-    assert_eq!(
-        d.request(
-            "POST",
-            &format!("/v1/calls/{call_id}/end"),
-            None,
-            Some(token)
-        )
-        .0,
-        200
-    );
-    let events = ev.until("recording.completed", Duration::from_secs(10));
-    events.last().unwrap()["data"].clone()
+    record_tone_call(d, token, &body, 700.0)
 }
 
 fn get(d: &Daemon, path: &str, token: &str) -> (u16, Value) {

@@ -5,7 +5,6 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde_json::json;
 use support::*;
@@ -21,27 +20,9 @@ fn mode(p: &Path) -> u32 {
 #[test]
 fn nothing_the_daemon_writes_is_world_readable() {
     let d = Daemon::start("security-files", "");
-    let mut ev = d.events(None);
-    std::thread::sleep(Duration::from_millis(100));
     let body = json!({"legs": [{"role": "caller"}], "recording": {"enabled": true}});
-    let (s, call) = d.admin("POST", "/v1/calls", Some(&body.to_string()));
-    assert_eq!(s, 201, "{call}");
-    let tone = recengine::testkit::tone(8000, 700.0, 6000.0, 4000);
-    let sock = udp();
-    stream(
-        &[Leg {
-            port: leg_port(&call, "caller"),
-            ssrc: 5,
-            signal: &tone,
-            socket: &sock,
-            delay_packets: 0,
-        }],
-        |_| {},
-    );
-    let id = call["call_id"].as_str().unwrap();
-    d.admin("POST", &format!("/v1/calls/{id}/end"), None);
-    let done = ev.until("recording.completed", Duration::from_secs(10));
-    let file = PathBuf::from(done.last().unwrap()["data"]["path"].as_str().unwrap());
+    let done = record_tone_call(&d, ADMIN, &body, 700.0);
+    let file = PathBuf::from(done["path"].as_str().unwrap());
     let storage = d.storage();
     let mut checked = vec![
         file.clone(),

@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use serde_json::json;
 use support::*;
 
@@ -17,33 +15,9 @@ fn record(
     recording_id: &str,
     hz: f64,
 ) -> serde_json::Value {
-    let mut ev = d.events(None);
-    std::thread::sleep(Duration::from_millis(100));
     let body = json!({"call_id": call_id, "legs": [{"role": "caller"}],
         "recording": {"enabled": true, "format": "wav", "recording_id": recording_id}});
-    let (s, call) = d.request("POST", "/v1/calls", Some(&body.to_string()), Some(token));
-    assert_eq!(s, 201, "{call}");
-    let tone = recengine::testkit::tone(8000, hz, 6000.0, 4000);
-    let sock = udp();
-    stream(
-        &[Leg {
-            port: leg_port(&call, "caller"),
-            ssrc: 5,
-            signal: &tone,
-            socket: &sock,
-            delay_packets: 0,
-        }],
-        |_| {},
-    );
-    let (s, _) = d.request(
-        "POST",
-        &format!("/v1/calls/{call_id}/end"),
-        None,
-        Some(token),
-    );
-    assert_eq!(s, 200);
-    let events = ev.until("recording.completed", Duration::from_secs(10));
-    events.last().unwrap()["data"].clone()
+    record_tone_call(d, token, &body, hz)
 }
 
 /// Downloads a recording through its signed URL; returns the bytes.

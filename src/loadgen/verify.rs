@@ -746,14 +746,19 @@ fn locate_by_correlation<'a>(
     let hi = ((lead.as_secs_f64() + 2.0) * f64::from(RATE)) as usize / BLOCK;
     let hi = hi.min(got_env.len().saturating_sub(want_env.len() / 2));
     let coarse = (lo..hi)
-        .map(|lag| (lag, correlation(&got_env[lag..], &want_env, None)))
+        .map(|lag| {
+            (
+                lag,
+                correlation(got_env[lag..].iter().copied().zip(want_env.iter().copied())),
+            )
+        })
         .max_by(|a, b| a.1.total_cmp(&b.1))?
         .0;
     // The envelope peak can sit a pitch period off: refine over ±10 ms.
     let lo = (coarse * BLOCK).saturating_sub(10 * BLOCK);
     let hi = (coarse * BLOCK + 10 * BLOCK).min(got.len());
     let (lag, best) = (lo..hi)
-        .map(|lag| (lag, correlation_i16(&got[lag..], &want, &mask)))
+        .map(|lag| (lag, masked_correlation(&got[lag..], &want, &mask)))
         .max_by(|a, b| a.1.total_cmp(&b.1))?;
     (best > 0.3).then(|| Placed {
         legs,
@@ -809,13 +814,10 @@ fn correlate(got: &[i16], placed: &Placed) -> (u64, f64, f64, i64) {
     (n, overall, worst, worst_pos)
 }
 
-/// Normalised correlation of `a` against `b` where `mask` (if any) is set.
-fn correlation(a: &[f64], b: &[f64], mask: Option<&[bool]>) -> f64 {
+/// Normalised correlation of paired values.
+fn correlation(pairs: impl Iterator<Item = (f64, f64)>) -> f64 {
     let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
-    for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
-        if mask.is_some_and(|m| !m[i]) {
-            continue;
-        }
+    for (x, y) in pairs {
         ab += x * y;
         aa += x * x;
         bb += y * y;
@@ -827,21 +829,15 @@ fn correlation(a: &[f64], b: &[f64], mask: Option<&[bool]>) -> f64 {
     }
 }
 
-fn correlation_i16(a: &[i16], b: &[i16], mask: &[bool]) -> f64 {
-    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
-    for ((&x, &y), &m) in a.iter().zip(b).zip(mask) {
-        if m {
-            let (x, y) = (f64::from(x), f64::from(y));
-            ab += x * y;
-            aa += x * x;
-            bb += y * y;
-        }
-    }
-    if aa == 0.0 || bb == 0.0 {
-        0.0
-    } else {
-        ab / (aa * bb).sqrt()
-    }
+/// Correlation of `a` against `b` where `mask` is set.
+fn masked_correlation(a: &[i16], b: &[i16], mask: &[bool]) -> f64 {
+    correlation(
+        a.iter()
+            .zip(b)
+            .zip(mask)
+            .filter(|(_, m)| **m)
+            .map(|((&x, &y), _)| (f64::from(x), f64::from(y))),
+    )
 }
 
 #[cfg(test)]

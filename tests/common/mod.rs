@@ -285,3 +285,35 @@ pub fn best_correlation(got: &[i16], want: &[i16], max_lag: usize) -> (usize, f6
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap_or((0, 0.0))
 }
+
+/// `recengine pcap --format` options as the daemon's defaults record: 8 kHz,
+/// 200 ms playout delay, 20 ms drift bound, every party; no parties named.
+pub fn record_options(
+    input: &Path,
+    out: &Path,
+    format: recengine::config::Format,
+    channels: recengine::config::Channels,
+) -> recengine::offline::record::RecordOptions {
+    recengine::offline::record::RecordOptions {
+        input: input.to_path_buf(),
+        output_dir: out.to_path_buf(),
+        rtp_ports: vec![],
+        payload_types: vec![],
+        playout_delay: std::time::Duration::from_millis(200),
+        jitter_capacity: 64,
+        drift_bound: std::time::Duration::from_millis(20),
+        format,
+        sample_rate: 8000,
+        channels,
+        bitrate_kbps: 0,
+        mp3_quality: 5,
+        opus_complexity: 5,
+        participant: recengine::offline::record::Participant::All,
+        pause_behavior: recengine::config::PauseBehavior::Silence,
+        pauses: vec![],
+        suppress_dtmf: false,
+        caller: None,
+        callee: None,
+        flush_interval: std::time::Duration::from_millis(500),
+    }
+}

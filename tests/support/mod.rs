@@ -443,3 +443,30 @@ pub fn channel(samples: &[i16], channels: u16, c: usize) -> Vec<i16> {
 pub fn sha256_file(path: &Path) -> String {
     recengine::io::sink::sha256_file(path).unwrap()
 }
+
+/// Creates a call from `body` (with a `caller` leg) for `token`, streams
+/// half a second of a `hz` tone to it, ends it, and returns the
+/// `recording.completed` event's data.
+pub fn record_tone_call(d: &Daemon, token: &str, body: &Value, hz: f64) -> Value {
+    let mut ev = d.events(None);
+    std::thread::sleep(Duration::from_millis(100));
+    let (s, call) = d.request("POST", "/v1/calls", Some(&body.to_string()), Some(token));
+    assert_eq!(s, 201, "{call}");
+    let tone = recengine::testkit::tone(8000, hz, 6000.0, 4000);
+    let sock = udp();
+    stream(
+        &[Leg {
+            port: leg_port(&call, "caller"),
+            ssrc: 5,
+            signal: &tone,
+            socket: &sock,
+            delay_packets: 0,
+        }],
+        |_| {},
+    );
+    let id = call["call_id"].as_str().expect("call_id");
+    let (s, _) = d.request("POST", &format!("/v1/calls/{id}/end"), None, Some(token));
+    assert_eq!(s, 200);
+    let events = ev.until("recording.completed", Duration::from_secs(10));
+    events.last().expect("recording.completed")["data"].clone()
+}
