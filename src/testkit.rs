@@ -50,6 +50,26 @@ pub fn speech(rate: u32, samples: usize) -> Vec<i16> {
         .collect()
 }
 
+/// Normalised correlation of paired values (0 when either side is silent).
+pub fn correlation_of(pairs: impl Iterator<Item = (f64, f64)>) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (x, y) in pairs {
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa == 0.0 || bb == 0.0 {
+        0.0
+    } else {
+        ab / (aa * bb).sqrt()
+    }
+}
+
+/// Normalised cross-correlation of two signals over their common length.
+pub fn correlation(a: &[i16], b: &[i16]) -> f64 {
+    correlation_of(a.iter().zip(b).map(|(&x, &y)| (f64::from(x), f64::from(y))))
+}
+
 /// Builds one RTP packet.
 pub fn rtp_packet(pt: u8, marker: bool, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(12 + payload.len());

@@ -30,6 +30,7 @@ use serde_json::Value;
 use super::{LoadCodec, LoadgenOptions, LoadgenReport, http_json, http_request};
 use crate::core::decode::{alaw_to_linear, ulaw_to_linear};
 use crate::error::Error;
+use crate::testkit::correlation_of;
 use crate::testkit::netem::Pattern;
 
 /// `SentLeg::delay_us` of a packet that was never sent.
@@ -191,6 +192,20 @@ pub struct RecordingCheck {
     pub problems: Vec<Problem>,
 }
 
+impl RecordingCheck {
+    /// Nothing checked yet, nothing wrong yet.
+    pub fn new(call_id: &str) -> Self {
+        Self {
+            call_id: call_id.to_owned(),
+            recording_id: None,
+            compared_samples: 0,
+            misalignment: 0,
+            worst_correlation: 1.0,
+            problems: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct VerifyReport {
     pub recordings: usize,
@@ -303,14 +318,7 @@ fn check_call(
     vopts: &VerifyOptions,
     deadline: Instant,
 ) -> RecordingCheck {
-    let mut check = RecordingCheck {
-        call_id: call.call_id.clone(),
-        recording_id: None,
-        compared_samples: 0,
-        misalignment: 0,
-        worst_correlation: 1.0,
-        problems: Vec::new(),
-    };
+    let mut check = RecordingCheck::new(&call.call_id);
     match fetch(api, token, call, deadline, &mut check) {
         Ok(Some((audio, detail))) => compare(call, reference, vopts, &audio, &detail, &mut check),
         Ok(None) => {}
@@ -749,7 +757,7 @@ fn locate_by_correlation<'a>(
         .map(|lag| {
             (
                 lag,
-                correlation(got_env[lag..].iter().copied().zip(want_env.iter().copied())),
+                correlation_of(got_env[lag..].iter().copied().zip(want_env.iter().copied())),
             )
         })
         .max_by(|a, b| a.1.total_cmp(&b.1))?
@@ -814,24 +822,9 @@ fn correlate(got: &[i16], placed: &Placed) -> (u64, f64, f64, i64) {
     (n, overall, worst, worst_pos)
 }
 
-/// Normalised correlation of paired values.
-fn correlation(pairs: impl Iterator<Item = (f64, f64)>) -> f64 {
-    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
-    for (x, y) in pairs {
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    if aa == 0.0 || bb == 0.0 {
-        0.0
-    } else {
-        ab / (aa * bb).sqrt()
-    }
-}
-
 /// Correlation of `a` against `b` where `mask` is set.
 fn masked_correlation(a: &[i16], b: &[i16], mask: &[bool]) -> f64 {
-    correlation(
+    correlation_of(
         a.iter()
             .zip(b)
             .zip(mask)
@@ -886,14 +879,7 @@ mod tests {
 
     fn problems(audio: &Decoded, call: &SentCall) -> Vec<Problem> {
         let r = Reference::new(LoadCodec::Pcmu).unwrap();
-        let mut check = RecordingCheck {
-            call_id: call.call_id.clone(),
-            recording_id: None,
-            compared_samples: 0,
-            misalignment: 0,
-            worst_correlation: 1.0,
-            problems: Vec::new(),
-        };
+        let mut check = RecordingCheck::new(&call.call_id);
         compare(
             call,
             &r,

@@ -55,22 +55,8 @@ pub fn read_wav(path: &Path) -> (Vec<i16>, u32) {
     (s, rate)
 }
 
-/// Normalised cross-correlation of two equally long signals.
-pub fn correlation(a: &[i16], b: &[i16]) -> f64 {
-    let n = a.len().min(b.len());
-    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
-    for i in 0..n {
-        let (x, y) = (f64::from(a[i]), f64::from(b[i]));
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    if aa == 0.0 || bb == 0.0 {
-        0.0
-    } else {
-        ab / (aa * bb).sqrt()
-    }
-}
+#[allow(unused_imports)]
+pub use recengine::testkit::correlation;
 
 /// Decoded audio: interleaved samples, channel count, rate.
 pub struct Decoded {
