@@ -344,12 +344,14 @@ fn fetch(
             return Err(Error::Invalid(format!("GET {path}: HTTP {status}: {v}")));
         }
         match v["recording_status"].as_str() {
-            Some("recording" | "finalizing" | "paused" | "pending")
-                if Instant::now() < deadline =>
+            Some("completed") => break v,
+            // Anything but an end state (recording, stopped, processing…)
+            // is still being made or finalized.
+            Some(state)
+                if !matches!(state, "failed" | "discarded") && Instant::now() < deadline =>
             {
                 std::thread::sleep(Duration::from_millis(200));
             }
-            Some("completed") => break v,
             other => {
                 check.problems.push(Problem::NotCompleted {
                     status: other.unwrap_or("unknown").to_owned(),

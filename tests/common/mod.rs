@@ -79,56 +79,21 @@ impl Decoded {
     }
 }
 
-/// Decodes WAV or MP3 with symphonia.
+/// Decodes WAV or MP3 with symphonia (the decoder `loadgen --verify` uses).
 pub fn decode_with_symphonia(path: &Path) -> Decoded {
-    use symphonia::core::codecs::audio::AudioDecoderOptions;
-    use symphonia::core::formats::probe::Hint;
-    use symphonia::core::formats::{FormatOptions, TrackType};
-    use symphonia::core::io::MediaSourceStream;
-    use symphonia::core::meta::MetadataOptions;
-
-    let file = Box::new(std::fs::File::open(path).expect("open"));
-    let mss = MediaSourceStream::new(file, Default::default());
-    let mut hint = Hint::new();
-    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
-        hint.with_extension(ext);
-    }
-    let mut format = symphonia::default::get_probe()
-        .probe(
-            &hint,
-            mss,
-            FormatOptions::default(),
-            MetadataOptions::default(),
-        )
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let d = recengine::loadgen::verify::decode(bytes)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let track = format.default_track(TrackType::Audio).expect("audio track");
-    let track_id = track.id;
-    let mut decoder = symphonia::default::get_codecs()
-        .make_audio_decoder(
-            track.codec_params.as_ref().unwrap().audio().unwrap(),
-            &AudioDecoderOptions::default(),
-        )
-        .expect("decoder");
-    let mut out = Decoded {
-        samples: Vec::new(),
-        channels: 0,
-        rate: 0,
-    };
-    let mut buf: Vec<i16> = Vec::new();
-    while let Ok(Some(packet)) = format.next_packet() {
-        if packet.track_id != track_id {
-            continue;
-        }
-        let audio = decoder
-            .decode(&packet)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        out.channels = audio.spec().channels().count();
-        out.rate = audio.spec().rate();
-        buf.resize(audio.samples_interleaved(), 0);
-        audio.copy_to_slice_interleaved(&mut buf);
-        out.samples.extend_from_slice(&buf);
+    let frames = d.channels.first().map_or(0, Vec::len);
+    let mut samples = Vec::with_capacity(frames * d.channels.len());
+    for i in 0..frames {
+        samples.extend(d.channels.iter().map(|c| c[i]));
     }
-    out
+    Decoded {
+        samples,
+        channels: d.channels.len(),
+        rate: d.rate,
+    }
 }
 
 /// One Ogg page as read back.
