@@ -307,6 +307,9 @@ fn webhooks_are_signed_retried_and_survive_a_crash() {
         verify(&r);
         let body: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["event"], "recording.completed", "filtered");
+        // The server's filesystem path stays on the server (issue #13.15).
+        assert!(body["data"].get("path").is_none(), "{body}");
+        assert!(body["data"]["recording_id"].is_string(), "{body}");
     }
 
     // An operator fixes the endpoint and retries one delivery.

@@ -229,15 +229,16 @@ impl Dispatcher {
     }
 
     fn enqueue(&self, cursor: u64, events: &[EventLine]) -> u64 {
+        let bodies: Vec<String> = events.iter().map(|e| public_body(&e.json)).collect();
         let mut rows = Vec::new();
-        for e in events {
+        for (e, body) in events.iter().zip(&bodies) {
             for (endpoint, entry) in &self.endpoints {
                 if entry.wants(&e.event) {
                     rows.push(NewDelivery {
                         endpoint,
                         event_seq: e.seq,
                         event: &e.event,
-                        body: &e.json,
+                        body,
                     });
                 }
             }
@@ -381,6 +382,22 @@ impl Dispatcher {
         ) {
             tracing::error!(error = %e, "webhooks: cannot record a delivery attempt");
         }
+    }
+}
+
+/// An event as it leaves this host: without `data.path`, the recording's
+/// location on the server's filesystem (the local event socket keeps it).
+fn public_body(json: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(mut v) => {
+            if let Some(data) = v.get_mut("data").and_then(|d| d.as_object_mut())
+                && data.remove("path").is_some()
+            {
+                return v.to_string();
+            }
+            json.to_owned()
+        }
+        Err(_) => json.to_owned(),
     }
 }
 
