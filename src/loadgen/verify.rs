@@ -571,8 +571,8 @@ fn compare(
         let placed = if audio.lossy {
             // Each party on its own (in a mono mix the other is noise to
             // it), so that parties a few samples apart are named so.
-            (0..legs.len())
-                .map(|k| locate_by_correlation(got, &legs[k..k + 1], call.lead).map(|p| p.lags[0]))
+            legs.iter()
+                .map(|leg| locate_by_correlation(got, leg, call.lead))
                 .collect::<Option<Vec<i64>>>()
                 .map(|lags| Placed { legs: &legs, lags })
         } else {
@@ -721,26 +721,14 @@ fn locate_exactly<'a>(got: &[i16], legs: &'a [LegSignal], search: i64) -> Option
     None
 }
 
-/// Places legs in a lossy file, all at one lag: the best correlation
-/// of 1 kHz envelopes over the first two seconds, up to where the
-/// generator's clock can put it, refined sample by sample.
-fn locate_by_correlation<'a>(
-    got: &[i16],
-    legs: &'a [LegSignal],
-    lead: Duration,
-) -> Option<Placed<'a>> {
+/// Where a leg's tick 0 sits in a lossy file: the best correlation of 1 kHz
+/// envelopes of its first three seconds, searched up to two seconds past
+/// where the generator's clock can put it, refined sample by sample.
+fn locate_by_correlation(got: &[i16], leg: &LegSignal, lead: Duration) -> Option<i64> {
     const BLOCK: usize = 8;
-    let zero = Placed {
-        legs,
-        lags: vec![0; legs.len()],
-    };
-    let n = legs
-        .iter()
-        .map(|l| l.samples.len())
-        .min()?
-        .min(150 * PACKET);
+    let n = leg.samples.len().min(150 * PACKET);
     let (want, mask): (Vec<i16>, Vec<bool>) = (0..n as i64)
-        .map(|p| zero.expected(p).map_or((0, false), |s| (s, true)))
+        .map(|p| leg.at(p).map_or((0, false), |s| (s, true)))
         .unzip();
     let envelope = |x: &[i16]| -> Vec<f64> {
         x.chunks(BLOCK)
@@ -770,10 +758,7 @@ fn locate_by_correlation<'a>(
     let (lag, best) = (lo..hi)
         .map(|lag| (lag, masked_correlation(&got[lag..], &want, &mask)))
         .max_by(|a, b| a.1.total_cmp(&b.1))?;
-    (best > 0.3).then(|| Placed {
-        legs,
-        lags: vec![lag as i64; legs.len()],
-    })
+    (best > 0.3).then_some(lag as i64)
 }
 
 /// Correlation of the owed audio: overall, the worst half second with
