@@ -203,7 +203,7 @@ pub fn http_request(
 }
 
 /// Joins an HTTP/1.1 chunked body.
-fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>, Error> {
+pub fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>, Error> {
     let bad = || Error::Invalid("malformed chunked HTTP body".into());
     let mut out = Vec::new();
     loop {

@@ -223,7 +223,7 @@ flush_interval_ms = 200
             .to_ascii_lowercase()
             .contains("transfer-encoding: chunked")
         {
-            body = dechunk(&body);
+            body = recengine::loadgen::dechunk(&body).expect("a well-formed chunked body");
         }
         (status, body)
     }
@@ -285,20 +285,6 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
     }
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap_or("0").trim(), 16)
-            .unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
-        b = &b[eol + 2 + size + 2..];
-    }
-    out
 }
 
 pub struct Events {
