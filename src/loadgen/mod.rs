@@ -326,6 +326,7 @@ pub fn run(opts: &LoadgenOptions) -> Result<LoadgenReport, Error> {
         ..Default::default()
     };
     let run_id = crate::ids::random_id("");
+    let mut created = Vec::with_capacity(opts.calls);
     for i in 0..opts.calls {
         let call_id = format!("load-{}-{i}", &run_id[..8]);
         let mut rec = opts.recording.clone();
@@ -341,9 +342,9 @@ pub fn run(opts: &LoadgenOptions) -> Result<LoadgenReport, Error> {
                 "creating call {i}: HTTP {status}: {call}"
             )));
         }
+        created.push(Instant::now());
         let mut sent = verify::SentCall {
             call_id: call_id.clone(),
-            created: Instant::now(),
             legs: Vec::new(),
             lead: Duration::ZERO,
             stopped_after: Duration::ZERO,
@@ -390,8 +391,8 @@ pub fn run(opts: &LoadgenOptions) -> Result<LoadgenReport, Error> {
         leg.delay_us = delay_us;
     }
     let start = Instant::now();
-    for call in &mut report.sent {
-        call.lead = start.saturating_duration_since(call.created);
+    for (call, created) in report.sent.iter_mut().zip(created) {
+        call.lead = start.saturating_duration_since(created);
     }
     let (mut slip_sum, mut slip_max) = (0.0f64, 0.0f64);
     let mut next = 0;

@@ -56,7 +56,6 @@ pub struct SentLeg {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SentCall {
     pub call_id: String,
-    pub created: Instant,
     pub legs: Vec<SentLeg>,
     /// From the call's creation to the first packet of the run.
     pub lead: Duration,
@@ -833,7 +832,6 @@ mod tests {
         };
         SentCall {
             call_id: "c".into(),
-            created: Instant::now(),
             legs: vec![leg("caller", 0), leg("callee", 166)],
             lead: Duration::from_millis(100),
             stopped_after: Duration::from_millis(ticks as u64 * 20 + 1000),
