@@ -105,12 +105,6 @@ impl Default for DriftEstimator {
 }
 
 impl DriftEstimator {
-    /// A skew no real clock has (a sender with the wrong RTP clock rate),
-    /// in ppm, once three blocks in a row climb (or fall) at least a
-    /// quarter of `threshold_ppm` each and the whole at least
-    /// `threshold_ppm`; `None` otherwise. Steps in delay are not steady
-    /// enough for this, and these streams are too far off for the halves
-    /// test of a [`Trend`] to wait for.
     /// Where the line through the blocks stands now and how it climbs,
     /// however uncertain (from two blocks on): what other legs of the call
     /// compare themselves with (see [`Trend`] for what drift is).
@@ -118,16 +112,24 @@ impl DriftEstimator {
         self.level
     }
 
+    /// A skew no real clock has (a sender with the wrong RTP clock rate),
+    /// in ppm, once three blocks in a row climb (or fall) at least a
+    /// quarter of `threshold_ppm` each and the whole at least
+    /// `threshold_ppm`; `None` otherwise. Steps in delay are not steady
+    /// enough for this, and these streams are too far off for the halves
+    /// test of a [`Trend`] to wait for.
     pub fn gross_ppm(&self, threshold_ppm: f64) -> Option<f64> {
         if self.len < 3 {
             return None;
         }
-        let blocks: Vec<Block> = self.held().collect();
-        let slope = |a: &Block, b: &Block| (b.min - a.min) as f64 / (b.t - a.t).max(1) as f64 * 1e6;
-        let whole = slope(&blocks[0], &blocks[blocks.len() - 1]);
-        let steady = blocks
-            .windows(2)
-            .all(|w| slope(&w[0], &w[1]) * whole.signum() >= threshold_ppm / 4.0);
+        let slope = |a: Block, b: Block| (b.min - a.min) as f64 / (b.t - a.t).max(1) as f64 * 1e6;
+        let first = self.held().next()?;
+        let last = self.held().last()?;
+        let whole = slope(first, last);
+        let steady = self
+            .held()
+            .zip(self.held().skip(1))
+            .all(|(a, b)| slope(a, b) * whole.signum() >= threshold_ppm / 4.0);
         (whole.abs() >= threshold_ppm && steady).then_some(whole)
     }
 
@@ -195,14 +197,12 @@ impl DriftEstimator {
         let Some(line) = Line::fit(pts) else {
             return;
         };
-        let (first_min, last_t) = (
-            self.first_min.map_or(0.0, |m| m as f64),
-            pts[pts.len() - 1].0,
-        );
-        self.level = Some(Level {
-            offset_ns: line.at(last_t) - first_min,
+        let last_t = pts[pts.len() - 1].0;
+        let level = Level {
+            offset_ns: line.at(last_t) - self.first_min.map_or(0.0, |m| m as f64),
             ppm: line.slope * 1e6,
-        });
+        };
+        self.level = Some(level);
         // The blocks must follow the line: a step in network delay leaves
         // many blocks far from any single line.
         let off = pts
@@ -213,15 +213,15 @@ impl DriftEstimator {
             // Not a clock: keep the last credible skew.
             return;
         }
-        if (line.slope * 1e6).abs() < MIN_PPM {
+        if level.ppm.abs() < MIN_PPM {
             // Too small to be drift, and to need the halves' agreement.
-            self.ppm = line.slope * 1e6;
+            self.ppm = level.ppm;
             return;
         }
         if !halves_agree(pts, &line) {
             return;
         }
-        self.ppm = line.slope * 1e6;
+        self.ppm = level.ppm;
         if self.len < MIN_BLOCKS {
             return;
         }
@@ -232,8 +232,8 @@ impl DriftEstimator {
             return;
         }
         self.trend = Some(Trend {
-            ppm: self.ppm,
-            offset_ns: line.at(last_t) - first_min,
+            ppm: level.ppm,
+            offset_ns: level.offset_ns,
         });
     }
 }
