@@ -147,7 +147,7 @@ fn run(models: &[NetModel], packets: u64, dtx: bool) -> Call {
         .collect();
     let mut now = Duration::ZERO;
     while now <= end {
-        share_drift_reference(parties.iter_mut().map(|p| &mut p.leg));
+        share_drift_reference(&mut parties, |p| &mut p.leg);
         for (p, track) in parties.iter_mut().zip(tracks.iter_mut()) {
             while let Some(&(at, i)) = p.sender.schedule.get(p.next) {
                 if at > now {

@@ -615,19 +615,19 @@ fn conceal(
 /// clock drifts alone is brought back to the others. Fewer than two legs
 /// with a measurement: every leg measures against our clock. Call it
 /// before the legs take their next packets, on every tick.
-pub fn share_drift_reference<'a>(legs: impl IntoIterator<Item = &'a mut LegReceiver>) {
-    let mut legs: Vec<&mut LegReceiver> = legs.into_iter().collect();
-    let levels: Vec<Option<Level>> = legs.iter().map(|l| l.drift_level()).collect();
-    let reference = if levels.iter().flatten().count() >= 2 {
-        levels
-            .iter()
-            .flatten()
-            .min_by(|a, b| a.offset_ns.abs().total_cmp(&b.offset_ns.abs()))
-            .copied()
-    } else {
-        None
-    };
-    for leg in &mut legs {
-        leg.set_drift_reference(reference);
+pub fn share_drift_reference<T>(legs: &mut [T], leg: impl Fn(&mut T) -> &mut LegReceiver) {
+    // Runs on every tick of every call: no allocation.
+    let (mut measured, mut reference) = (0, None::<Level>);
+    for l in legs.iter_mut() {
+        if let Some(level) = leg(l).drift_level() {
+            measured += 1;
+            if reference.is_none_or(|r| level.offset_ns.abs() < r.offset_ns.abs()) {
+                reference = Some(level);
+            }
+        }
+    }
+    let reference = reference.filter(|_| measured >= 2);
+    for l in legs.iter_mut() {
+        leg(l).set_drift_reference(reference);
     }
 }

@@ -529,7 +529,7 @@ impl Worker {
 /// Receives what each leg's socket holds and plays the legs out into their
 /// tracks up to `now`.
 fn play_out(c: &mut CallState, now: Duration, drained: DrainTime, batch: &mut RecvBatch) {
-    share_drift_reference(c.legs.iter_mut().map(|slot| &mut slot.leg));
+    share_drift_reference(&mut c.legs, |slot| &mut slot.leg);
     let mut latest = 0u64;
     for (i, slot) in c.legs.iter_mut().enumerate() {
         let (leg, origin) = (&mut slot.leg, c.origin);

@@ -376,7 +376,7 @@ impl TickCtx<'_> {
         tracks: &mut [Track],
         now: Duration,
     ) -> Result<(), Error> {
-        share_drift_reference(parties.iter_mut().map(|p| &mut p.leg));
+        share_drift_reference(parties, |p| &mut p.leg);
         for (p, track) in parties.iter_mut().zip(tracks.iter_mut()) {
             // The leg's anchor settles until its first audio is written.
             if track.first_call_pos().is_none()

@@ -389,11 +389,15 @@ impl JitterBuffer {
     /// corrections already made: what the call's other legs align with.
     pub fn drift_level(&self) -> Option<Level> {
         let level = self.drift.level()?;
-        let corrected = self.ticks_to_ns(self.shift - self.drift_shift_at) as f64;
         Some(Level {
-            offset_ns: level.offset_ns - corrected,
+            offset_ns: level.offset_ns - self.drift_corrected_ns(),
             ppm: level.ppm,
         })
+    }
+
+    /// How far corrections have moved the leg since drift was last reset.
+    fn drift_corrected_ns(&self) -> f64 {
+        self.ticks_to_ns(self.shift - self.drift_shift_at) as f64
     }
 
     /// Aligns this leg's drift corrections with the call's reference leg
@@ -881,8 +885,7 @@ impl JitterBuffer {
             return;
         };
         let ahead = |ppm: f64| ppm * 1e-6 * DRIFT_LOOKAHEAD_SECS * 1e9;
-        let corrected_ns = self.ticks_to_ns(self.shift - self.drift_shift_at) as f64;
-        let own_ns = trend.offset_ns + ahead(trend.ppm) - corrected_ns;
+        let own_ns = trend.offset_ns + ahead(trend.ppm) - self.drift_corrected_ns();
         let buffer_bound_ns = (self.cfg.playout_delay.as_nanos() / 2) as f64;
         let (target_ns, ppm) = match self.drift_reference {
             Some(r)
