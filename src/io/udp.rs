@@ -183,22 +183,65 @@ pub struct LegSocket {
     stats: Arc<IngestStats>,
 }
 
-/// The instant a worker drains its sockets, on both clocks, to turn kernel
-/// receive times (wall clock) into engine (monotonic) times.
+/// The instant a worker drains a call's sockets, on both clocks, to turn
+/// kernel receive times (wall clock) into engine (monotonic) times.
+///
+/// The two clocks cannot be read at once. A thread preempted between the
+/// reads would pair them milliseconds apart, and every arrival of that
+/// drain would move by as much: on a saturated host that was enough to
+/// anchor one leg of a call 2 ms away from the other. So the monotonic
+/// read is bracketed by two wall-clock reads and the tightest of a few
+/// tries is kept, and a worker takes a fresh pair for each call it drains
+/// (a pair taken long before the drain would clamp everything that arrived
+/// in between to the pair's instant).
 #[derive(Debug, Clone, Copy)]
 pub struct DrainTime {
     pub monotonic: Duration,
     pub wall: Duration,
 }
 
+/// A bracket of two wall-clock reads this tight pairs the clocks well
+/// enough (a few clock reads take well under a microsecond each).
+const TIGHT_BRACKET: Duration = Duration::from_micros(20);
+/// Tries at a tight bracket before the tightest so far is taken.
+const BRACKET_TRIES: usize = 4;
+
 impl DrainTime {
     pub fn now(clock: &MonotonicClock) -> Self {
-        Self {
-            monotonic: clock.now(),
-            wall: std::time::SystemTime::now()
+        let wall = || {
+            std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default(),
+                .unwrap_or_default()
+        };
+        Self::paired(|| clock.now(), wall)
+    }
+
+    /// Pairs the clocks by reading `wall`, `monotonic`, `wall` until the
+    /// wall reads are [`TIGHT_BRACKET`] apart (at most [`BRACKET_TRIES`]
+    /// times, keeping the tightest); the wall time is the bracket's middle.
+    fn paired(mut monotonic: impl FnMut() -> Duration, mut wall: impl FnMut() -> Duration) -> Self {
+        let mut try_once = || {
+            let before = wall();
+            let mono = monotonic();
+            let after = wall();
+            let spread = after.saturating_sub(before);
+            let pair = Self {
+                monotonic: mono,
+                wall: before + spread / 2,
+            };
+            (spread, pair)
+        };
+        let mut best = try_once();
+        for _ in 1..BRACKET_TRIES {
+            if best.0 <= TIGHT_BRACKET {
+                break;
+            }
+            let next = try_once();
+            if next.0 < best.0 {
+                best = next;
+            }
         }
+        best.1
     }
 
     /// The monotonic time of a wall-clock receive stamp; never later than
@@ -581,6 +624,32 @@ mod tests {
             expected: expected.map(|e| ExpectedSource::parse(e).unwrap()),
             ..Latch::default()
         }
+    }
+
+    /// Clocks scripted as a preempted thread sees them: the first try
+    /// loses 3 ms between its reads, the second does not.
+    #[test]
+    fn drain_time_pairs_the_clocks_on_the_tightest_bracket() {
+        let ms = Duration::from_millis;
+        let walls = [ms(1000), ms(1003), ms(1010), ms(1010)];
+        let monos = [ms(50), ms(60)];
+        let (mut w, mut m) = (walls.iter(), monos.iter());
+        let pair = DrainTime::paired(|| *m.next().unwrap(), || *w.next().unwrap());
+        assert_eq!((pair.monotonic, pair.wall), (ms(60), ms(1010)));
+        // A receive stamp 2 ms before the wall read is 2 ms before the
+        // monotonic one; with the first bracket it would have been 0.5 ms.
+        assert_eq!(pair.arrival(Some(ms(1008))), ms(58));
+
+        // Never tight: the tightest of the tries is kept.
+        let walls = [0, 9, 20, 25, 40, 48, 60, 69].map(ms);
+        let monos = [1, 21, 41, 61].map(ms);
+        let (mut w, mut m) = (walls.iter(), monos.iter());
+        let pair = DrainTime::paired(|| *m.next().unwrap(), || *w.next().unwrap());
+        assert_eq!(
+            (pair.monotonic, pair.wall),
+            (ms(21), Duration::from_micros(22_500))
+        );
+        assert!(w.next().is_none(), "gave up after {BRACKET_TRIES} tries");
     }
 
     #[test]

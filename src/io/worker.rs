@@ -487,8 +487,9 @@ impl Worker {
     }
 
     fn tick(&mut self, now: Duration) {
-        let drained = DrainTime::now(&self.clock);
         for c in self.calls.values_mut() {
+            // A fresh pair per call: see `DrainTime`.
+            let drained = DrainTime::now(&self.clock);
             play_out(c, now, drained, &mut self.batch);
             let mix_point = now.saturating_sub(c.origin + c.delay + DEFAULT_MARGIN);
             let mut i = 0;
