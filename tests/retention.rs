@@ -102,7 +102,7 @@ fn sweeper_deletes_only_what_has_expired() {
     assert_eq!(engine.sweep_retention(t0 + 31 * day), 1);
     assert!(!dir.join("old.wav").exists() && !dir.join("old.json").exists());
     assert!(dir.join("forever.wav").exists() && dir.join("long.wav").exists());
-    let tomb = catalog.get("old").unwrap().unwrap();
+    let tomb = catalog.get(None, "old").unwrap().unwrap();
     assert_eq!(
         (tomb.status.as_str(), tomb.deleted_at.is_some()),
         ("deleted", true)

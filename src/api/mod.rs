@@ -201,8 +201,35 @@ async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
+/// Who the request is from. An admin token may act within one customer's
+/// ids by naming it in `X-Customer-Id` (to reach a call or recording whose
+/// id several customers use, or to create one for a customer); a customer
+/// token may name only its own customer.
 fn principal(state: &ApiState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    state.tokens.authenticate(headers)
+    let who = state.tokens.authenticate(headers)?;
+    let Some(value) = headers.get("x-customer-id") else {
+        return Ok(who);
+    };
+    let customer = value
+        .to_str()
+        .ok()
+        .filter(|c| crate::ids::is_valid_id(c))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "X-Customer-Id: not a valid customer id",
+            )
+        })?;
+    match who {
+        Principal::Admin => Ok(Principal::Tenant(customer.to_owned())),
+        Principal::Tenant(own) if own == customer => Ok(Principal::Tenant(own)),
+        Principal::Tenant(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "X-Customer-Id: a customer token acts only for its own customer",
+        )),
+    }
 }
 
 /// Bodies over the limit come through axum as a 413 with a plain body;

@@ -73,7 +73,10 @@ fn detail(s: &ApiState, row: &RecordingRow) -> Value {
         .and_then(|j| serde_json::from_str(j).ok())
         .unwrap_or(Value::Null);
     if let Some(o) = v.as_object_mut() {
-        if let Some(live) = s.engine.live_duration_ms(&row.recording_id) {
+        if let Some(live) = s
+            .engine
+            .live_duration_ms(row.customer_id.as_deref(), &row.recording_id)
+        {
             o.insert("duration_ms".into(), json!(live));
         }
         o.insert(
@@ -104,7 +107,11 @@ fn detail(s: &ApiState, row: &RecordingRow) -> Value {
             info.get("channel_count").cloned().unwrap_or(Value::Null),
         );
         // Transcription and metadata from a recording log with the same id.
-        if let Ok(Some((log, _, _))) = s.engine.catalog().get_log(&row.call_id, &row.recording_id)
+        if let Ok(Some((log, _, _))) = s.engine.catalog().get_log(
+            row.customer_id.as_deref(),
+            &row.call_id,
+            &row.recording_id,
+        )
             && let Ok(log) = serde_json::from_str::<Value>(&log)
         {
             for k in [
@@ -241,7 +248,9 @@ pub async fn download(
     let who = principal(&s, &headers)?;
     let row = s.engine.catalogued(&who, &id)?;
     downloadable(&row)?;
-    let (url, _) = s.urls.sign(&id, unix_now());
+    let (url, _) = s
+        .urls
+        .sign(row.customer_id.as_deref(), &row.recording_id, unix_now());
     Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response())
 }
 
@@ -253,14 +262,16 @@ pub async fn call_recording(
     let who = principal(&s, &headers)?;
     let row = s.engine.latest_recording(&who, &call)?;
     let (url, expires) = if row.status == "completed" && row.deleted_at.is_none() {
-        let (u, e) = s.urls.sign(&row.recording_id, unix_now());
+        let (u, e) = s
+            .urls
+            .sign(row.customer_id.as_deref(), &row.recording_id, unix_now());
         (Some(u), Some(rfc3339(std::time::Duration::from_secs(e))))
     } else {
         (None, None)
     };
     let duration_ms = s
         .engine
-        .live_duration_ms(&row.recording_id)
+        .live_duration_ms(row.customer_id.as_deref(), &row.recording_id)
         .unwrap_or(row.duration_ms);
     ok(
         StatusCode::OK,
@@ -283,8 +294,19 @@ pub async fn delete(
 
 #[derive(Deserialize)]
 pub struct FileQuery {
+    /// The recording's customer (absent for the admin's own recordings).
+    customer: Option<String>,
     expires: Option<String>,
     sig: Option<String>,
+}
+
+/// A decimal number written the one way it is written: digits only, no
+/// sign, no leading zero (so a signed URL has exactly one spelling).
+fn canonical_u64(s: &str) -> Option<u64> {
+    let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits && (s == "0" || !s.starts_with('0')))
+        .then(|| s.parse().ok())
+        .flatten()
 }
 
 /// Serves a file through a signed URL (no bearer token): Content-Type,
@@ -300,13 +322,20 @@ pub async fn file(
     let expires: u64 = q
         .expires
         .as_deref()
-        .and_then(|e| e.parse().ok())
+        .and_then(canonical_u64)
         .ok_or_else(|| forbidden("invalid_signature", "missing or malformed expires"))?;
     let sig = q
         .sig
         .as_deref()
         .ok_or_else(|| forbidden("invalid_signature", "missing sig"))?;
-    match s.urls.verify(&id, expires, sig, unix_now()) {
+    let customer = q.customer.as_deref();
+    if !crate::ids::is_valid_id(&id) || customer.is_some_and(|c| !crate::ids::is_valid_id(c)) {
+        return Err(forbidden(
+            "invalid_signature",
+            "the URL does not name a recording",
+        ));
+    }
+    match s.urls.verify(customer, &id, expires, sig, unix_now()) {
         Ok(()) => {}
         Err(UrlRefused::Expired) => {
             return Err(forbidden(
@@ -321,7 +350,12 @@ pub async fn file(
             ));
         }
     }
-    let row = s.engine.catalogued(&Principal::Admin, &id)?;
+    let row = s
+        .engine
+        .catalog()
+        .get(customer, &id)
+        .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?
+        .ok_or_else(|| ApiError::from(EngineError::RecordingNotFound(id.clone())))?;
     downloadable(&row)?;
     let path = row
         .path
@@ -569,17 +603,20 @@ pub async fn recording_log(
     let created = s
         .engine
         .catalog()
-        .upsert_log(&call, &log.recording_id, customer.as_deref(), &stored, &now)
+        .upsert_log(customer.as_deref(), &call, &log.recording_id, &stored, &now)
         .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?;
-    let engine_recording = s
+    let catalogued = s
         .engine
-        .catalogued(&who, &log.recording_id)
-        .ok()
+        .catalog()
+        .get(customer.as_deref(), &log.recording_id)
+        .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?;
+    let engine_recording = catalogued
+        .as_ref()
         .filter(|r| r.call_id == call && !r.external);
     let (_, created_at, updated_at) = s
         .engine
         .catalog()
-        .get_log(&call, &log.recording_id)
+        .get_log(customer.as_deref(), &call, &log.recording_id)
         .ok()
         .flatten()
         .unwrap_or_default();
@@ -595,14 +632,7 @@ pub async fn recording_log(
     }
     // A recording log for a recording the engine does not have catalogues
     // the external recording so it can be listed.
-    if engine_recording.is_none()
-        && s.engine
-            .catalog()
-            .get(&log.recording_id)
-            .ok()
-            .flatten()
-            .is_none()
-    {
+    if catalogued.is_none() {
         let started = log.started_at.clone().unwrap_or_else(|| now.clone());
         let started_ms = parse_rfc3339(&started).map_or(0, |t| t.as_millis() as i64);
         let row = RecordingRow {
@@ -658,7 +688,16 @@ pub async fn recording_log(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_range;
+    use super::{canonical_u64, parse_range};
+
+    #[test]
+    fn signed_url_numbers_have_one_spelling() {
+        assert_eq!(canonical_u64("1700000000"), Some(1_700_000_000));
+        assert_eq!(canonical_u64("0"), Some(0));
+        for other in ["+1700000000", "01700000000", "", " 1", "1e9", "-1"] {
+            assert_eq!(canonical_u64(other), None, "{other:?}");
+        }
+    }
 
     #[test]
     fn ranges() {

@@ -1,11 +1,13 @@
-//! Signed download URLs: `/v1/files/{id}?expires=<unix>&sig=<hex>` where
-//! `sig = HMAC-SHA256(secret, "{id}:{expires}")`. Anyone holding the URL may
-//! fetch the file until it expires; changing the id or the expiry breaks
-//! the signature.
+//! Signed download URLs: `/v1/files/{id}?customer=<c>&expires=<unix>&sig=<hex>`
+//! where `sig = HMAC-SHA256(secret, "{c}/{id}:{expires}")` (the admin's own
+//! recordings: no `customer`, and `"{id}:{expires}"`). Anyone holding the
+//! URL may fetch the file until it expires; changing the customer, the id
+//! or the expiry breaks the signature.
 
 use std::time::Duration;
 
 use crate::crypto::{hex, hmac_sha256};
+use crate::engine::scoped_key;
 
 #[derive(Clone)]
 pub struct UrlSigner {
@@ -29,33 +31,35 @@ impl UrlSigner {
         self.lifetime
     }
 
-    fn signature(&self, id: &str, expires: u64) -> String {
+    fn signature(&self, customer: Option<&str>, id: &str, expires: u64) -> String {
+        let key = scoped_key(customer, id);
         hex(&hmac_sha256(
             &self.secret,
-            format!("{id}:{expires}").as_bytes(),
+            format!("{key}:{expires}").as_bytes(),
         ))
     }
 
-    /// A URL for `id` valid for the configured lifetime from `now` (Unix).
-    pub fn sign(&self, id: &str, now: Duration) -> (String, u64) {
+    /// A URL for the customer's recording `id`, valid for the configured
+    /// lifetime from `now` (Unix).
+    pub fn sign(&self, customer: Option<&str>, id: &str, now: Duration) -> (String, u64) {
         let expires = (now + self.lifetime).as_secs();
-        (
-            format!(
-                "/v1/files/{id}?expires={expires}&sig={}",
-                self.signature(id, expires)
-            ),
-            expires,
-        )
+        let sig = self.signature(customer, id, expires);
+        let url = match customer {
+            Some(c) => format!("/v1/files/{id}?customer={c}&expires={expires}&sig={sig}"),
+            None => format!("/v1/files/{id}?expires={expires}&sig={sig}"),
+        };
+        (url, expires)
     }
 
     pub fn verify(
         &self,
+        customer: Option<&str>,
         id: &str,
         expires: u64,
         sig: &str,
         now: Duration,
     ) -> Result<(), UrlRefused> {
-        let want = self.signature(id, expires);
+        let want = self.signature(customer, id, expires);
         let same = want.len() == sig.len()
             && want
                 .bytes()
@@ -89,20 +93,38 @@ mod tests {
     fn tampering_and_expiry_are_refused() {
         let s = UrlSigner::new(b"secret".to_vec(), Duration::from_secs(60));
         let now = Duration::from_secs(1_000_000);
-        let (url, expires) = s.sign("rec-1", now);
+        let (url, expires) = s.sign(None, "rec-1", now);
         let sig = url.rsplit("sig=").next().unwrap();
-        assert_eq!(s.verify("rec-1", expires, sig, now), Ok(()));
+        assert_eq!(s.verify(None, "rec-1", expires, sig, now), Ok(()));
         assert_eq!(
-            s.verify("rec-2", expires, sig, now),
+            s.verify(None, "rec-2", expires, sig, now),
             Err(UrlRefused::BadSignature)
         );
         assert_eq!(
-            s.verify("rec-1", expires + 1, sig, now),
+            s.verify(None, "rec-1", expires + 1, sig, now),
             Err(UrlRefused::BadSignature)
         );
         assert_eq!(
-            s.verify("rec-1", expires, sig, now + Duration::from_secs(61)),
+            s.verify(None, "rec-1", expires, sig, now + Duration::from_secs(61)),
             Err(UrlRefused::Expired)
         );
+    }
+
+    /// A URL for one customer's recording opens no other customer's
+    /// recording of the same id, nor the admin's.
+    #[test]
+    fn the_customer_is_signed() {
+        let s = UrlSigner::new(b"secret".to_vec(), Duration::from_secs(60));
+        let now = Duration::from_secs(1_000_000);
+        let (url, expires) = s.sign(Some("acme"), "rec-1", now);
+        assert!(url.starts_with("/v1/files/rec-1?customer=acme&expires="), "{url}");
+        let sig = url.rsplit("sig=").next().unwrap();
+        assert_eq!(s.verify(Some("acme"), "rec-1", expires, sig, now), Ok(()));
+        for customer in [Some("globex"), None] {
+            assert_eq!(
+                s.verify(customer, "rec-1", expires, sig, now),
+                Err(UrlRefused::BadSignature)
+            );
+        }
     }
 }

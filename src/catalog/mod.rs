@@ -4,6 +4,13 @@
 //! code ([`MIGRATIONS`]); a database written by a newer recengine is refused
 //! at startup rather than misread. Sidecars and catalog carry the same
 //! facts, and `recengine reindex` rebuilds the catalog from the sidecars.
+//!
+//! Ids are per tenant: a call, recording or recording log is keyed by its
+//! `customer_id` and its id, so one customer's `call_id` or
+//! `recording_id` says nothing about another's. The admin's own objects
+//! have no customer (stored as `''`, read back as `None`); every lookup
+//! names the customer it is for, and only [`Catalog::recordings_with_id`]
+//! and [`Catalog::calls_with_id`] look across customers (for the admin).
 
 pub mod outbox;
 pub mod reindex;
@@ -113,7 +120,83 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX webhook_due ON webhook_deliveries(status, next_attempt_ms);
     CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+    // 3: ids are unique per customer, not across customers ('' = admin).
+    "CREATE TABLE calls_v3 (
+        customer_id TEXT NOT NULL DEFAULT '',
+        call_id TEXT NOT NULL,
+        from_number TEXT NOT NULL DEFAULT '',
+        to_number TEXT NOT NULL DEFAULT '',
+        direction TEXT NOT NULL,
+        reference_type TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        ended_at TEXT,
+        PRIMARY KEY (customer_id, call_id)
+    );
+    INSERT INTO calls_v3 SELECT COALESCE(customer_id, ''), call_id, from_number, to_number,
+        direction, reference_type, created_at, ended_at FROM calls;
+    DROP TABLE calls;
+    ALTER TABLE calls_v3 RENAME TO calls;
+    CREATE INDEX calls_id ON calls(call_id);
+    CREATE TABLE recordings_v3 (
+        recording_id TEXT NOT NULL,
+        call_id TEXT NOT NULL,
+        customer_id TEXT NOT NULL DEFAULT '',
+        reference_type TEXT NOT NULL DEFAULT 'call',
+        status TEXT NOT NULL,
+        format TEXT NOT NULL,
+        sample_rate INTEGER NOT NULL,
+        channels TEXT NOT NULL,
+        bitrate_kbps INTEGER NOT NULL,
+        participant TEXT NOT NULL,
+        path TEXT,
+        duration_ms INTEGER NOT NULL DEFAULT 0,
+        file_size_bytes INTEGER,
+        checksum TEXT,
+        failure_reason TEXT,
+        started_at TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        stopped_at TEXT,
+        completed_at TEXT,
+        completed_ms INTEGER,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        deleted_at TEXT,
+        retention_days INTEGER,
+        recovered INTEGER NOT NULL DEFAULT 0,
+        external INTEGER NOT NULL DEFAULT 0,
+        info_json TEXT,
+        PRIMARY KEY (customer_id, recording_id)
+    );
+    INSERT INTO recordings_v3 SELECT recording_id, call_id, COALESCE(customer_id, ''), reference_type,
+        status, format, sample_rate, channels, bitrate_kbps, participant, path, duration_ms,
+        file_size_bytes, checksum, failure_reason, started_at, started_ms, stopped_at, completed_at,
+        completed_ms, created_at, updated_at, deleted_at, retention_days, recovered, external, info_json
+        FROM recordings;
+    DROP TABLE recordings;
+    ALTER TABLE recordings_v3 RENAME TO recordings;
+    CREATE INDEX recordings_call ON recordings(customer_id, call_id, started_ms);
+    CREATE INDEX recordings_started ON recordings(started_ms);
+    CREATE INDEX recordings_id ON recordings(recording_id);
+    CREATE INDEX recordings_path ON recordings(path);
+    CREATE TABLE recording_logs_v3 (
+        customer_id TEXT NOT NULL DEFAULT '',
+        call_id TEXT NOT NULL,
+        recording_id TEXT NOT NULL,
+        body_json TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (customer_id, call_id, recording_id)
+    );
+    INSERT INTO recording_logs_v3 SELECT COALESCE(customer_id, ''), call_id, recording_id,
+        body_json, created_at, updated_at FROM recording_logs;
+    DROP TABLE recording_logs;
+    ALTER TABLE recording_logs_v3 RENAME TO recording_logs;",
 ];
+
+/// How a customer is stored: the admin's own objects under `''`.
+fn scope(customer: Option<&str>) -> &str {
+    customer.unwrap_or("")
+}
 
 /// One recording as catalogued.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -179,7 +262,7 @@ fn row_to_recording(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRow> {
     Ok(RecordingRow {
         recording_id: r.get(0)?,
         call_id: r.get(1)?,
-        customer_id: r.get(2)?,
+        customer_id: Some(r.get::<_, String>(2)?).filter(|c| !c.is_empty()),
         reference_type: r.get(3)?,
         status: r.get(4)?,
         format: r.get(5)?,
@@ -252,30 +335,49 @@ impl Catalog {
         self.conn().execute(
             "INSERT INTO calls (call_id, customer_id, from_number, to_number, direction, reference_type, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT(call_id) DO UPDATE SET ended_at = NULL",
-            params![call_id, customer_id, from, to, direction, reference_type, created_at],
+             ON CONFLICT(customer_id, call_id) DO UPDATE SET ended_at = NULL",
+            params![call_id, scope(customer_id), from, to, direction, reference_type, created_at],
         )?;
         Ok(())
     }
 
-    pub fn end_call(&self, call_id: &str, ended_at: &str) -> Result<(), CatalogError> {
+    pub fn end_call(
+        &self,
+        customer_id: Option<&str>,
+        call_id: &str,
+        ended_at: &str,
+    ) -> Result<(), CatalogError> {
         self.conn().execute(
-            "UPDATE calls SET ended_at = ?2 WHERE call_id = ?1",
-            params![call_id, ended_at],
+            "UPDATE calls SET ended_at = ?3 WHERE customer_id = ?1 AND call_id = ?2",
+            params![scope(customer_id), call_id, ended_at],
         )?;
         Ok(())
     }
 
-    /// Whether a call exists (for a tenant, if given).
-    pub fn call_customer(&self, call_id: &str) -> Result<Option<Option<String>>, CatalogError> {
+    /// Whether the customer has (or had) a call with this id.
+    pub fn has_call(&self, customer_id: Option<&str>, call_id: &str) -> Result<bool, CatalogError> {
         Ok(self
             .conn()
             .query_row(
-                "SELECT customer_id FROM calls WHERE call_id = ?1",
-                params![call_id],
-                |r| r.get(0),
+                "SELECT 1 FROM calls WHERE customer_id = ?1 AND call_id = ?2",
+                params![scope(customer_id), call_id],
+                |_| Ok(()),
             )
-            .optional()?)
+            .optional()?
+            .is_some())
+    }
+
+    /// The customers that have a call with this id (for the admin, who
+    /// sees them all).
+    pub fn calls_with_id(&self, call_id: &str) -> Result<Vec<Option<String>>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT customer_id FROM calls WHERE call_id = ?1 ORDER BY customer_id")?;
+        let rows = stmt
+            .query_map(params![call_id], |r| r.get::<_, String>(0))?
+            .map(|c| c.map(|c| Some(c).filter(|c| !c.is_empty())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 
     /// Inserts or replaces a recording row.
@@ -288,7 +390,7 @@ impl Catalog {
             params![
                 r.recording_id,
                 r.call_id,
-                r.customer_id,
+                scope(r.customer_id.as_deref()),
                 r.reference_type,
                 r.status,
                 r.format,
@@ -321,6 +423,7 @@ impl Catalog {
     /// Sets a recording's status (and optionally its failure reason and stop time).
     pub fn set_status(
         &self,
+        customer_id: Option<&str>,
         id: &str,
         status: &str,
         updated_at: &str,
@@ -328,23 +431,42 @@ impl Catalog {
         stopped_at: Option<&str>,
     ) -> Result<(), CatalogError> {
         self.conn().execute(
-            "UPDATE recordings SET status = ?2, updated_at = ?3,
-                 failure_reason = COALESCE(?4, failure_reason), stopped_at = COALESCE(?5, stopped_at)
-             WHERE recording_id = ?1",
-            params![id, status, updated_at, failure, stopped_at],
+            "UPDATE recordings SET status = ?3, updated_at = ?4,
+                 failure_reason = COALESCE(?5, failure_reason), stopped_at = COALESCE(?6, stopped_at)
+             WHERE customer_id = ?1 AND recording_id = ?2",
+            params![scope(customer_id), id, status, updated_at, failure, stopped_at],
         )?;
         Ok(())
     }
 
-    pub fn get(&self, id: &str) -> Result<Option<RecordingRow>, CatalogError> {
+    /// The customer's recording with this id.
+    pub fn get(
+        &self,
+        customer_id: Option<&str>,
+        id: &str,
+    ) -> Result<Option<RecordingRow>, CatalogError> {
         Ok(self
             .conn()
             .query_row(
-                &format!("SELECT {COLUMNS} FROM recordings WHERE recording_id = ?1"),
-                params![id],
+                &format!(
+                    "SELECT {COLUMNS} FROM recordings WHERE customer_id = ?1 AND recording_id = ?2"
+                ),
+                params![scope(customer_id), id],
                 row_to_recording,
             )
             .optional()?)
+    }
+
+    /// Every customer's recording with this id (for the admin).
+    pub fn recordings_with_id(&self, id: &str) -> Result<Vec<RecordingRow>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM recordings WHERE recording_id = ?1 ORDER BY customer_id"
+        ))?;
+        let rows = stmt
+            .query_map(params![id], row_to_recording)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 
     /// A page of recordings, newest first, and how many match in total.
@@ -356,7 +478,7 @@ impl Catalog {
             clauses.push(clause.replace('?', &format!("?{}", args.len())));
         };
         if let Some(c) = &f.customer_id {
-            arg("customer_id = ?", c.clone().into());
+            arg("customer_id = ?", scope(Some(c)).to_owned().into());
         }
         if let Some(c) = &f.call_id {
             arg("call_id = ?", c.clone().into());
@@ -392,7 +514,6 @@ impl Catalog {
         Ok((rows, total as u64))
     }
 
-    /// The latest recording of a call.
     /// Whether a recording that is not deleted has its file at `path`.
     pub fn live_recording_at(&self, path: &str) -> Result<bool, CatalogError> {
         Ok(self
@@ -406,15 +527,21 @@ impl Catalog {
             .is_some())
     }
 
-    pub fn latest_for_call(&self, call_id: &str) -> Result<Option<RecordingRow>, CatalogError> {
+    /// The latest recording of the customer's call.
+    pub fn latest_for_call(
+        &self,
+        customer_id: Option<&str>,
+        call_id: &str,
+    ) -> Result<Option<RecordingRow>, CatalogError> {
         Ok(self
             .conn()
             .query_row(
                 &format!(
-                    "SELECT {COLUMNS} FROM recordings WHERE call_id = ?1 AND external = 0
+                    "SELECT {COLUMNS} FROM recordings
+                     WHERE customer_id = ?1 AND call_id = ?2 AND external = 0
                      ORDER BY started_ms DESC, recording_id DESC LIMIT 1"
                 ),
-                params![call_id],
+                params![scope(customer_id), call_id],
                 row_to_recording,
             )
             .optional()?)
@@ -441,10 +568,16 @@ impl Catalog {
     }
 
     /// Marks a recording deleted (the row stays as a tombstone).
-    pub fn mark_deleted(&self, id: &str, at: &str) -> Result<(), CatalogError> {
+    pub fn mark_deleted(
+        &self,
+        customer_id: Option<&str>,
+        id: &str,
+        at: &str,
+    ) -> Result<(), CatalogError> {
         self.conn().execute(
-            "UPDATE recordings SET deleted_at = ?2, updated_at = ?2, status = 'deleted' WHERE recording_id = ?1",
-            params![id, at],
+            "UPDATE recordings SET deleted_at = ?3, updated_at = ?3, status = 'deleted'
+             WHERE customer_id = ?1 AND recording_id = ?2",
+            params![scope(customer_id), id, at],
         )?;
         Ok(())
     }
@@ -462,40 +595,46 @@ impl Catalog {
     /// Stores or replaces a recording log; returns whether it was new.
     pub fn upsert_log(
         &self,
+        customer_id: Option<&str>,
         call_id: &str,
         recording_id: &str,
-        customer_id: Option<&str>,
         body_json: &str,
         now: &str,
     ) -> Result<bool, CatalogError> {
         let conn = self.conn();
-        let existed: bool = conn
+        let tx = conn.unchecked_transaction()?;
+        let existed = tx
             .query_row(
-                "SELECT 1 FROM recording_logs WHERE call_id = ?1 AND recording_id = ?2",
-                params![call_id, recording_id],
+                "SELECT 1 FROM recording_logs
+                 WHERE customer_id = ?1 AND call_id = ?2 AND recording_id = ?3",
+                params![scope(customer_id), call_id, recording_id],
                 |_| Ok(()),
             )
             .optional()?
             .is_some();
-        conn.execute(
-            "INSERT INTO recording_logs (call_id, recording_id, customer_id, body_json, created_at, updated_at)
+        tx.execute(
+            "INSERT INTO recording_logs (customer_id, call_id, recording_id, body_json, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-             ON CONFLICT(call_id, recording_id) DO UPDATE SET body_json = ?4, updated_at = ?5",
-            params![call_id, recording_id, customer_id, body_json, now],
+             ON CONFLICT(customer_id, call_id, recording_id) DO UPDATE SET body_json = ?4, updated_at = ?5",
+            params![scope(customer_id), call_id, recording_id, body_json, now],
         )?;
+        tx.commit()?;
         Ok(!existed)
     }
 
+    /// The customer's recording log: (body, created at, updated at).
     pub fn get_log(
         &self,
+        customer_id: Option<&str>,
         call_id: &str,
         recording_id: &str,
     ) -> Result<Option<(String, String, String)>, CatalogError> {
         Ok(self
             .conn()
             .query_row(
-                "SELECT body_json, created_at, updated_at FROM recording_logs WHERE call_id = ?1 AND recording_id = ?2",
-                params![call_id, recording_id],
+                "SELECT body_json, created_at, updated_at FROM recording_logs
+                 WHERE customer_id = ?1 AND call_id = ?2 AND recording_id = ?3",
+                params![scope(customer_id), call_id, recording_id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?)

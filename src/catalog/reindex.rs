@@ -113,7 +113,7 @@ pub fn reindex(catalog: &Catalog, storage: &Path) -> Result<ReindexReport, Catal
         match row_from_sidecar(&f, &text) {
             Ok(mut row) => {
                 // Keep what only the catalog knew (retention, creation).
-                if let Some(old) = catalog.get(&row.recording_id)? {
+                if let Some(old) = catalog.get(row.customer_id.as_deref(), &row.recording_id)? {
                     row.retention_days = old.retention_days;
                     row.created_at = old.created_at;
                     row.completed_at = old.completed_at.or(row.completed_at);

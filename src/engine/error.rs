@@ -40,6 +40,14 @@ pub enum EngineError {
         "recording_id: another recording's file has this storage path ({0}); choose another recording_id"
     )]
     PathInUse(String),
+    #[error(
+        "{what} {id:?} exists for several customers ({customers}); an admin token chooses one with the X-Customer-Id header"
+    )]
+    AmbiguousId {
+        what: &'static str,
+        id: String,
+        customers: String,
+    },
     #[error("internal error")]
     Internal(String),
 }
@@ -64,6 +72,7 @@ impl EngineError {
             EngineError::QuotaExceeded(_) => "quota_exceeded",
             EngineError::RecordingBusy(_) => "recording_in_progress",
             EngineError::PathInUse(_) => "recording_path_in_use",
+            EngineError::AmbiguousId { .. } => "ambiguous_id",
             EngineError::Internal(_) => "internal",
         }
     }
@@ -81,7 +90,9 @@ impl EngineError {
             | EngineError::NotPaused
             | EngineError::CallExists(_)
             | EngineError::CallEnded(_) => 409,
-            EngineError::RecordingBusy(_) | EngineError::PathInUse(_) => 409,
+            EngineError::RecordingBusy(_)
+            | EngineError::PathInUse(_)
+            | EngineError::AmbiguousId { .. } => 409,
             EngineError::QuotaExceeded(_) => 429,
             EngineError::PortsExhausted | EngineError::ShuttingDown => 503,
             EngineError::Internal(_) => 500,

@@ -7,6 +7,14 @@
 //! Recording states: `recording ⇄ paused → stopped → processing →
 //! completed | failed` (plus `discarded` for recordings shorter than
 //! `min_duration`). Every transition is an event, logged before delivery.
+//!
+//! Ids are per customer: a `call_id` or `recording_id` one customer uses
+//! is free for every other, and a customer's request only ever finds its
+//! own objects. Inside the engine a call or recording is named by its
+//! customer and id together ([`scoped_key`]); the admin's own objects have
+//! no customer, and an admin request finds its own object first, then the
+//! one customer's object with that id (several: `ambiguous_id`; the API
+//! lets the admin name the customer).
 
 pub mod error;
 pub mod model;
@@ -58,10 +66,51 @@ impl Principal {
     }
 
     fn tenant(&self) -> Option<String> {
+        self.scope().map(str::to_owned)
+    }
+
+    /// The customer whose ids this principal names (the admin: its own).
+    fn scope(&self) -> Option<&str> {
         match self {
             Principal::Admin => None,
-            Principal::Tenant(t) => Some(t.clone()),
+            Principal::Tenant(t) => Some(t),
         }
+    }
+}
+
+/// How the engine names a call or recording: its customer and its id,
+/// `customer/id` (the admin's own: `id`). Neither ids nor customer ids can
+/// hold a `/`, so keys never collide. The media workers, writers and logs
+/// see only keys; answers and events carry the id and the customer apart.
+pub fn scoped_key(customer: Option<&str>, id: &str) -> String {
+    match customer {
+        Some(c) => format!("{c}/{id}"),
+        None => id.to_owned(),
+    }
+}
+
+/// What an admin's id matched when it is not the admin's own object.
+fn admin_match<'a, T: 'a>(
+    what: &'static str,
+    id: &str,
+    found: impl Iterator<Item = (&'a T, Option<&'a str>)>,
+) -> Result<&'a T, EngineError> {
+    let found: Vec<(&T, Option<&str>)> = found.collect();
+    match found[..] {
+        [(one, _)] => Ok(one),
+        [] => Err(match what {
+            "call_id" => EngineError::CallNotFound(id.into()),
+            _ => EngineError::RecordingNotFound(id.into()),
+        }),
+        _ => Err(EngineError::AmbiguousId {
+            what,
+            id: id.into(),
+            customers: found
+                .iter()
+                .map(|(_, c)| c.unwrap_or("admin"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
     }
 }
 
@@ -113,6 +162,8 @@ struct Leg {
 }
 
 struct Call {
+    /// [`scoped_key`] of the customer and `id`.
+    key: String,
     id: String,
     num: u64,
     tenant: Option<String>,
@@ -126,11 +177,16 @@ struct Call {
     rate: u32,
     legs: Vec<Leg>,
     shared: Arc<CallShared>,
+    /// Keys of the call's recordings.
     recordings: Vec<String>,
 }
 
 struct Recording {
+    /// [`scoped_key`] of the customer and `id`.
+    key: String,
     id: String,
+    /// The call's customer.
+    tenant: Option<String>,
     call_id: String,
     call_num: u64,
     state: RecState,
@@ -152,10 +208,49 @@ struct Recording {
     stopped_mono: Option<Duration>,
 }
 
+/// Live calls and recordings, by [`scoped_key`].
 #[derive(Default)]
 struct Registry {
     calls: HashMap<String, Call>,
     recordings: HashMap<String, Recording>,
+}
+
+impl Registry {
+    /// The call `who` means by `call_id`.
+    fn call(&self, who: &Principal, call_id: &str) -> Result<&Call, EngineError> {
+        if let Some(c) = self.calls.get(&scoped_key(who.scope(), call_id)) {
+            return Ok(c);
+        }
+        match who {
+            Principal::Tenant(_) => Err(EngineError::CallNotFound(call_id.into())),
+            Principal::Admin => admin_match(
+                "call_id",
+                call_id,
+                self.calls
+                    .values()
+                    .filter(|c| c.id == call_id)
+                    .map(|c| (c, c.tenant.as_deref())),
+            ),
+        }
+    }
+
+    /// The recording `who` means by `id`.
+    fn recording(&self, who: &Principal, id: &str) -> Result<&Recording, EngineError> {
+        if let Some(r) = self.recordings.get(&scoped_key(who.scope(), id)) {
+            return Ok(r);
+        }
+        match who {
+            Principal::Tenant(_) => Err(EngineError::RecordingNotFound(id.into())),
+            Principal::Admin => admin_match(
+                "recording_id",
+                id,
+                self.recordings
+                    .values()
+                    .filter(|r| r.id == id)
+                    .map(|r| (r, r.tenant.as_deref())),
+            ),
+        }
+    }
 }
 
 /// See the module documentation.
@@ -358,14 +453,16 @@ impl Engine {
         let num = self.next_call.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(CallShared::default());
         let now = self.clock.now();
+        let key = scoped_key(who.scope(), &call_id);
         {
             let mut reg = lock(&self.registry);
-            if reg.calls.contains_key(&call_id) {
+            if reg.calls.contains_key(&key) {
                 return Err(EngineError::CallExists(call_id));
             }
             reg.calls.insert(
-                call_id.clone(),
+                key.clone(),
                 Call {
+                    key: key.clone(),
                     id: call_id.clone(),
                     num,
                     tenant: who.tenant(),
@@ -393,8 +490,8 @@ impl Engine {
             },
         );
         for (l, id) in req.legs.iter().zip(leg_ids) {
-            if let Err(e) = self.open_leg(&call_id, id, l) {
-                self.end_call_inner(&call_id, "setup_failed");
+            if let Err(e) = self.open_leg(&key, id, l) {
+                self.end_call_inner(&key, "setup_failed");
                 return Err(e);
             }
         }
@@ -413,7 +510,7 @@ impl Engine {
         self.emit(
             "call.created",
             json!({"call_id": call_id, "customer_id": who.tenant(), "from": req.from, "to": req.to,
-                   "reference_type": req.reference_type, "legs": self.leg_summaries(&call_id)}),
+                   "reference_type": req.reference_type, "legs": self.leg_summaries(&key)}),
         );
         if let Some(r) = recording {
             self.start_recording(who, &call_id, r)?;
@@ -421,9 +518,9 @@ impl Engine {
         self.get_call(who, &call_id)
     }
 
-    fn leg_summaries(&self, call_id: &str) -> Vec<Value> {
+    fn leg_summaries(&self, call_key: &str) -> Vec<Value> {
         let reg = lock(&self.registry);
-        reg.calls.get(call_id).map_or_else(Vec::new, |c| {
+        reg.calls.get(call_key).map_or_else(Vec::new, |c| {
             c.legs
                 .iter()
                 .map(|l| json!({"leg_id": l.id, "role": l.role, "label": l.label, "port": l.port}))
@@ -432,7 +529,7 @@ impl Engine {
     }
 
     /// Binds a leg's ports, starts its ingest and gives it to the worker.
-    fn open_leg(&self, call_id: &str, leg_id: String, req: &LegRequest) -> Result<(), EngineError> {
+    fn open_leg(&self, call_key: &str, leg_id: String, req: &LegRequest) -> Result<(), EngineError> {
         let mut map = PayloadMap::default();
         for (pt, enc) in &req.payload_types {
             let pt: u32 = pt.parse().map_err(|_| {
@@ -451,8 +548,8 @@ impl Engine {
             let reg = lock(&self.registry);
             let c = reg
                 .calls
-                .get(call_id)
-                .ok_or_else(|| EngineError::CallNotFound(call_id.into()))?;
+                .get(call_key)
+                .ok_or_else(|| EngineError::CallNotFound(call_key.into()))?;
             (c.num, c.rate, c.legs.len())
         };
         let stats = Arc::new(IngestStats::default());
@@ -518,10 +615,10 @@ impl Engine {
             },
         );
         let mut reg = lock(&self.registry);
-        let Some(c) = reg.calls.get_mut(call_id) else {
+        let Some(c) = reg.calls.get_mut(call_key) else {
             let _ = closer.send(true);
             lock(&self.ports).release(port, now);
-            return Err(EngineError::CallNotFound(call_id.into()));
+            return Err(EngineError::CallNotFound(call_key.into()));
         };
         c.legs.push(Leg {
             id: leg_id,
@@ -542,9 +639,9 @@ impl Engine {
         req: LegRequest,
     ) -> Result<CallView, EngineError> {
         self.check_accepting()?;
-        let (reference_type, n, num) = {
+        let (reference_type, n, num, key, tenant) = {
             let reg = lock(&self.registry);
-            let c = self.visible_call(&reg, who, call_id)?;
+            let c = reg.call(who, call_id)?;
             if c.ended_at.is_some() {
                 return Err(EngineError::CallEnded(call_id.into()));
             }
@@ -561,7 +658,13 @@ impl Engine {
                     format!("the call already has a {:?}", req.role).to_lowercase(),
                 ));
             }
-            (c.reference_type, c.legs.len(), c.num)
+            (
+                c.reference_type,
+                c.legs.len(),
+                c.num,
+                c.key.clone(),
+                c.tenant.clone(),
+            )
         };
         validate_leg("leg", &req, reference_type)?;
         let id = req
@@ -570,23 +673,23 @@ impl Engine {
             .unwrap_or_else(|| default_leg_id(req.role, n));
         if lock(&self.registry)
             .calls
-            .get(call_id)
+            .get(&key)
             .is_some_and(|c| c.legs.iter().any(|l| l.id == id))
         {
             return Err(EngineError::InvalidRequest(format!(
                 "leg_id: {id:?} already exists"
             )));
         }
-        self.open_leg(call_id, id.clone(), &req)?;
+        self.open_leg(&key, id.clone(), &req)?;
         // A conference leg joins the mono recordings of everyone.
         let joins: Vec<String> = {
             let reg = lock(&self.registry);
-            reg.calls.get(call_id).map_or_else(Vec::new, |c| {
+            reg.calls.get(&key).map_or_else(Vec::new, |c| {
                 c.recordings
                     .iter()
                     .filter_map(|r| reg.recordings.get(r))
                     .filter(|r| r.state.active() && r.all_legs_mono)
-                    .map(|r| r.id.clone())
+                    .map(|r| r.key.clone())
                     .collect()
             })
         };
@@ -603,26 +706,24 @@ impl Engine {
         }
         self.emit(
             "call.leg_added",
-            json!({"call_id": call_id, "leg_id": id, "role": req.role, "label": req.label}),
+            json!({"call_id": call_id, "customer_id": tenant, "leg_id": id, "role": req.role,
+                   "label": req.label}),
         );
-        self.get_call(who, call_id)
-    }
-
-    fn visible_call<'a>(
-        &self,
-        reg: &'a Registry,
-        who: &Principal,
-        call_id: &str,
-    ) -> Result<&'a Call, EngineError> {
-        reg.calls
-            .get(call_id)
-            .filter(|c| who.sees(&c.tenant))
-            .ok_or_else(|| EngineError::CallNotFound(call_id.into()))
+        self.call_view_by_key(&key)
     }
 
     pub fn get_call(&self, who: &Principal, call_id: &str) -> Result<CallView, EngineError> {
         let reg = lock(&self.registry);
-        let c = self.visible_call(&reg, who, call_id)?;
+        let c = reg.call(who, call_id)?;
+        Ok(self.call_view(&reg, c))
+    }
+
+    fn call_view_by_key(&self, key: &str) -> Result<CallView, EngineError> {
+        let reg = lock(&self.registry);
+        let c = reg
+            .calls
+            .get(key)
+            .ok_or_else(|| EngineError::CallNotFound(key.into()))?;
         Ok(self.call_view(&reg, c))
     }
 
@@ -679,24 +780,25 @@ impl Engine {
     }
 
     pub fn end_call(&self, who: &Principal, call_id: &str) -> Result<CallView, EngineError> {
-        {
+        let key = {
             let reg = lock(&self.registry);
-            let c = self.visible_call(&reg, who, call_id)?;
+            let c = reg.call(who, call_id)?;
             if c.ended_at.is_some() {
                 return Err(EngineError::CallEnded(call_id.into()));
             }
-        }
-        self.end_call_inner(call_id, "api");
-        self.get_call(who, call_id)
+            c.key.clone()
+        };
+        self.end_call_inner(&key, "api");
+        self.call_view_by_key(&key)
     }
 
     /// Ends a call: stops its recordings (finalized from what arrived),
     /// closes its sockets and rests its ports.
-    fn end_call_inner(&self, call_id: &str, reason: &str) {
+    fn end_call_inner(&self, call_key: &str, reason: &str) {
         let now = self.clock.now();
-        let (num, stopped, ports) = {
+        let (num, stopped, ports, call_id, tenant) = {
             let mut reg = lock(&self.registry);
-            let Some(c) = reg.calls.get_mut(call_id) else {
+            let Some(c) = reg.calls.get_mut(call_key) else {
                 return;
             };
             if c.ended_at.is_some() {
@@ -707,20 +809,20 @@ impl Engine {
                 let _ = l.closer.send(true);
             }
             let ports: Vec<u16> = c.legs.iter().map(|l| l.port).collect();
-            let num = c.num;
-            let rec_ids = c.recordings.clone();
+            let (num, call_id, tenant) = (c.num, c.id.clone(), c.tenant.clone());
+            let rec_keys = c.recordings.clone();
             let mut stopped = Vec::new();
-            for r in rec_ids {
+            for r in rec_keys {
                 if let Some(rec) = reg.recordings.get_mut(&r)
                     && rec.state.active()
                 {
                     rec.state = RecState::Stopped;
                     rec.stopped_at = Some(rfc3339(unix_now()));
                     rec.stopped_mono = Some(now);
-                    stopped.push(r);
+                    stopped.push(rec.id.clone());
                 }
             }
-            (num, stopped, ports)
+            (num, stopped, ports, call_id, tenant)
         };
         for p in ports {
             lock(&self.ports).release(p, now);
@@ -728,7 +830,7 @@ impl Engine {
         for r in &stopped {
             self.emit(
                 "recording.stopped",
-                json!({"recording_id": r, "call_id": call_id, "reason": reason}),
+                json!({"recording_id": r, "call_id": call_id, "customer_id": tenant, "reason": reason}),
             );
         }
         self.send(num, WorkerCmd::EndCall { call: num, at: now });
@@ -736,12 +838,24 @@ impl Engine {
         for r in &stopped {
             self.note(
                 "status",
-                self.catalog
-                    .set_status(r, "stopped", &ended, None, Some(&ended)),
+                self.catalog.set_status(
+                    tenant.as_deref(),
+                    r,
+                    "stopped",
+                    &ended,
+                    None,
+                    Some(&ended),
+                ),
             );
         }
-        self.note("call end", self.catalog.end_call(call_id, &ended));
-        self.emit("call.ended", json!({"call_id": call_id, "reason": reason}));
+        self.note(
+            "call end",
+            self.catalog.end_call(tenant.as_deref(), &call_id, &ended),
+        );
+        self.emit(
+            "call.ended",
+            json!({"call_id": call_id, "customer_id": tenant, "reason": reason}),
+        );
     }
 
     // ---- recordings ----------------------------------------------------
@@ -862,9 +976,9 @@ impl Engine {
         if let Some(id) = &req.recording_id {
             check_id("recording_id", id)?;
         }
-        let (num, roles, leg_ids, rate, tenant, legs_info) = {
+        let (num, roles, leg_ids, rate, tenant, legs_info, call_key, reference) = {
             let reg = lock(&self.registry);
-            let c = self.visible_call(&reg, who, call_id)?;
+            let c = reg.call(who, call_id)?;
             if c.ended_at.is_some() {
                 return Err(EngineError::CallEnded(call_id.into()));
             }
@@ -882,7 +996,16 @@ impl Engine {
                 .iter()
                 .map(|l| (l.id.clone(), l.role, l.label.clone()))
                 .collect();
-            (c.num, roles, ids, c.rate, c.tenant.clone(), infos)
+            (
+                c.num,
+                roles,
+                ids,
+                c.rate,
+                c.tenant.clone(),
+                infos,
+                c.key.clone(),
+                reference_name(c.reference_type),
+            )
         };
         let (spec, inputs, participant, pause_behavior, suppress_dtmf, channels) =
             self.recording_params(&req, &roles, &leg_ids, rate)?;
@@ -890,8 +1013,16 @@ impl Engine {
             .recording_id
             .clone()
             .unwrap_or_else(|| random_id("rec-"));
-        if lock(&self.registry).recordings.contains_key(&id)
-            || self.catalog.get(&id).ok().flatten().is_some()
+        // Ids are the customer's own: another customer's recording with
+        // this id is no obstacle (and not revealed).
+        let key = scoped_key(tenant.as_deref(), &id);
+        if lock(&self.registry).recordings.contains_key(&key)
+            || self
+                .catalog
+                .get(tenant.as_deref(), &id)
+                .ok()
+                .flatten()
+                .is_some()
         {
             return Err(EngineError::InvalidRequest(format!(
                 "recording_id: {id:?} already exists"
@@ -946,17 +1077,11 @@ impl Engine {
         let sidecar = path.with_extension("json");
         let shared = Arc::new(RecordingShared::default());
         let started_at = rfc3339(now_wall);
-        let reference_type = {
-            let reg = lock(&self.registry);
-            reg.calls
-                .get(call_id)
-                .map_or("call", |c| reference_name(c.reference_type))
-        };
         let info = RecordingInfo {
             recording_id: id.clone(),
             call_id: call_id.into(),
             customer_id: tenant.clone(),
-            reference_type: reference_type.into(),
+            reference_type: reference.into(),
             status: "completed".into(),
             format: spec.format,
             content_type: spec.format.content_type().into(),
@@ -990,17 +1115,11 @@ impl Engine {
             recovered: false,
         };
         let sink = match lock(&self.writers).as_ref() {
-            Some(w) => w.sink(&id),
+            Some(w) => w.sink(&key),
             None => return Err(EngineError::ShuttingDown),
         };
         let all_legs_mono = matches!(&participant, ParticipantRequest::Named(n) if n == "all")
             && channels == Channels::Mono;
-        let reference = {
-            let reg = lock(&self.registry);
-            reg.calls
-                .get(call_id)
-                .map_or("call", |c| reference_name(c.reference_type))
-        };
         self.note(
             "recording",
             self.catalog.put_recording(&RecordingRow {
@@ -1037,14 +1156,16 @@ impl Engine {
             let mut reg = lock(&self.registry);
             let c = reg
                 .calls
-                .get_mut(call_id)
+                .get_mut(&call_key)
                 .ok_or_else(|| EngineError::CallNotFound(call_id.into()))?;
-            c.recordings.push(id.clone());
+            c.recordings.push(key.clone());
             let start_rel = now.saturating_sub(c.created_mono);
             reg.recordings.insert(
-                id.clone(),
+                key.clone(),
                 Recording {
+                    key: key.clone(),
                     id: id.clone(),
+                    tenant: tenant.clone(),
                     call_id: call_id.into(),
                     call_num: num,
                     state: RecState::Recording,
@@ -1069,7 +1190,7 @@ impl Engine {
                 WorkerCmd::StartRecording {
                     call: num,
                     setup: Box::new(RecordingSetup {
-                        id: id.clone(),
+                        id: key.clone(),
                         spec,
                         inputs,
                         pause_behavior,
@@ -1095,22 +1216,30 @@ impl Engine {
             json!({"recording_id": id, "call_id": call_id, "customer_id": tenant, "format": spec.format,
                    "sample_rate": spec.sample_rate, "channels": channels, "participant": participant}),
         );
-        self.get_recording(who, &id)
+        self.recording_view_by_key(&key)
     }
 
-    /// The call's recording in progress.
+    fn recording_view_by_key(&self, key: &str) -> Result<RecordingView, EngineError> {
+        let reg = lock(&self.registry);
+        reg.recordings
+            .get(key)
+            .map(recording_view)
+            .ok_or_else(|| EngineError::RecordingNotFound(key.into()))
+    }
+
+    /// The key of the call's recording in progress.
     fn active_recording(
         &self,
         reg: &Registry,
         who: &Principal,
         call_id: &str,
     ) -> Result<String, EngineError> {
-        let c = self.visible_call(reg, who, call_id)?;
+        let c = reg.call(who, call_id)?;
         c.recordings
             .iter()
             .filter_map(|r| reg.recordings.get(r))
             .find(|r| r.state.active())
-            .map(|r| r.id.clone())
+            .map(|r| r.key.clone())
             .ok_or_else(|| EngineError::RecordingNotStarted(call_id.into()))
     }
 
@@ -1137,13 +1266,13 @@ impl Engine {
         pause: bool,
     ) -> Result<RecordingView, EngineError> {
         let now = self.clock.now();
-        let (id, num) = {
+        let (key, num, id, tenant) = {
             let mut reg = lock(&self.registry);
-            let id = self.active_recording(&reg, who, call_id)?;
+            let key = self.active_recording(&reg, who, call_id)?;
             let rec = reg
                 .recordings
-                .get_mut(&id)
-                .ok_or_else(|| EngineError::RecordingNotFound(id.clone()))?;
+                .get_mut(&key)
+                .ok_or_else(|| EngineError::RecordingNotFound(key.clone()))?;
             match (pause, rec.state) {
                 (true, RecState::Paused) => return Err(EngineError::AlreadyPaused),
                 (false, RecState::Recording) => return Err(EngineError::NotPaused),
@@ -1154,7 +1283,7 @@ impl Engine {
             } else {
                 RecState::Recording
             };
-            (id, rec.call_num)
+            (key, rec.call_num, rec.id.clone(), rec.tenant.clone())
         };
         let at = now;
         self.send(
@@ -1162,13 +1291,13 @@ impl Engine {
             if pause {
                 WorkerCmd::Pause {
                     call: num,
-                    id: id.clone(),
+                    id: key.clone(),
                     at,
                 }
             } else {
                 WorkerCmd::Resume {
                     call: num,
-                    id: id.clone(),
+                    id: key.clone(),
                     at,
                 }
             },
@@ -1176,8 +1305,14 @@ impl Engine {
         let status = if pause { "paused" } else { "recording" };
         self.note(
             "status",
-            self.catalog
-                .set_status(&id, status, &rfc3339(unix_now()), None, None),
+            self.catalog.set_status(
+                tenant.as_deref(),
+                &id,
+                status,
+                &rfc3339(unix_now()),
+                None,
+                None,
+            ),
         );
         self.emit(
             if pause {
@@ -1185,9 +1320,9 @@ impl Engine {
             } else {
                 "recording.resumed"
             },
-            json!({"recording_id": id, "call_id": call_id}),
+            json!({"recording_id": id, "call_id": call_id, "customer_id": tenant}),
         );
-        self.get_recording(who, &id)
+        self.recording_view_by_key(&key)
     }
 
     pub fn stop_recording(
@@ -1195,22 +1330,22 @@ impl Engine {
         who: &Principal,
         call_id: &str,
     ) -> Result<RecordingView, EngineError> {
-        let id = {
+        let key = {
             let reg = lock(&self.registry);
             self.active_recording(&reg, who, call_id)?
         };
-        let stop = self.mark_stopped(&id, "api");
+        let stop = self.mark_stopped(&key, "api");
         // The answer shows the recording as stopped: the worker finishes it
         // within a tick once told, and later states come as events.
-        let view = self.get_recording(who, &id);
+        let view = self.recording_view_by_key(&key);
         if let Some(cmd) = stop {
             self.send(cmd.0, cmd.1);
         }
         view
     }
 
-    fn stop_recording_inner(&self, id: &str, reason: &str) {
-        if let Some((num, cmd)) = self.mark_stopped(id, reason) {
+    fn stop_recording_inner(&self, key: &str, reason: &str) {
+        if let Some((num, cmd)) = self.mark_stopped(key, reason) {
             self.send(num, cmd);
         }
     }
@@ -1219,33 +1354,39 @@ impl Engine {
     /// and returns the command that tells its worker. The command goes out
     /// only after `recording.stopped` is logged, so `recording.completed`
     /// can never precede it.
-    fn mark_stopped(&self, id: &str, reason: &str) -> Option<(u64, WorkerCmd)> {
+    fn mark_stopped(&self, key: &str, reason: &str) -> Option<(u64, WorkerCmd)> {
         let now = self.clock.now();
-        let (num, call_id) = {
+        let (num, call_id, id, tenant) = {
             let mut reg = lock(&self.registry);
-            let rec = reg.recordings.get_mut(id)?;
+            let rec = reg.recordings.get_mut(key)?;
             if !rec.state.active() {
                 return None;
             }
             rec.state = RecState::Stopped;
             rec.stopped_at = Some(rfc3339(unix_now()));
             rec.stopped_mono = Some(now);
-            (rec.call_num, rec.call_id.clone())
+            (
+                rec.call_num,
+                rec.call_id.clone(),
+                rec.id.clone(),
+                rec.tenant.clone(),
+            )
         };
         let t = rfc3339(unix_now());
         self.note(
             "status",
-            self.catalog.set_status(id, "stopped", &t, None, Some(&t)),
+            self.catalog
+                .set_status(tenant.as_deref(), &id, "stopped", &t, None, Some(&t)),
         );
         self.emit(
             "recording.stopped",
-            json!({"recording_id": id, "call_id": call_id, "reason": reason}),
+            json!({"recording_id": id, "call_id": call_id, "customer_id": tenant, "reason": reason}),
         );
         Some((
             num,
             WorkerCmd::Stop {
                 call: num,
-                id: id.into(),
+                id: key.into(),
                 at: now,
             },
         ))
@@ -1259,12 +1400,12 @@ impl Engine {
         muted: bool,
     ) -> Result<CallView, EngineError> {
         let now = self.clock.now();
-        let (num, index) = {
+        let (num, index, key, tenant) = {
             let mut reg = lock(&self.registry);
-            self.visible_call(&reg, who, call_id)?;
+            let key = reg.call(who, call_id)?.key.clone();
             let c = reg
                 .calls
-                .get_mut(call_id)
+                .get_mut(&key)
                 .ok_or_else(|| EngineError::CallNotFound(call_id.into()))?;
             if c.ended_at.is_some() {
                 return Err(EngineError::CallEnded(call_id.into()));
@@ -1275,7 +1416,7 @@ impl Engine {
                 .position(|l| l.id == leg_id)
                 .ok_or_else(|| EngineError::LegNotFound(leg_id.into()))?;
             c.legs[index].muted = muted;
-            (c.num, index)
+            (c.num, index, key, c.tenant.clone())
         };
         self.send(
             num,
@@ -1288,39 +1429,31 @@ impl Engine {
         );
         self.emit(
             if muted { "leg.muted" } else { "leg.unmuted" },
-            json!({"call_id": call_id, "leg_id": leg_id}),
+            json!({"call_id": call_id, "customer_id": tenant, "leg_id": leg_id}),
         );
-        self.get_call(who, call_id)
+        self.call_view_by_key(&key)
     }
 
     pub fn get_recording(&self, who: &Principal, id: &str) -> Result<RecordingView, EngineError> {
         let reg = lock(&self.registry);
-        let rec = reg
-            .recordings
-            .get(id)
-            .filter(|r| {
-                reg.calls
-                    .get(&r.call_id)
-                    .is_some_and(|c| who.sees(&c.tenant))
-            })
-            .ok_or_else(|| EngineError::RecordingNotFound(id.into()))?;
-        Ok(recording_view(rec))
+        Ok(recording_view(reg.recording(who, id)?))
     }
 
     // ---- outcomes -----------------------------------------------------------
 
     pub fn on_worker_report(&self, report: WorkerReport) {
         match report {
-            WorkerReport::Processing { id } => {
+            WorkerReport::Processing { id: key } => {
                 let mut reg = lock(&self.registry);
-                if let Some(r) = reg.recordings.get_mut(&id)
+                if let Some(r) = reg.recordings.get_mut(&key)
                     && !r.state.finished()
                 {
                     r.state = RecState::Processing;
                     self.note(
                         "status",
                         self.catalog.set_status(
-                            &id,
+                            r.tenant.as_deref(),
+                            &r.id,
                             "processing",
                             &rfc3339(unix_now()),
                             None,
@@ -1330,13 +1463,13 @@ impl Engine {
                 }
             }
             WorkerReport::CallLost { call } => {
-                let id = lock(&self.registry)
+                let key = lock(&self.registry)
                     .calls
                     .values()
                     .find(|c| c.num == call && c.ended_at.is_none())
-                    .map(|c| c.id.clone());
-                if let Some(id) = id {
-                    self.end_call_inner(&id, "internal_error");
+                    .map(|c| c.key.clone());
+                if let Some(key) = key {
+                    self.end_call_inner(&key, "internal_error");
                 }
             }
             WorkerReport::Failed {
@@ -1344,18 +1477,22 @@ impl Engine {
                 reason,
                 message,
             } => self.fail_recording(&id, reason, &message),
-            WorkerReport::Discarded { id, duration_ms } => {
-                let call_id = {
+            WorkerReport::Discarded {
+                id: key,
+                duration_ms,
+            } => {
+                let (call_id, id, tenant) = {
                     let mut reg = lock(&self.registry);
-                    let Some(r) = reg.recordings.get_mut(&id) else {
+                    let Some(r) = reg.recordings.get_mut(&key) else {
                         return;
                     };
                     r.state = RecState::Discarded;
-                    r.call_id.clone()
+                    (r.call_id.clone(), r.id.clone(), r.tenant.clone())
                 };
                 self.note(
                     "status",
                     self.catalog.set_status(
+                        tenant.as_deref(),
                         &id,
                         "discarded",
                         &rfc3339(unix_now()),
@@ -1365,17 +1502,18 @@ impl Engine {
                 );
                 self.emit(
                     "recording.discarded",
-                    json!({"recording_id": id, "call_id": call_id, "reason": "min_duration", "duration_ms": duration_ms,
+                    json!({"recording_id": id, "call_id": call_id, "customer_id": tenant,
+                           "reason": "min_duration", "duration_ms": duration_ms,
                            "min_duration_s": self.cfg.recording.min_duration_s}),
                 );
             }
         }
     }
 
-    fn fail_recording(&self, id: &str, reason: &str, message: &str) {
-        let (call_id, num, was_active) = {
+    fn fail_recording(&self, key: &str, reason: &str, message: &str) {
+        let (call_id, num, was_active, id, tenant) = {
             let mut reg = lock(&self.registry);
-            let Some(r) = reg.recordings.get_mut(id) else {
+            let Some(r) = reg.recordings.get_mut(key) else {
                 return;
             };
             if r.state.finished() {
@@ -1384,35 +1522,52 @@ impl Engine {
             let was_active = r.state.active();
             r.state = RecState::Failed;
             r.failure = Some(reason.into());
-            (r.call_id.clone(), r.call_num, was_active)
+            (
+                r.call_id.clone(),
+                r.call_num,
+                was_active,
+                r.id.clone(),
+                r.tenant.clone(),
+            )
         };
         if was_active {
             self.send(
                 num,
                 WorkerCmd::Abort {
                     call: num,
-                    id: id.into(),
+                    id: key.into(),
                 },
             );
         }
         self.note(
             "status",
-            self.catalog
-                .set_status(id, "failed", &rfc3339(unix_now()), Some(reason), None),
+            self.catalog.set_status(
+                tenant.as_deref(),
+                &id,
+                "failed",
+                &rfc3339(unix_now()),
+                Some(reason),
+                None,
+            ),
         );
-        tracing::error!(recording = id, reason, message, "recording failed");
+        tracing::error!(recording = key, reason, message, "recording failed");
         self.emit(
             "recording.failed",
-            json!({"recording_id": id, "call_id": call_id, "reason": reason, "message": message}),
+            json!({"recording_id": id, "call_id": call_id, "customer_id": tenant, "reason": reason,
+                   "message": message}),
         );
     }
 
     pub fn on_sink_report(&self, report: SinkReport) {
         match report {
-            SinkReport::Finalized { id, file, info } => {
-                let call_id = {
+            SinkReport::Finalized {
+                id: key,
+                file,
+                info,
+            } => {
+                let (call_id, id, tenant) = {
                     let mut reg = lock(&self.registry);
-                    let Some(r) = reg.recordings.get_mut(&id) else {
+                    let Some(r) = reg.recordings.get_mut(&key) else {
                         return;
                     };
                     r.state = RecState::Completed;
@@ -1425,12 +1580,12 @@ impl Engine {
                     }
                     self.bytes_finalized.fetch_add(file.size, Ordering::Relaxed);
                     r.info = Some(info.clone());
-                    r.call_id.clone()
+                    (r.call_id.clone(), r.id.clone(), r.tenant.clone())
                 };
-                self.catalog_completed(&id, &file.path, &info);
+                self.catalog_completed(tenant.as_deref(), &id, &file.path, &info);
                 self.emit(
                     "recording.completed",
-                    json!({"recording_id": id, "call_id": call_id, "format": info.format,
+                    json!({"recording_id": id, "call_id": call_id, "customer_id": tenant, "format": info.format,
                            "content_type": info.content_type, "duration_ms": info.duration_ms,
                            "file_size_bytes": file.size, "checksum": {"algorithm": "sha256", "value": file.sha256},
                            "path": file.path, "download_url": format!("/v1/recordings/{id}/download"),
@@ -1443,11 +1598,17 @@ impl Engine {
     }
 
     /// Writes a finished recording's full row.
-    fn catalog_completed(&self, id: &str, path: &std::path::Path, info: &RecordingInfo) {
+    fn catalog_completed(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        path: &std::path::Path,
+        info: &RecordingInfo,
+    ) {
         let now = unix_now();
-        let Ok(Some(mut row)) = self.catalog.get(id) else {
+        let Ok(Some(mut row)) = self.catalog.get(tenant, id) else {
             tracing::error!(
-                recording = id,
+                recording = %scoped_key(tenant, id),
                 "completed recording missing from the catalog"
             );
             return;
@@ -1512,10 +1673,15 @@ impl Engine {
         for r in due {
             self.remove_files(&r);
             let at = rfc3339(Duration::from_millis(now_ms.max(0) as u64));
-            self.note("tombstone", self.catalog.mark_deleted(&r.recording_id, &at));
+            self.note(
+                "tombstone",
+                self.catalog
+                    .mark_deleted(r.customer_id.as_deref(), &r.recording_id, &at),
+            );
             self.emit(
                 "recording.deleted",
-                json!({"recording_id": r.recording_id, "call_id": r.call_id, "reason": "retention"}),
+                json!({"recording_id": r.recording_id, "call_id": r.call_id,
+                       "customer_id": r.customer_id, "reason": "retention"}),
             );
         }
         n
@@ -1534,22 +1700,32 @@ impl Engine {
         }
     }
 
-    /// A catalogued recording the principal may see.
+    /// The catalogued recording `who` means by `id` (see the module
+    /// documentation for how an admin's id is resolved).
     pub fn catalogued(&self, who: &Principal, id: &str) -> Result<RecordingRow, EngineError> {
-        let row = self
-            .catalog
-            .get(id)
-            .map_err(|e| EngineError::Internal(e.to_string()))?
-            .filter(|r| who.sees(&r.customer_id))
-            .ok_or_else(|| EngineError::RecordingNotFound(id.into()))?;
-        Ok(row)
+        let internal = |e: crate::catalog::CatalogError| EngineError::Internal(e.to_string());
+        if let Some(row) = self.catalog.get(who.scope(), id).map_err(internal)? {
+            return Ok(row);
+        }
+        match who {
+            Principal::Tenant(_) => Err(EngineError::RecordingNotFound(id.into())),
+            Principal::Admin => {
+                let rows = self.catalog.recordings_with_id(id).map_err(internal)?;
+                admin_match(
+                    "recording_id",
+                    id,
+                    rows.iter().map(|r| (r, r.customer_id.as_deref())),
+                )
+                .cloned()
+            }
+        }
     }
 
-    /// Live duration of a recording in progress.
-    pub fn live_duration_ms(&self, id: &str) -> Option<u64> {
+    /// Live duration of a customer's recording in progress.
+    pub fn live_duration_ms(&self, customer: Option<&str>, id: &str) -> Option<u64> {
         let reg = lock(&self.registry);
         reg.recordings
-            .get(id)
+            .get(&scoped_key(customer, id))
             .filter(|r| !r.state.finished())
             .map(|r| r.shared.duration_ms.load(Ordering::Relaxed))
     }
@@ -1563,18 +1739,24 @@ impl Engine {
         ) {
             return Err(EngineError::RecordingBusy(id.into()));
         }
+        let customer = row.customer_id.as_deref();
         if row.deleted_at.is_none() {
             self.remove_files(&row);
             self.note(
                 "tombstone",
-                self.catalog.mark_deleted(id, &rfc3339(unix_now())),
+                self.catalog
+                    .mark_deleted(customer, id, &rfc3339(unix_now())),
             );
             self.emit(
                 "recording.deleted",
-                json!({"recording_id": id, "call_id": row.call_id, "reason": "api"}),
+                json!({"recording_id": id, "call_id": row.call_id, "customer_id": customer,
+                       "reason": "api"}),
             );
         }
-        self.catalogued(who, id)
+        self.catalog
+            .get(customer, id)
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+            .ok_or_else(|| EngineError::RecordingNotFound(id.into()))
     }
 
     /// The call's latest recording.
@@ -1583,36 +1765,39 @@ impl Engine {
         who: &Principal,
         call_id: &str,
     ) -> Result<RecordingRow, EngineError> {
-        let visible = match self
-            .catalog
-            .call_customer(call_id)
-            .map_err(|e| EngineError::Internal(e.to_string()))?
-        {
-            Some(customer) => who.sees(&customer),
-            None => false,
-        };
-        if !visible {
-            return Err(EngineError::CallNotFound(call_id.into()));
-        }
+        let customer = self.call_visible(who, call_id)?;
         self.catalog
-            .latest_for_call(call_id)
+            .latest_for_call(customer.as_deref(), call_id)
             .map_err(|e| EngineError::Internal(e.to_string()))?
             .ok_or_else(|| EngineError::RecordingNotFound(format!("(none yet for call {call_id})")))
     }
 
-    /// Whether a call exists for the principal (live or catalogued).
+    /// The customer of the call `who` means by `call_id` (live or
+    /// catalogued), if `who` may see it.
     pub fn call_visible(
         &self,
         who: &Principal,
         call_id: &str,
     ) -> Result<Option<String>, EngineError> {
-        match self
+        let internal = |e: crate::catalog::CatalogError| EngineError::Internal(e.to_string());
+        if self
             .catalog
-            .call_customer(call_id)
-            .map_err(|e| EngineError::Internal(e.to_string()))?
+            .has_call(who.scope(), call_id)
+            .map_err(internal)?
         {
-            Some(customer) if who.sees(&customer) => Ok(customer),
-            _ => Err(EngineError::CallNotFound(call_id.into())),
+            return Ok(who.tenant());
+        }
+        match who {
+            Principal::Tenant(_) => Err(EngineError::CallNotFound(call_id.into())),
+            Principal::Admin => {
+                let customers = self.catalog.calls_with_id(call_id).map_err(internal)?;
+                admin_match(
+                    "call_id",
+                    call_id,
+                    customers.iter().map(|c| (c, c.as_deref())),
+                )
+                .cloned()
+            }
         }
     }
 
@@ -1631,7 +1816,7 @@ impl Engine {
                 .filter(|r| {
                     r.state.active() && !max.is_zero() && now.saturating_sub(r.started_mono) >= max
                 })
-                .map(|r| r.id.clone())
+                .map(|r| r.key.clone())
                 .collect();
             let silent = reg
                 .calls
@@ -1643,16 +1828,16 @@ impl Engine {
                             .max(c.created_mono);
                     now.saturating_sub(last) >= timeout
                 })
-                .map(|c| c.id.clone())
+                .map(|c| c.key.clone())
                 .collect();
             (too_long, silent)
         };
-        for id in too_long {
-            self.stop_recording_inner(&id, "max_duration");
+        for key in too_long {
+            self.stop_recording_inner(&key, "max_duration");
         }
-        for id in silent {
-            tracing::info!(call = %id, "no RTP on any leg for the media timeout; ending the call");
-            self.end_call_inner(&id, "media_timeout");
+        for key in silent {
+            tracing::info!(call = %key, "no RTP on any leg for the media timeout; ending the call");
+            self.end_call_inner(&key, "media_timeout");
         }
     }
 
@@ -1672,10 +1857,10 @@ impl Engine {
             .calls
             .values()
             .filter(|c| c.ended_at.is_none())
-            .map(|c| c.id.clone())
+            .map(|c| c.key.clone())
             .collect();
-        for id in calls {
-            self.end_call_inner(&id, "shutdown");
+        for key in calls {
+            self.end_call_inner(&key, "shutdown");
         }
     }
 

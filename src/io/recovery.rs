@@ -117,7 +117,14 @@ fn recover_one(catalog: &Catalog, events: &EventBus, row: &RecordingRow) -> Resu
         row.duration_ms
     } else {
         catalog
-            .set_status(&row.recording_id, "failed", &now, Some("internal"), None)
+            .set_status(
+                row.customer_id.as_deref(),
+                &row.recording_id,
+                "failed",
+                &now,
+                Some("internal"),
+                None,
+            )
             .map_err(|e| e.to_string())?;
         let _ = events.emit(
             "recording.failed",
