@@ -21,14 +21,22 @@ const PLACEHOLDERS: [&str; 10] = [
     "callee_label",
 ];
 
+/// The `{customer_id}` of the admin's own recordings: customer ids start
+/// with a letter or digit, so no customer can have it.
+pub const ADMIN_CUSTOMER_SEGMENT: &str = "_admin";
+
 /// Checks a pattern: known placeholders only, relative, no `..`, ends with
-/// `.{ext}`, names `{recording_id}`.
+/// `.{ext}`, names `{customer_id}` and `{recording_id}` (recording ids are
+/// per customer: without the customer two customers' `rec-1` would meet).
 pub fn check_pattern(p: &str) -> Result<(), String> {
     if p.starts_with('/') || p.contains('\\') {
         return Err("must be a relative path with / separators".into());
     }
-    if !p.ends_with(".{ext}") || !p.contains("{recording_id}") {
-        return Err("must contain {recording_id} and end with .{ext}".into());
+    if !p.ends_with(".{ext}") || !p.contains("{recording_id}") || !p.contains("{customer_id}") {
+        return Err(
+            "must contain {customer_id} and {recording_id} and end with .{ext} (recording ids are per customer), e.g. \"{customer_id}/{yyyy}/{mm}/{dd}/{recording_id}.{ext}\""
+                .into(),
+        );
     }
     if p.split('/')
         .any(|seg| seg.is_empty() || seg == "." || seg == "..")
@@ -142,7 +150,7 @@ mod tests {
 
     #[test]
     fn patterns_are_checked() {
-        assert!(check_pattern("{yyyy}/{mm}/{dd}/{recording_id}.{ext}").is_ok());
+        assert!(check_pattern("{customer_id}/{yyyy}/{mm}/{dd}/{recording_id}.{ext}").is_ok());
         assert!(
             check_pattern("{customer_id}/{call_id}/{caller_label}-{recording_id}.{ext}").is_ok()
         );
@@ -153,6 +161,8 @@ mod tests {
             "{nope}/{recording_id}.{ext}",
             "{call_id}.{ext}",
             "a//{recording_id}.{ext}",
+            // Without the customer two customers' `rec-1` would meet.
+            "{yyyy}/{mm}/{dd}/{recording_id}.{ext}",
         ] {
             assert!(check_pattern(bad).is_err(), "{bad}");
         }
@@ -179,10 +189,10 @@ mod tests {
         assert_eq!(p.components().count(), 5, "root, store, two segments, file");
         let p = render(
             Path::new("/s"),
-            "{yyyy}/{mm}/{dd}/{hh}/{callee_label}/{recording_id}.{ext}",
+            "{yyyy}/{mm}/{dd}/{hh}/{customer_id}/{callee_label}/{recording_id}.{ext}",
             Duration::from_secs(1_795_306_521),
             &v,
         );
-        assert_eq!(p, PathBuf::from("/s/2026/11/22/00/_/rec-1.wav"));
+        assert_eq!(p, PathBuf::from("/s/2026/11/22/00/_.____etc/_/rec-1.wav"));
     }
 }

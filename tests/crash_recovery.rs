@@ -47,7 +47,9 @@ fn kill_9_mid_recording_loses_at_most_the_flush_interval() {
         .map(|f| {
             let now = recengine::timefmt::unix_now();
             let (y, m, day) = recengine::timefmt::civil_from_days((now.as_secs() / 86_400) as i64);
-            dir.join(format!("storage/{y:04}/{m:02}/{day:02}/rec-{f}.{f}.part"))
+            dir.join(format!(
+                "storage/_admin/{y:04}/{m:02}/{day:02}/rec-{f}.{f}.part"
+            ))
         })
         .collect();
     assert!(

@@ -22,7 +22,7 @@ fn a_stalled_writer_fails_only_its_own_recording() {
     // for writing blocks the writer thread, like a hung network disk.
     let now = recengine::timefmt::unix_now();
     let (y, m, day) = recengine::timefmt::civil_from_days((now.as_secs() / 86_400) as i64);
-    let dir = d.storage().join(format!("{y:04}/{m:02}/{day:02}"));
+    let dir = d.storage().join(format!("_admin/{y:04}/{m:02}/{day:02}"));
     std::fs::create_dir_all(&dir).unwrap();
     let fifo = dir.join("stalled-rec.wav.part");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
@@ -144,7 +144,7 @@ fn a_full_disk_fails_one_recording_and_spares_the_others() {
     let mut ev = d.events(Some(0));
     let now = recengine::timefmt::unix_now();
     let (y, m, day) = recengine::timefmt::civil_from_days((now.as_secs() / 86_400) as i64);
-    let dir = d.storage().join(format!("{y:04}/{m:02}/{day:02}"));
+    let dir = d.storage().join(format!("_admin/{y:04}/{m:02}/{day:02}"));
     std::fs::create_dir_all(&dir).unwrap();
     std::os::unix::fs::symlink("/dev/full", dir.join("full-rec.wav.part")).unwrap();
     for (call, rec) in [("full-call", "full-rec"), ("fine-call", "fine-rec")] {

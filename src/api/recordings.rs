@@ -107,11 +107,10 @@ fn detail(s: &ApiState, row: &RecordingRow) -> Value {
             info.get("channel_count").cloned().unwrap_or(Value::Null),
         );
         // Transcription and metadata from a recording log with the same id.
-        if let Ok(Some((log, _, _))) = s.engine.catalog().get_log(
-            row.customer_id.as_deref(),
-            &row.call_id,
-            &row.recording_id,
-        )
+        if let Ok(Some((log, _, _))) =
+            s.engine
+                .catalog()
+                .get_log(row.customer_id.as_deref(), &row.call_id, &row.recording_id)
             && let Ok(log) = serde_json::from_str::<Value>(&log)
         {
             for k in [

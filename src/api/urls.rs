@@ -117,7 +117,10 @@ mod tests {
         let s = UrlSigner::new(b"secret".to_vec(), Duration::from_secs(60));
         let now = Duration::from_secs(1_000_000);
         let (url, expires) = s.sign(Some("acme"), "rec-1", now);
-        assert!(url.starts_with("/v1/files/rec-1?customer=acme&expires="), "{url}");
+        assert!(
+            url.starts_with("/v1/files/rec-1?customer=acme&expires="),
+            "{url}"
+        );
         let sig = url.rsplit("sig=").next().unwrap();
         assert_eq!(s.verify(Some("acme"), "rec-1", expires, sig, now), Ok(()));
         for customer in [Some("globex"), None] {

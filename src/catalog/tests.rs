@@ -62,7 +62,13 @@ fn schema_newer_than_the_binary_is_refused() {
         .unwrap()
         .put_recording(&row("r1", "c1", None, 1, "completed"))
         .unwrap();
-    assert!(Catalog::open(&path).unwrap().get(None, "r1").unwrap().is_some());
+    assert!(
+        Catalog::open(&path)
+            .unwrap()
+            .get(None, "r1")
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[test]
@@ -152,7 +158,8 @@ fn retention_follows_the_clock_given_and_tombstones_stay() {
         .map(|r| r.recording_id)
         .collect();
     assert_eq!(due, ["old"]);
-    cat.mark_deleted(None, "old", "2026-02-01T00:00:00.000Z").unwrap();
+    cat.mark_deleted(None, "old", "2026-02-01T00:00:00.000Z")
+        .unwrap();
     assert!(cat.expired(31 * day, 30).unwrap().is_empty());
     let tomb = cat.get(None, "old").unwrap().unwrap();
     assert_eq!(
@@ -207,7 +214,10 @@ fn ids_are_per_customer() {
     assert_eq!(acme.path.as_deref(), Some("/x/acme/rec-1.wav"));
     assert_eq!(cat.get(None, "rec-1").unwrap().unwrap().customer_id, None);
     assert!(cat.get(Some("initech"), "rec-1").unwrap().is_none());
-    let latest = cat.latest_for_call(Some("globex"), "shared-1").unwrap().unwrap();
+    let latest = cat
+        .latest_for_call(Some("globex"), "shared-1")
+        .unwrap()
+        .unwrap();
     assert_eq!(latest.customer_id.as_deref(), Some("globex"));
     assert!(cat.has_call(Some("acme"), "shared-1").unwrap());
     assert!(!cat.has_call(Some("initech"), "shared-1").unwrap());
@@ -221,8 +231,14 @@ fn ids_are_per_customer() {
     cat.set_status(Some("globex"), "rec-1", "failed", "t2", Some("x"), None)
         .unwrap();
     assert_eq!(cat.get(None, "rec-1").unwrap().unwrap().status, "completed");
-    assert_eq!(cat.get(Some("acme"), "rec-1").unwrap().unwrap().status, "deleted");
-    assert_eq!(cat.get(Some("globex"), "rec-1").unwrap().unwrap().status, "failed");
+    assert_eq!(
+        cat.get(Some("acme"), "rec-1").unwrap().unwrap().status,
+        "deleted"
+    );
+    assert_eq!(
+        cat.get(Some("globex"), "rec-1").unwrap().unwrap().status,
+        "failed"
+    );
     cat.end_call(Some("acme"), "shared-1", "t3").unwrap();
     let ended: Vec<Option<String>> = cat
         .conn()
@@ -261,7 +277,11 @@ fn schema_2_catalogs_are_migrated_with_their_rows() {
     let cat = Catalog::open(&path).unwrap();
     assert_eq!(cat.get(None, "r1").unwrap().unwrap().customer_id, None);
     assert_eq!(
-        cat.get(Some("acme"), "r2").unwrap().unwrap().customer_id.as_deref(),
+        cat.get(Some("acme"), "r2")
+            .unwrap()
+            .unwrap()
+            .customer_id
+            .as_deref(),
         Some("acme")
     );
     assert!(cat.has_call(None, "c1").unwrap() && cat.has_call(Some("acme"), "c2").unwrap());

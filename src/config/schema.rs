@@ -360,7 +360,8 @@ pub struct StorageSection {
     /// Where a recording goes under `dir`. Placeholders: {yyyy} {mm} {dd}
     /// {hh} (UTC start), {recording_id} {call_id} {customer_id} {ext}
     /// {caller_label} {callee_label}. Values are sanitized so none can
-    /// leave the directory.
+    /// leave the directory; {customer_id} and {recording_id} are required
+    /// (ids are per customer).
     pub path_pattern: String,
 }
 
@@ -375,7 +376,7 @@ impl Default for StorageSection {
             max_bytes: 0,
             min_free_bytes: 0,
             url_lifetime_s: 86_400,
-            path_pattern: "{yyyy}/{mm}/{dd}/{recording_id}.{ext}".into(),
+            path_pattern: "{customer_id}/{yyyy}/{mm}/{dd}/{recording_id}.{ext}".into(),
         }
     }
 }

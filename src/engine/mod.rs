@@ -529,7 +529,12 @@ impl Engine {
     }
 
     /// Binds a leg's ports, starts its ingest and gives it to the worker.
-    fn open_leg(&self, call_key: &str, leg_id: String, req: &LegRequest) -> Result<(), EngineError> {
+    fn open_leg(
+        &self,
+        call_key: &str,
+        leg_id: String,
+        req: &LegRequest,
+    ) -> Result<(), EngineError> {
         let mut map = PayloadMap::default();
         for (pt, enc) in &req.payload_types {
             let pt: u32 = pt.parse().map_err(|_| {
@@ -1043,7 +1048,9 @@ impl Engine {
             ("call_id", call_id.to_owned()),
             (
                 "customer_id",
-                tenant.clone().unwrap_or_else(|| "admin".into()),
+                tenant
+                    .clone()
+                    .unwrap_or_else(|| crate::storage_path::ADMIN_CUSTOMER_SEGMENT.into()),
             ),
             ("ext", spec.format.extension().to_owned()),
             ("caller_label", label(Role::Caller)),
