@@ -102,3 +102,49 @@ fn every_arrival_pattern_through_the_daemon_keeps_every_sample_in_place() {
         }
     }
 }
+
+/// A busy host can stop the daemon for a moment; that must not cost audio.
+/// The daemon is stopped (SIGSTOP) for 1.5 s mid-call while the senders go
+/// on: the kernel queues 75 packets per leg, more than the jitter buffer
+/// holds (40 here). On resuming, the worker takes them a batch at a time,
+/// playing out in between, and every sample lands in place.
+#[test]
+fn a_daemon_stopped_for_seconds_loses_nothing() {
+    let d = Daemon::start_with(
+        "fidelity-stopped",
+        &format!("[jitter]\nplayout_delay_ms = {PLAYOUT_MS}\ncapacity_packets = 40\n"),
+        8,
+    );
+    let opts = LoadgenOptions {
+        calls: 2,
+        duration: Duration::from_secs(6),
+        recording: json!({"format": "wav", "channels": "dual"}),
+        ..LoadgenOptions::new(d.api, ADMIN)
+    };
+    let pid = d.pid() as i32;
+    let report = std::thread::scope(|scope| {
+        let load = scope.spawn(|| run(&opts).expect("loadgen"));
+        std::thread::sleep(Duration::from_secs(2));
+        // SAFETY: kill(2) on the daemon this test started.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        std::thread::sleep(Duration::from_millis(1500));
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        load.join().unwrap()
+    });
+    let vopts = VerifyOptions::for_pattern(Pattern::Paced, Duration::from_millis(PLAYOUT_MS));
+    let checked = verify(&opts, &report, &vopts).expect("verify");
+    assert_eq!(checked.recordings, 2, "{checked:?}");
+    assert_eq!(checked.failed, 0, "{:#?}", checked.failures);
+    for id in &report.call_ids {
+        let (_, call) = d.admin("GET", &format!("/v1/calls/{id}"), None);
+        for leg in call["legs"].as_array().unwrap() {
+            let s = &leg["stats"];
+            assert_eq!(
+                (&s["overflow"], &s["lost"], &s["late"]),
+                (&json!(0), &json!(0), &json!(0)),
+                "{id}: {s}"
+            );
+        }
+    }
+}

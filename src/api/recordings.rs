@@ -483,6 +483,9 @@ pub struct RecordingLog {
     pub metadata: Option<serde_json::Map<String, Value>>,
 }
 
+/// The longest recording a recording log may describe: a week.
+const MAX_LOG_DURATION_S: f64 = 7.0 * 86_400.0;
+
 fn validate_log(l: &RecordingLog) -> Result<(), ApiError> {
     if !is_valid_id(&l.recording_id) {
         return Err(bad_param("recording_id", "not a valid id"));
@@ -498,11 +501,11 @@ fn validate_log(l: &RecordingLog) -> Result<(), ApiError> {
         ));
     }
     if let Some(d) = l.duration_seconds
-        && !(d.is_finite() && d >= 0.0)
+        && !(d.is_finite() && (0.0..=MAX_LOG_DURATION_S).contains(&d))
     {
         return Err(bad_param(
             "duration_seconds",
-            "must be a non-negative number",
+            format!("must be a number of seconds from 0 to {MAX_LOG_DURATION_S}"),
         ));
     }
     if let Some(t) = &l.transcription_status

@@ -236,6 +236,14 @@ impl LegReceiver {
         self.jitter.set_drift_reference(reference);
     }
 
+    /// Packets the jitter buffer can take before it overflows.
+    pub fn room(&self) -> usize {
+        self.jitter
+            .config()
+            .capacity
+            .saturating_sub(self.jitter.len())
+    }
+
     pub fn jitter_stats(&self) -> JitterStats {
         self.jitter.stats()
     }

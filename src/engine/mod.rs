@@ -401,10 +401,18 @@ impl Engine {
             }
             None => random_id("call-"),
         };
+        for (field, value) in [("from", &req.from), ("to", &req.to)] {
+            check_text(field, value)?;
+        }
         if req.legs.is_empty() {
             return Err(EngineError::InvalidRequest(
                 "legs: at least one leg is required".into(),
             ));
+        }
+        if req.legs.len() > MAX_LEGS {
+            return Err(EngineError::InvalidRequest(format!(
+                "legs: at most {MAX_LEGS} legs per call"
+            )));
         }
         if req.reference_type == ReferenceType::Call && req.legs.len() > 2 {
             return Err(EngineError::InvalidRequest(
@@ -437,19 +445,50 @@ impl Engine {
                 ));
             }
         }
-        // Validate the recording block before anything is allocated.
+        // Creating a call with a recording is all or nothing: everything
+        // the recording could be refused for is checked before anything is
+        // allocated, announced or catalogued.
         let recording = match &req.recording {
             Some(r) if r.enabled.unwrap_or(true) => Some(r.clone()),
             _ => None,
         };
-        if let Some(r) = &recording {
-            self.recording_params(
-                r,
-                &req.legs.iter().map(|l| l.role).collect::<Vec<_>>(),
-                &leg_ids,
-                rate,
-            )?;
-        }
+        let recording = match recording {
+            Some(mut r) => {
+                let (spec, ..) = self.recording_params(
+                    &r,
+                    &req.legs.iter().map(|l| l.role).collect::<Vec<_>>(),
+                    &leg_ids,
+                    rate,
+                )?;
+                let id = match &r.recording_id {
+                    Some(id) => {
+                        check_id("recording_id", id)?;
+                        id.clone()
+                    }
+                    None => random_id("rec-"),
+                };
+                self.check_recording_free(who.scope(), &id)?;
+                self.check_quota()?;
+                let label = |role: Role| {
+                    req.legs
+                        .iter()
+                        .find(|l| l.role == role)
+                        .and_then(|l| l.label.clone())
+                        .unwrap_or_default()
+                };
+                self.recording_path(
+                    who.scope(),
+                    &id,
+                    &call_id,
+                    spec.format,
+                    [label(Role::Caller), label(Role::Callee)],
+                    unix_now(),
+                )?;
+                r.recording_id = Some(id);
+                Some(r)
+            }
+            None => None,
+        };
         let num = self.next_call.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(CallShared::default());
         let now = self.clock.now();
@@ -491,7 +530,9 @@ impl Engine {
         );
         for (l, id) in req.legs.iter().zip(leg_ids) {
             if let Err(e) = self.open_leg(&key, id, l) {
-                self.end_call_inner(&key, "setup_failed");
+                // Never announced nor catalogued: it leaves no trace, and
+                // its id stays free.
+                self.discard_call(&key);
                 return Err(e);
             }
         }
@@ -512,10 +553,36 @@ impl Engine {
             json!({"call_id": call_id, "customer_id": who.tenant(), "from": req.from, "to": req.to,
                    "reference_type": req.reference_type, "legs": self.leg_summaries(&key)}),
         );
-        if let Some(r) = recording {
-            self.start_recording(who, &call_id, r)?;
+        if let Some(r) = recording
+            && let Err(e) = self.start_recording(who, &call_id, r)
+        {
+            // Checked above, so only a race or shutting down gets here:
+            // the call ends as announced, and its id is free again.
+            self.end_call_inner(&key, "setup_failed");
+            lock(&self.registry).calls.remove(&key);
+            return Err(e);
         }
-        self.get_call(who, &call_id)
+        self.call_view_by_key(&key)
+    }
+
+    /// Takes back a call whose legs could not all be opened: closes what
+    /// was opened, rests its ports and forgets it, without an event.
+    fn discard_call(&self, key: &str) {
+        let now = self.clock.now();
+        let Some(c) = lock(&self.registry).calls.remove(key) else {
+            return;
+        };
+        for l in &c.legs {
+            let _ = l.closer.send(true);
+            lock(&self.ports).release(l.port, now);
+        }
+        self.send(
+            c.num,
+            WorkerCmd::EndCall {
+                call: c.num,
+                at: now,
+            },
+        );
     }
 
     fn leg_summaries(&self, call_key: &str) -> Vec<Value> {
@@ -919,12 +986,17 @@ impl Engine {
             },
             ParticipantRequest::Legs(ids) => {
                 let mut v = Vec::new();
-                for id in ids {
+                for (n, id) in ids.iter().enumerate() {
                     let i = leg_ids.iter().position(|l| l == id).ok_or_else(|| {
                         EngineError::InvalidRequest(format!(
-                            "participant: no leg {id:?} in this call"
+                            "participant[{n}]: no leg {id:?} in this call"
                         ))
                     })?;
+                    if v.contains(&i) {
+                        return Err(EngineError::InvalidRequest(format!(
+                            "participant[{n}]: leg {id:?} is named twice"
+                        )));
+                    }
                     v.push(i);
                 }
                 v
@@ -1021,18 +1093,7 @@ impl Engine {
         // Ids are the customer's own: another customer's recording with
         // this id is no obstacle (and not revealed).
         let key = scoped_key(tenant.as_deref(), &id);
-        if lock(&self.registry).recordings.contains_key(&key)
-            || self
-                .catalog
-                .get(tenant.as_deref(), &id)
-                .ok()
-                .flatten()
-                .is_some()
-        {
-            return Err(EngineError::InvalidRequest(format!(
-                "recording_id: {id:?} already exists"
-            )));
-        }
+        self.check_recording_free(tenant.as_deref(), &id)?;
         self.check_quota()?;
         let now_wall = unix_now();
         let now = self.clock.now();
@@ -1043,44 +1104,14 @@ impl Engine {
                 .and_then(|(_, _, l)| l.clone())
                 .unwrap_or_default()
         };
-        let values: HashMap<&str, String> = [
-            ("recording_id", id.clone()),
-            ("call_id", call_id.to_owned()),
-            (
-                "customer_id",
-                tenant
-                    .clone()
-                    .unwrap_or_else(|| crate::storage_path::ADMIN_CUSTOMER_SEGMENT.into()),
-            ),
-            ("ext", spec.format.extension().to_owned()),
-            ("caller_label", label(Role::Caller)),
-            ("callee_label", label(Role::Callee)),
-        ]
-        .into_iter()
-        .collect();
-        let path = crate::storage_path::render(
-            &self.storage,
-            &self.cfg.storage.path_pattern,
+        let path = self.recording_path(
+            tenant.as_deref(),
+            &id,
+            call_id,
+            spec.format,
+            [label(Role::Caller), label(Role::Callee)],
             now_wall,
-            &values,
-        );
-        // One file per recording: never two live recordings on one path,
-        // whatever their ids (a crafted id could name another's file). A
-        // recording in progress is in the catalog; a `.part` without one is
-        // a leftover and is replaced.
-        if path.exists()
-            || self
-                .catalog
-                .live_recording_at(&path.to_string_lossy())
-                .map_err(|e| EngineError::Internal(e.to_string()))?
-        {
-            return Err(EngineError::PathInUse(
-                path.strip_prefix(&self.storage)
-                    .unwrap_or(&path)
-                    .display()
-                    .to_string(),
-            ));
-        }
+        )?;
         let sidecar = path.with_extension("json");
         let shared = Arc::new(RecordingShared::default());
         let started_at = rfc3339(now_wall);
@@ -1232,6 +1263,73 @@ impl Engine {
             .get(key)
             .map(recording_view)
             .ok_or_else(|| EngineError::RecordingNotFound(key.into()))
+    }
+
+    /// Refuses a recording id the customer already has (live or
+    /// catalogued). Another customer's recording with this id is no
+    /// obstacle, and is not revealed.
+    fn check_recording_free(&self, tenant: Option<&str>, id: &str) -> Result<(), EngineError> {
+        let taken = lock(&self.registry)
+            .recordings
+            .contains_key(&scoped_key(tenant, id))
+            || self
+                .catalog
+                .get(tenant, id)
+                .map_err(|e| EngineError::Internal(e.to_string()))?
+                .is_some();
+        if taken {
+            return Err(EngineError::InvalidRequest(format!(
+                "recording_id: {id:?} already exists"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Where the customer's recording `id` goes (`storage.path_pattern`),
+    /// refusing a path another recording has: never two live recordings on
+    /// one path, whatever their ids (a crafted id could name another's
+    /// file). A recording in progress is in the catalog; a `.part` without
+    /// one is a leftover and is replaced.
+    fn recording_path(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        call_id: &str,
+        format: Format,
+        [caller_label, callee_label]: [String; 2],
+        now_wall: Duration,
+    ) -> Result<PathBuf, EngineError> {
+        let customer = tenant.unwrap_or(crate::storage_path::ADMIN_CUSTOMER_SEGMENT);
+        let values: HashMap<&str, String> = [
+            ("recording_id", id.to_owned()),
+            ("call_id", call_id.to_owned()),
+            ("customer_id", customer.to_owned()),
+            ("ext", format.extension().to_owned()),
+            ("caller_label", caller_label),
+            ("callee_label", callee_label),
+        ]
+        .into_iter()
+        .collect();
+        let path = crate::storage_path::render(
+            &self.storage,
+            &self.cfg.storage.path_pattern,
+            now_wall,
+            &values,
+        );
+        if path.exists()
+            || self
+                .catalog
+                .live_recording_at(&path.to_string_lossy())
+                .map_err(|e| EngineError::Internal(e.to_string()))?
+        {
+            return Err(EngineError::PathInUse(
+                path.strip_prefix(&self.storage)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string(),
+            ));
+        }
+        Ok(path)
     }
 
     /// The key of the call's recording in progress.
@@ -2015,15 +2113,33 @@ fn check_id(field: &str, id: &str) -> Result<(), EngineError> {
     }
 }
 
+/// Longest `from`, `to` or leg `label`, in bytes.
+pub const MAX_TEXT: usize = 256;
+/// Most legs a call (or conference) may have.
+pub const MAX_LEGS: usize = 64;
+/// Most dynamic payload types one leg may declare.
+const MAX_PAYLOAD_TYPES: usize = 32;
+
+/// A free-text field: at most [`MAX_TEXT`] bytes, no control characters.
+fn check_text(field: &str, v: &str) -> Result<(), EngineError> {
+    if v.len() > MAX_TEXT || v.chars().any(char::is_control) {
+        return Err(EngineError::InvalidRequest(format!(
+            "{field}: at most {MAX_TEXT} bytes and no control characters"
+        )));
+    }
+    Ok(())
+}
+
 fn validate_leg(field: &str, l: &LegRequest, reference: ReferenceType) -> Result<(), EngineError> {
     if let Some(id) = &l.leg_id {
         check_id(&format!("{field}.leg_id"), id)?;
     }
-    if let Some(label) = &l.label
-        && (label.len() > 256 || label.chars().any(char::is_control))
-    {
+    if let Some(label) = &l.label {
+        check_text(&format!("{field}.label"), label)?;
+    }
+    if l.payload_types.len() > MAX_PAYLOAD_TYPES {
         return Err(EngineError::InvalidRequest(format!(
-            "{field}.label: at most 256 characters and no control characters"
+            "{field}.payload_types: at most {MAX_PAYLOAD_TYPES} entries"
         )));
     }
     if let Some(source) = &l.source {

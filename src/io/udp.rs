@@ -284,44 +284,50 @@ impl LegSocket {
         })
     }
 
-    /// Receives everything queued and hands each admitted datagram with its
-    /// arrival time to `deliver`. Never blocks.
-    pub fn drain(
+    /// Receives one batch (`recvmmsg`) of at most `limit` queued
+    /// datagrams and hands each admitted one with its arrival time to
+    /// `deliver`. Never blocks. Returns whether more may be queued (the
+    /// batch came back full): the caller plays out between batches, so
+    /// that a worker which fell seconds behind takes its backlog through
+    /// the jitter buffer in the order and at the times it arrived, instead
+    /// of overflowing it.
+    pub fn receive_batch(
         &mut self,
         batch: &mut RecvBatch,
+        limit: usize,
         at: DrainTime,
         mut deliver: impl FnMut(&[u8], Duration),
-    ) {
-        while let Ok(n) = batch.recv(&self.socket) {
-            for i in 0..n {
-                let (from, datagram, stamp) = batch.get(i);
-                self.stats.datagrams.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .bytes
-                    .fetch_add(datagram.len() as u64, Ordering::Relaxed);
-                if batch.truncated[i] {
-                    // Half a datagram is not the audio that was sent.
-                    self.stats.truncated.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                if self.latch.admit(from, datagram, &self.stats) {
-                    deliver(datagram, at.arrival(stamp));
-                }
+    ) -> bool {
+        let limit = limit.clamp(1, batch.capacity());
+        let Ok(n) = batch.recv(&self.socket, limit) else {
+            return false;
+        };
+        for i in 0..n {
+            let (from, datagram, stamp) = batch.get(i);
+            self.stats.datagrams.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .bytes
+                .fetch_add(datagram.len() as u64, Ordering::Relaxed);
+            if batch.truncated[i] {
+                // Half a datagram is not the audio that was sent.
+                self.stats.truncated.fetch_add(1, Ordering::Relaxed);
+                continue;
             }
-            // The kernel's count is cumulative; what it dropped arrived at
-            // the port all the same, so it counts as received and dropped.
-            if let Some(total) = batch.overflow() {
-                let before = self.stats.queue_drops.load(Ordering::Relaxed);
-                let new = u64::from(total).saturating_sub(before);
-                if new > 0 {
-                    self.stats.queue_drops.fetch_add(new, Ordering::Relaxed);
-                    self.stats.datagrams.fetch_add(new, Ordering::Relaxed);
-                }
-            }
-            if n < batch.capacity() {
-                break;
+            if self.latch.admit(from, datagram, &self.stats) {
+                deliver(datagram, at.arrival(stamp));
             }
         }
+        // The kernel's count is cumulative; what it dropped arrived at
+        // the port all the same, so it counts as received and dropped.
+        if let Some(total) = batch.overflow() {
+            let before = self.stats.queue_drops.load(Ordering::Relaxed);
+            let new = u64::from(total).saturating_sub(before);
+            if new > 0 {
+                self.stats.queue_drops.fetch_add(new, Ordering::Relaxed);
+                self.stats.datagrams.fetch_add(new, Ordering::Relaxed);
+            }
+        }
+        n == limit
     }
 }
 
@@ -398,23 +404,26 @@ impl RecvBatch {
     }
 
     /// Receives up to `capacity` datagrams without blocking.
-    fn recv(&mut self, socket: &std::net::UdpSocket) -> std::io::Result<usize> {
+    /// Receives at most `limit` datagrams (and at most the batch's size).
+    fn recv(&mut self, socket: &std::net::UdpSocket, limit: usize) -> std::io::Result<usize> {
         #[cfg(target_os = "linux")]
         {
             use std::os::fd::AsRawFd;
+            let k = limit.clamp(1, self.capacity());
             let (n, overflow) = self.raw.recv(
                 socket.as_raw_fd(),
-                &mut self.bufs,
-                &mut self.lens,
-                &mut self.truncated,
-                &mut self.addrs,
-                &mut self.stamps,
+                &mut self.bufs[..k],
+                &mut self.lens[..k],
+                &mut self.truncated[..k],
+                &mut self.addrs[..k],
+                &mut self.stamps[..k],
             )?;
             self.overflow = overflow;
             Ok(n)
         }
         #[cfg(not(target_os = "linux"))]
         {
+            let _ = limit;
             let (n, from) = socket.recv_from(&mut self.bufs[0])?;
             self.lens[0] = n;
             self.truncated[0] = false;
@@ -725,7 +734,7 @@ mod tests {
         tx.send_to(&big, rx.local_addr().unwrap()).unwrap();
         let mut batch = RecvBatch::default();
         std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(batch.recv(&rx).unwrap(), 1);
+        assert_eq!(batch.recv(&rx, usize::MAX).unwrap(), 1);
         let (_, got, _) = batch.get(0);
         assert_eq!(got, &big[..]);
         assert!(!batch.truncated[0]);
@@ -733,7 +742,7 @@ mod tests {
         tx.send_to(&big, rx.local_addr().unwrap()).unwrap();
         let mut small = RecvBatch::new(4, 2048);
         std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(small.recv(&rx).unwrap(), 1);
+        assert_eq!(small.recv(&rx, usize::MAX).unwrap(), 1);
         assert!(small.truncated[0], "a cut datagram must be flagged");
         assert_eq!(small.get(0).1.len(), 2048);
     }

@@ -189,7 +189,15 @@ struct CallState {
     shared: Arc<CallShared>,
     last_stats: Duration,
     delay: Duration,
+    /// The time the call has been played out to.
+    played_to: Duration,
 }
+
+/// A worker that fell behind (a saturated host, a stopped process) catches
+/// up on a call in steps of at most this, mixing after each: a leg's track
+/// holds about a second, so it must never get further ahead of the
+/// recordings reading it than a step and the mix margin.
+const CATCH_UP_STEP: Duration = Duration::from_millis(400);
 
 /// The pool of media workers.
 pub struct WorkerPool {
@@ -358,6 +366,7 @@ impl Worker {
                         shared,
                         last_stats: Duration::ZERO,
                         delay: self.cfg.playout_delay,
+                        played_to: origin,
                     },
                 );
             }
@@ -480,31 +489,33 @@ impl Worker {
         let Some(i) = c.recordings.iter().position(|r| r.setup.id == id) else {
             return;
         };
-        let drained = DrainTime::now(&self.clock);
-        play_out(c, at + c.delay, drained, &mut self.batch);
+        let _ = i;
+        advance(
+            c,
+            at + c.delay,
+            Mix::AllButLastStep,
+            &self.clock,
+            &mut self.batch,
+            &self.reports,
+        );
+        // Catching up may have finished it already.
+        let Some(i) = c.recordings.iter().position(|r| r.setup.id == id) else {
+            return;
+        };
         let rec = c.recordings.remove(i);
         finish_at(rec, c, at, &self.reports);
     }
 
     fn tick(&mut self, now: Duration) {
         for c in self.calls.values_mut() {
-            // A fresh pair per call: see `DrainTime`.
-            let drained = DrainTime::now(&self.clock);
-            play_out(c, now, drained, &mut self.batch);
-            let mix_point = now.saturating_sub(c.origin + c.delay + DEFAULT_MARGIN);
-            let mut i = 0;
-            while i < c.recordings.len() {
-                let done = {
-                    let (legs, tracks, rec) = (&c.legs, &c.tracks, &mut c.recordings[i]);
-                    step_recording(rec, legs, tracks, mix_point, now, &self.reports)
-                };
-                if done {
-                    let rec = c.recordings.remove(i);
-                    finish_recording(rec, &c.legs, &self.reports);
-                } else {
-                    i += 1;
-                }
-            }
+            advance(
+                c,
+                now,
+                Mix::EveryStep,
+                &self.clock,
+                &mut self.batch,
+                &self.reports,
+            );
             publish_stats(c, now);
         }
     }
@@ -513,8 +524,14 @@ impl Worker {
         let Some(mut c) = self.calls.remove(&call) else {
             return;
         };
-        let drained = DrainTime::now(&self.clock);
-        play_out(&mut c, at, drained, &mut self.batch);
+        advance(
+            &mut c,
+            at,
+            Mix::AllButLastStep,
+            &self.clock,
+            &mut self.batch,
+            &self.reports,
+        );
         for slot in c.legs.iter_mut().enumerate() {
             let (i, l) = slot;
             let offset = l.offset.unwrap_or(0);
@@ -527,27 +544,107 @@ impl Worker {
     }
 }
 
-/// Receives what each leg's socket holds and plays the legs out into their
-/// tracks up to `now`.
+/// Which steps of [`advance`] mix the call's recordings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mix {
+    /// A tick: mix after every step.
+    EveryStep,
+    /// A stop or an end: the caller mixes the rest itself as it finishes.
+    AllButLastStep,
+}
+
+/// Plays the call out up to `until` and mixes its recordings, in steps of
+/// at most [`CATCH_UP_STEP`] when the worker fell behind; a worker on time
+/// takes one step. Each step drains the sockets with a fresh [`DrainTime`]
+/// pair.
+fn advance(
+    c: &mut CallState,
+    until: Duration,
+    mix: Mix,
+    clock: &MonotonicClock,
+    batch: &mut RecvBatch,
+    reports: &Sender<WorkerReport>,
+) {
+    loop {
+        let t = until.min(c.played_to + CATCH_UP_STEP);
+        play_out(c, t, DrainTime::now(clock), batch);
+        c.played_to = c.played_to.max(t);
+        let last = t >= until;
+        if !last || mix == Mix::EveryStep {
+            step_recordings(c, t, reports);
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+/// Mixes and encodes each recording of the call up to `now`'s mix point;
+/// finishes those that are done.
+fn step_recordings(c: &mut CallState, now: Duration, reports: &Sender<WorkerReport>) {
+    let mix_point = now.saturating_sub(c.origin + c.delay + DEFAULT_MARGIN);
+    let mut i = 0;
+    while i < c.recordings.len() {
+        let done = {
+            let (legs, tracks, rec) = (&c.legs, &c.tracks, &mut c.recordings[i]);
+            step_recording(rec, legs, tracks, mix_point, now, reports)
+        };
+        if done {
+            let rec = c.recordings.remove(i);
+            finish_recording(rec, &c.legs, reports);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// Receives what each leg's socket holds (what arrived by `now`) and plays
+/// the legs out into their tracks up to `now`.
 fn play_out(c: &mut CallState, now: Duration, drained: DrainTime, batch: &mut RecvBatch) {
     share_drift_reference(&mut c.legs, |slot| &mut slot.leg);
     let mut latest = 0u64;
     for (i, slot) in c.legs.iter_mut().enumerate() {
-        let (leg, origin) = (&mut slot.leg, c.origin);
-        slot.socket.drain(batch, drained, |datagram, arrival| {
-            // Times are call-relative inside the media core.
-            let _ = leg.push(datagram, arrival.saturating_sub(origin));
-            latest = latest.max(arrival.as_nanos() as u64);
-        });
-        // The leg's anchor settles until its first audio is written.
-        if c.tracks[i].first_call_pos().is_none()
-            && let Some(origin) = slot.leg.origin()
-        {
-            slot.offset = Some(nanos_to_ticks(origin.as_nanos() as i128, c.rate));
-        }
-        if let Some(offset) = slot.offset {
-            slot.leg
-                .pull(now.saturating_sub(c.origin), &mut c.tracks[i].sink(offset));
+        // A batch at a time, playing out in between: a worker that fell
+        // behind (a saturated host, a stopped process) finds seconds of
+        // packets queued, more than the jitter buffer holds. Each batch
+        // fits what the buffer can take, and plays out to the arrival of
+        // its last packet (what a worker on time would have played by
+        // then; the rest of the backlog arrived later), the last one to
+        // `now`.
+        loop {
+            let (leg, origin) = (&mut slot.leg, c.origin);
+            let mut last_arrival = None;
+            let more =
+                slot.socket
+                    .receive_batch(batch, leg.room(), drained, |datagram, arrival| {
+                        // Times are call-relative inside the media core.
+                        let at = arrival.saturating_sub(origin);
+                        let _ = leg.push(datagram, at);
+                        last_arrival = Some(at);
+                        latest = latest.max(arrival.as_nanos() as u64);
+                    });
+            // The leg's anchor settles until its first audio is written.
+            if c.tracks[i].first_call_pos().is_none()
+                && let Some(origin) = slot.leg.origin()
+            {
+                slot.offset = Some(nanos_to_ticks(origin.as_nanos() as i128, c.rate));
+            }
+            // More queued that arrived before `now`: the worker is behind.
+            // (A batch of datagrams the latch refused says nothing about
+            // what follows it, so it counts as behind too.)
+            let now_rel = now.saturating_sub(c.origin);
+            let behind = more && last_arrival.is_none_or(|at| at < now_rel);
+            let play_to = match last_arrival {
+                Some(at) if behind => at,
+                _ => now_rel,
+            };
+            if let Some(offset) = slot.offset {
+                slot.leg.pull(play_to, &mut c.tracks[i].sink(offset));
+            }
+            // What arrived after `now` waits for the next step.
+            if !behind {
+                break;
+            }
         }
     }
     if latest > 0 {
