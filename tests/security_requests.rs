@@ -1,0 +1,165 @@
+//! Requests the daemon refuses (issue #13.9, #13.10, #13.13): a refused
+//! create leaves no trace (no call, no event, its id still free), and every
+//! free-text or numeric field has a limit, named in the 400.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::*;
+
+fn post(d: &Daemon, path: &str, body: &Value, token: &str) -> (u16, Value) {
+    d.request("POST", path, Some(&body.to_string()), Some(token))
+}
+
+fn code(v: &Value) -> Option<&str> {
+    v["error"]["code"].as_str()
+}
+
+/// Every event up to and including the `call.created` of a marker call
+/// created now: what the refused requests before it announced.
+fn events_before_marker(d: &Daemon, marker: &str) -> Vec<Value> {
+    let mut ev = d.events(Some(0));
+    let body = json!({"call_id": marker, "legs": [{"role": "caller"}]});
+    assert_eq!(post(d, "/v1/calls", &body, ADMIN).0, 201);
+    let mut out = Vec::new();
+    loop {
+        let e = ev
+            .next(Duration::from_secs(5))
+            .expect("the marker's call.created");
+        let done = e["event"] == "call.created" && e["data"]["call_id"] == marker;
+        out.push(e);
+        if done {
+            let (s, _) = d.admin("POST", &format!("/v1/calls/{marker}/end"), None);
+            assert_eq!(s, 200);
+            return out;
+        }
+    }
+}
+
+fn mentions(events: &[Value], call_id: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["data"]["call_id"] == call_id)
+        .map(|e| e["event"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// #13.9: a 503 `ports_exhausted` used to burn the `call_id` (a retry got
+/// 409 until restart) and announce `call.ended` for a call never created.
+#[test]
+fn a_create_refused_for_ports_leaves_no_trace() {
+    // One port pair: the first call takes it.
+    let d = Daemon::start_with("security-ports-refused", "", 1);
+    let one_leg = |id: &str| json!({"call_id": id, "legs": [{"role": "caller"}]});
+    assert_eq!(post(&d, "/v1/calls", &one_leg("holder"), ADMIN).0, 201);
+    let (s, v) = post(&d, "/v1/calls", &one_leg("refused"), ACME);
+    assert_eq!((s, code(&v)), (503, Some("ports_exhausted")), "{v}");
+    let (s, _) = d.request("GET", "/v1/calls/refused", None, Some(ACME));
+    assert_eq!(s, 404);
+    // The pair comes back (after its 1 s rest) and the same id is free.
+    let (s, _) = d.admin("POST", "/v1/calls/holder/end", None);
+    assert_eq!(s, 200);
+    std::thread::sleep(Duration::from_millis(1300));
+    let (s, v) = post(&d, "/v1/calls", &one_leg("refused"), ACME);
+    assert_eq!(s, 201, "{v}");
+    let (s, _) = d.request("POST", "/v1/calls/refused/end", None, Some(ACME));
+    assert_eq!(s, 200);
+    std::thread::sleep(Duration::from_millis(1300));
+    let seen = mentions(&events_before_marker(&d, "marker"), "refused");
+    assert_eq!(
+        seen,
+        ["call.created", "call.ended"],
+        "only the accepted create is announced"
+    );
+}
+
+/// #13.10: a create whose recording was refused on quota (429) used to
+/// create the call all the same (`call.created`; a retry got 409).
+#[test]
+fn a_create_whose_recording_is_refused_creates_nothing() {
+    let d = Daemon::start(
+        "security-quota-refused",
+        "[storage]\nmin_free_bytes = 9223372036854775807\n",
+    );
+    let body = json!({"call_id": "quota-1", "legs": [{"role": "caller"}],
+        "recording": {"enabled": true, "format": "wav"}});
+    let (s, v) = post(&d, "/v1/calls", &body, ACME);
+    assert_eq!((s, code(&v)), (429, Some("quota_exceeded")), "{v}");
+    let (s, _) = d.request("GET", "/v1/calls/quota-1", None, Some(ACME));
+    assert_eq!(s, 404);
+    // The id is free: the call without a recording is created.
+    let body = json!({"call_id": "quota-1", "legs": [{"role": "caller"}]});
+    assert_eq!(post(&d, "/v1/calls", &body, ACME).0, 201);
+    let seen = mentions(&events_before_marker(&d, "marker"), "quota-1");
+    assert_eq!(seen, ["call.created"]);
+}
+
+/// #13.13: `from`/`to` took 65 KB, `participant: ["caller","caller"]` was
+/// accepted, and a recording log's `duration_seconds: 1e308` was stored as
+/// u64::MAX. Each is now a 400 naming the field.
+#[test]
+fn every_field_has_a_limit() {
+    let d = Daemon::start("security-limits", "");
+    let long = "x".repeat(257);
+    for (field, body) in [
+        ("from", json!({"from": long, "legs": [{"role": "caller"}]})),
+        ("to", json!({"to": long, "legs": [{"role": "caller"}]})),
+        (
+            "legs[0].label",
+            json!({"legs": [{"role": "caller", "label": long}]}),
+        ),
+        (
+            "from",
+            json!({"from": "a\u{7}b", "legs": [{"role": "caller"}]}),
+        ),
+        (
+            "participant[1]",
+            json!({"legs": [{"role": "caller"}, {"role": "callee"}],
+                   "recording": {"participant": ["caller", "caller"]}}),
+        ),
+        (
+            "legs",
+            json!({"reference_type": "conference",
+                   "legs": (0..65).map(|_| json!({"role": "participant"})).collect::<Vec<_>>()}),
+        ),
+    ] {
+        let (s, v) = post(&d, "/v1/calls", &body, ACME);
+        assert_eq!(
+            (s, code(&v)),
+            (400, Some("invalid_request")),
+            "{field}: {v}"
+        );
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("{field}:")),
+            "{field}: {message}"
+        );
+    }
+    // Nothing was created by any of them.
+    let (_, calls) = d.request("GET", "/v1/calls", None, Some(ACME));
+    assert_eq!(calls["data"], json!([]), "{calls}");
+    // Within the limits all is well.
+    let ok = json!({"call_id": "limits-ok", "from": "x".repeat(256), "legs": [{"role": "caller"}]});
+    assert_eq!(post(&d, "/v1/calls", &ok, ACME).0, 201);
+    for duration in [1e308, -1.0, 604_801.0] {
+        let log = json!({"recording_id": "ext-1", "duration_seconds": duration});
+        let (s, v) = post(&d, "/v1/calls/limits-ok/recording-log", &log, ACME);
+        assert_eq!(
+            (s, code(&v)),
+            (400, Some("invalid_request")),
+            "{duration}: {v}"
+        );
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("duration_seconds:"),
+            "{v}"
+        );
+    }
+    let log = json!({"recording_id": "ext-1", "duration_seconds": 3600.5});
+    let (s, v) = post(&d, "/v1/calls/limits-ok/recording-log", &log, ACME);
+    assert_eq!(s, 201, "{v}");
+}
