@@ -104,10 +104,12 @@ fn every_arrival_pattern_through_the_daemon_keeps_every_sample_in_place() {
 }
 
 /// A busy host can stop the daemon for a moment; that must not cost audio.
-/// The daemon is stopped (SIGSTOP) for 1.5 s mid-call while the senders go
-/// on: the kernel queues 75 packets per leg, more than the jitter buffer
-/// holds (40 here). On resuming, the worker takes them a batch at a time,
-/// playing out in between, and every sample lands in place.
+/// The daemon is stopped (SIGSTOP) for 3 s mid-call while the senders go
+/// on: the kernel queues 150 packets per leg, more than the jitter buffer
+/// (40 here) or a track (about a second) holds, and older than a second.
+/// On resuming, the worker takes them a batch at a time at their true
+/// arrival times, playing out and mixing in between, and every sample
+/// lands in place.
 #[test]
 fn a_daemon_stopped_for_seconds_loses_nothing() {
     let d = Daemon::start_with(
@@ -117,7 +119,7 @@ fn a_daemon_stopped_for_seconds_loses_nothing() {
     );
     let opts = LoadgenOptions {
         calls: 2,
-        duration: Duration::from_secs(6),
+        duration: Duration::from_secs(7),
         recording: json!({"format": "wav", "channels": "dual"}),
         ..LoadgenOptions::new(d.api, ADMIN)
     };
@@ -127,7 +129,7 @@ fn a_daemon_stopped_for_seconds_loses_nothing() {
         std::thread::sleep(Duration::from_secs(2));
         // SAFETY: kill(2) on the daemon this test started.
         unsafe { libc::kill(pid, libc::SIGSTOP) };
-        std::thread::sleep(Duration::from_millis(1500));
+        std::thread::sleep(Duration::from_secs(3));
         // SAFETY: as above.
         unsafe { libc::kill(pid, libc::SIGCONT) };
         load.join().unwrap()

@@ -163,3 +163,64 @@ fn every_field_has_a_limit() {
     let (s, v) = post(&d, "/v1/calls/limits-ok/recording-log", &log, ACME);
     assert_eq!(s, 201, "{v}");
 }
+
+/// #13.15: a repeated query parameter answered a plain-text 400;
+/// `If-None-Match` with a weak tag or `*` did not give 304 (RFC 9110); a
+/// signed URL's `expires` had more than one spelling (`+N`, `0N`).
+#[test]
+fn http_details_follow_the_rfcs_and_the_error_shape() {
+    let d = Daemon::start("security-http", "");
+    let (s, v) = d.request(
+        "GET",
+        "/v1/recordings?status=completed&status=failed",
+        None,
+        Some(ACME),
+    );
+    assert_eq!((s, code(&v)), (400, Some("invalid_request")), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("status:"),
+        "{v}"
+    );
+    let body = json!({"call_id": "etag-1", "legs": [{"role": "caller"}],
+        "recording": {"enabled": true, "format": "wav"}});
+    let done = record_tone_call(&d, ACME, &body, 440.0);
+    let (_, latest) = d.request("GET", "/v1/calls/etag-1/recording", None, Some(ACME));
+    let url = latest["url"].as_str().unwrap().to_owned();
+    let etag = format!("\"{}\"", done["checksum"]["value"].as_str().unwrap());
+    for tag in [
+        etag.clone(),
+        format!("W/{etag}"),
+        "*".into(),
+        format!("\"x\", {etag}"),
+    ] {
+        let (s, body) = d.request_raw("GET", &url, None, None, &[("If-None-Match", &tag)]);
+        assert_eq!((s, body.len()), (304, 0), "If-None-Match: {tag}");
+    }
+    let (s, _) = d.request_raw("GET", &url, None, None, &[("If-None-Match", "\"other\"")]);
+    assert_eq!(s, 200);
+    let expires = url
+        .split("expires=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    for respelled in [format!("%2B{expires}"), format!("0{expires}")] {
+        let bad = url.replace(
+            &format!("expires={expires}"),
+            &format!("expires={respelled}"),
+        );
+        let (s, v) = d.request("GET", &bad, None, None);
+        assert_eq!(
+            (s, code(&v)),
+            (403, Some("invalid_signature")),
+            "{bad}: {v}"
+        );
+    }
+    let (s, _) = d.request_raw("GET", &format!("{url}&sig=00"), None, None, &[]);
+    assert_eq!(s, 400, "a repeated signed-URL parameter");
+}

@@ -3,6 +3,7 @@
 //! `{"error":{"code":"…","message":"…"}}`.
 
 mod auth;
+mod params;
 mod recordings;
 mod urls;
 mod webhooks;
@@ -51,6 +52,15 @@ impl ApiError {
             code,
             message: message.into(),
         }
+    }
+
+    /// The stable error code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 

@@ -2,17 +2,17 @@
 //! `Range`, delete with tombstone, the latest recording of a call, and
 //! recording logs with idempotency keys.
 
-use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::params::Params;
 use super::urls::UrlRefused;
 use super::{ApiError, ApiResult, ApiState, RawBody, body, ok, parse, principal};
 use crate::catalog::{ListFilter, RecordingRow};
@@ -131,7 +131,7 @@ fn detail(s: &ApiState, row: &RecordingRow) -> Value {
 pub async fn list(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    Params(q): Params,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
     let mut f = ListFilter {
@@ -291,14 +291,6 @@ pub async fn delete(
     ok(StatusCode::OK, detail(&s, &row))
 }
 
-#[derive(Deserialize)]
-pub struct FileQuery {
-    /// The recording's customer (absent for the admin's own recordings).
-    customer: Option<String>,
-    expires: Option<String>,
-    sig: Option<String>,
-}
-
 /// A decimal number written the one way it is written: digits only, no
 /// sign, no leading zero (so a signed URL has exactly one spelling).
 fn canonical_u64(s: &str) -> Option<u64> {
@@ -315,19 +307,28 @@ pub async fn file(
     method: Method,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Query<FileQuery>,
+    Params(q): Params,
 ) -> ApiResult {
     let forbidden = |code: &'static str, msg: &str| ApiError::new(StatusCode::FORBIDDEN, code, msg);
+    // The recording's customer (absent for the admin's own recordings),
+    // the expiry and the signature; nothing else.
+    if let Some(other) = q
+        .keys()
+        .find(|k| !["customer", "expires", "sig"].contains(&k.as_str()))
+    {
+        return Err(forbidden(
+            "invalid_signature",
+            &format!("{other}: not part of a signed URL"),
+        ));
+    }
     let expires: u64 = q
-        .expires
-        .as_deref()
-        .and_then(canonical_u64)
+        .get("expires")
+        .and_then(|e| canonical_u64(e))
         .ok_or_else(|| forbidden("invalid_signature", "missing or malformed expires"))?;
     let sig = q
-        .sig
-        .as_deref()
+        .get("sig")
         .ok_or_else(|| forbidden("invalid_signature", "missing sig"))?;
-    let customer = q.customer.as_deref();
+    let customer = q.get("customer").map(String::as_str);
     if !crate::ids::is_valid_id(&id) || customer.is_some_and(|c| !crate::ids::is_valid_id(c)) {
         return Err(forbidden(
             "invalid_signature",
@@ -373,7 +374,7 @@ pub async fn file(
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        == Some(etag.as_str())
+        .is_some_and(|v| none_match(v, &etag))
     {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
@@ -441,6 +442,17 @@ pub async fn file(
     });
     resp.body(Body::from_stream(stream))
         .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))
+}
+
+/// Whether an `If-None-Match` value matches `etag` (RFC 9110 13.1.2: `*`
+/// matches any current file, and the comparison is weak, so `W/"x"`
+/// matches `"x"`).
+fn none_match(header: &str, etag: &str) -> bool {
+    header.trim() == "*"
+        || header
+            .split(',')
+            .map(|t| t.trim())
+            .any(|t| t.strip_prefix("W/").unwrap_or(t) == etag)
 }
 
 /// One `bytes=a-b`, `bytes=a-` or `bytes=-n` range within `size`.
@@ -690,7 +702,24 @@ pub async fn recording_log(
 
 #[cfg(test)]
 mod tests {
-    use super::{canonical_u64, parse_range};
+    use super::{canonical_u64, none_match, parse_range};
+
+    #[test]
+    fn if_none_match_is_weak_and_takes_any() {
+        let tag = "\"abc\"";
+        for matching in [
+            "\"abc\"",
+            "W/\"abc\"",
+            "*",
+            " \"x\", W/\"abc\" ",
+            "\"x\",\"abc\"",
+        ] {
+            assert!(none_match(matching, tag), "{matching}");
+        }
+        for other in ["\"abd\"", "abc", "W/abc", "\"x\", \"y\"", ""] {
+            assert!(!none_match(other, tag), "{other}");
+        }
+    }
 
     #[test]
     fn signed_url_numbers_have_one_spelling() {

@@ -3,13 +3,13 @@
 //! `POST /v1/webhooks/deliveries/{id}/retry` to queue a failed delivery
 //! again. Admin tokens only: deliveries carry every tenant's events.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::json;
 
+use super::params::Params;
 use super::recordings::{DEFAULT_LIMIT, bad_param, page_param};
 use super::{ApiError, ApiResult, ApiState, ok, principal};
 use crate::engine::{EngineError, Principal};
@@ -35,7 +35,7 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 pub async fn list(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    Params(q): Params,
 ) -> ApiResult {
     admin_only(&s, &headers)?;
     let (mut status, mut endpoint) = (None, None);

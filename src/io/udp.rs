@@ -200,6 +200,13 @@ pub struct DrainTime {
     pub wall: Duration,
 }
 
+/// The oldest a receive stamp is taken to be. A worker that fell behind
+/// (a saturated host, a stopped process) drains packets seconds old, and
+/// their true arrival times are what keeps them in place: clamped to a
+/// second, a three-second backlog looked like one burst, out of step with
+/// its timestamps. Only a wall clock step makes a stamp older than this.
+pub const MAX_STAMP_AGE: Duration = Duration::from_secs(30);
+
 /// A bracket of two wall-clock reads this tight pairs the clocks well
 /// enough (a few clock reads take well under a microsecond each).
 const TIGHT_BRACKET: Duration = Duration::from_micros(20);
@@ -246,12 +253,12 @@ impl DrainTime {
 
     /// The monotonic time of a wall-clock receive stamp; never later than
     /// the drain itself (a wall clock step cannot move packets ahead) and
-    /// never more than a second before it.
+    /// never more than [`MAX_STAMP_AGE`] before it.
     fn arrival(&self, stamp: Option<Duration>) -> Duration {
         let Some(stamp) = stamp else {
             return self.monotonic;
         };
-        let age = self.wall.saturating_sub(stamp).min(Duration::from_secs(1));
+        let age = self.wall.saturating_sub(stamp).min(MAX_STAMP_AGE);
         self.monotonic.saturating_sub(age)
     }
 }
@@ -648,6 +655,17 @@ mod tests {
         // A receive stamp 2 ms before the wall read is 2 ms before the
         // monotonic one; with the first bracket it would have been 0.5 ms.
         assert_eq!(pair.arrival(Some(ms(1008))), ms(58));
+
+        // A backlog seconds old keeps its arrival times; a stamp from
+        // before a wall clock step is held to MAX_STAMP_AGE, and one from
+        // after the drain to the drain.
+        let late = DrainTime {
+            monotonic: ms(100_000),
+            wall: ms(500_000),
+        };
+        assert_eq!(late.arrival(Some(ms(496_000))), ms(96_000));
+        assert_eq!(late.arrival(Some(ms(1))), ms(100_000) - MAX_STAMP_AGE);
+        assert_eq!(late.arrival(Some(ms(600_000))), ms(100_000));
 
         // Never tight: the tightest of the tries is kept.
         let walls = [0, 9, 20, 25, 40, 48, 60, 69].map(ms);
