@@ -158,6 +158,7 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
         None => Config::default(),
     };
     let log_handle = init_logging(&cfg);
+    raise_open_file_limit();
     let cfg = Arc::new(cfg);
     let storage = PathBuf::from(&cfg.storage.dir);
     check_storage(&storage)?;
@@ -361,12 +362,14 @@ async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = {
         let mut stop_rx = stop_rx.clone();
+        let limits = api::server::Limits {
+            max_connections: cfg.api.max_connections as usize,
+            header_timeout: Duration::from_secs(u64::from(cfg.api.header_timeout_s)),
+        };
         tokio::spawn(async move {
-            axum::serve(tcp, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.changed().await;
-                })
-                .await
+            // Only `stop` ends it.
+            let _ = stop_rx.borrow_and_update();
+            api::server::serve(tcp, app, limits, stop_rx).await;
         })
     };
 
@@ -388,6 +391,32 @@ async fn serve(
     let _ = server.await;
     let _ = std::fs::remove_file(&socket_path);
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit: every leg holds
+/// two sockets and every API client one, and the soft default (often 1024)
+/// runs out long before the hard one. Logs the limit it runs with.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    tracing::info!(open_files = lim.rlim_cur, "open file limit");
 }
 
 /// Returns on SIGTERM or SIGINT; handles SIGHUP reloads meanwhile.

@@ -224,3 +224,44 @@ fn http_details_follow_the_rfcs_and_the_error_shape() {
     let (s, _) = d.request_raw("GET", &format!("{url}&sig=00"), None, None, &[]);
     assert_eq!(s, 400, "a repeated signed-URL parameter");
 }
+
+/// #13.12: `GET /v1/calls` had no pagination and ended calls stayed in
+/// memory for good (1,040 calls made a 731 KB answer).
+#[test]
+fn calls_are_paged_and_ended_ones_forgotten() {
+    let d = Daemon::start_with("security-calls-paged", "[api]\nended_calls_kept_s = 1\n", 8);
+    for i in 0..5 {
+        let body = json!({"call_id": format!("page-{i}"), "legs": [{"role": "caller"}]});
+        assert_eq!(post(&d, "/v1/calls", &body, ACME).0, 201);
+    }
+    let (s, page) = d.request("GET", "/v1/calls?limit=2", None, Some(ACME));
+    assert_eq!(s, 200, "{page}");
+    let ids: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["call_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["page-4", "page-3"], "newest first");
+    assert_eq!(
+        page["pagination"],
+        json!({"total": 5, "limit": 2, "offset": 0, "has_more": true})
+    );
+    let (_, last) = d.request("GET", "/v1/calls?limit=2&offset=4", None, Some(ACME));
+    assert_eq!(last["data"][0]["call_id"], "page-0");
+    assert_eq!(last["pagination"]["has_more"], false);
+    let (s, v) = d.request("GET", "/v1/calls?status=gone", None, Some(ACME));
+    assert_eq!((s, code(&v)), (400, Some("invalid_request")), "{v}");
+    for i in [0, 1] {
+        let (s, _) = d.request("POST", &format!("/v1/calls/page-{i}/end"), None, Some(ACME));
+        assert_eq!(s, 200);
+    }
+    let (_, ended) = d.request("GET", "/v1/calls?status=ended", None, Some(ACME));
+    assert_eq!(ended["pagination"]["total"], 2, "{ended}");
+    // A second later the ended calls are forgotten (the catalog keeps them).
+    std::thread::sleep(Duration::from_millis(1600));
+    let (_, all) = d.request("GET", "/v1/calls", None, Some(ACME));
+    assert_eq!(all["pagination"]["total"], 3, "{all}");
+    let (s, _) = d.request("GET", "/v1/calls/page-0", None, Some(ACME));
+    assert_eq!(s, 404);
+}

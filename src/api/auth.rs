@@ -69,6 +69,12 @@ impl Tokens {
     }
 
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        self.identify(headers).map(|(who, _)| who)
+    }
+
+    /// Who the token stands for, and the SHA-256 that names the token (for
+    /// per-token limits; never logged).
+    pub fn identify(&self, headers: &HeaderMap) -> Result<(Principal, [u8; 32]), ApiError> {
         let presented = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -96,6 +102,7 @@ impl Tokens {
             }
         }
         found
+            .map(|who| (who, digest))
             .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "invalid token"))
     }
 }

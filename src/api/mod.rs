@@ -3,8 +3,10 @@
 //! `{"error":{"code":"…","message":"…"}}`.
 
 mod auth;
+mod guard;
 mod params;
 mod recordings;
+pub mod server;
 mod urls;
 mod webhooks;
 
@@ -162,6 +164,12 @@ fn parse_or_default<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, Ap
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
+    let api = &state.engine.config().api;
+    let guard = Arc::new(guard::Guard::new(
+        state.tokens.clone(),
+        guard::RateLimiter::new(api.rate_limit_per_s, api.rate_limit_burst),
+        std::time::Duration::from_secs(u64::from(api.request_timeout_s)),
+    ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -192,6 +200,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::guard))
         .with_state(state)
 }
 
@@ -272,10 +281,40 @@ async fn create_call(
     ok(StatusCode::CREATED, s.engine.create_call(&who, req)?)
 }
 
-async fn list_calls(State(s): State<Arc<ApiState>>, headers: HeaderMap) -> ApiResult {
+/// Calls, newest first, a page at a time (`limit`, `offset`; `status`
+/// `active` or `ended`), like recordings.
+async fn list_calls(
+    State(s): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    params::Params(q): params::Params,
+) -> ApiResult {
     let who = principal(&s, &headers)?;
-    let calls = s.engine.list_calls(&who);
-    ok(StatusCode::OK, json!({"data": calls}))
+    let (mut limit, mut offset) = (recordings::DEFAULT_LIMIT, 0u64);
+    let mut status = None;
+    for (k, v) in &q {
+        if recordings::page_param(k, v, &mut limit, &mut offset)? {
+            continue;
+        }
+        match (k.as_str(), v.as_str()) {
+            ("status", "active") => status = Some(false),
+            ("status", "ended") => status = Some(true),
+            ("status", other) => {
+                return Err(recordings::bad_param(
+                    "status",
+                    format!("{other:?} is not active or ended"),
+                ));
+            }
+            (other, _) => {
+                return Err(recordings::bad_param(other, "not a parameter of this list"));
+            }
+        }
+    }
+    let (calls, total) = s.engine.list_calls(&who, status, limit as usize, offset);
+    let has_more = offset.saturating_add(calls.len() as u64) < total as u64;
+    ok(
+        StatusCode::OK,
+        json!({"data": calls, "pagination": {"total": total, "limit": limit, "offset": offset, "has_more": has_more}}),
+    )
 }
 
 async fn get_call(

@@ -51,6 +51,23 @@ pub struct ApiSection {
     /// makes a one-time admin token at start and writes it to
     /// `<storage.dir>/admin.token`.
     pub tokens: Vec<TokenEntry>,
+    /// Most open API connections; beyond it a connection is answered 503
+    /// `too_many_connections` and closed.
+    pub max_connections: u32,
+    /// Seconds a client has to send a request's headers (also how long an
+    /// idle keep-alive connection stays open).
+    pub header_timeout_s: u32,
+    /// Seconds a request has from its headers to its answer, body included.
+    pub request_timeout_s: u32,
+    /// Requests per second each token may make (a token bucket refilled at
+    /// this rate); beyond it 429 `rate_limited` with `Retry-After`. 0 = no
+    /// limit.
+    pub rate_limit_per_s: u32,
+    /// Requests a token may make at once before the rate applies.
+    pub rate_limit_burst: u32,
+    /// Seconds an ended call stays in `GET /v1/calls`; the catalog keeps
+    /// its recordings.
+    pub ended_calls_kept_s: u32,
 }
 
 impl Default for ApiSection {
@@ -58,6 +75,12 @@ impl Default for ApiSection {
         Self {
             listen: "127.0.0.1:8080".into(),
             tokens: Vec::new(),
+            max_connections: 1024,
+            header_timeout_s: 10,
+            request_timeout_s: 30,
+            rate_limit_per_s: 500,
+            rate_limit_burst: 1000,
+            ended_calls_kept_s: 3600,
         }
     }
 }
@@ -433,6 +456,41 @@ impl Config {
                 "api.listen",
                 format!("{:?} is not an address:port", self.api.listen),
             );
+        }
+        for (key, value, range) in [
+            ("api.max_connections", self.api.max_connections, 1..=100_000),
+            ("api.header_timeout_s", self.api.header_timeout_s, 1..=600),
+            (
+                "api.request_timeout_s",
+                self.api.request_timeout_s,
+                1..=3600,
+            ),
+            (
+                "api.rate_limit_per_s",
+                self.api.rate_limit_per_s,
+                0..=1_000_000,
+            ),
+            (
+                "api.rate_limit_burst",
+                self.api.rate_limit_burst,
+                1..=1_000_000,
+            ),
+            (
+                "api.ended_calls_kept_s",
+                self.api.ended_calls_kept_s,
+                0..=604_800,
+            ),
+        ] {
+            if !range.contains(&value) {
+                bad(
+                    key,
+                    format!(
+                        "{value} is out of range ({}-{})",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+            }
         }
         for (i, t) in self.api.tokens.iter().enumerate() {
             if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {

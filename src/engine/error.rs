@@ -32,6 +32,10 @@ pub enum EngineError {
     PortsExhausted,
     #[error("the engine is shutting down and takes no new calls or recordings")]
     ShuttingDown,
+    #[error(
+        "the daemon is out of file descriptors or socket memory; retry shortly (see LimitNOFILE)"
+    )]
+    OutOfResources,
     #[error("{0}")]
     QuotaExceeded(String),
     #[error("recording {0} is still in progress; stop it first")]
@@ -69,6 +73,7 @@ impl EngineError {
             EngineError::CallEnded(_) => "call_ended",
             EngineError::PortsExhausted => "ports_exhausted",
             EngineError::ShuttingDown => "shutting_down",
+            EngineError::OutOfResources => "out_of_resources",
             EngineError::QuotaExceeded(_) => "quota_exceeded",
             EngineError::RecordingBusy(_) => "recording_in_progress",
             EngineError::PathInUse(_) => "recording_path_in_use",
@@ -94,7 +99,9 @@ impl EngineError {
             | EngineError::PathInUse(_)
             | EngineError::AmbiguousId { .. } => 409,
             EngineError::QuotaExceeded(_) => 429,
-            EngineError::PortsExhausted | EngineError::ShuttingDown => 503,
+            EngineError::PortsExhausted
+            | EngineError::ShuttingDown
+            | EngineError::OutOfResources => 503,
             EngineError::Internal(_) => 500,
         }
     }

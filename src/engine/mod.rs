@@ -174,6 +174,8 @@ struct Call {
     created_at: String,
     created_mono: Duration,
     ended_at: Option<String>,
+    /// When it ended, on the engine's clock.
+    ended_mono: Option<Duration>,
     rate: u32,
     legs: Vec<Leg>,
     shared: Arc<CallShared>,
@@ -512,6 +514,7 @@ impl Engine {
                     created_at: rfc3339(unix_now()),
                     created_mono: now,
                     ended_at: None,
+                    ended_mono: None,
                     rate,
                     legs: Vec::new(),
                     shared: shared.clone(),
@@ -613,9 +616,13 @@ impl Engine {
                 .map_err(|e| EngineError::InvalidRequest(format!("payload_types.{pt}: {e}")))?;
         }
         let now = self.clock.now();
-        let pair = lock(&self.ports)
-            .allocate(now)
-            .map_err(|_| EngineError::PortsExhausted)?;
+        let pair = lock(&self.ports).allocate(now).map_err(|e| match e {
+            ports::AllocateError::Exhausted => EngineError::PortsExhausted,
+            ports::AllocateError::Resources(e) => {
+                tracing::error!(error = %e, "cannot open RTP sockets: out of file descriptors or socket memory");
+                EngineError::OutOfResources
+            }
+        })?;
         let (num, rate, index) = {
             let reg = lock(&self.registry);
             let c = reg
@@ -799,11 +806,31 @@ impl Engine {
         Ok(self.call_view(&reg, c))
     }
 
-    pub fn list_calls(&self, who: &Principal) -> Vec<CallView> {
+    /// A page of the calls `who` sees (`ended`: only ended or only active
+    /// ones), newest first, and how many there are in all.
+    pub fn list_calls(
+        &self,
+        who: &Principal,
+        ended: Option<bool>,
+        limit: usize,
+        offset: u64,
+    ) -> (Vec<CallView>, usize) {
         let reg = lock(&self.registry);
-        let mut calls: Vec<&Call> = reg.calls.values().filter(|c| who.sees(&c.tenant)).collect();
+        let mut calls: Vec<&Call> = reg
+            .calls
+            .values()
+            .filter(|c| who.sees(&c.tenant))
+            .filter(|c| ended.is_none_or(|e| c.ended_at.is_some() == e))
+            .collect();
+        let total = calls.len();
         calls.sort_by_key(|c| std::cmp::Reverse(c.num));
-        calls.into_iter().map(|c| self.call_view(&reg, c)).collect()
+        let page = calls
+            .into_iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(limit)
+            .map(|c| self.call_view(&reg, c))
+            .collect();
+        (page, total)
     }
 
     fn call_view(&self, reg: &Registry, c: &Call) -> CallView {
@@ -877,6 +904,7 @@ impl Engine {
                 return;
             }
             c.ended_at = Some(rfc3339(unix_now()));
+            c.ended_mono = Some(now);
             for l in &c.legs {
                 let _ = l.closer.send(true);
             }
@@ -1940,10 +1968,33 @@ impl Engine {
         for key in too_long {
             self.stop_recording_inner(&key, "max_duration");
         }
+        self.forget_ended_calls(now);
         for key in silent {
             tracing::info!(call = %key, "no RTP on any leg for the media timeout; ending the call");
             self.end_call_inner(&key, "media_timeout");
         }
+    }
+
+    /// Forgets calls ended longer than `api.ended_calls_kept_s` ago, with
+    /// their finished recordings: the registry holds what is live, the
+    /// catalog what is done (`GET /v1/recordings`, and
+    /// `GET /v1/calls/{id}/recording`, still find them).
+    fn forget_ended_calls(&self, now: Duration) {
+        let keep = Duration::from_secs(u64::from(self.cfg.api.ended_calls_kept_s));
+        let mut reg = lock(&self.registry);
+        let Registry { calls, recordings } = &mut *reg;
+        calls.retain(|_, c| {
+            let forget = c.ended_mono.is_some_and(|t| now.saturating_sub(t) >= keep)
+                && c.recordings
+                    .iter()
+                    .all(|r| recordings.get(r).is_none_or(|r| r.state.finished()));
+            if forget {
+                for r in &c.recordings {
+                    recordings.remove(r);
+                }
+            }
+            !forget
+        });
     }
 
     /// Recordings not yet in a final state.

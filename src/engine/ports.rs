@@ -3,15 +3,33 @@
 //! `port_quarantine_s` before it is handed out again, so stragglers of an
 //! old call never land in a new one. A port another process holds is
 //! skipped (and tried again later); when nothing is free the caller gets
-//! [`PortsExhausted`].
+//! [`AllocateError::Exhausted`]. Running out of file descriptors or socket
+//! memory is the process's trouble, not the port's: the pair stays free and
+//! the caller gets [`AllocateError::Resources`].
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("no free RTP port pair in the configured range")]
-pub struct PortsExhausted;
+/// Why no pair was handed out.
+#[derive(Debug, thiserror::Error)]
+pub enum AllocateError {
+    #[error("no free RTP port pair in the configured range")]
+    Exhausted,
+    /// Out of file descriptors (`EMFILE`, `ENFILE`) or socket memory
+    /// (`ENOBUFS`, `ENOMEM`): local and passing.
+    #[error("cannot open RTP sockets: {0}")]
+    Resources(std::io::Error),
+}
+
+/// Whether a bind failed for want of descriptors or memory rather than
+/// because of the port.
+fn out_of_resources(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
 
 /// A bound RTP/RTCP socket pair.
 #[derive(Debug)]
@@ -48,7 +66,7 @@ impl PortPool {
     }
 
     /// Binds the next free pair at monotonic time `now`.
-    pub fn allocate(&mut self, now: Duration) -> Result<PortPair, PortsExhausted> {
+    pub fn allocate(&mut self, now: Duration) -> Result<PortPair, AllocateError> {
         while let Some(&(port, until)) = self.resting.front() {
             if until > now {
                 break;
@@ -62,6 +80,10 @@ impl PortPool {
             };
             match bind_pair(self.bind, port) {
                 Ok(pair) => return Ok(pair),
+                Err(e) if out_of_resources(&e) => {
+                    self.free.push_front(port);
+                    return Err(AllocateError::Resources(e));
+                }
                 Err(e) => {
                     tracing::warn!(port, error = %e, "RTP port in use by another process; skipping it for now");
                     self.resting
@@ -69,7 +91,7 @@ impl PortPool {
                 }
             }
         }
-        Err(PortsExhausted)
+        Err(AllocateError::Exhausted)
     }
 
     /// Returns a pair to the pool after the quarantine.
@@ -123,7 +145,10 @@ mod tests {
         let b = pool.allocate(Duration::ZERO).unwrap();
         assert_eq!(a.port % 2, 0);
         assert_eq!(b.port, a.port + 2);
-        assert_eq!(pool.allocate(Duration::ZERO).unwrap_err(), PortsExhausted);
+        assert!(matches!(
+            pool.allocate(Duration::ZERO),
+            Err(AllocateError::Exhausted)
+        ));
         let port = a.port;
         drop(a);
         pool.release(port, Duration::ZERO);
@@ -143,6 +168,9 @@ mod tests {
         let mut pool = PortPool::new(ip, base, base + 4, Duration::from_secs(10));
         let pair = pool.allocate(Duration::ZERO).unwrap();
         assert_eq!(pair.port, base + 2, "the busy pair is skipped, not fatal");
-        assert_eq!(pool.allocate(Duration::ZERO).unwrap_err(), PortsExhausted);
+        assert!(matches!(
+            pool.allocate(Duration::ZERO),
+            Err(AllocateError::Exhausted)
+        ));
     }
 }

@@ -152,9 +152,19 @@ pub fn http_json(
     body: Option<&Value>,
 ) -> Result<(u16, Value), Error> {
     let body = body.map(Value::to_string).unwrap_or_default();
-    let (status, bytes) = http_request(api, method, path, Some(token), body.as_bytes())?;
-    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Ok((status, value))
+    // Over the API's per-token rate (429): wait and retry, as a client
+    // should, for up to ten seconds.
+    let mut retries = 0;
+    loop {
+        let (status, bytes) = http_request(api, method, path, Some(token), body.as_bytes())?;
+        if status == 429 && retries < 100 {
+            retries += 1;
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        return Ok((status, value));
+    }
 }
 
 /// One HTTP/1.1 request to a loopback API; the status and the body
