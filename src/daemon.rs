@@ -126,7 +126,11 @@ fn sd_notify(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };
-    let socket = match std::os::unix::net::UnixDatagram::unbound() {
+    // Never blocks: it runs on the async runtime, and a notify socket
+    // nobody reads must not stall the daemon.
+    let socket = match std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+    {
         Ok(s) => s,
         Err(_) => return,
     };
@@ -337,6 +341,9 @@ async fn serve(
                 if n.is_multiple_of(20) {
                     sd_notify("WATCHDOG=1");
                 }
+                if n.is_multiple_of(240) {
+                    engine.expire_idempotency_keys();
+                }
                 // Retention: at start, then every hour.
                 if n.is_multiple_of(14_400) {
                     let deleted =
@@ -361,16 +368,12 @@ async fn serve(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = {
-        let mut stop_rx = stop_rx.clone();
+        let stop_rx = stop_rx.clone();
         let limits = api::server::Limits {
             max_connections: cfg.api.max_connections as usize,
             header_timeout: Duration::from_secs(u64::from(cfg.api.header_timeout_s)),
         };
-        tokio::spawn(async move {
-            // Only `stop` ends it.
-            let _ = stop_rx.borrow_and_update();
-            api::server::serve(tcp, app, limits, stop_rx).await;
-        })
+        tokio::spawn(api::server::serve(tcp, app, limits, stop_rx))
     };
 
     wait_for_signals(signals, config_path.as_deref(), &tokens, &log_handle).await;

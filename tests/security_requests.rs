@@ -265,3 +265,82 @@ fn calls_are_paged_and_ended_ones_forgotten() {
     let (s, _) = d.request("GET", "/v1/calls/page-0", None, Some(ACME));
     assert_eq!(s, 404);
 }
+
+/// #13.16: the idempotency check and the insert were two steps, so
+/// concurrent requests with one key could both run. Sixteen at once: one
+/// runs, every other is its replay or told the key is in use, and the log
+/// is stored once.
+#[test]
+fn concurrent_requests_with_one_idempotency_key_run_once() {
+    let d = Daemon::start("security-idempotency", "");
+    let call = json!({"call_id": "idem-1", "legs": [{"role": "caller"}]});
+    assert_eq!(post(&d, "/v1/calls", &call, ACME).0, 201);
+    let log = json!({"recording_id": "ext-idem", "duration_seconds": 12.5,
+                     "metadata": {"n": 1}})
+    .to_string();
+    let answers: Vec<(u16, String)> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..16)
+            .map(|_| {
+                scope.spawn(|| {
+                    let (s, raw) = d.request_raw(
+                        "POST",
+                        "/v1/calls/idem-1/recording-log",
+                        Some(log.as_bytes()),
+                        Some(ACME),
+                        &[("Idempotency-Key", "same-key")],
+                    );
+                    let v: Value = serde_json::from_slice(&raw).unwrap();
+                    (s, v.to_string())
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let created: Vec<&String> = answers
+        .iter()
+        .filter(|(s, _)| *s == 201)
+        .map(|(_, body)| body)
+        .collect();
+    assert!(!created.is_empty(), "{answers:?}");
+    assert!(
+        created.iter().all(|b| *b == created[0]),
+        "one answer: {answers:?}"
+    );
+    for (s, body) in &answers {
+        assert!(
+            *s == 201 || (*s == 409 && body.contains("idempotency_key_in_use")),
+            "{s} {body}"
+        );
+    }
+    // Once done, the key replays; with another body it is refused.
+    let (s, raw) = d.request_raw(
+        "POST",
+        "/v1/calls/idem-1/recording-log",
+        Some(log.as_bytes()),
+        Some(ACME),
+        &[("Idempotency-Key", "same-key")],
+    );
+    assert_eq!(s, 201);
+    let replay: Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(&replay.to_string(), created[0]);
+    let other = json!({"recording_id": "ext-idem", "duration_seconds": 13.0}).to_string();
+    let (s, raw) = d.request_raw(
+        "POST",
+        "/v1/calls/idem-1/recording-log",
+        Some(other.as_bytes()),
+        Some(ACME),
+        &[("Idempotency-Key", "same-key")],
+    );
+    assert_eq!(s, 409, "{}", String::from_utf8_lossy(&raw));
+    // Another customer's key of the same name is its own.
+    let call = json!({"call_id": "idem-1", "legs": [{"role": "caller"}]});
+    assert_eq!(post(&d, "/v1/calls", &call, GLOBEX).0, 201);
+    let (s, _) = d.request_raw(
+        "POST",
+        "/v1/calls/idem-1/recording-log",
+        Some(other.as_bytes()),
+        Some(GLOBEX),
+        &[("Idempotency-Key", "same-key")],
+    );
+    assert_eq!(s, 201);
+}

@@ -98,7 +98,7 @@ fn ok(status: StatusCode, value: impl serde::Serialize) -> ApiResult {
 }
 
 /// Parses a JSON body, naming the field that is wrong.
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

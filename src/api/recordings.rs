@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::params::Params;
 use super::urls::UrlRefused;
 use super::{ApiError, ApiResult, ApiState, RawBody, body, ok, parse, principal};
-use crate::catalog::{ListFilter, RecordingRow};
+use crate::catalog::{Claim, ListFilter, RecordingRow};
 use crate::engine::{EngineError, Principal};
 use crate::ids::is_valid_id;
 use crate::timefmt::{parse_rfc3339, rfc3339, unix_now};
@@ -581,43 +581,103 @@ pub async fn recording_log(
             )
         }
     };
+    let Some(key) = key else {
+        let (status, text) = store_recording_log(&s, &call, customer, &bytes)?;
+        return Ok(json_answer(status, text, false));
+    };
+    // One transaction claims the key: of concurrent requests with it,
+    // one runs and the others are told it is in progress.
     let scope = format!(
         "{}:recording-log:{call}",
         customer.clone().unwrap_or_default()
     );
     let hash = crate::crypto::sha256_hex(&bytes);
-    if let Some(k) = &key
-        && let Some((stored_hash, status, response)) = s
-            .engine
-            .catalog()
-            .idempotent(k, &scope)
-            .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?
-    {
-        if stored_hash != hash {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used with a different body",
-            ));
+    let catalog = s.engine.catalog();
+    let internal =
+        |e: crate::catalog::CatalogError| ApiError::from(EngineError::Internal(e.to_string()));
+    let now = unix_now();
+    let kept =
+        std::time::Duration::from_secs(u64::from(s.engine.config().api.idempotency_keys_kept_s));
+    let claim = catalog
+        .claim_idempotency(
+            &key,
+            &scope,
+            &hash,
+            &rfc3339(now),
+            &rfc3339(now.saturating_sub(kept)),
+        )
+        .map_err(internal)?;
+    let reused = || {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different body",
+        )
+    };
+    match claim {
+        Claim::Done {
+            request_hash,
+            status,
+            response,
+        } => {
+            if request_hash != hash {
+                return Err(reused());
+            }
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            Ok(json_answer(status, response, true))
         }
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-        let mut resp = (status, response).into_response();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        Claim::InProgress { request_hash } if request_hash != hash => Err(reused()),
+        Claim::InProgress { .. } => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_in_use",
+            "a request with this Idempotency-Key is in progress; retry it in a moment",
+        )),
+        Claim::Claimed => match store_recording_log(&s, &call, customer, &bytes) {
+            Ok((status, text)) => {
+                catalog
+                    .finish_idempotency(&key, &scope, status.as_u16(), &text)
+                    .map_err(internal)?;
+                Ok(json_answer(status, text, false))
+            }
+            Err(e) => {
+                let _ = catalog.release_idempotency(&key, &scope);
+                Err(e)
+            }
+        },
+    }
+}
+
+/// A JSON body already serialized, with `Idempotent-Replayed` when it is
+/// a stored answer.
+fn json_answer(status: StatusCode, text: String, replayed: bool) -> Response {
+    let mut resp = (status, text).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if replayed {
         resp.headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
-        return Ok(resp);
     }
-    let log: RecordingLog = parse(&bytes)?;
+    resp
+}
+
+/// Validates and stores a recording log for the customer's call: 201 and
+/// the log when it is new, 200 when it replaced one.
+fn store_recording_log(
+    s: &ApiState,
+    call: &str,
+    customer: Option<String>,
+    bytes: &[u8],
+) -> Result<(StatusCode, String), ApiError> {
+    let log: RecordingLog = parse(bytes)?;
     validate_log(&log)?;
     let now = rfc3339(unix_now());
     let stored = serde_json::to_string(&log).unwrap_or_default();
     let created = s
         .engine
         .catalog()
-        .upsert_log(customer.as_deref(), &call, &log.recording_id, &stored, &now)
+        .upsert_log(customer.as_deref(), call, &log.recording_id, &stored, &now)
         .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?;
     let catalogued = s
         .engine
@@ -630,7 +690,7 @@ pub async fn recording_log(
     let (_, created_at, updated_at) = s
         .engine
         .catalog()
-        .get_log(customer.as_deref(), &call, &log.recording_id)
+        .get_log(customer.as_deref(), call, &log.recording_id)
         .ok()
         .flatten()
         .unwrap_or_default();
@@ -651,7 +711,7 @@ pub async fn recording_log(
         let started_ms = parse_rfc3339(&started).map_or(0, |t| t.as_millis() as i64);
         let row = RecordingRow {
             recording_id: log.recording_id.clone(),
-            call_id: call.clone(),
+            call_id: call.to_owned(),
             customer_id: customer.clone(),
             reference_type: "call".into(),
             status: "completed".into(),
@@ -685,19 +745,7 @@ pub async fn recording_log(
     } else {
         StatusCode::OK
     };
-    let text = response.to_string();
-    if let Some(k) = &key {
-        let _ = s
-            .engine
-            .catalog()
-            .remember(k, &scope, &hash, status.as_u16(), &text, &now);
-    }
-    let mut resp = (status, text).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(resp)
+    Ok((status, response.to_string()))
 }
 
 #[cfg(test)]

@@ -50,7 +50,8 @@ pub async fn serve(
     let mut last_error: Option<Instant> = None;
     loop {
         let accepted = tokio::select! {
-            _ = stop.changed() => break,
+            // Also when the stop came before this task first ran.
+            _ = stop.wait_for(|stopped| *stopped) => break,
             r = listener.accept() => r,
         };
         match accepted {

@@ -198,6 +198,21 @@ fn scope(customer: Option<&str>) -> &str {
     customer.unwrap_or("")
 }
 
+/// What [`Catalog::claim_idempotency`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key is this request's to run.
+    Claimed,
+    /// Another request with the key is running.
+    InProgress { request_hash: String },
+    /// A request with the key ran: its body's hash and its answer.
+    Done {
+        request_hash: String,
+        status: u16,
+        response: String,
+    },
+}
+
 /// One recording as catalogued.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecordingRow {
@@ -640,37 +655,84 @@ impl Catalog {
             .optional()?)
     }
 
-    /// A stored response for an idempotency key: (request hash, status, body).
-    pub fn idempotent(
-        &self,
-        key: &str,
-        scope: &str,
-    ) -> Result<Option<(String, u16, String)>, CatalogError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT request_hash, status, response FROM idempotency WHERE key = ?1 AND scope = ?2",
-                params![key, scope],
-                |r| Ok((r.get(0)?, r.get::<_, u16>(1)?, r.get(2)?)),
-            )
-            .optional()?)
-    }
-
-    pub fn remember(
+    /// Claims an idempotency key for a request whose body hashes to
+    /// `hash`, in one transaction: the first request with a key gets
+    /// [`Claim::Claimed`] and must [`Catalog::finish_idempotency`] or
+    /// [`Catalog::release_idempotency`] it; a concurrent one sees
+    /// [`Claim::InProgress`], a later one the stored answer. A key created
+    /// before `not_before` has expired and is claimed afresh.
+    pub fn claim_idempotency(
         &self,
         key: &str,
         scope: &str,
         hash: &str,
+        now: &str,
+        not_before: &str,
+    ) -> Result<Claim, CatalogError> {
+        let conn = self.conn();
+        let tx = conn.unchecked_transaction()?;
+        tx.execute(
+            "DELETE FROM idempotency WHERE key = ?1 AND scope = ?2 AND created_at < ?3",
+            params![key, scope, not_before],
+        )?;
+        let found = tx
+            .query_row(
+                "SELECT request_hash, status, response FROM idempotency WHERE key = ?1 AND scope = ?2",
+                params![key, scope],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, u16>(1)?, r.get::<_, String>(2)?)),
+            )
+            .optional()?;
+        let claim = match found {
+            Some((request_hash, 0, _)) => Claim::InProgress { request_hash },
+            Some((request_hash, status, response)) => Claim::Done {
+                request_hash,
+                status,
+                response,
+            },
+            None => {
+                tx.execute(
+                    "INSERT INTO idempotency (key, scope, request_hash, status, response, created_at)
+                     VALUES (?1, ?2, ?3, 0, '', ?4)",
+                    params![key, scope, hash, now],
+                )?;
+                Claim::Claimed
+            }
+        };
+        tx.commit()?;
+        Ok(claim)
+    }
+
+    /// Stores the answer to a claimed key.
+    pub fn finish_idempotency(
+        &self,
+        key: &str,
+        scope: &str,
         status: u16,
         response: &str,
-        now: &str,
     ) -> Result<(), CatalogError> {
         self.conn().execute(
-            "INSERT OR IGNORE INTO idempotency (key, scope, request_hash, status, response, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![key, scope, hash, status, response, now],
+            "UPDATE idempotency SET status = ?3, response = ?4 WHERE key = ?1 AND scope = ?2",
+            params![key, scope, status, response],
         )?;
         Ok(())
+    }
+
+    /// Gives a claimed key back (the request failed; a retry runs it).
+    pub fn release_idempotency(&self, key: &str, scope: &str) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "DELETE FROM idempotency WHERE key = ?1 AND scope = ?2 AND status = 0",
+            params![key, scope],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets answers to keys created before `not_before`; returns how
+    /// many.
+    pub fn expire_idempotency(&self, not_before: &str) -> Result<usize, CatalogError> {
+        Ok(self.conn().execute(
+            "DELETE FROM idempotency WHERE created_at < ?1 AND status <> 0",
+            params![not_before],
+        )?)
     }
 
     /// Recordings that never reached a final state (for crash recovery).

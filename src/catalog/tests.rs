@@ -187,103 +187,37 @@ fn recording_logs_upsert_and_idempotency_keys() {
         (body.as_str(), created.as_str(), updated.as_str()),
         (r#"{"a":1}"#, "t1", "t2")
     );
-    cat.remember("k", "admin", "h1", 201, "{}", "t").unwrap();
-    cat.remember("k", "admin", "h2", 200, "[]", "t").unwrap();
+    // Idempotency keys: claimed once, answered, replayed, per scope.
+    let claim = |k: &str, scope: &str, hash: &str, now: &str| {
+        cat.claim_idempotency(k, scope, hash, now, "t0").unwrap()
+    };
+    assert_eq!(claim("k", "admin", "h1", "t1"), Claim::Claimed);
     assert_eq!(
-        cat.idempotent("k", "admin").unwrap(),
-        Some(("h1".into(), 201, "{}".into()))
-    );
-    assert_eq!(cat.idempotent("k", "acme").unwrap(), None);
-}
-
-/// Two customers (and the admin) may use the same call and recording ids:
-/// each lookup answers for its own customer only, and only the admin's
-/// cross-customer lookups see them all.
-#[test]
-fn ids_are_per_customer() {
-    let cat = Catalog::open(&temp("scoped")).unwrap();
-    for customer in [Some("acme"), Some("globex"), None] {
-        cat.upsert_call("shared-1", customer, "", "", "inbound", "call", "t")
-            .unwrap();
-        let mut r = row("rec-1", "shared-1", customer, 1, "completed");
-        r.path = Some(format!("/x/{}/rec-1.wav", customer.unwrap_or("admin")));
-        cat.put_recording(&r).unwrap();
-    }
-    let acme = cat.get(Some("acme"), "rec-1").unwrap().unwrap();
-    assert_eq!(acme.customer_id.as_deref(), Some("acme"));
-    assert_eq!(acme.path.as_deref(), Some("/x/acme/rec-1.wav"));
-    assert_eq!(cat.get(None, "rec-1").unwrap().unwrap().customer_id, None);
-    assert!(cat.get(Some("initech"), "rec-1").unwrap().is_none());
-    let latest = cat
-        .latest_for_call(Some("globex"), "shared-1")
-        .unwrap()
-        .unwrap();
-    assert_eq!(latest.customer_id.as_deref(), Some("globex"));
-    assert!(cat.has_call(Some("acme"), "shared-1").unwrap());
-    assert!(!cat.has_call(Some("initech"), "shared-1").unwrap());
-    assert_eq!(
-        cat.calls_with_id("shared-1").unwrap(),
-        [None, Some("acme".into()), Some("globex".into())]
-    );
-    assert_eq!(cat.recordings_with_id("rec-1").unwrap().len(), 3);
-    // A change to one customer's recording leaves the others alone.
-    cat.mark_deleted(Some("acme"), "rec-1", "t2").unwrap();
-    cat.set_status(Some("globex"), "rec-1", "failed", "t2", Some("x"), None)
-        .unwrap();
-    assert_eq!(cat.get(None, "rec-1").unwrap().unwrap().status, "completed");
-    assert_eq!(
-        cat.get(Some("acme"), "rec-1").unwrap().unwrap().status,
-        "deleted"
-    );
-    assert_eq!(
-        cat.get(Some("globex"), "rec-1").unwrap().unwrap().status,
-        "failed"
-    );
-    cat.end_call(Some("acme"), "shared-1", "t3").unwrap();
-    let ended: Vec<Option<String>> = cat
-        .conn()
-        .prepare("SELECT ended_at FROM calls WHERE call_id = 'shared-1' ORDER BY customer_id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(ended, [None, Some("t3".into()), None]);
-}
-
-/// A catalog written before ids were per customer (schema 2) keeps its
-/// rows: the admin's `NULL` customer becomes `''` and reads back as none.
-#[test]
-fn schema_2_catalogs_are_migrated_with_their_rows() {
-    let path = temp("from-v2");
-    {
-        let conn = Connection::open(&path).unwrap();
-        for step in &MIGRATIONS[..2] {
-            conn.execute_batch(step).unwrap();
+        claim("k", "admin", "h1", "t1"),
+        Claim::InProgress {
+            request_hash: "h1".into()
         }
-        conn.pragma_update(None, "user_version", 2).unwrap();
-        conn.execute_batch(
-            "INSERT INTO calls (call_id, customer_id, direction, reference_type, created_at)
-               VALUES ('c1', NULL, 'inbound', 'call', 't'), ('c2', 'acme', 'inbound', 'call', 't');
-             INSERT INTO recordings (recording_id, call_id, customer_id, status, format, sample_rate,
-               channels, bitrate_kbps, participant, started_at, started_ms, created_at, updated_at)
-               VALUES ('r1', 'c1', NULL, 'completed', 'wav', 8000, 'mono', 128, 'all', 't', 1, 't', 't'),
-                      ('r2', 'c2', 'acme', 'completed', 'wav', 8000, 'mono', 128, 'all', 't', 2, 't', 't');
-             INSERT INTO recording_logs (call_id, recording_id, customer_id, body_json, created_at, updated_at)
-               VALUES ('c2', 'x', 'acme', '{}', 't', 't');",
-        )
-        .unwrap();
-    }
-    let cat = Catalog::open(&path).unwrap();
-    assert_eq!(cat.get(None, "r1").unwrap().unwrap().customer_id, None);
-    assert_eq!(
-        cat.get(Some("acme"), "r2")
-            .unwrap()
-            .unwrap()
-            .customer_id
-            .as_deref(),
-        Some("acme")
     );
-    assert!(cat.has_call(None, "c1").unwrap() && cat.has_call(Some("acme"), "c2").unwrap());
-    assert!(cat.get_log(Some("acme"), "c2", "x").unwrap().is_some());
+    cat.finish_idempotency("k", "admin", 201, "{}").unwrap();
+    assert_eq!(
+        claim("k", "admin", "h2", "t2"),
+        Claim::Done {
+            request_hash: "h1".into(),
+            status: 201,
+            response: "{}".into()
+        }
+    );
+    assert_eq!(claim("k", "acme", "h1", "t2"), Claim::Claimed);
+    // A released claim (the request failed) is claimed afresh.
+    cat.release_idempotency("k", "acme").unwrap();
+    assert_eq!(claim("k", "acme", "h1", "t2"), Claim::Claimed);
+    // Keys created before the cut-off expire.
+    assert_eq!(cat.expire_idempotency("t15").unwrap(), 1);
+    assert_eq!(claim("k", "admin", "h3", "t3"), Claim::Claimed);
+    assert_eq!(
+        cat.claim_idempotency("k", "admin", "h4", "t9", "t5")
+            .unwrap(),
+        Claim::Claimed,
+        "an expired in-progress claim is claimed afresh"
+    );
 }

@@ -68,6 +68,8 @@ pub struct ApiSection {
     /// Seconds an ended call stays in `GET /v1/calls`; the catalog keeps
     /// its recordings.
     pub ended_calls_kept_s: u32,
+    /// Seconds an `Idempotency-Key`'s answer is kept for replay.
+    pub idempotency_keys_kept_s: u32,
 }
 
 impl Default for ApiSection {
@@ -81,6 +83,7 @@ impl Default for ApiSection {
             rate_limit_per_s: 500,
             rate_limit_burst: 1000,
             ended_calls_kept_s: 3600,
+            idempotency_keys_kept_s: 86_400,
         }
     }
 }

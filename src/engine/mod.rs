@@ -1997,6 +1997,18 @@ impl Engine {
         });
     }
 
+    /// Forgets the answers to `Idempotency-Key`s older than
+    /// `api.idempotency_keys_kept_s`; call about once a minute.
+    pub fn expire_idempotency_keys(&self) {
+        let kept = Duration::from_secs(u64::from(self.cfg.api.idempotency_keys_kept_s));
+        let cutoff = rfc3339(unix_now().saturating_sub(kept));
+        match self.catalog.expire_idempotency(&cutoff) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(expired = n, "idempotency keys expired"),
+            Err(e) => tracing::error!(error = %e, "could not expire idempotency keys"),
+        }
+    }
+
     /// Recordings not yet in a final state.
     pub fn unfinished_recordings(&self) -> usize {
         lock(&self.registry)

@@ -9,12 +9,17 @@
 //! not miss anything sends `since_seq` (0 for everything). A client that cannot keep
 //! up is disconnected rather than slowing the engine; it reconnects with the
 //! last `seq` it saw.
+//!
+//! Replays read the log from a sparse in-memory index (the byte offset of
+//! every [`INDEX_EVERY`]th event), a page at a time: a client asking for
+//! the last few events of a long log reads only those, and no replay holds
+//! more than a page in memory.
 
 pub mod socket;
 pub mod webhooks;
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -32,9 +37,17 @@ pub struct EventLine {
     pub json: Arc<str>,
 }
 
+/// One index entry per this many events.
+pub const INDEX_EVERY: u64 = 256;
+
 struct LogState {
     file: File,
     next_seq: u64,
+    /// Bytes in the log.
+    len: u64,
+    /// (seq, byte offset of its line) of every [`INDEX_EVERY`]th event, in
+    /// order.
+    index: Vec<(u64, u64)>,
 }
 
 /// See the module documentation.
@@ -47,12 +60,25 @@ pub struct EventBus {
 impl EventBus {
     /// Opens (or creates) the log; numbering continues after its last event.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let mut last = 0;
+        let (mut last, mut len, mut index) = (0, 0u64, Vec::new());
         if let Ok(f) = File::open(path) {
-            for line in BufReader::new(f).lines() {
-                if let Some(seq) = line.ok().as_deref().and_then(seq_of) {
-                    last = last.max(seq);
+            let mut reader = BufReader::new(f);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                let n = reader.read_line(&mut line)?;
+                if n == 0 {
+                    break;
                 }
+                if let Some(seq) = seq_of(line.trim_end())
+                    && seq > last
+                {
+                    if seq % INDEX_EVERY == 1 {
+                        index.push((seq, len));
+                    }
+                    last = seq;
+                }
+                len += n as u64;
             }
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
@@ -62,6 +88,8 @@ impl EventBus {
             state: Mutex::new(LogState {
                 file,
                 next_seq: last + 1,
+                len,
+                index,
             }),
             tx,
         })
@@ -77,6 +105,11 @@ impl EventBus {
         st.file.write_all(line.as_bytes())?;
         st.file.write_all(b"\n")?;
         st.file.sync_data()?;
+        if seq % INDEX_EVERY == 1 {
+            let at = st.len;
+            st.index.push((seq, at));
+        }
+        st.len += line.len() as u64 + 1;
         st.next_seq += 1;
         // Broadcast under the lock so subscribers see seq order.
         let _ = self.tx.send(EventLine {
@@ -102,9 +135,24 @@ impl EventBus {
 
     /// Every logged event with `seq > since`, in order.
     pub fn replay(&self, since: u64) -> io::Result<Vec<EventLine>> {
-        let f = File::open(&self.path)?;
+        self.replay_page(since, usize::MAX)
+    }
+
+    /// At most `max` logged events with `seq > since`, in order; read from
+    /// the nearest indexed event at or before `since + 1`.
+    pub fn replay_page(&self, since: u64, max: usize) -> io::Result<Vec<EventLine>> {
+        let start = {
+            let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let i = st.index.partition_point(|&(seq, _)| seq <= since + 1);
+            i.checked_sub(1).map_or(0, |i| st.index[i].1)
+        };
+        let mut f = File::open(&self.path)?;
+        f.seek(SeekFrom::Start(start))?;
         let mut out = Vec::new();
         for line in BufReader::new(f).lines() {
+            if out.len() >= max {
+                break;
+            }
             let line = line?;
             let Ok(v) = serde_json::from_str::<Value>(&line) else {
                 continue;
@@ -158,5 +206,52 @@ mod tests {
         let seqs: Vec<u64> = bus.replay(1).unwrap().iter().map(|e| e.seq).collect();
         assert_eq!(seqs, vec![2, 3]);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Pages start at the index entry before them and hold at most `max`;
+    /// the index built when a log is opened agrees with the one kept while
+    /// writing it.
+    #[test]
+    fn replay_pages_through_the_index() {
+        let dir =
+            std::env::temp_dir().join(format!("recengine-events-index-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.log");
+        let n = 3 * INDEX_EVERY + 17;
+        {
+            let bus = EventBus::open(&path).unwrap();
+            for i in 0..n {
+                bus.emit("call.created", json!({"call_id": format!("c{i}")}))
+                    .unwrap();
+            }
+            check_pages(&bus, n);
+        }
+        let bus = EventBus::open(&path).unwrap();
+        assert_eq!(bus.state.lock().unwrap().index.len(), 4);
+        check_pages(&bus, n);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn check_pages(bus: &EventBus, n: u64) {
+        for since in [
+            0,
+            1,
+            INDEX_EVERY - 1,
+            INDEX_EVERY,
+            INDEX_EVERY + 1,
+            2 * INDEX_EVERY + 5,
+            n - 1,
+            n,
+        ] {
+            let page = bus.replay_page(since, 10).unwrap();
+            let want: Vec<u64> = (since + 1..=n).take(10).collect();
+            let got: Vec<u64> = page.iter().map(|e| e.seq).collect();
+            assert_eq!(got, want, "since {since}");
+            for e in &page {
+                let v: Value = serde_json::from_str(&e.json).unwrap();
+                assert_eq!(v["data"]["call_id"], format!("c{}", e.seq - 1));
+            }
+        }
     }
 }

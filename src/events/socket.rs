@@ -1,4 +1,8 @@
 //! The event socket: a Unix stream socket serving the [`EventBus`] as NDJSON.
+//! Every client is bounded: its first line is read up to [`MAX_HELLO`]
+//! bytes, its replay a page at a time, a line it does not take within
+//! [`WRITE_TIMEOUT`] drops it, and at most [`MAX_CLIENTS`] are served at
+//! once (one more is told so and closed).
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -7,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -15,6 +19,12 @@ use super::EventBus;
 
 /// How long a new client has to send `{"since_seq":N}`.
 const HELLO_WAIT: Duration = Duration::from_millis(250);
+/// The longest first line read from a client.
+pub const MAX_HELLO: u64 = 1024;
+/// Clients served at once.
+pub const MAX_CLIENTS: u64 = 256;
+/// Events replayed per read of the log.
+const REPLAY_PAGE: usize = 256;
 /// A client whose socket does not take a line for this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -54,9 +64,20 @@ pub async fn serve(listener: UnixListener, bus: Arc<EventBus>, clients: Arc<Atom
         };
         let bus = bus.clone();
         let clients = clients.clone();
+        if clients.fetch_add(1, Ordering::Relaxed) >= MAX_CLIENTS {
+            clients.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!(max = MAX_CLIENTS, "event socket full; refusing a client");
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let msg = format!(
+                    "{{\"error\":{{\"code\":\"too_many_clients\",\"message\":\"the event socket serves {MAX_CLIENTS} clients at most\"}}}}\n"
+                );
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(msg.as_bytes())).await;
+            });
+            continue;
+        }
         tokio::spawn(async move {
-            clients.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = client(stream, &bus).await {
+            if let Err(e) = client(stream, bus).await {
                 tracing::debug!(error = %e, "event socket client left");
             }
             clients.fetch_sub(1, Ordering::Relaxed);
@@ -64,11 +85,13 @@ pub async fn serve(listener: UnixListener, bus: Arc<EventBus>, clients: Arc<Atom
     }
 }
 
-async fn client(stream: UnixStream, bus: &EventBus) -> io::Result<()> {
+async fn client(stream: UnixStream, bus: Arc<EventBus>) -> io::Result<()> {
     // Subscribe first so nothing emitted during the replay is missed.
     let mut live = bus.subscribe();
     let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
+    // The first line is all a client sends; a longer one is cut (and is
+    // then not valid JSON).
+    let mut lines = BufReader::new(read.take(MAX_HELLO)).lines();
     let since = match tokio::time::timeout(HELLO_WAIT, lines.next_line()).await {
         Ok(Ok(Some(line))) => match serde_json::from_str::<serde_json::Value>(&line) {
             Ok(v) => match v.get("since_seq").and_then(serde_json::Value::as_u64) {
@@ -92,9 +115,19 @@ async fn client(stream: UnixStream, bus: &EventBus) -> io::Result<()> {
     // deduplicated by seq.
     let mut last = 0;
     if let Some(since) = since {
-        for e in bus.replay(since)? {
-            send(&mut write, &e.json).await?;
-            last = e.seq;
+        last = since;
+        loop {
+            let reader = bus.clone();
+            let page = tokio::task::spawn_blocking(move || reader.replay_page(last, REPLAY_PAGE))
+                .await
+                .map_err(io::Error::other)??;
+            for e in &page {
+                send(&mut write, &e.json).await?;
+                last = e.seq;
+            }
+            if page.len() < REPLAY_PAGE {
+                break;
+            }
         }
     }
     loop {
