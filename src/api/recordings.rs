@@ -595,16 +595,13 @@ pub async fn recording_log(
     let catalog = s.engine.catalog();
     let internal =
         |e: crate::catalog::CatalogError| ApiError::from(EngineError::Internal(e.to_string()));
-    let now = unix_now();
-    let kept =
-        std::time::Duration::from_secs(u64::from(s.engine.config().api.idempotency_keys_kept_s));
     let claim = catalog
         .claim_idempotency(
             &key,
             &scope,
             &hash,
-            &rfc3339(now),
-            &rfc3339(now.saturating_sub(kept)),
+            &rfc3339(unix_now()),
+            &s.engine.idempotency_cutoff(),
         )
         .map_err(internal)?;
     let reused = || {

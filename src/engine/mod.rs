@@ -89,25 +89,57 @@ pub fn scoped_key(customer: Option<&str>, id: &str) -> String {
     }
 }
 
-/// What an admin's id matched when it is not the admin's own object.
-fn admin_match<'a, T: 'a>(
-    what: &'static str,
+/// Which kind of id a lookup names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdKind {
+    Call,
+    Recording,
+}
+
+impl IdKind {
+    fn field(self) -> &'static str {
+        match self {
+            IdKind::Call => "call_id",
+            IdKind::Recording => "recording_id",
+        }
+    }
+
+    fn not_found(self, id: &str) -> EngineError {
+        match self {
+            IdKind::Call => EngineError::CallNotFound(id.into()),
+            IdKind::Recording => EngineError::RecordingNotFound(id.into()),
+        }
+    }
+}
+
+/// The object `who` means by `id` (see the module documentation): `own`,
+/// the object with this id in `who`'s own scope, if there is one; else,
+/// for the admin only, the one object among `others()` (every customer's
+/// with this id), whose customer `customer_of` tells.
+fn resolve<T>(
+    who: &Principal,
+    kind: IdKind,
     id: &str,
-    found: impl Iterator<Item = (&'a T, Option<&'a str>)>,
-) -> Result<&'a T, EngineError> {
-    let found: Vec<(&T, Option<&str>)> = found.collect();
-    match found[..] {
-        [(one, _)] => Ok(one),
-        [] => Err(match what {
-            "call_id" => EngineError::CallNotFound(id.into()),
-            _ => EngineError::RecordingNotFound(id.into()),
-        }),
+    own: Option<T>,
+    others: impl FnOnce() -> Result<Vec<T>, EngineError>,
+    customer_of: impl Fn(&T) -> Option<&str>,
+) -> Result<T, EngineError> {
+    if let Some(own) = own {
+        return Ok(own);
+    }
+    if let Principal::Tenant(_) = who {
+        return Err(kind.not_found(id));
+    }
+    let mut found = others()?;
+    match found.len() {
+        0 => Err(kind.not_found(id)),
+        1 => Ok(found.remove(0)),
         _ => Err(EngineError::AmbiguousId {
-            what,
+            what: kind.field(),
             id: id.into(),
             customers: found
                 .iter()
-                .map(|(_, c)| c.unwrap_or("admin"))
+                .map(|t| customer_of(t).unwrap_or("admin"))
                 .collect::<Vec<_>>()
                 .join(", "),
         }),
@@ -220,38 +252,26 @@ struct Registry {
 impl Registry {
     /// The call `who` means by `call_id`.
     fn call(&self, who: &Principal, call_id: &str) -> Result<&Call, EngineError> {
-        if let Some(c) = self.calls.get(&scoped_key(who.scope(), call_id)) {
-            return Ok(c);
-        }
-        match who {
-            Principal::Tenant(_) => Err(EngineError::CallNotFound(call_id.into())),
-            Principal::Admin => admin_match(
-                "call_id",
-                call_id,
-                self.calls
-                    .values()
-                    .filter(|c| c.id == call_id)
-                    .map(|c| (c, c.tenant.as_deref())),
-            ),
-        }
+        resolve(
+            who,
+            IdKind::Call,
+            call_id,
+            self.calls.get(&scoped_key(who.scope(), call_id)),
+            || Ok(self.calls.values().filter(|c| c.id == call_id).collect()),
+            |c| c.tenant.as_deref(),
+        )
     }
 
     /// The recording `who` means by `id`.
     fn recording(&self, who: &Principal, id: &str) -> Result<&Recording, EngineError> {
-        if let Some(r) = self.recordings.get(&scoped_key(who.scope(), id)) {
-            return Ok(r);
-        }
-        match who {
-            Principal::Tenant(_) => Err(EngineError::RecordingNotFound(id.into())),
-            Principal::Admin => admin_match(
-                "recording_id",
-                id,
-                self.recordings
-                    .values()
-                    .filter(|r| r.id == id)
-                    .map(|r| (r, r.tenant.as_deref())),
-            ),
-        }
+        resolve(
+            who,
+            IdKind::Recording,
+            id,
+            self.recordings.get(&scoped_key(who.scope(), id)),
+            || Ok(self.recordings.values().filter(|r| r.id == id).collect()),
+            |r| r.tenant.as_deref(),
+        )
     }
 }
 
@@ -1837,21 +1857,14 @@ impl Engine {
     /// documentation for how an admin's id is resolved).
     pub fn catalogued(&self, who: &Principal, id: &str) -> Result<RecordingRow, EngineError> {
         let internal = |e: crate::catalog::CatalogError| EngineError::Internal(e.to_string());
-        if let Some(row) = self.catalog.get(who.scope(), id).map_err(internal)? {
-            return Ok(row);
-        }
-        match who {
-            Principal::Tenant(_) => Err(EngineError::RecordingNotFound(id.into())),
-            Principal::Admin => {
-                let rows = self.catalog.recordings_with_id(id).map_err(internal)?;
-                admin_match(
-                    "recording_id",
-                    id,
-                    rows.iter().map(|r| (r, r.customer_id.as_deref())),
-                )
-                .cloned()
-            }
-        }
+        resolve(
+            who,
+            IdKind::Recording,
+            id,
+            self.catalog.get(who.scope(), id).map_err(internal)?,
+            || self.catalog.recordings_with_id(id).map_err(internal),
+            |r| r.customer_id.as_deref(),
+        )
     }
 
     /// Live duration of a customer's recording in progress.
@@ -1913,25 +1926,19 @@ impl Engine {
         call_id: &str,
     ) -> Result<Option<String>, EngineError> {
         let internal = |e: crate::catalog::CatalogError| EngineError::Internal(e.to_string());
-        if self
+        let own = self
             .catalog
             .has_call(who.scope(), call_id)
             .map_err(internal)?
-        {
-            return Ok(who.tenant());
-        }
-        match who {
-            Principal::Tenant(_) => Err(EngineError::CallNotFound(call_id.into())),
-            Principal::Admin => {
-                let customers = self.catalog.calls_with_id(call_id).map_err(internal)?;
-                admin_match(
-                    "call_id",
-                    call_id,
-                    customers.iter().map(|c| (c, c.as_deref())),
-                )
-                .cloned()
-            }
-        }
+            .then(|| who.tenant());
+        resolve(
+            who,
+            IdKind::Call,
+            call_id,
+            own,
+            || self.catalog.calls_with_id(call_id).map_err(internal),
+            |customer| customer.as_deref(),
+        )
     }
 
     // ---- housekeeping ---------------------------------------------------------
@@ -1997,12 +2004,17 @@ impl Engine {
         });
     }
 
+    /// When the oldest `Idempotency-Key` still kept was made (RFC 3339):
+    /// `api.idempotency_keys_kept_s` ago.
+    pub fn idempotency_cutoff(&self) -> String {
+        let kept = Duration::from_secs(u64::from(self.cfg.api.idempotency_keys_kept_s));
+        rfc3339(unix_now().saturating_sub(kept))
+    }
+
     /// Forgets the answers to `Idempotency-Key`s older than
     /// `api.idempotency_keys_kept_s`; call about once a minute.
     pub fn expire_idempotency_keys(&self) {
-        let kept = Duration::from_secs(u64::from(self.cfg.api.idempotency_keys_kept_s));
-        let cutoff = rfc3339(unix_now().saturating_sub(kept));
-        match self.catalog.expire_idempotency(&cutoff) {
+        match self.catalog.expire_idempotency(&self.idempotency_cutoff()) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(expired = n, "idempotency keys expired"),
             Err(e) => tracing::error!(error = %e, "could not expire idempotency keys"),

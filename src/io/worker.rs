@@ -486,10 +486,9 @@ impl Worker {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let Some(i) = c.recordings.iter().position(|r| r.setup.id == id) else {
+        if !c.recordings.iter().any(|r| r.setup.id == id) {
             return;
-        };
-        let _ = i;
+        }
         advance(
             c,
             at + c.delay,
@@ -603,6 +602,7 @@ fn step_recordings(c: &mut CallState, now: Duration, reports: &Sender<WorkerRepo
 fn play_out(c: &mut CallState, now: Duration, drained: DrainTime, batch: &mut RecvBatch) {
     share_drift_reference(&mut c.legs, |slot| &mut slot.leg);
     let mut latest = 0u64;
+    let now_rel = now.saturating_sub(c.origin);
     for (i, slot) in c.legs.iter_mut().enumerate() {
         // A batch at a time, playing out in between: a worker that fell
         // behind (a saturated host, a stopped process) finds seconds of
@@ -632,7 +632,6 @@ fn play_out(c: &mut CallState, now: Duration, drained: DrainTime, batch: &mut Re
             // More queued that arrived before `now`: the worker is behind.
             // (A batch of datagrams the latch refused says nothing about
             // what follows it, so it counts as behind too.)
-            let now_rel = now.saturating_sub(c.origin);
             let behind = more && last_arrival.is_none_or(|at| at < now_rel);
             let play_to = match last_arrival {
                 Some(at) if behind => at,
