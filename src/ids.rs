@@ -2,6 +2,10 @@
 //! leg, recording, customer), so none can escape a directory or inject a
 //! header; and random ids for what the engine names itself.
 
+/// [`is_valid_id`] as a regular expression (for the OpenAPI document; it
+/// cannot say "no `..`").
+pub const ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$";
+
 /// `[A-Za-z0-9][A-Za-z0-9._-]{0,127}`: no slashes, no leading dot, no
 /// control characters, so an id is safe in a path, a URL and a header.
 pub fn is_valid_id(id: &str) -> bool {

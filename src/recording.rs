@@ -8,7 +8,7 @@ use crate::core::leg::{DtmfRecord, LegStats};
 use crate::core::mixer::PauseInterval;
 
 /// A party's role in a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Caller,
@@ -16,7 +16,7 @@ pub enum Role {
     Participant,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Checksum {
     pub algorithm: String,
     pub value: String,
@@ -32,7 +32,7 @@ impl Checksum {
 }
 
 /// One leg as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LegInfo {
     pub leg_id: String,
     pub role: Role,

@@ -298,3 +298,34 @@ fn every_command_and_option_has_help() {
         );
     }
 }
+
+/// The OpenAPI document describes exactly the routes the router serves.
+#[test]
+fn the_openapi_document_describes_every_route_and_no_other() {
+    let doc: serde_json::Value = serde_json::from_str(recengine::api::openapi::document()).unwrap();
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in ["get", "head", "post", "delete", "put", "patch"] {
+            if item.get(method).is_some() {
+                documented.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let mut served = routes();
+    served.sort();
+    documented.sort();
+    assert_eq!(served, documented);
+}
+
+/// Every error code the API can answer with is in the README.
+#[test]
+fn every_error_code_is_documented() {
+    let readme = std::fs::read_to_string(root().join(README)).unwrap();
+    for code in recengine::api::ErrorCode::ALL {
+        assert!(
+            readme.contains(&format!("`{}`", code.as_str())),
+            "{} not in README",
+            code.as_str()
+        );
+    }
+}

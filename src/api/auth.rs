@@ -5,10 +5,10 @@
 
 use std::sync::{Arc, RwLock};
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
 
-use super::ApiError;
+use super::{ApiError, ErrorCode};
 use crate::config::TokenEntry;
 use crate::engine::Principal;
 
@@ -87,8 +87,7 @@ impl Tokens {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
                 ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
+                    ErrorCode::Unauthorized,
                     "missing token: send Authorization: Bearer <token> or X-Auth-Token",
                 )
             })?;
@@ -103,6 +102,6 @@ impl Tokens {
         }
         found
             .map(|who| (who, digest))
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "invalid token"))
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "invalid token"))
     }
 }

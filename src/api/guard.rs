@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::ApiError;
 use super::auth::Tokens;
+use super::{ApiError, ErrorCode};
 
 /// See the module documentation.
 pub struct Guard {
@@ -40,10 +40,10 @@ impl Guard {
     }
 }
 
-/// Routes that take no bearer token: health, metrics, and signed URLs
-/// (the signature is their authority).
+/// Routes that take no bearer token: health, metrics, the OpenAPI
+/// document, and signed URLs (the signature is their authority).
 fn needs_token(path: &str) -> bool {
-    path.starts_with("/v1/") && !path.starts_with("/v1/files/")
+    path.starts_with("/v1/") && !path.starts_with("/v1/files/") && path != "/v1/openapi.json"
 }
 
 /// The middleware (see the module documentation).
@@ -68,8 +68,7 @@ pub async fn guard(State(g): State<std::sync::Arc<Guard>>, req: Request, next: N
     match tokio::time::timeout(g.timeout, next.run(req)).await {
         Ok(response) => response,
         Err(_) => ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             format!(
                 "the request took longer than api.request_timeout_s ({} s)",
                 g.timeout.as_secs()
@@ -82,8 +81,7 @@ pub async fn guard(State(g): State<std::sync::Arc<Guard>>, req: Request, next: N
 fn rate_limited(wait: Duration) -> Response {
     let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
     let mut r = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
+        ErrorCode::RateLimited,
         format!("this token is over api.rate_limit_per_s; retry in {secs} s"),
     )
     .into_response();

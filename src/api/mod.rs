@@ -1,13 +1,18 @@
-//! The HTTP control API (axum): routes, bearer-token auth, JSON bodies with
-//! errors that name the field, and one error shape for everything:
-//! `{"error":{"code":"…","message":"…"}}`.
+//! The HTTP control API (axum): routes and the call and recording-control
+//! handlers, bearer-token auth, JSON bodies with errors that name the
+//! field, and one error shape for everything (`error`):
+//! `{"error":{"code":"…","message":"…"}}`. The OpenAPI document of it all
+//! is `openapi`.
 
 mod auth;
+pub mod error;
 mod guard;
+pub mod openapi;
 mod params;
 mod recordings;
 pub mod server;
 mod urls;
+mod views;
 mod webhooks;
 
 use std::sync::Arc;
@@ -19,13 +24,17 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub use auth::{Tokens, token_hash};
+pub use error::{ApiError, ErrorCode};
 pub use urls::UrlSigner;
 
-use crate::engine::model::{ActionRequest, CreateCallRequest, LegRequest, RecordingRequest};
-use crate::engine::{Engine, EngineError, Principal};
+use crate::engine::model::{
+    ActionRequest, CallStatus, CallView, CreateCallRequest, LegRequest, RecordingRequest,
+    RecordingView,
+};
+use crate::engine::{Engine, Principal};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -39,58 +48,6 @@ pub struct ApiState {
     pub webhooks: Arc<crate::events::webhooks::WebhookStats>,
 }
 
-/// An error response.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    /// The stable error code.
-    pub fn code(&self) -> &'static str {
-        self.code
-    }
-
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl From<EngineError> for ApiError {
-    fn from(e: EngineError) -> Self {
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let message = match &e {
-            // Internals stay in the log, not in the answer.
-            EngineError::Internal(detail) => {
-                tracing::error!(%detail, "internal error answering a request");
-                "internal error".to_owned()
-            }
-            other => other.to_string(),
-        };
-        Self::new(status, e.code(), message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            axum::Json(json!({"error": {"code": self.code, "message": self.message}})),
-        )
-            .into_response()
-    }
-}
-
 type ApiResult = Result<Response, ApiError>;
 
 fn ok(status: StatusCode, value: impl serde::Serialize) -> ApiResult {
@@ -101,29 +58,17 @@ fn ok(status: StatusCode, value: impl serde::Serialize) -> ApiResult {
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ErrorCode::InvalidJson,
             "the request needs a JSON body",
         ));
     }
-    let text = std::str::from_utf8(body).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            "the body is not valid UTF-8",
-        )
-    })?;
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("malformed JSON: {e}"),
-        )
-    })?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidJson, "the body is not valid UTF-8"))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("malformed JSON: {e}")))?;
     if depth(&value) > 16 {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ErrorCode::InvalidJson,
             "JSON nested deeper than 16 levels",
         ));
     }
@@ -138,11 +83,11 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         let code = if inner.contains("unknown variant")
             && (path.ends_with("format") || path.ends_with("channels"))
         {
-            "invalid_format"
+            ErrorCode::InvalidFormat
         } else {
-            "invalid_request"
+            ErrorCode::InvalidRequest
         };
-        ApiError::new(StatusCode::BAD_REQUEST, code, format!("{field}{inner}"))
+        ApiError::new(code, format!("{field}{inner}"))
     })
 }
 
@@ -173,13 +118,18 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi::openapi_json))
         .route("/v1/calls", post(create_call).get(list_calls))
         .route("/v1/calls/{id}", get(get_call))
         .route("/v1/calls/{id}/legs", post(add_leg))
         .route("/v1/calls/{id}/end", post(end_call))
-        .route("/v1/calls/{id}/record/{action}", post(record_action))
+        .route("/v1/calls/{id}/record/start", post(record_start))
+        .route("/v1/calls/{id}/record/stop", post(record_stop))
+        .route("/v1/calls/{id}/record/pause", post(record_pause))
+        .route("/v1/calls/{id}/record/resume", post(record_resume))
         .route("/v1/calls/{id}/recordings", post(recordings_action))
-        .route("/v1/calls/{id}/legs/{leg}/{action}", post(leg_action))
+        .route("/v1/calls/{id}/legs/{leg}/mute", post(leg_mute))
+        .route("/v1/calls/{id}/legs/{leg}/unmute", post(leg_unmute))
         .route("/v1/recordings", get(recordings::list))
         .route(
             "/v1/recordings/{id}",
@@ -205,19 +155,23 @@ pub fn router(state: Arc<ApiState>) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    ApiError::new(ErrorCode::NotFound, "no such endpoint")
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "method not allowed on this endpoint",
     )
 }
 
+/// Liveness
+///
+/// Answers while the daemon runs; no token.
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
+    responses((status = 200, description = "The daemon answers", body = views::Health)))]
 async fn healthz() -> Response {
-    axum::Json(json!({"status": "ok"})).into_response()
+    axum::Json(views::Health { status: "ok" }).into_response()
 }
 
 /// Who the request is from. An admin token may act within one customer's
@@ -235,8 +189,7 @@ fn principal(state: &ApiState, headers: &HeaderMap) -> Result<Principal, ApiErro
         .filter(|c| crate::ids::is_valid_id(c))
         .ok_or_else(|| {
             ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "X-Customer-Id: not a valid customer id",
             )
         })?;
@@ -244,8 +197,7 @@ fn principal(state: &ApiState, headers: &HeaderMap) -> Result<Principal, ApiErro
         Principal::Admin => Ok(Principal::Tenant(customer.to_owned())),
         Principal::Tenant(own) if own == customer => Ok(Principal::Tenant(own)),
         Principal::Tenant(_) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "X-Customer-Id: a customer token acts only for its own customer",
         )),
     }
@@ -259,18 +211,25 @@ async fn body(
     req_body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!("bodies are limited to {MAX_BODY} bytes"),
             )
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text())
+            ApiError::new(ErrorCode::InvalidRequest, e.body_text())
         }
     })
 }
 
 type RawBody = Result<Bytes, axum::extract::rejection::BytesRejection>;
 
+/// Create a call
+///
+/// Allocates an RTP port pair for each leg (answered in `legs[].rtp`) and,
+/// with a `recording` block whose `enabled` is true, starts recording at
+/// once. All or nothing: a failure leaves no call behind.
+#[utoipa::path(post, path = "/v1/calls", operation_id = "create_call", tag = "calls",
+    request_body = CreateCallRequest,
+    responses((status = 201, description = "The call, with each leg's RTP address", body = CallView)))]
 async fn create_call(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -281,42 +240,42 @@ async fn create_call(
     ok(StatusCode::CREATED, s.engine.create_call(&who, req)?)
 }
 
+/// `GET /v1/calls` parameters.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct CallListQuery {
+    /// Calls on a page (default 50, at most 1000).
+    limit: Option<u32>,
+    /// Calls skipped.
+    offset: Option<u64>,
+    status: Option<CallStatus>,
+}
+
 /// Calls, newest first, a page at a time (`limit`, `offset`; `status`
 /// `active` or `ended`), like recordings.
+#[utoipa::path(get, path = "/v1/calls", operation_id = "list_calls", tag = "calls",
+    params(CallListQuery),
+    responses((status = 200, description = "A page of calls", body = views::Page<CallView>)))]
 async fn list_calls(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
-    params::Params(q): params::Params,
+    params::TypedQuery(q): params::TypedQuery<CallListQuery>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    let (mut limit, mut offset) = (recordings::DEFAULT_LIMIT, 0u64);
-    let mut status = None;
-    for (k, v) in &q {
-        if recordings::page_param(k, v, &mut limit, &mut offset)? {
-            continue;
-        }
-        match (k.as_str(), v.as_str()) {
-            ("status", "active") => status = Some(false),
-            ("status", "ended") => status = Some(true),
-            ("status", other) => {
-                return Err(recordings::bad_param(
-                    "status",
-                    format!("{other:?} is not active or ended"),
-                ));
-            }
-            (other, _) => {
-                return Err(recordings::bad_param(other, "not a parameter of this list"));
-            }
-        }
-    }
-    let (calls, total) = s.engine.list_calls(&who, status, limit as usize, offset);
-    let has_more = offset.saturating_add(calls.len() as u64) < total as u64;
-    ok(
-        StatusCode::OK,
-        json!({"data": calls, "pagination": {"total": total, "limit": limit, "offset": offset, "has_more": has_more}}),
-    )
+    let (limit, offset) = recordings::page(q.limit, q.offset);
+    let ended = q.status.map(|s| s == CallStatus::Ended);
+    let (data, total) = s.engine.list_calls(&who, ended, limit as usize, offset);
+    let pagination = views::Pagination::new(total as u64, limit, offset, data.len());
+    ok(StatusCode::OK, views::Page { data, pagination })
 }
 
+/// Get a call
+///
+/// With its legs' ingest counters and its recordings.
+#[utoipa::path(get, path = "/v1/calls/{id}", operation_id = "get_call", tag = "calls",
+    params(("id" = String, Path, description = "The call id")),
+    responses((status = 200, description = "The call", body = CallView)))]
 async fn get_call(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -326,6 +285,13 @@ async fn get_call(
     ok(StatusCode::OK, s.engine.get_call(&who, &id)?)
 }
 
+/// Add a leg
+///
+/// A new party (a conference participant, a transfer target) with its own
+/// RTP port pair; recordings of `all` participants take it in.
+#[utoipa::path(post, path = "/v1/calls/{id}/legs", operation_id = "add_leg", tag = "calls",
+    params(("id" = String, Path, description = "The call id")), request_body = LegRequest,
+    responses((status = 201, description = "The call with the new leg", body = CallView)))]
 async fn add_leg(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -337,6 +303,12 @@ async fn add_leg(
     ok(StatusCode::CREATED, s.engine.add_leg(&who, &id, req)?)
 }
 
+/// End a call
+///
+/// Stops its recordings (they are finalized) and releases its ports.
+#[utoipa::path(post, path = "/v1/calls/{id}/end", operation_id = "end_call", tag = "calls",
+    params(("id" = String, Path, description = "The call id")),
+    responses((status = 200, description = "The ended call", body = CallView)))]
 async fn end_call(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -346,40 +318,86 @@ async fn end_call(
     ok(StatusCode::OK, s.engine.end_call(&who, &id)?)
 }
 
-async fn record_action(
+/// Start recording a call
+///
+/// Every option is optional (defaults from `[recording]`); an empty body
+/// takes them all. One recording at a time per call.
+#[utoipa::path(post, path = "/v1/calls/{id}/record/start", operation_id = "start_recording",
+    tag = "recording control", params(("id" = String, Path, description = "The call id")), request_body = Option<RecordingRequest>,
+    responses((status = 201, description = "The recording started", body = RecordingView)))]
+async fn record_start(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
-    Path((id, action)): Path<(String, String)>,
+    Path(id): Path<String>,
     raw: RawBody,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    let bytes = body(raw).await?;
-    match action.as_str() {
-        "start" => {
-            let req: RecordingRequest = parse_or_default(&bytes)?;
-            if req.enabled.is_some() {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "enabled: only valid in a call's recording block",
-                ));
-            }
-            ok(
-                StatusCode::CREATED,
-                s.engine.start_recording(&who, &id, req)?,
-            )
-        }
-        "stop" => ok(StatusCode::OK, s.engine.stop_recording(&who, &id)?),
-        "pause" => ok(StatusCode::OK, s.engine.pause_recording(&who, &id)?),
-        "resume" => ok(StatusCode::OK, s.engine.resume_recording(&who, &id)?),
-        _ => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "actions are start, stop, pause and resume",
-        )),
+    let req: RecordingRequest = parse_or_default(&body(raw).await?)?;
+    if req.enabled.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "enabled: only valid in a call's recording block",
+        ));
     }
+    ok(
+        StatusCode::CREATED,
+        s.engine.start_recording(&who, &id, req)?,
+    )
 }
 
+/// Stop recording a call
+///
+/// The recording is finalized in the background: `recording.completed`
+/// (or `recording.failed`, `recording.discarded`) follows.
+#[utoipa::path(post, path = "/v1/calls/{id}/record/stop", operation_id = "stop_recording",
+    tag = "recording control", params(("id" = String, Path, description = "The call id")),
+    responses((status = 200, description = "The recording, stopped", body = RecordingView)))]
+async fn record_stop(
+    State(s): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let who = principal(&s, &headers)?;
+    ok(StatusCode::OK, s.engine.stop_recording(&who, &id)?)
+}
+
+/// Pause recording
+///
+/// Audio while paused is left out or recorded as silence
+/// (`pause_behavior`).
+#[utoipa::path(post, path = "/v1/calls/{id}/record/pause", operation_id = "pause_recording",
+    tag = "recording control", params(("id" = String, Path, description = "The call id")),
+    responses((status = 200, description = "The recording, paused", body = RecordingView)))]
+async fn record_pause(
+    State(s): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let who = principal(&s, &headers)?;
+    ok(StatusCode::OK, s.engine.pause_recording(&who, &id)?)
+}
+
+/// Resume recording
+#[utoipa::path(post, path = "/v1/calls/{id}/record/resume", operation_id = "resume_recording",
+    tag = "recording control", params(("id" = String, Path, description = "The call id")),
+    responses((status = 200, description = "The recording, resumed", body = RecordingView)))]
+async fn record_resume(
+    State(s): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let who = principal(&s, &headers)?;
+    ok(StatusCode::OK, s.engine.resume_recording(&who, &id)?)
+}
+
+/// Start or stop recording (one endpoint)
+///
+/// `{"action": "start", …recording options}` or `{"action": "stop"}`.
+#[utoipa::path(post, path = "/v1/calls/{id}/recordings", operation_id = "recording_action",
+    tag = "recording control", params(("id" = String, Path, description = "The call id")), request_body = ActionRequest,
+    responses(
+        (status = 201, description = "Started", body = RecordingView),
+        (status = 200, description = "Stopped", body = RecordingView)))]
 async fn recordings_action(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -393,8 +411,7 @@ async fn recordings_action(
             let opts: RecordingRequest =
                 serde_path_to_error::deserialize(Value::Object(req.options)).map_err(|e| {
                     ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_request",
+                        ErrorCode::InvalidRequest,
                         format!("{}: {}", e.path(), e.inner()),
                     )
                 })?;
@@ -406,41 +423,56 @@ async fn recordings_action(
         "stop" => {
             if !req.options.is_empty() {
                 return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
+                    ErrorCode::InvalidRequest,
                     "stop takes no options",
                 ));
             }
             ok(StatusCode::OK, s.engine.stop_recording(&who, &id)?)
         }
         other => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             format!("action: {other:?} is not \"start\" or \"stop\""),
         )),
     }
 }
 
-async fn leg_action(
+/// Mute a leg
+///
+/// Its audio is recorded as silence until unmuted.
+#[utoipa::path(post, path = "/v1/calls/{id}/legs/{leg}/mute", operation_id = "mute_leg",
+    tag = "recording control",
+    params(("id" = String, Path, description = "The call id"), ("leg" = String, Path, description = "The leg id")),
+    responses((status = 200, description = "The call", body = CallView)))]
+async fn leg_mute(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
-    Path((id, leg, action)): Path<(String, String, String)>,
+    Path((id, leg)): Path<(String, String)>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    let muted = match action.as_str() {
-        "mute" => true,
-        "unmute" => false,
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "leg actions are mute and unmute",
-            ));
-        }
-    };
-    ok(StatusCode::OK, s.engine.set_muted(&who, &id, &leg, muted)?)
+    ok(StatusCode::OK, s.engine.set_muted(&who, &id, &leg, true)?)
 }
 
+/// Unmute a leg
+#[utoipa::path(post, path = "/v1/calls/{id}/legs/{leg}/unmute", operation_id = "unmute_leg",
+    tag = "recording control",
+    params(("id" = String, Path, description = "The call id"), ("leg" = String, Path, description = "The leg id")),
+    responses((status = 200, description = "The call", body = CallView)))]
+async fn leg_unmute(
+    State(s): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path((id, leg)): Path<(String, String)>,
+) -> ApiResult {
+    let who = principal(&s, &headers)?;
+    ok(StatusCode::OK, s.engine.set_muted(&who, &id, &leg, false)?)
+}
+
+/// Prometheus metrics
+///
+/// Calls, recordings by state, RTP counters and drops by reason, encode
+/// time by format, finalize latency, webhook attempts; no token.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format", body = String,
+        content_type = "text/plain")))]
 async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
     let g = s.engine.gauges();
     let mut out = String::new();

@@ -10,49 +10,33 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::params::Params;
+use super::params::{Params, TypedQuery};
 use super::urls::UrlRefused;
-use super::{ApiError, ApiResult, ApiState, RawBody, body, ok, parse, principal};
+use super::views::{CallRecordingLink, Page, Pagination, RecordingDetail, RecordingLogView};
+use super::{ApiError, ApiResult, ApiState, ErrorCode, RawBody, body, ok, parse, principal};
 use crate::catalog::{Claim, ListFilter, RecordingRow};
+use crate::config::{Format, PauseBehavior};
+use crate::engine::model::RecordingStatus;
 use crate::engine::{EngineError, Principal};
 use crate::ids::is_valid_id;
+use crate::recording::Checksum;
 use crate::timefmt::{parse_rfc3339, rfc3339, unix_now};
 
 pub(super) const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 1000;
 
 pub(super) fn bad_param(name: &str, msg: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-        format!("{name}: {msg}"),
-    )
+    ApiError::new(ErrorCode::InvalidRequest, format!("{name}: {msg}"))
 }
 
-/// Takes `limit` or `offset` from a query; false for any other key.
-pub(super) fn page_param(
-    key: &str,
-    value: &str,
-    limit: &mut u32,
-    offset: &mut u64,
-) -> Result<bool, ApiError> {
-    match key {
-        "limit" => {
-            let n: u32 = value.parse().map_err(|_| {
-                bad_param("limit", format!("{value:?} is not a number 0-{MAX_LIMIT}"))
-            })?;
-            *limit = n.min(MAX_LIMIT);
-        }
-        "offset" => {
-            *offset = value.parse().map_err(|_| {
-                bad_param("offset", format!("{value:?} is not a non-negative number"))
-            })?;
-        }
-        _ => return Ok(false),
-    }
-    Ok(true)
+/// A list's `limit` (default 50, at most 1000) and `offset` (default 0).
+pub(super) fn page(limit: Option<u32>, offset: Option<u64>) -> (u32, u64) {
+    (
+        limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT),
+        offset.unwrap_or(0),
+    )
 }
 
 fn content_type(format: &str) -> &'static str {
@@ -64,150 +48,136 @@ fn content_type(format: &str) -> &'static str {
     }
 }
 
-/// The full JSON of a catalogued recording.
-fn detail(s: &ApiState, row: &RecordingRow) -> Value {
-    let mut v = serde_json::to_value(row).unwrap_or(Value::Null);
-    let info: Value = row
+/// A catalogued recording in full.
+fn detail(s: &ApiState, row: &RecordingRow) -> RecordingDetail {
+    #[derive(Default, Deserialize)]
+    struct SidecarPart {
+        #[serde(default)]
+        pauses: Vec<Value>,
+        #[serde(default)]
+        legs: Vec<Value>,
+        pause_behavior: Option<PauseBehavior>,
+        channel_count: Option<u16>,
+    }
+    let info: SidecarPart = row
         .info_json
         .as_deref()
         .and_then(|j| serde_json::from_str(j).ok())
-        .unwrap_or(Value::Null);
-    if let Some(o) = v.as_object_mut() {
-        if let Some(live) = s
-            .engine
-            .live_duration_ms(row.customer_id.as_deref(), &row.recording_id)
-        {
-            o.insert("duration_ms".into(), json!(live));
-        }
-        o.insert(
-            "duration_seconds".into(),
-            json!(o["duration_ms"].as_u64().unwrap_or(0) as f64 / 1000.0),
-        );
-        o.insert("content_type".into(), json!(content_type(&row.format)));
-        o.insert(
-            "checksum".into(),
-            row.checksum
-                .as_ref()
-                .map_or(Value::Null, |c| json!({"algorithm": "sha256", "value": c})),
-        );
-        o.insert(
-            "pauses".into(),
-            info.get("pauses").cloned().unwrap_or(json!([])),
-        );
-        o.insert(
-            "legs".into(),
-            info.get("legs").cloned().unwrap_or(json!([])),
-        );
-        o.insert(
-            "pause_behavior".into(),
-            info.get("pause_behavior").cloned().unwrap_or(Value::Null),
-        );
-        o.insert(
-            "channel_count".into(),
-            info.get("channel_count").cloned().unwrap_or(Value::Null),
-        );
-        // Transcription and metadata from a recording log with the same id.
-        if let Ok(Some((log, _, _))) =
-            s.engine
-                .catalog()
-                .get_log(row.customer_id.as_deref(), &row.call_id, &row.recording_id)
-            && let Ok(log) = serde_json::from_str::<Value>(&log)
-        {
-            for k in [
-                "transcription_id",
-                "transcription_status",
-                "metadata",
-                "recording_url",
-            ] {
-                if let Some(x) = log.get(k) {
-                    o.insert(k.into(), x.clone());
-                }
-            }
-        }
+        .unwrap_or_default();
+    let mut row = row.clone();
+    if let Some(live) = s
+        .engine
+        .live_duration_ms(row.customer_id.as_deref(), &row.recording_id)
+    {
+        row.duration_ms = live;
     }
-    v
+    let mut d = RecordingDetail {
+        duration_seconds: row.duration_ms as f64 / 1000.0,
+        content_type: content_type(&row.format),
+        checksum: row.checksum.clone().map(Checksum::sha256),
+        pauses: info.pauses,
+        legs: info.legs,
+        pause_behavior: info.pause_behavior,
+        channel_count: info.channel_count,
+        transcription_id: None,
+        transcription_status: None,
+        metadata: None,
+        recording_url: None,
+        row,
+    };
+    // Transcription and metadata from a recording log with the same id.
+    if let Ok(Some((log, _, _))) = s.engine.catalog().get_log(
+        d.row.customer_id.as_deref(),
+        &d.row.call_id,
+        &d.row.recording_id,
+    ) && let Ok(log) = serde_json::from_str::<RecordingLog>(&log)
+    {
+        d.transcription_id = log.transcription_id;
+        d.transcription_status = log.transcription_status;
+        d.metadata = log.metadata;
+        d.recording_url = log.recording_url;
+    }
+    d
 }
 
+/// `GET /v1/recordings` parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RecordingListQuery {
+    /// Recordings of this call only.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    call_id: Option<String>,
+    status: Option<RecordingStatus>,
+    #[param(inline)]
+    format: Option<Format>,
+    /// Started at or after this time (RFC 3339).
+    #[param(format = DateTime)]
+    since: Option<String>,
+    /// Started before this time (RFC 3339).
+    #[param(format = DateTime)]
+    until: Option<String>,
+    /// Recordings on a page (default 50, at most 1000).
+    limit: Option<u32>,
+    /// Recordings skipped.
+    offset: Option<u64>,
+}
+
+/// List recordings
+///
+/// Newest first, a page at a time; a customer token sees its own.
+#[utoipa::path(get, path = "/v1/recordings", operation_id = "list_recordings", tag = "recordings",
+    params(RecordingListQuery),
+    responses((status = 200, description = "A page of recordings", body = Page<RecordingDetail>)))]
 pub async fn list(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
-    Params(q): Params,
+    TypedQuery(q): TypedQuery<RecordingListQuery>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    let mut f = ListFilter {
+    let (limit, offset) = page(q.limit, q.offset);
+    if let Some(call) = &q.call_id
+        && !is_valid_id(call)
+    {
+        return Err(bad_param("call_id", "not a valid id"));
+    }
+    let time = |name: &str, value: &Option<String>| -> Result<Option<i64>, ApiError> {
+        value
+            .as_deref()
+            .map(|v| {
+                parse_rfc3339(v)
+                    .map(|t| t.as_millis() as i64)
+                    .ok_or_else(|| bad_param(name, format!("{v:?} is not an RFC 3339 time")))
+            })
+            .transpose()
+    };
+    let f = ListFilter {
         customer_id: match &who {
             Principal::Admin => None,
             Principal::Tenant(t) => Some(t.clone()),
         },
-        limit: DEFAULT_LIMIT,
-        ..Default::default()
+        since_ms: time("since", &q.since)?,
+        until_ms: time("until", &q.until)?,
+        call_id: q.call_id,
+        status: q.status.map(|s| s.as_str().to_owned()),
+        format: q.format.map(|f| f.extension().to_owned()),
+        limit,
+        offset,
     };
-    for (k, v) in &q {
-        match k.as_str() {
-            "call_id" => {
-                if !is_valid_id(v) {
-                    return Err(bad_param("call_id", "not a valid id"));
-                }
-                f.call_id = Some(v.clone());
-            }
-            "status" => {
-                const STATES: [&str; 8] = [
-                    "recording",
-                    "paused",
-                    "stopped",
-                    "processing",
-                    "completed",
-                    "failed",
-                    "discarded",
-                    "deleted",
-                ];
-                if !STATES.contains(&v.as_str()) {
-                    return Err(bad_param(
-                        "status",
-                        format!("{v:?} is not one of {}", STATES.join(", ")),
-                    ));
-                }
-                f.status = Some(v.clone());
-            }
-            "format" => {
-                if !["wav", "mp3", "opus"].contains(&v.as_str()) {
-                    return Err(bad_param(
-                        "format",
-                        format!("{v:?} is not wav, mp3 or opus"),
-                    ));
-                }
-                f.format = Some(v.clone());
-            }
-            "since" | "until" => {
-                let t = parse_rfc3339(v)
-                    .ok_or_else(|| bad_param(k, format!("{v:?} is not an RFC 3339 time")))?;
-                let ms = t.as_millis() as i64;
-                if k == "since" {
-                    f.since_ms = Some(ms);
-                } else {
-                    f.until_ms = Some(ms);
-                }
-            }
-            other => {
-                if !page_param(other, v, &mut f.limit, &mut f.offset)? {
-                    return Err(bad_param(other, "unknown query parameter"));
-                }
-            }
-        }
-    }
     let (rows, total) = s
         .engine
         .catalog()
         .list(&f)
         .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?;
-    let data: Vec<Value> = rows.iter().map(|r| detail(&s, r)).collect();
-    let has_more = f.offset.saturating_add(rows.len() as u64) < total;
-    ok(
-        StatusCode::OK,
-        json!({"data": data, "pagination": {"total": total, "limit": f.limit, "offset": f.offset, "has_more": has_more}}),
-    )
+    let pagination = Pagination::new(total, f.limit, f.offset, rows.len());
+    let data = rows.iter().map(|r| detail(&s, r)).collect();
+    ok(StatusCode::OK, Page { data, pagination })
 }
 
+/// Get a recording
+#[utoipa::path(get, path = "/v1/recordings/{id}", operation_id = "get_recording", tag = "recordings",
+    params(("id" = String, Path, description = "The recording id")),
+    responses((status = 200, description = "The recording", body = RecordingDetail)))]
 pub async fn get(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -221,15 +191,13 @@ pub async fn get(
 fn downloadable(row: &RecordingRow) -> Result<(), ApiError> {
     if row.deleted_at.is_some() {
         return Err(ApiError::new(
-            StatusCode::GONE,
-            "recording_deleted",
+            ErrorCode::RecordingDeleted,
             "the recording was deleted",
         ));
     }
     if row.status != "completed" || row.external {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "recording_not_ready",
+            ErrorCode::RecordingNotReady,
             format!(
                 "the recording is {}; only completed recordings can be downloaded",
                 row.status
@@ -239,6 +207,13 @@ fn downloadable(row: &RecordingRow) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Download a recording
+///
+/// Redirects to a signed, time-limited URL of the file.
+#[utoipa::path(get, path = "/v1/recordings/{id}/download", operation_id = "download_recording",
+    tag = "recordings", params(("id" = String, Path, description = "The recording id")),
+    responses((status = 302, description = "Redirect to the signed file URL",
+        headers(("Location" = String, description = "The signed URL")))))]
 pub async fn download(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -253,6 +228,12 @@ pub async fn download(
     Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response())
 }
 
+/// The latest recording of a call
+///
+/// With a signed download URL once it is completed.
+#[utoipa::path(get, path = "/v1/calls/{id}/recording", operation_id = "call_recording",
+    tag = "recordings", params(("id" = String, Path, description = "The call id")),
+    responses((status = 200, description = "The call's latest recording", body = CallRecordingLink)))]
 pub async fn call_recording(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -274,13 +255,27 @@ pub async fn call_recording(
         .unwrap_or(row.duration_ms);
     ok(
         StatusCode::OK,
-        json!({"recording_id": row.recording_id, "call_id": row.call_id, "url": url,
-               "content_type": content_type(&row.format), "expires_at": expires,
-               "recording_status": row.status, "duration_seconds": duration_ms as f64 / 1000.0,
-               "file_size_bytes": row.file_size_bytes, "recording_start_time": row.started_at}),
+        CallRecordingLink {
+            content_type: content_type(&row.format),
+            recording_id: row.recording_id,
+            call_id: row.call_id,
+            url,
+            expires_at: expires,
+            recording_status: row.status,
+            duration_seconds: duration_ms as f64 / 1000.0,
+            file_size_bytes: row.file_size_bytes,
+            recording_start_time: row.started_at,
+        },
     )
 }
 
+/// Delete a recording
+///
+/// Removes the file and its sidecar; the catalog keeps a tombstone
+/// (status `deleted`).
+#[utoipa::path(delete, path = "/v1/recordings/{id}", operation_id = "delete_recording",
+    tag = "recordings", params(("id" = String, Path, description = "The recording id")),
+    responses((status = 200, description = "The deleted recording", body = RecordingDetail)))]
 pub async fn delete(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -302,6 +297,22 @@ fn canonical_u64(s: &str) -> Option<u64> {
 
 /// Serves a file through a signed URL (no bearer token): Content-Type,
 /// ETag (the sha256), Accept-Ranges, single `Range` requests, HEAD.
+#[utoipa::path(method(get, head), path = "/v1/files/{id}", operation_id = "get_file",
+    tag = "recordings",
+    params(("id" = String, Path, description = "The recording id"),
+        ("customer" = Option<String>, Query, description = "The recording's customer, as signed"),
+        ("expires" = u64, Query, description = "Unix time the URL expires, as signed"),
+        ("sig" = String, Query, description = "The signature"),
+        ("Range" = Option<String>, Header, description = "One byte range: `bytes=a-b`, `bytes=a-`, `bytes=-n`"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags already held")),
+    responses(
+        (status = 200, description = "The file", content(
+            (Vec<u8> = "audio/wav"), (Vec<u8> = "audio/mpeg"), (Vec<u8> = "audio/ogg")),
+            headers(("ETag" = String, description = "The SHA-256 of the file, quoted"))),
+        (status = 206, description = "The requested range", content(
+            (Vec<u8> = "audio/wav"), (Vec<u8> = "audio/mpeg"), (Vec<u8> = "audio/ogg")),
+            headers(("Content-Range" = String))),
+        (status = 304, description = "The file has one of the given ETags")))]
 pub async fn file(
     State(s): State<Arc<ApiState>>,
     method: Method,
@@ -309,7 +320,7 @@ pub async fn file(
     Path(id): Path<String>,
     Params(q): Params,
 ) -> ApiResult {
-    let forbidden = |code: &'static str, msg: &str| ApiError::new(StatusCode::FORBIDDEN, code, msg);
+    let forbidden = |code: ErrorCode, msg: &str| ApiError::new(code, msg);
     // The recording's customer (absent for the admin's own recordings),
     // the expiry and the signature; nothing else.
     if let Some(other) = q
@@ -317,21 +328,21 @@ pub async fn file(
         .find(|k| !["customer", "expires", "sig"].contains(&k.as_str()))
     {
         return Err(forbidden(
-            "invalid_signature",
+            ErrorCode::InvalidSignature,
             &format!("{other}: not part of a signed URL"),
         ));
     }
     let expires: u64 = q
         .get("expires")
         .and_then(|e| canonical_u64(e))
-        .ok_or_else(|| forbidden("invalid_signature", "missing or malformed expires"))?;
+        .ok_or_else(|| forbidden(ErrorCode::InvalidSignature, "missing or malformed expires"))?;
     let sig = q
         .get("sig")
-        .ok_or_else(|| forbidden("invalid_signature", "missing sig"))?;
+        .ok_or_else(|| forbidden(ErrorCode::InvalidSignature, "missing sig"))?;
     let customer = q.get("customer").map(String::as_str);
     if !crate::ids::is_valid_id(&id) || customer.is_some_and(|c| !crate::ids::is_valid_id(c)) {
         return Err(forbidden(
-            "invalid_signature",
+            ErrorCode::InvalidSignature,
             "the URL does not name a recording",
         ));
     }
@@ -339,13 +350,13 @@ pub async fn file(
         Ok(()) => {}
         Err(UrlRefused::Expired) => {
             return Err(forbidden(
-                "url_expired",
+                ErrorCode::UrlExpired,
                 "this download URL has expired; ask for a new one",
             ));
         }
         Err(UrlRefused::BadSignature) => {
             return Err(forbidden(
-                "invalid_signature",
+                ErrorCode::InvalidSignature,
                 "the URL signature does not match",
             ));
         }
@@ -360,13 +371,12 @@ pub async fn file(
     let path = row
         .path
         .clone()
-        .ok_or_else(|| ApiError::new(StatusCode::GONE, "recording_deleted", "no file"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::RecordingDeleted, "no file"))?;
     let etag = format!("\"{}\"", row.checksum.clone().unwrap_or_default());
     let mut f = std::fs::File::open(&path).map_err(|e| {
         tracing::error!(file = %path, error = %e, "catalogued recording file missing");
         ApiError::new(
-            StatusCode::GONE,
-            "file_missing",
+            ErrorCode::FileMissing,
             "the recording's file is missing from storage",
         )
     })?;
@@ -383,12 +393,15 @@ pub async fn file(
         Some(r) => match parse_range(r, size) {
             Some(r) => Some(r),
             None => {
-                return Ok((
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    [(header::CONTENT_RANGE, format!("bytes */{size}"))],
-                    axum::Json(json!({"error": {"code": "range_not_satisfiable", "message": format!("the file has {size} bytes")}})),
+                let mut r = ApiError::new(
+                    ErrorCode::RangeNotSatisfiable,
+                    format!("the file has {size} bytes"),
                 )
-                    .into_response());
+                .into_response();
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    r.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                return Ok(r);
             }
         },
     };
@@ -482,16 +495,29 @@ fn parse_range(h: &str, size: u64) -> Option<(u64, u64)> {
 }
 
 /// A recording log as posted.
-#[derive(Debug, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordingLog {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub recording_id: String,
+    /// Where the recording is kept elsewhere.
+    #[schema(pattern = "^https://[^ ]+$", max_length = 2048)]
     pub recording_url: Option<String>,
+    #[schema(minimum = 0, maximum = 604800)]
     pub duration_seconds: Option<f64>,
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub transcription_id: Option<String>,
+    /// `pending`, `completed` or `failed`.
+    #[schema(pattern = "^(pending|completed|failed)$")]
     pub transcription_status: Option<String>,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
     pub started_at: Option<String>,
+    /// RFC 3339, not before `started_at`.
+    #[schema(format = DateTime)]
     pub ended_at: Option<String>,
+    /// Any JSON object, at most 16 KiB.
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, Value>>,
 }
 
@@ -559,6 +585,20 @@ fn validate_log(l: &RecordingLog) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Post a recording log
+///
+/// Attaches transcription and metadata to a recording of the call, or
+/// catalogues a recording made elsewhere (format `external`). With
+/// `Idempotency-Key`, a retry answers the stored answer
+/// (`Idempotent-Replayed: true`).
+#[utoipa::path(post, path = "/v1/calls/{id}/recording-log", operation_id = "post_recording_log",
+    tag = "recordings",
+    params(("id" = String, Path, description = "The call id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-255 ASCII characters")),
+    request_body = RecordingLog,
+    responses(
+        (status = 201, description = "A new log", body = super::views::RecordingLogView),
+        (status = 200, description = "The log replaced an earlier one", body = super::views::RecordingLogView)))]
 pub async fn recording_log(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -606,8 +646,7 @@ pub async fn recording_log(
         .map_err(internal)?;
     let reused = || {
         ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_key_reused",
+            ErrorCode::IdempotencyKeyReused,
             "this Idempotency-Key was used with a different body",
         )
     };
@@ -625,8 +664,7 @@ pub async fn recording_log(
         }
         Claim::InProgress { request_hash } if request_hash != hash => Err(reused()),
         Claim::InProgress { .. } => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_key_in_use",
+            ErrorCode::IdempotencyKeyInUse,
             "a request with this Idempotency-Key is in progress; retry it in a moment",
         )),
         Claim::Claimed => match store_recording_log(&s, &call, customer, &bytes) {
@@ -691,16 +729,13 @@ fn store_recording_log(
         .ok()
         .flatten()
         .unwrap_or_default();
-    let mut response = serde_json::to_value(&log).unwrap_or(Value::Null);
-    if let Some(o) = response.as_object_mut() {
-        o.insert("call_id".into(), json!(call));
-        o.insert(
-            "attached_to_engine_recording".into(),
-            json!(engine_recording.is_some()),
-        );
-        o.insert("created_at".into(), json!(created_at));
-        o.insert("updated_at".into(), json!(updated_at));
-    }
+    let response = RecordingLogView {
+        log: log.clone(),
+        call_id: call.to_owned(),
+        attached_to_engine_recording: engine_recording.is_some(),
+        created_at,
+        updated_at,
+    };
     // A recording log for a recording the engine does not have catalogues
     // the external recording so it can be listed.
     if catalogued.is_none() {
@@ -742,7 +777,7 @@ fn store_recording_log(
     } else {
         StatusCode::OK
     };
-    Ok((status, response.to_string()))
+    Ok((status, serde_json::to_string(&response).unwrap_or_default()))
 }
 
 #[cfg(test)]

@@ -30,7 +30,11 @@ pub struct Limits {
 
 /// The answer to a connection over `max_connections`.
 fn too_many_connections() -> Vec<u8> {
-    let body = r#"{"error":{"code":"too_many_connections","message":"the API is at api.max_connections; retry in a moment"}}"#;
+    let body = super::ApiError::new(
+        super::ErrorCode::TooManyConnections,
+        "the API is at api.max_connections; retry in a moment",
+    )
+    .to_json();
     format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()

@@ -7,22 +7,20 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use serde_json::json;
 
-use super::params::Params;
-use super::recordings::{DEFAULT_LIMIT, bad_param, page_param};
-use super::{ApiError, ApiResult, ApiState, ok, principal};
+use super::params::TypedQuery;
+use super::recordings::page;
+use super::views::{DeliveryView, Page, Pagination};
+use super::{ApiError, ApiResult, ApiState, ErrorCode, ok, principal};
+use crate::catalog::outbox::DeliveryStatus;
 use crate::engine::{EngineError, Principal};
 use crate::timefmt::{rfc3339, unix_now};
-
-const STATES: [&str; 3] = ["pending", "delivered", "failed"];
 
 fn admin_only(s: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
     match principal(s, headers)? {
         Principal::Admin => Ok(()),
         Principal::Tenant(_) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "webhook deliveries need an admin token",
         )),
     }
@@ -32,58 +30,51 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::from(EngineError::Internal(e.to_string()))
 }
 
+/// `GET /v1/webhooks/deliveries` parameters.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryListQuery {
+    status: Option<DeliveryStatus>,
+    /// Deliveries to this endpoint URL only.
+    endpoint: Option<String>,
+    /// Deliveries on a page (default 50, at most 1000).
+    limit: Option<u32>,
+    /// Deliveries skipped.
+    offset: Option<u64>,
+}
+
+/// List webhook deliveries
+///
+/// Admin tokens only.
+#[utoipa::path(get, path = "/v1/webhooks/deliveries", operation_id = "list_webhook_deliveries",
+    tag = "webhooks", params(DeliveryListQuery),
+    responses((status = 200, description = "A page of deliveries", body = Page<DeliveryView>)))]
 pub async fn list(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
-    Params(q): Params,
+    TypedQuery(q): TypedQuery<DeliveryListQuery>,
 ) -> ApiResult {
     admin_only(&s, &headers)?;
-    let (mut status, mut endpoint) = (None, None);
-    let (mut limit, mut offset) = (DEFAULT_LIMIT, 0u64);
-    for (k, v) in &q {
-        match k.as_str() {
-            "status" if STATES.contains(&v.as_str()) => status = Some(v.as_str()),
-            "status" => {
-                return Err(bad_param(
-                    "status",
-                    format!("{v:?} is not one of {}", STATES.join(", ")),
-                ));
-            }
-            "endpoint" => endpoint = Some(v.as_str()),
-            other => {
-                if !page_param(other, v, &mut limit, &mut offset)? {
-                    return Err(bad_param(other, "unknown query parameter"));
-                }
-            }
-        }
-    }
+    let (limit, offset) = page(q.limit, q.offset);
+    let status = q.status.map(DeliveryStatus::as_str);
+    let endpoint = q.endpoint.as_deref();
     let (rows, total) = s
         .engine
         .catalog()
         .list_deliveries(status, endpoint, limit, offset)
         .map_err(internal)?;
-    let data: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|r| {
-            let mut v = serde_json::to_value(r).unwrap_or_default();
-            if let Some(o) = v.as_object_mut() {
-                let next = (r.status == "pending").then(|| {
-                    rfc3339(std::time::Duration::from_millis(
-                        r.next_attempt_ms.max(0) as u64
-                    ))
-                });
-                o.insert("next_attempt_at".into(), json!(next));
-            }
-            v
-        })
-        .collect();
-    let has_more = offset.saturating_add(rows.len() as u64) < total;
-    ok(
-        StatusCode::OK,
-        json!({"data": data, "pagination": {"total": total, "limit": limit, "offset": offset, "has_more": has_more}}),
-    )
+    let pagination = Pagination::new(total, limit, offset, rows.len());
+    let data = rows.into_iter().map(DeliveryView::from).collect();
+    ok(StatusCode::OK, Page { data, pagination })
 }
 
+/// Retry a failed webhook delivery
+///
+/// Admin tokens only.
+#[utoipa::path(post, path = "/v1/webhooks/deliveries/{id}/retry", operation_id = "retry_webhook_delivery",
+    tag = "webhooks", params(("id" = i64, Path, description = "The delivery id")),
+    responses((status = 202, description = "Queued again", body = DeliveryView)))]
 pub async fn retry(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -92,8 +83,7 @@ pub async fn retry(
     admin_only(&s, &headers)?;
     let not_found = || {
         ApiError::new(
-            StatusCode::NOT_FOUND,
-            "delivery_not_found",
+            ErrorCode::DeliveryNotFound,
             format!("no webhook delivery {id:?}"),
         )
     };
@@ -109,8 +99,7 @@ pub async fn retry(
         .map_err(internal)?
     {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "delivery_not_failed",
+            ErrorCode::DeliveryNotFailed,
             format!(
                 "delivery {id} is {}; only failed deliveries are retried",
                 row.status
@@ -121,5 +110,5 @@ pub async fn retry(
         .get_delivery(id)
         .map_err(internal)?
         .ok_or_else(not_found)?;
-    ok(StatusCode::ACCEPTED, row)
+    ok(StatusCode::ACCEPTED, DeliveryView::from(row))
 }

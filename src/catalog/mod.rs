@@ -214,12 +214,13 @@ pub enum Claim {
 }
 
 /// One recording as catalogued.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RecordingRow {
     pub recording_id: String,
     pub call_id: String,
     pub customer_id: Option<String>,
     pub reference_type: String,
+    #[schema(value_type = crate::engine::model::RecordingStatus)]
     pub status: String,
     pub format: String,
     pub sample_rate: u32,

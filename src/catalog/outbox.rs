@@ -8,13 +8,34 @@ use serde::Serialize;
 
 use super::{Catalog, CatalogError};
 
+/// Where a delivery is: `pending` until it is `delivered` or, after its
+/// last attempt, `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+}
+
 /// One delivery as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DeliveryRow {
     pub delivery_id: i64,
     pub endpoint: String,
     pub event_id: u64,
     pub event: String,
+    #[schema(value_type = DeliveryStatus)]
     pub status: String,
     pub attempts: u32,
     /// Unix ms of the next attempt (pending only).

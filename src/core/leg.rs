@@ -46,7 +46,7 @@ pub trait PcmSink {
 }
 
 /// A DTMF digit placed on the leg timeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct DtmfRecord {
     /// The character (`0`–`9`, `*`, `#`, `A`–`D`, `!` for flash) or `?`.
     pub digit: char,
@@ -66,7 +66,7 @@ pub struct DtmfRecord {
 }
 
 /// Counters of one leg beyond the jitter buffer's.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct LegStats {
     /// Datagrams offered.
     pub datagrams: u64,

@@ -1,5 +1,5 @@
-//! Control-plane errors, each with the stable code and HTTP status the API
-//! answers with.
+//! Control-plane errors. The API gives each its stable code and HTTP
+//! status (`api::error::ErrorCode`).
 
 use thiserror::Error;
 
@@ -54,55 +54,4 @@ pub enum EngineError {
     },
     #[error("internal error")]
     Internal(String),
-}
-
-impl EngineError {
-    /// The stable error code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            EngineError::InvalidRequest(_) => "invalid_request",
-            EngineError::InvalidFormat(_) => "invalid_format",
-            EngineError::CallNotFound(_) => "call_not_found",
-            EngineError::LegNotFound(_) => "leg_not_found",
-            EngineError::RecordingNotFound(_) => "recording_not_found",
-            EngineError::RecordingNotStarted(_) => "recording_not_started",
-            EngineError::RecordingInProgress(_) => "recording_in_progress",
-            EngineError::AlreadyPaused => "recording_already_paused",
-            EngineError::NotPaused => "recording_not_paused",
-            EngineError::CallExists(_) => "call_exists",
-            EngineError::CallEnded(_) => "call_ended",
-            EngineError::PortsExhausted => "ports_exhausted",
-            EngineError::ShuttingDown => "shutting_down",
-            EngineError::OutOfResources => "out_of_resources",
-            EngineError::QuotaExceeded(_) => "quota_exceeded",
-            EngineError::RecordingBusy(_) => "recording_in_progress",
-            EngineError::PathInUse(_) => "recording_path_in_use",
-            EngineError::AmbiguousId { .. } => "ambiguous_id",
-            EngineError::Internal(_) => "internal",
-        }
-    }
-
-    /// The HTTP status.
-    pub fn status(&self) -> u16 {
-        match self {
-            EngineError::InvalidRequest(_) | EngineError::InvalidFormat(_) => 400,
-            EngineError::CallNotFound(_)
-            | EngineError::LegNotFound(_)
-            | EngineError::RecordingNotFound(_)
-            | EngineError::RecordingNotStarted(_) => 404,
-            EngineError::RecordingInProgress(_)
-            | EngineError::AlreadyPaused
-            | EngineError::NotPaused
-            | EngineError::CallExists(_)
-            | EngineError::CallEnded(_) => 409,
-            EngineError::RecordingBusy(_)
-            | EngineError::PathInUse(_)
-            | EngineError::AmbiguousId { .. } => 409,
-            EngineError::QuotaExceeded(_) => 429,
-            EngineError::PortsExhausted
-            | EngineError::ShuttingDown
-            | EngineError::OutOfResources => 503,
-            EngineError::Internal(_) => 500,
-        }
-    }
 }

@@ -863,9 +863,9 @@ impl Engine {
             direction: c.direction,
             reference_type: c.reference_type,
             status: if c.ended_at.is_some() {
-                "ended"
+                CallStatus::Ended
             } else {
-                "active"
+                CallStatus::Active
             },
             created_at: c.created_at.clone(),
             ended_at: c.ended_at.clone(),

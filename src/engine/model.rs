@@ -11,7 +11,7 @@ use crate::core::leg::LegStats;
 use crate::io::udp::IngestSnapshot;
 use crate::recording::{Checksum, Role};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     #[default]
@@ -19,7 +19,7 @@ pub enum Direction {
     Outbound,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReferenceType {
     #[default]
@@ -27,14 +27,59 @@ pub enum ReferenceType {
     Conference,
 }
 
+/// Where a call is: `active` until it is ended (by the API, its last
+/// leg's media timeout or shutdown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CallStatus {
+    Active,
+    Ended,
+}
+
+/// Where a recording is, as the API and the catalog name it: `recording`
+/// and `paused` while the call is recorded, `stopped` and `processing`
+/// while it is finished, then `completed`, `failed` or `discarded`
+/// (shorter than `recording.min_duration_ms`); `deleted` after a DELETE
+/// or retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingStatus {
+    Recording,
+    Paused,
+    Stopped,
+    Processing,
+    Completed,
+    Failed,
+    Discarded,
+    Deleted,
+}
+
+impl RecordingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingStatus::Recording => "recording",
+            RecordingStatus::Paused => "paused",
+            RecordingStatus::Stopped => "stopped",
+            RecordingStatus::Processing => "processing",
+            RecordingStatus::Completed => "completed",
+            RecordingStatus::Failed => "failed",
+            RecordingStatus::Discarded => "discarded",
+            RecordingStatus::Deleted => "deleted",
+        }
+    }
+}
+
 /// A leg in a create-call or add-leg request.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LegRequest {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub leg_id: Option<String>,
     pub role: Role,
+    #[schema(max_length = 256)]
     pub label: Option<String>,
-    /// Dynamic payload types: `{"101": "telephone-event/8000", "111": "opus/48000/2"}`.
+    /// Dynamic payload types: `{"101": "telephone-event/8000", "111": "opus/48000/2"}`
+    /// (at most 32).
     #[serde(default)]
     pub payload_types: BTreeMap<String, String>,
     /// The only source this leg accepts, from its first packet:
@@ -43,7 +88,7 @@ pub struct LegRequest {
 }
 
 /// Which legs a recording contains.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ParticipantRequest {
     /// `"all"`, `"caller"` or `"callee"`.
@@ -52,7 +97,7 @@ pub enum ParticipantRequest {
     Legs(Vec<String>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DtmfPolicy {
     #[default]
@@ -61,7 +106,7 @@ pub enum DtmfPolicy {
 }
 
 /// Recording options (all optional: defaults come from `[recording]`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordingRequest {
     /// Only in a create-call `recording` block: start recording at once.
@@ -74,28 +119,33 @@ pub struct RecordingRequest {
     pub sample_rate: Option<u32>,
     pub pause_behavior: Option<PauseBehavior>,
     pub dtmf: Option<DtmfPolicy>,
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub recording_id: Option<String>,
     /// Days to keep this recording (overrides `storage.retention_days`; 0 = forever).
     pub retention_days: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCallRequest {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub call_id: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub from: String,
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub to: String,
     #[serde(default)]
     pub direction: Direction,
     #[serde(default)]
     pub reference_type: ReferenceType,
+    #[schema(min_items = 1, max_items = 64)]
     pub legs: Vec<LegRequest>,
     pub recording: Option<RecordingRequest>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
     pub action: String,
@@ -103,14 +153,14 @@ pub struct ActionRequest {
     pub options: serde_json::Map<String, serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RtpAddress {
     pub host: String,
     pub port: u16,
     pub rtcp_port: u16,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LegView {
     pub leg_id: String,
     pub role: Role,
@@ -124,7 +174,7 @@ pub struct LegView {
     pub stats: Option<LegStats>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CallView {
     pub call_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,7 +183,7 @@ pub struct CallView {
     pub to: String,
     pub direction: Direction,
     pub reference_type: ReferenceType,
-    pub status: &'static str,
+    pub status: CallStatus,
     pub created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<String>,
@@ -142,10 +192,11 @@ pub struct CallView {
     pub recordings: Vec<RecordingView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RecordingView {
     pub recording_id: String,
     pub call_id: String,
+    #[schema(value_type = RecordingStatus)]
     pub status: &'static str,
     pub format: Format,
     pub sample_rate: u32,

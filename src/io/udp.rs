@@ -48,7 +48,7 @@ impl IngestStats {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct IngestSnapshot {
     pub datagrams: u64,
     pub bytes: u64,

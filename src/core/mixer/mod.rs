@@ -64,7 +64,7 @@ pub enum MixerError {
 
 /// A pause of the recording, in milliseconds of the recording timeline
 /// (0 = recording start).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PauseInterval {
     pub start_ms: u64,
     pub end_ms: Option<u64>,
