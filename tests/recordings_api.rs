@@ -77,7 +77,17 @@ fn listing_pages_filters_and_refuses_bad_parameters() {
         ),
         (0, Some(5))
     );
-    assert_eq!(page("?limit=5000")["pagination"]["limit"], 1000);
+    // Past the most a page holds is refused, naming the parameter.
+    let (status, refused) = get(&d, "/v1/recordings?limit=1001", ACME);
+    assert_eq!(status, 400);
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("limit:"),
+        "{refused}"
+    );
+    assert_eq!(page("?limit=1000")["pagination"]["limit"], 1000);
     assert_eq!(page("?format=wav")["pagination"]["total"], 3);
     assert_eq!(
         page("?status=completed&call_id=c1")["data"][0]["format"],

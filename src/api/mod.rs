@@ -246,9 +246,11 @@ async fn create_call(
 #[into_params(parameter_in = Query)]
 struct CallListQuery {
     /// Calls on a page (default 50, at most 1000).
+    #[param(minimum = 0, maximum = 1000)]
     limit: Option<u32>,
     /// Calls skipped.
-    offset: Option<u64>,
+    #[param(minimum = 0)]
+    offset: Option<i64>,
     status: Option<CallStatus>,
 }
 
@@ -263,7 +265,7 @@ async fn list_calls(
     params::TypedQuery(q): params::TypedQuery<CallListQuery>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    let (limit, offset) = recordings::page(q.limit, q.offset);
+    let (limit, offset) = recordings::page(q.limit, q.offset)?;
     let ended = q.status.map(|s| s == CallStatus::Ended);
     let (data, total) = s.engine.list_calls(&who, ended, limit as usize, offset);
     let pagination = views::Pagination::new(total as u64, limit, offset, data.len());

@@ -32,11 +32,14 @@ pub(super) fn bad_param(name: &str, msg: impl std::fmt::Display) -> ApiError {
 }
 
 /// A list's `limit` (default 50, at most 1000) and `offset` (default 0).
-pub(super) fn page(limit: Option<u32>, offset: Option<u64>) -> (u32, u64) {
-    (
-        limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT),
-        offset.unwrap_or(0),
-    )
+pub(super) fn page(limit: Option<u32>, offset: Option<i64>) -> Result<(u32, u64), ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if limit > MAX_LIMIT {
+        return Err(bad_param("limit", format!("at most {MAX_LIMIT}")));
+    }
+    let offset = u64::try_from(offset.unwrap_or(0))
+        .map_err(|_| bad_param("offset", "must not be negative"))?;
+    Ok((limit, offset))
 }
 
 fn content_type(format: &str) -> &'static str {
@@ -118,9 +121,11 @@ pub struct RecordingListQuery {
     #[param(format = DateTime)]
     until: Option<String>,
     /// Recordings on a page (default 50, at most 1000).
+    #[param(minimum = 0, maximum = 1000)]
     limit: Option<u32>,
     /// Recordings skipped.
-    offset: Option<u64>,
+    #[param(minimum = 0)]
+    offset: Option<i64>,
 }
 
 /// List recordings
@@ -135,7 +140,7 @@ pub async fn list(
     TypedQuery(q): TypedQuery<RecordingListQuery>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    let (limit, offset) = page(q.limit, q.offset);
+    let (limit, offset) = page(q.limit, q.offset)?;
     if let Some(call) = &q.call_id
         && !is_valid_id(call)
     {

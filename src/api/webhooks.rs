@@ -39,9 +39,11 @@ pub struct DeliveryListQuery {
     /// Deliveries to this endpoint URL only.
     endpoint: Option<String>,
     /// Deliveries on a page (default 50, at most 1000).
+    #[param(minimum = 0, maximum = 1000)]
     limit: Option<u32>,
     /// Deliveries skipped.
-    offset: Option<u64>,
+    #[param(minimum = 0)]
+    offset: Option<i64>,
 }
 
 /// List webhook deliveries
@@ -56,7 +58,7 @@ pub async fn list(
     TypedQuery(q): TypedQuery<DeliveryListQuery>,
 ) -> ApiResult {
     admin_only(&s, &headers)?;
-    let (limit, offset) = page(q.limit, q.offset);
+    let (limit, offset) = page(q.limit, q.offset)?;
     let status = q.status.map(DeliveryStatus::as_str);
     let endpoint = q.endpoint.as_deref();
     let (rows, total) = s
