@@ -3,8 +3,10 @@
 //! # Architecture
 //!
 //! - [`core`]: the sans-IO media pipeline (RTP parsing, jitter buffering,
-//!   decoding, resampling). Pure functions of bytes and a clock value; see its
-//!   drive contract.
+//!   decoding, resampling, mixing, encoding) and `core::call::CallMedia`,
+//!   one call's media as a state machine the daemon's workers and
+//!   `recengine pcap` drive alike. Pure functions of bytes and a clock
+//!   value; see its drive contract.
 //! - [`capture`]: reading pcap/pcapng files and finding RTP streams in them,
 //!   for the offline `recengine pcap` command, which runs the same core code
 //!   the daemon runs with capture timestamps as the clock.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use recengine::config::{Channels, Format, PauseBehavior};
+use recengine::core::call::Failure;
 use recengine::core::encode::EncoderSpec;
 use recengine::core::leg::LegConfig;
 use recengine::core::rtp::PayloadMap;
@@ -162,7 +163,7 @@ fn a_panicking_worker_fails_only_its_calls_and_is_replaced() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(failed, Some(("doomed".into(), "internal")));
+    assert_eq!(failed, Some(("doomed".into(), Failure::Internal)));
     assert_eq!(lost, Some(1));
 
     // The same worker (the pool has one) takes the next call as usual.

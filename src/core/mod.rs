@@ -16,7 +16,12 @@
 //!    decoded into the sink, and silence fills time nobody sent audio for;
 //! 3. [`finish`](leg::LegReceiver::finish) once at the end to release the
 //!    rest without waiting.
+//!
+//! A whole call — its legs, tracks and recordings — is a
+//! [`call::CallMedia`], with its own drive contract; the daemon and
+//! `recengine pcap` drive calls only through it.
 
+pub mod call;
 pub mod decode;
 pub mod encode;
 pub mod jitter;

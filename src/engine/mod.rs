@@ -32,6 +32,7 @@ use tokio::sync::watch;
 
 use crate::catalog::{Catalog, RecordingRow};
 use crate::config::{Channels, Config, Format, PauseBehavior, Relatch};
+use crate::core::call::plan::{PlanLeg, Selection, plan};
 use crate::core::encode::EncoderSpec;
 use crate::core::leg::LegConfig;
 use crate::core::rtp::{Codec, PayloadMap};
@@ -1011,67 +1012,32 @@ impl Engine {
             .participant
             .clone()
             .unwrap_or(ParticipantRequest::Named("all".into()));
-        let selected: Vec<usize> = match &participant {
+        let selection = match &participant {
             ParticipantRequest::Named(n) => match n.as_str() {
-                "all" => (0..roles.len()).collect(),
-                "caller" => roles
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| **r == Role::Caller)
-                    .map(|(i, _)| i)
-                    .collect(),
-                "callee" => roles
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| **r == Role::Callee)
-                    .map(|(i, _)| i)
-                    .collect(),
+                "all" => Selection::All,
+                "caller" => Selection::Caller,
+                "callee" => Selection::Callee,
                 other => {
                     return Err(EngineError::InvalidRequest(format!(
                         "participant: {other:?} is not all, caller, callee or a list of leg ids"
                     )));
                 }
             },
-            ParticipantRequest::Legs(ids) => {
-                let mut v = Vec::new();
-                for (n, id) in ids.iter().enumerate() {
-                    let i = leg_ids.iter().position(|l| l == id).ok_or_else(|| {
-                        EngineError::InvalidRequest(format!(
-                            "participant[{n}]: no leg {id:?} in this call"
-                        ))
-                    })?;
-                    if v.contains(&i) {
-                        return Err(EngineError::InvalidRequest(format!(
-                            "participant[{n}]: leg {id:?} is named twice"
-                        )));
-                    }
-                    v.push(i);
-                }
-                v
-            }
+            ParticipantRequest::Legs(ids) => Selection::Legs(ids.clone()),
         };
-        if selected.is_empty() {
-            return Err(EngineError::InvalidRequest(format!(
-                "participant: the call has no {participant:?} leg"
-            )));
-        }
-        // Channels by role, never by arrival: caller, callee, then the others.
-        let inputs: Vec<(usize, u16)> = match channels {
-            Channels::Mono => selected.iter().map(|&i| (i, 0)).collect(),
-            Channels::Dual => {
-                let mut order = selected.clone();
-                order.sort_by_key(|&i| (role_rank(roles[i]), i));
-                order
-                    .into_iter()
-                    .enumerate()
-                    .map(|(ch, i)| (i, ch as u16))
-                    .collect()
-            }
-        };
-        let channel_count = match channels {
-            Channels::Mono => 1,
-            Channels::Dual => (inputs.len() as u16).max(2),
-        };
+        let legs: Vec<PlanLeg<'_>> = leg_ids
+            .iter()
+            .zip(roles)
+            .map(|(id, role)| PlanLeg { id, role: *role })
+            .collect();
+        let planned = plan(&legs, &selection, channels)
+            .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+        let inputs: Vec<(usize, u16)> = planned
+            .inputs
+            .iter()
+            .map(|i| (i.track, i.channel))
+            .collect();
+        let channel_count = planned.channel_count;
         let spec = EncoderSpec {
             format,
             sample_rate,
@@ -1629,7 +1595,7 @@ impl Engine {
                 id,
                 reason,
                 message,
-            } => self.fail_recording(&id, reason, &message),
+            } => self.fail_recording(&id, reason.reason(), &message),
             WorkerReport::Discarded {
                 id: key,
                 duration_ms,
@@ -2160,14 +2126,6 @@ fn free_bytes(path: &std::path::Path) -> Option<u64> {
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
     (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
-}
-
-fn role_rank(r: Role) -> u8 {
-    match r {
-        Role::Caller => 0,
-        Role::Callee => 1,
-        Role::Participant => 2,
-    }
 }
 
 fn default_leg_id(role: Role, index: usize) -> String {

@@ -1,9 +1,10 @@
 //! Media workers: a fixed pool of OS threads, each owning a shard of the
 //! calls. Every tick (20 ms by default) a worker drains each leg's socket
 //! (non-blocking `recvmmsg`, kernel receive stamps; see [`LegSocket`]) into
-//! its [`LegReceiver`], plays the legs out into their tracks, and mixes and
-//! encodes every active recording, handing the bytes to the writer pool. A
-//! worker never touches a file and never blocks.
+//! the call's [`CallMedia`] (the sans-IO call engine: playout, mixing,
+//! encoding, flush cadence) and carries out what it answers: bytes and
+//! flushes to the writer pool, outcomes to the engine. A worker never
+//! touches a file and never blocks; it decides nothing about the media.
 //!
 //! Why the worker reads its sockets itself: at 20 ms packet spacing an
 //! event-driven reader wakes once per packet (readiness, task wake-up,
@@ -24,12 +25,10 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::config::PauseBehavior;
+use crate::core::call::{CallMedia, EndAt, Failure, Output, RecordingHandle, RecordingPlan};
 use crate::core::encode::EncoderSpec;
-use crate::core::leg::{LegConfig, LegReceiver, LegStats, share_drift_reference};
-use crate::core::mixer::{DEFAULT_MARGIN, MixInput, Mixer};
-use crate::core::recorder::Recorder;
-use crate::core::time::nanos_to_ticks;
-use crate::core::track::Track;
+use crate::core::leg::{LegConfig, LegStats};
+use crate::core::mixer::MixInput;
 use crate::io::clock::MonotonicClock;
 use crate::io::udp::{DrainTime, LegSocket, RecvBatch};
 use crate::io::writer::{SinkHandle, SinkMsg};
@@ -146,7 +145,7 @@ pub enum WorkerReport {
     /// The recording could not go on.
     Failed {
         id: String,
-        reason: &'static str,
+        reason: Failure,
         message: String,
     },
     /// Shorter than `min_duration`: the file is being removed.
@@ -155,42 +154,38 @@ pub enum WorkerReport {
     CallLost { call: u64 },
 }
 
-struct LegSlot {
-    leg: LegReceiver,
-    socket: LegSocket,
-    /// Leg origin in call ticks, once it has one.
-    offset: Option<i64>,
-    info: LegInfo,
-}
-
-struct ActiveRecording {
+/// A recording in progress: its media is in the call's [`CallMedia`],
+/// its file and reporting here.
+struct RecordingIo {
+    handle: RecordingHandle,
     setup: Box<RecordingSetup>,
-    recorder: Recorder,
-    last_flush: Duration,
-    /// Per input, DTMF records already given to the mixer.
-    dtmf_applied: HashMap<usize, usize>,
-    /// Encoded bytes not yet handed to the writer pool: sent at each flush
-    /// or when [`SEND_THRESHOLD`] is reached, so the pool gets about one
-    /// message per recording per flush interval instead of one per tick.
-    /// The file only reaches the OS at a flush anyway, so what a crash can
-    /// lose does not change.
-    unsent: Vec<u8>,
 }
-
-/// Encoded bytes gathered per recording before they go to the writer pool.
-const SEND_THRESHOLD: usize = 32 * 1024;
 
 struct CallState {
     origin: Duration,
-    rate: u32,
-    legs: Vec<LegSlot>,
-    tracks: Vec<Track>,
-    recordings: Vec<ActiveRecording>,
+    media: CallMedia,
+    /// Per leg index: its socket and what the sidecar says about it.
+    sockets: Vec<LegSocket>,
+    legs: Vec<LegInfo>,
+    recordings: Vec<RecordingIo>,
     shared: Arc<CallShared>,
     last_stats: Duration,
     delay: Duration,
     /// The time the call has been played out to.
     played_to: Duration,
+}
+
+impl CallState {
+    fn recording(&self, id: &str) -> Option<RecordingHandle> {
+        self.recordings
+            .iter()
+            .find(|r| r.setup.id == id)
+            .map(|r| r.handle)
+    }
+
+    fn relative(&self, at: Duration) -> Duration {
+        at.saturating_sub(self.origin)
+    }
 }
 
 /// A worker that fell behind (a saturated host, a stopped process) catches
@@ -287,7 +282,7 @@ fn supervise(
             for r in &state.recordings {
                 let _ = reports.send(WorkerReport::Failed {
                     id: r.setup.id.clone(),
-                    reason: "internal",
+                    reason: Failure::Internal,
                     message: format!("media worker failed: {what}"),
                 });
             }
@@ -359,9 +354,9 @@ impl Worker {
                     call,
                     CallState {
                         origin,
-                        rate,
+                        media: CallMedia::new(rate, self.cfg.playout_delay),
+                        sockets: Vec::new(),
                         legs: Vec::new(),
-                        tracks: Vec::new(),
                         recordings: Vec::new(),
                         shared,
                         last_stats: Duration::ZERO,
@@ -378,16 +373,12 @@ impl Worker {
                         config,
                         info,
                     } = *leg;
-                    // Leg indices are dense and arrive in order: the track
-                    // index is the leg index the mixer inputs refer to.
-                    debug_assert_eq!(index, c.legs.len());
-                    c.tracks.push(Track::new(c.rate as usize));
-                    c.legs.push(LegSlot {
-                        leg: LegReceiver::new(config),
-                        socket,
-                        offset: None,
-                        info,
-                    });
+                    // Leg indices are dense and arrive in order: the
+                    // media's leg index is the engine's.
+                    let added = c.media.add_leg(config);
+                    debug_assert_eq!(index, added);
+                    c.sockets.push(socket);
+                    c.legs.push(info);
                 }
             }
             WorkerCmd::StartRecording { call, setup } => {
@@ -397,15 +388,17 @@ impl Worker {
                 start_recording(c, setup, &self.reports);
             }
             WorkerCmd::Pause { call, id, at } => {
-                if let Some(r) = self.recording(call, &id) {
-                    let origin = r.0;
-                    let _ = r.1.recorder.mixer_mut().pause(at.saturating_sub(origin));
+                if let Some(c) = self.calls.get_mut(&call)
+                    && let Some(h) = c.recording(&id)
+                {
+                    let _ = c.media.pause(h, c.relative(at));
                 }
             }
             WorkerCmd::Resume { call, id, at } => {
-                if let Some(r) = self.recording(call, &id) {
-                    let origin = r.0;
-                    let _ = r.1.recorder.mixer_mut().resume(at.saturating_sub(origin));
+                if let Some(c) = self.calls.get_mut(&call)
+                    && let Some(h) = c.recording(&id)
+                {
+                    let _ = c.media.resume(h, c.relative(at));
                 }
             }
             WorkerCmd::Mute {
@@ -415,10 +408,8 @@ impl Worker {
                 at,
             } => {
                 if let Some(c) = self.calls.get_mut(&call) {
-                    let rel = at.saturating_sub(c.origin);
-                    for r in &mut c.recordings {
-                        let _ = r.recorder.mixer_mut().set_muted(leg, muted, rel);
-                    }
+                    let at = c.relative(at);
+                    c.media.mute(leg, muted, at);
                 }
             }
             WorkerCmd::Stop { call, id, at } => self.stop_recording(call, &id, at),
@@ -433,47 +424,44 @@ impl Worker {
                 let Some(c) = self.calls.get_mut(&call) else {
                     return;
                 };
-                let joined = c.legs.get(leg).map(|slot| slot.info.clone());
-                if let Some(r) = c.recordings.iter_mut().find(|r| r.setup.id == id) {
-                    r.recorder.mixer_mut().add_input(MixInput {
+                let joined = c.legs.get(leg).cloned();
+                let Some(h) = c.recording(&id) else { return };
+                c.media.add_input(
+                    h,
+                    MixInput {
                         track: leg,
                         channel,
-                    });
-                    r.setup.inputs.push((leg, channel));
-                    // A participant who joined after the start is in the
-                    // audio, so it is listed with the recording's legs.
-                    if let Some(mut info) = joined {
-                        match r
-                            .setup
-                            .info
-                            .legs
-                            .iter_mut()
-                            .find(|l| l.leg_id == info.leg_id)
-                        {
-                            Some(known) => known.channel = Some(channel),
-                            None => {
-                                info.channel = Some(channel);
-                                r.setup.info.legs.push(info);
-                            }
+                    },
+                );
+                // A participant who joined after the start is in the
+                // audio, so it is listed with the recording's legs.
+                if let Some(r) = c.recordings.iter_mut().find(|r| r.handle == h)
+                    && let Some(mut info) = joined
+                {
+                    match r
+                        .setup
+                        .info
+                        .legs
+                        .iter_mut()
+                        .find(|l| l.leg_id == info.leg_id)
+                    {
+                        Some(known) => known.channel = Some(channel),
+                        None => {
+                            info.channel = Some(channel);
+                            r.setup.info.legs.push(info);
                         }
                     }
                 }
             }
             WorkerCmd::Abort { call, id } => {
-                if let Some(c) = self.calls.get_mut(&call) {
-                    c.recordings.retain(|r| r.setup.id != id);
+                if let Some(c) = self.calls.get_mut(&call)
+                    && let Some(h) = c.recording(&id)
+                {
+                    c.media.remove(h);
+                    c.recordings.retain(|r| r.handle != h);
                 }
             }
         }
-    }
-
-    fn recording(&mut self, call: u64, id: &str) -> Option<(Duration, &mut ActiveRecording)> {
-        let c = self.calls.get_mut(&call)?;
-        let origin = c.origin;
-        c.recordings
-            .iter_mut()
-            .find(|r| r.setup.id == id)
-            .map(|r| (origin, r))
     }
 
     /// Finishes a recording at `at` without waiting out the playout
@@ -486,7 +474,7 @@ impl Worker {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        if !c.recordings.iter().any(|r| r.setup.id == id) {
+        if c.recording(id).is_none() {
             return;
         }
         advance(
@@ -498,11 +486,12 @@ impl Worker {
             &self.reports,
         );
         // Catching up may have finished it already.
-        let Some(i) = c.recordings.iter().position(|r| r.setup.id == id) else {
+        let Some(h) = c.recording(id) else {
             return;
         };
-        let rec = c.recordings.remove(i);
-        finish_at(rec, c, at, &self.reports);
+        let rel = c.relative(at);
+        timed(c, |media| media.stop_recording(h, rel));
+        carry_out(c, &self.reports);
     }
 
     fn tick(&mut self, now: Duration) {
@@ -531,14 +520,10 @@ impl Worker {
             &mut self.batch,
             &self.reports,
         );
-        for slot in c.legs.iter_mut().enumerate() {
-            let (i, l) = slot;
-            let offset = l.offset.unwrap_or(0);
-            l.leg.finish(&mut c.tracks[i].sink(offset));
-        }
-        for rec in std::mem::take(&mut c.recordings) {
-            finish_at(rec, &c, at, &self.reports);
-        }
+        drop_failed_sinks(&mut c);
+        let rel = c.relative(at);
+        timed(&mut c, |media| media.end(EndAt::Time(rel)));
+        carry_out(&mut c, &self.reports);
         write_stats(&c);
     }
 }
@@ -578,140 +563,29 @@ fn advance(
     }
 }
 
-/// Mixes and encodes each recording of the call up to `now`'s mix point;
-/// finishes those that are done.
+/// Mixes and encodes each recording of the call up to `now`'s mix point
+/// and carries out what that produced.
 fn step_recordings(c: &mut CallState, now: Duration, reports: &Sender<WorkerReport>) {
-    let mix_point = now.saturating_sub(c.origin + c.delay + DEFAULT_MARGIN);
-    let mut i = 0;
-    while i < c.recordings.len() {
-        let done = {
-            let (legs, tracks, rec) = (&c.legs, &c.tracks, &mut c.recordings[i]);
-            step_recording(rec, legs, tracks, mix_point, now, reports)
-        };
-        if done {
-            let rec = c.recordings.remove(i);
-            finish_recording(rec, &c.legs, reports);
-        } else {
-            i += 1;
-        }
-    }
-}
-
-/// Receives what each leg's socket holds (what arrived by `now`) and plays
-/// the legs out into their tracks up to `now`.
-fn play_out(c: &mut CallState, now: Duration, drained: DrainTime, batch: &mut RecvBatch) {
-    share_drift_reference(&mut c.legs, |slot| &mut slot.leg);
-    let mut latest = 0u64;
-    let now_rel = now.saturating_sub(c.origin);
-    for (i, slot) in c.legs.iter_mut().enumerate() {
-        // A batch at a time, playing out in between: a worker that fell
-        // behind (a saturated host, a stopped process) finds seconds of
-        // packets queued, more than the jitter buffer holds. Each batch
-        // fits what the buffer can take, and plays out to the arrival of
-        // its last packet (what a worker on time would have played by
-        // then; the rest of the backlog arrived later), the last one to
-        // `now`.
-        loop {
-            let (leg, origin) = (&mut slot.leg, c.origin);
-            let mut last_arrival = None;
-            let more =
-                slot.socket
-                    .receive_batch(batch, leg.room(), drained, |datagram, arrival| {
-                        // Times are call-relative inside the media core.
-                        let at = arrival.saturating_sub(origin);
-                        let _ = leg.push(datagram, at);
-                        last_arrival = Some(at);
-                        latest = latest.max(arrival.as_nanos() as u64);
-                    });
-            // The leg's anchor settles until its first audio is written.
-            if c.tracks[i].first_call_pos().is_none()
-                && let Some(origin) = slot.leg.origin()
-            {
-                slot.offset = Some(nanos_to_ticks(origin.as_nanos() as i128, c.rate));
-            }
-            // More queued that arrived before `now`: the worker is behind.
-            // (A batch of datagrams the latch refused says nothing about
-            // what follows it, so it counts as behind too.)
-            let behind = more && last_arrival.is_none_or(|at| at < now_rel);
-            let play_to = match last_arrival {
-                Some(at) if behind => at,
-                _ => now_rel,
-            };
-            if let Some(offset) = slot.offset {
-                slot.leg.pull(play_to, &mut c.tracks[i].sink(offset));
-            }
-            // What arrived after `now` waits for the next step.
-            if !behind {
-                break;
-            }
-        }
-    }
-    if latest > 0 {
-        c.shared.last_packet_ns.fetch_max(latest, Ordering::Relaxed);
-    }
-}
-
-fn start_recording(c: &mut CallState, setup: Box<RecordingSetup>, reports: &Sender<WorkerReport>) {
-    let inputs: Vec<MixInput> = setup
-        .inputs
-        .iter()
-        .map(|&(track, channel)| MixInput { track, channel })
-        .collect();
-    let mixer = Mixer::new(
-        c.rate,
-        setup.spec.channels,
-        &inputs,
-        setup.pause_behavior,
-        setup.start,
-    );
-    let recorder = match Recorder::new(mixer, setup.spec) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = reports.send(WorkerReport::Failed {
-                id: setup.id.clone(),
-                reason: "encoder_error",
-                message: e.to_string(),
-            });
-            return;
-        }
-    };
-    if let Err(e) = setup.sink.send(SinkMsg::Create {
-        path: setup.path.clone(),
-        flush_interval: setup.flush_interval,
-    }) {
-        let _ = reports.send(WorkerReport::Failed {
-            id: setup.id.clone(),
-            reason: "storage_error",
-            message: e.to_string(),
-        });
+    drop_failed_sinks(c);
+    if c.recordings.is_empty() {
         return;
     }
-    c.recordings.push(ActiveRecording {
-        last_flush: setup.start,
-        setup,
-        recorder,
-        dtmf_applied: HashMap::new(),
-        unsent: Vec::new(),
+    let rel = c.relative(now);
+    timed(c, |media| media.mix(rel));
+    carry_out(c, reports);
+}
+
+/// Recordings whose file the writer pool gave up on (it has reported the
+/// failure) go no further.
+fn drop_failed_sinks(c: &mut CallState) {
+    let media = &mut c.media;
+    c.recordings.retain(|r| {
+        let failed = r.setup.sink.has_failed();
+        if failed {
+            media.remove(r.handle);
+        }
+        !failed
     });
-}
-
-/// Tells a recording's mixer where DTMF happened, if it suppresses DTMF.
-fn apply_dtmf(rec: &mut ActiveRecording, legs: &[LegSlot]) {
-    if !rec.setup.suppress_dtmf {
-        return;
-    }
-    for &(leg, _) in &rec.setup.inputs {
-        let Some(slot) = legs.get(leg) else { continue };
-        let Some(offset) = slot.offset else { continue };
-        let applied = rec.dtmf_applied.entry(leg).or_insert(0);
-        rec.recorder.mixer_mut().suppress_dtmf(
-            leg,
-            offset,
-            slot.leg.dtmf(),
-            slot.leg.dtmf_in_progress(),
-            applied,
-        );
-    }
 }
 
 /// CPU time spent mixing and encoding, per format (WAV, MP3, Opus), in ns.
@@ -725,189 +599,216 @@ fn format_index(f: crate::config::Format) -> usize {
     }
 }
 
-/// Why mixing a recording failed: the `recording.failed` reason and a
-/// message.
-type MixFailure = (&'static str, String);
-
-fn storage_error(e: impl std::fmt::Display) -> MixFailure {
-    ("storage_error", e.to_string())
-}
-
-/// Mixes and hands the bytes to the sink; flushes on schedule.
-fn write_mixed(
-    rec: &mut ActiveRecording,
-    tracks: &[Track],
-    upto: i64,
-    now: Duration,
-) -> Result<(), MixFailure> {
+/// Runs `mix` on the call's media and counts its time against the format
+/// of the call's recording (a call records one at a time).
+fn timed(c: &mut CallState, mix: impl FnOnce(&mut CallMedia)) {
+    let format = c
+        .recordings
+        .first()
+        .map(|r| format_index(r.setup.spec.format));
     let started = std::time::Instant::now();
-    let format = format_index(rec.setup.spec.format);
-    let bytes = rec
-        .recorder
-        .mix_to(tracks, upto)
-        .map_err(|e| ("encoder_error", e.to_string()))?;
-    ENCODE_NANOS[format].fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    rec.unsent.extend_from_slice(bytes);
-    if rec.unsent.len() >= SEND_THRESHOLD {
-        send_unsent(rec)?;
+    mix(&mut c.media);
+    if let Some(f) = format {
+        ENCODE_NANOS[f].fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
-    rec.setup
-        .shared
-        .duration_ms
-        .store(rec.recorder.duration_ms(), Ordering::Relaxed);
-    if now.saturating_sub(rec.last_flush) >= rec.setup.flush_interval {
-        rec.last_flush = now;
-        let held = rec.recorder.flush();
-        rec.unsent.extend_from_slice(held);
-        send_unsent(rec)?;
-        let header = rec.recorder.header();
-        rec.setup
-            .sink
-            .send(SinkMsg::Flush { header })
-            .map_err(storage_error)?;
-    }
-    Ok(())
 }
 
-/// Hands the gathered bytes to the writer pool.
-fn send_unsent(rec: &mut ActiveRecording) -> Result<(), MixFailure> {
-    if rec.unsent.is_empty() {
-        return Ok(());
+/// Receives what each leg's socket holds (what arrived by `now`) and plays
+/// the legs out into their tracks up to `now`.
+fn play_out(c: &mut CallState, now: Duration, drained: DrainTime, batch: &mut RecvBatch) {
+    c.media.begin_step();
+    let mut latest = 0u64;
+    let origin = c.origin;
+    let now_rel = now.saturating_sub(origin);
+    for (i, socket) in c.sockets.iter_mut().enumerate() {
+        // A batch at a time, playing out in between: a worker that fell
+        // behind (a saturated host, a stopped process) finds seconds of
+        // packets queued, more than the jitter buffer holds. Each batch
+        // fits what the buffer can take, and plays out to the arrival of
+        // its last packet (what a worker on time would have played by
+        // then; the rest of the backlog arrived later), the last one to
+        // `now`.
+        loop {
+            let media = &mut c.media;
+            let room = media.room(i);
+            let mut last_arrival = None;
+            let more = socket.receive_batch(batch, room, drained, |datagram, arrival| {
+                // Times are call-relative inside the media core.
+                let at = arrival.saturating_sub(origin);
+                let _ = media.push(i, datagram, at);
+                last_arrival = Some(at);
+                latest = latest.max(arrival.as_nanos() as u64);
+            });
+            // More queued that arrived before `now`: the worker is behind.
+            // (A batch of datagrams the latch refused says nothing about
+            // what follows it, so it counts as behind too.)
+            let behind = more && last_arrival.is_none_or(|at| at < now_rel);
+            let play_to = match last_arrival {
+                Some(at) if behind => at,
+                _ => now_rel,
+            };
+            media.play_out(i, play_to);
+            // What arrived after `now` waits for the next step.
+            if !behind {
+                break;
+            }
+        }
     }
-    // The next batch is likely the same size: one allocation per batch.
-    let capacity = rec.unsent.len().min(SEND_THRESHOLD);
-    let bytes = std::mem::replace(&mut rec.unsent, Vec::with_capacity(capacity));
-    rec.setup
-        .sink
-        .send(SinkMsg::Bytes(bytes))
-        .map_err(storage_error)
+    if latest > 0 {
+        c.shared.last_packet_ns.fetch_max(latest, Ordering::Relaxed);
+    }
 }
 
-/// One tick of a recording: mixes up to `mix_point`. True when it has
-/// failed (the failure is reported) and is done. Stops are handled at
-/// once by `Worker::stop_recording`, not here.
-fn step_recording(
-    rec: &mut ActiveRecording,
-    legs: &[LegSlot],
-    tracks: &[Track],
-    mix_point: Duration,
-    now: Duration,
-    reports: &Sender<WorkerReport>,
-) -> bool {
-    if rec.setup.sink.has_failed() {
-        return true; // the writer pool has reported the failure
-    }
-    apply_dtmf(rec, legs);
-    let upto = rec.recorder.mixer().position_at(mix_point);
-    if let Err((reason, message)) = write_mixed(rec, tracks, upto, now) {
-        fail(rec, reason, message, reports);
-        return true;
-    }
-    false
-}
-
-/// Mixes a recording up to monotonic time `at` (a stop or the call's end)
-/// and hands it to the writer pool to finalize. Shared by stops and call
-/// ends, so both report failures the same way.
-fn finish_at(
-    mut rec: ActiveRecording,
-    c: &CallState,
-    at: Duration,
-    reports: &Sender<WorkerReport>,
-) {
-    apply_dtmf(&mut rec, &c.legs);
-    let upto = rec
-        .recorder
-        .mixer()
-        .position_at(at.saturating_sub(c.origin));
-    if let Err((reason, message)) = write_mixed(&mut rec, &c.tracks, upto, at) {
-        fail(&rec, reason, message, reports);
+fn start_recording(c: &mut CallState, setup: Box<RecordingSetup>, reports: &Sender<WorkerReport>) {
+    let plan = RecordingPlan {
+        spec: setup.spec,
+        inputs: setup
+            .inputs
+            .iter()
+            .map(|&(track, channel)| MixInput { track, channel })
+            .collect(),
+        pause_behavior: setup.pause_behavior,
+        suppress_dtmf: setup.suppress_dtmf,
+        start: setup.start,
+        flush_interval: setup.flush_interval,
+        min_duration: setup.min_duration,
+    };
+    let handle = match c.media.start_recording(plan) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = reports.send(WorkerReport::Failed {
+                id: setup.id.clone(),
+                reason: Failure::Encoder,
+                message: e.to_string(),
+            });
+            return;
+        }
+    };
+    if let Err(e) = setup.sink.send(SinkMsg::Create {
+        path: setup.path.clone(),
+        flush_interval: setup.flush_interval,
+    }) {
+        c.media.remove(handle);
+        let _ = reports.send(WorkerReport::Failed {
+            id: setup.id.clone(),
+            reason: Failure::Storage,
+            message: e.to_string(),
+        });
         return;
     }
-    finish_recording(rec, &c.legs, reports);
+    c.recordings.push(RecordingIo { handle, setup });
 }
 
-fn fail(
-    rec: &ActiveRecording,
-    reason: &'static str,
-    message: String,
-    reports: &Sender<WorkerReport>,
-) {
-    tracing::error!(recording = %rec.setup.id, reason, %message, "recording failed");
+/// Carries out what the call's media produced: bytes and flushes to the
+/// writer pool, outcomes to the engine.
+fn carry_out(c: &mut CallState, reports: &Sender<WorkerReport>) {
+    while let Some(output) = c.media.poll_output() {
+        let handle = match &output {
+            Output::Bytes { recording, .. }
+            | Output::Flush { recording, .. }
+            | Output::Finished { recording, .. }
+            | Output::Discarded { recording, .. }
+            | Output::Failed { recording, .. } => *recording,
+        };
+        let Some(i) = c.recordings.iter().position(|r| r.handle == handle) else {
+            continue;
+        };
+        let sink = c.recordings[i].setup.sink.clone();
+        let sent = match output {
+            Output::Bytes { bytes, .. } => sink.send(SinkMsg::Bytes(bytes)),
+            Output::Flush { header, .. } => sink.send(SinkMsg::Flush { header }),
+            Output::Finished { summary, .. } => {
+                let rec = c.recordings.remove(i);
+                finish_recording(rec, summary, c, reports);
+                continue;
+            }
+            Output::Discarded { duration_ms, .. } => {
+                let rec = c.recordings.remove(i);
+                rec.setup
+                    .shared
+                    .duration_ms
+                    .store(duration_ms, Ordering::Relaxed);
+                let _ = sink.send(SinkMsg::Discard);
+                let _ = reports.send(WorkerReport::Discarded {
+                    id: rec.setup.id.clone(),
+                    duration_ms,
+                });
+                continue;
+            }
+            Output::Failed {
+                failure, message, ..
+            } => {
+                let rec = c.recordings.remove(i);
+                fail(&rec.setup.id, failure, message, reports);
+                continue;
+            }
+        };
+        if let Err(e) = sent {
+            let rec = c.recordings.remove(i);
+            c.media.remove(handle);
+            fail(&rec.setup.id, Failure::Storage, e.to_string(), reports);
+        }
+    }
+    for r in &c.recordings {
+        if let Some(ms) = c.media.duration_ms(r.handle) {
+            r.setup.shared.duration_ms.store(ms, Ordering::Relaxed);
+        }
+    }
+}
+
+fn fail(id: &str, failure: Failure, message: String, reports: &Sender<WorkerReport>) {
+    tracing::error!(recording = %id, reason = failure.reason(), %message, "recording failed");
     let _ = reports.send(WorkerReport::Failed {
-        id: rec.setup.id.clone(),
-        reason,
+        id: id.to_owned(),
+        reason: failure,
         message,
     });
 }
 
-/// Ends the encoding and hands the file to the writer pool to finalize.
-fn finish_recording(mut rec: ActiveRecording, legs: &[LegSlot], reports: &Sender<WorkerReport>) {
+/// Hands the finished file to the writer pool to finalize, with its
+/// sidecar.
+fn finish_recording(
+    rec: RecordingIo,
+    summary: crate::core::call::Finished,
+    c: &CallState,
+    reports: &Sender<WorkerReport>,
+) {
     if rec.setup.sink.has_failed() {
         return;
     }
-    let tail = match rec.recorder.finish() {
-        Ok(t) => {
-            let mut all = std::mem::take(&mut rec.unsent);
-            all.extend_from_slice(t);
-            all
-        }
-        Err(e) => {
-            fail(&rec, "encoder_error", e.to_string(), reports);
-            return;
-        }
-    };
-    let duration_ms = rec.recorder.duration_ms();
     rec.setup
         .shared
         .duration_ms
-        .store(duration_ms, Ordering::Relaxed);
-    if Duration::from_millis(duration_ms) < rec.setup.min_duration {
-        let _ = rec.setup.sink.send(SinkMsg::Discard);
-        let _ = reports.send(WorkerReport::Discarded {
-            id: rec.setup.id.clone(),
-            duration_ms,
-        });
-        return;
-    }
-    let mut info = rec.setup.info;
-    info.duration_ms = duration_ms;
+        .store(summary.duration_ms, Ordering::Relaxed);
+    let RecordingSetup {
+        id,
+        sink,
+        sidecar,
+        info,
+        ..
+    } = *rec.setup;
+    let mut info = info;
+    info.duration_ms = summary.duration_ms;
     info.stopped_at = rfc3339(unix_now());
-    info.pauses = rec.recorder.mixer().pauses();
+    info.pauses = summary.pauses;
     for leg in &mut info.legs {
-        if let Some(slot) = legs.iter().find(|l| l.info.leg_id == leg.leg_id) {
-            leg.stats = slot.leg.stats();
-            leg.dtmf = slot.leg.dtmf().to_vec();
-            leg.codecs = slot.leg.codecs_used();
+        let index = c.legs.iter().position(|l| l.leg_id == leg.leg_id);
+        if let Some(receiver) = index.and_then(|i| c.media.leg(i)) {
+            leg.stats = receiver.stats();
+            leg.dtmf = receiver.dtmf().to_vec();
+            leg.codecs = receiver.codecs_used();
         }
     }
-    let sink = rec.setup.sink.clone();
-    let header = rec.recorder.header();
-    let sent = if tail.is_empty() {
-        Ok(())
-    } else {
-        sink.send(SinkMsg::Bytes(tail))
-    }
-    .and_then(|()| {
-        sink.send(SinkMsg::Finalize {
-            header,
-            sidecar: rec.setup.sidecar.clone(),
-            info,
-        })
+    let sent = sink.send(SinkMsg::Finalize {
+        header: summary.header,
+        sidecar,
+        info,
     });
     match sent {
         Ok(()) => {
-            let _ = reports.send(WorkerReport::Processing {
-                id: rec.setup.id.clone(),
-            });
+            let _ = reports.send(WorkerReport::Processing { id });
         }
-        Err(e) => {
-            let _ = reports.send(WorkerReport::Failed {
-                id: rec.setup.id.clone(),
-                reason: "storage_error",
-                message: e.to_string(),
-            });
-        }
+        Err(e) => fail(&id, Failure::Storage, e.to_string(), reports),
     }
 }
 
@@ -921,6 +822,8 @@ fn publish_stats(c: &mut CallState, now: Duration) {
 }
 
 fn write_stats(c: &CallState) {
-    let stats: Vec<LegStats> = c.legs.iter().map(|l| l.leg.stats()).collect();
+    let stats: Vec<LegStats> = (0..c.media.leg_count())
+        .filter_map(|i| c.media.leg(i).map(|l| l.stats()))
+        .collect();
     *c.shared.legs.lock().unwrap_or_else(|e| e.into_inner()) = stats;
 }

@@ -1,8 +1,9 @@
 //! `recengine pcap --format …`: the mixed recording of a two-party capture,
-//! made exactly as the daemon makes one: one leg per flow (following SSRC
-//! changes), legs decoded and resampled to the recording rate into tracks,
-//! a 20 ms tick driven by capture time that plays out every leg, mixes and
-//! encodes, and the same file writer and sidecar.
+//! made as the daemon makes one — by the same [`CallMedia`] with the same
+//! [`plan`](crate::core::call::plan) — from one leg per flow (following
+//! SSRC changes), ticked every 20 ms of capture time, into the same file
+//! writer and sidecar. This module only reads the capture and carries out
+//! what the call's media answers.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,14 +11,12 @@ use std::time::Duration;
 use crate::capture::net::udp_in_frame;
 use crate::capture::streams::StreamSummary;
 use crate::config::{Channels, Format, PauseBehavior};
+use crate::core::call::plan::{PlanLeg, Selection, plan};
+use crate::core::call::{CallMedia, EndAt, Output, RecordingPlan};
 use crate::core::encode::EncoderSpec;
-use crate::core::leg::{LegConfig, LegReceiver, share_drift_reference};
-use crate::core::mixer::{DEFAULT_MARGIN, MixInput, Mixer};
-use crate::core::recorder::Recorder;
-use crate::core::time::nanos_to_ticks;
-use crate::core::track::Track;
+use crate::core::leg::LegConfig;
 use crate::error::Error;
-use crate::io::sink::{RecordingFile, write_sidecar};
+use crate::io::sink::{FinalFile, RecordingFile, write_sidecar};
 use crate::recording::{Checksum, LegInfo, RecordingInfo, Role};
 use crate::timefmt::rfc3339;
 
@@ -37,6 +36,14 @@ impl Participant {
             Participant::All => "all",
             Participant::Caller => "caller",
             Participant::Callee => "callee",
+        }
+    }
+
+    fn selection(self) -> Selection {
+        match self {
+            Participant::All => Selection::All,
+            Participant::Caller => Selection::Caller,
+            Participant::Callee => Selection::Callee,
         }
     }
 }
@@ -98,12 +105,7 @@ pub struct RecordOptions {
 struct Party {
     summary: StreamSummary,
     role: Role,
-    leg: LegReceiver,
-    /// Leg origin on the call timeline, in ticks (once it has one).
-    offset: Option<i64>,
     channel: Option<u16>,
-    /// DTMF records already given to the mixer for suppression.
-    dtmf_applied: usize,
 }
 
 const TICK: Duration = Duration::from_millis(20);
@@ -129,71 +131,58 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
         Some(sel) => Some(find(sel).ok_or_else(|| no_party(opts, "callee"))?),
         None => audio.iter().find(|s| s.key != caller.key).cloned(),
     };
+    let mut media = CallMedia::new(opts.sample_rate, opts.playout_delay);
     let mut parties: Vec<Party> = Vec::new();
     for (summary, role) in [(Some(caller), Role::Caller), (callee, Role::Callee)] {
         let Some(summary) = summary else { continue };
         let map = finder.payload_map(&summary, &opts.payload_types);
+        media.add_leg(LegConfig {
+            payload_map: map,
+            rate: opts.sample_rate,
+            playout_delay: opts.playout_delay,
+            jitter_capacity: opts.jitter_capacity,
+            drift_bound: opts.drift_bound,
+        });
         parties.push(Party {
-            leg: LegReceiver::new(LegConfig {
-                payload_map: map,
-                rate: opts.sample_rate,
-                playout_delay: opts.playout_delay,
-                jitter_capacity: opts.jitter_capacity,
-                drift_bound: opts.drift_bound,
-            }),
             summary,
             role,
-            offset: None,
             channel: None,
-            dtmf_applied: 0,
         });
     }
 
-    // Channels by role, never by order of arrival: caller left, callee right.
-    let mut inputs = Vec::new();
-    for (i, p) in parties.iter_mut().enumerate() {
-        let selected = match opts.participant {
-            Participant::All => true,
-            Participant::Caller => p.role == Role::Caller,
-            Participant::Callee => p.role == Role::Callee,
-        };
-        if !selected {
-            continue;
-        }
-        let channel = match opts.channels {
-            Channels::Mono => 0,
-            Channels::Dual => match p.role {
-                Role::Callee => 1,
-                _ => 0,
-            },
-        };
-        p.channel = Some(channel);
-        inputs.push(MixInput { track: i, channel });
+    let ids: Vec<String> = parties
+        .iter()
+        .map(|p| format!("{:08x}", p.summary.key.ssrc))
+        .collect();
+    let plan_legs: Vec<PlanLeg<'_>> = parties
+        .iter()
+        .zip(&ids)
+        .map(|(p, id)| PlanLeg { id, role: p.role })
+        .collect();
+    let channels = plan(&plan_legs, &opts.participant.selection(), opts.channels)
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    for input in &channels.inputs {
+        parties[input.track].channel = Some(input.channel);
     }
-    let channel_count = match opts.channels {
-        Channels::Mono => 1,
-        Channels::Dual => 2,
-    };
     let spec = EncoderSpec {
         format: opts.format,
         sample_rate: opts.sample_rate,
-        channels: channel_count,
+        channels: channels.channel_count,
         bitrate_kbps: opts.bitrate_kbps,
         mp3_quality: opts.mp3_quality,
         opus_complexity: opts.opus_complexity,
     };
-    let mixer = Mixer::new(
-        opts.sample_rate,
-        channel_count,
-        &inputs,
-        opts.pause_behavior,
-        Duration::ZERO,
-    );
-    let mut recorder = Recorder::new(mixer, spec).map_err(|e| Error::Invalid(e.to_string()))?;
-    let mut tracks: Vec<Track> = parties
-        .iter()
-        .map(|_| Track::new(opts.sample_rate as usize))
-        .collect();
+    let recording = media
+        .start_recording(RecordingPlan {
+            spec,
+            inputs: channels.inputs,
+            pause_behavior: opts.pause_behavior,
+            suppress_dtmf: opts.suppress_dtmf,
+            start: Duration::ZERO,
+            flush_interval: opts.flush_interval,
+            min_duration: Duration::ZERO,
+        })
+        .map_err(|e| Error::Invalid(e.to_string()))?;
 
     let stem = opts.input.file_stem().map_or_else(
         || "capture".to_owned(),
@@ -209,8 +198,12 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
     let mut part_path = path.clone().into_os_string();
     part_path.push(".part");
     let _ = std::fs::remove_file(&part_path);
-    let mut file = RecordingFile::create(&path, opts.flush_interval, Duration::ZERO)
+    let file = RecordingFile::create(&path, opts.flush_interval, Duration::ZERO)
         .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    let mut out = FileOut {
+        file: Some(file),
+        done: None,
+    };
 
     let mut pauses: Vec<(Duration, bool)> = opts
         .pauses
@@ -237,11 +230,6 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
     let mut epoch: Option<Duration> = None;
     let mut first_seen: Option<Duration> = None;
     let mut next_tick = Duration::ZERO;
-    let mut ctx = TickCtx {
-        opts,
-        recorder: &mut recorder,
-        file: &mut file,
-    };
     while let Some(rec) = reader.next_record()? {
         if rec.time < media_start {
             continue;
@@ -254,11 +242,15 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
         while next_tick <= now {
             while next_pause < pauses.len() && pauses[next_pause].0 <= next_tick {
                 let (at, pause) = pauses[next_pause];
-                let m = ctx.recorder.mixer_mut();
-                let _ = if pause { m.pause(at) } else { m.resume(at) };
+                let _ = if pause {
+                    media.pause(recording, at)
+                } else {
+                    media.resume(recording, at)
+                };
                 next_pause += 1;
             }
-            ctx.tick(&mut parties, &mut tracks, next_tick)?;
+            media.tick(next_tick);
+            out.carry_out(&mut media, &path)?;
             next_tick += TICK;
         }
         let Some(udp) = udp_in_frame(rec.linktype, rec.data) else {
@@ -268,42 +260,29 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
             continue;
         };
         let key = finder.key_for(udp.src, udp.dst, ssrc);
-        if let Some(p) = parties.iter_mut().find(|p| p.summary.key == key) {
-            let _ = p.leg.push(udp.payload, now);
+        if let Some(i) = parties.iter().position(|p| p.summary.key == key) {
+            let _ = media.push(i, udp.payload, now);
             first_seen.get_or_insert(now);
         }
     }
     // End of capture: release everything, mix to the end of the last audio.
-    for (p, track) in parties.iter_mut().zip(tracks.iter_mut()) {
-        let offset = p.offset.unwrap_or(0);
-        p.leg.finish(&mut track.sink(offset));
-    }
     while next_pause < pauses.len() {
         let (at, pause) = pauses[next_pause];
-        let m = ctx.recorder.mixer_mut();
-        let _ = if pause { m.pause(at) } else { m.resume(at) };
+        let _ = if pause {
+            media.pause(recording, at)
+        } else {
+            media.resume(recording, at)
+        };
         next_pause += 1;
     }
-    ctx.suppress_dtmf(&mut parties);
-    let end = tracks
-        .iter()
-        .filter_map(Track::end_call_pos)
-        .max()
-        .unwrap_or(0);
-    let bytes = ctx
-        .recorder
-        .mix_to(&tracks, end)
-        .map_err(|e| Error::Invalid(e.to_string()))?;
-    ctx.file.write(bytes);
-    let tail = ctx
-        .recorder
-        .finish()
-        .map_err(|e| Error::Invalid(e.to_string()))?;
-    ctx.file.write(tail);
-    let header = recorder.header();
-    let done = file
-        .finalize(header.as_deref())
-        .map_err(|e| Error::io(format!("finalizing {}", path.display()), e))?;
+    media.end(EndAt::LastAudio);
+    let finished = out.carry_out(&mut media, &path)?;
+    let (Some(summary), Some(done)) = (finished, out.done) else {
+        return Err(Error::Invalid(format!(
+            "{}: the recording did not finish",
+            opts.input.display()
+        )));
+    };
 
     let base = epoch.unwrap_or_default();
     let info = RecordingInfo {
@@ -316,7 +295,7 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
         content_type: opts.format.content_type().into(),
         sample_rate: opts.sample_rate,
         channels: opts.channels,
-        channel_count,
+        channel_count: channels.channel_count,
         bitrate_kbps: spec.effective_bitrate_kbps(),
         participant: opts.participant.name().into(),
         pause_behavior: opts.pause_behavior,
@@ -324,27 +303,32 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
         // The file is the statement: it starts at the first packet and
         // lasts its duration.
         stopped_at: rfc3339(
-            base + first_seen.unwrap_or_default() + Duration::from_millis(recorder.duration_ms()),
+            base + first_seen.unwrap_or_default() + Duration::from_millis(summary.duration_ms),
         ),
-        duration_ms: recorder.duration_ms(),
+        duration_ms: summary.duration_ms,
         file: done
             .path
             .file_name()
             .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
         file_size_bytes: done.size,
         checksum: Checksum::sha256(done.sha256),
-        pauses: recorder.mixer().pauses(),
+        pauses: summary.pauses,
         legs: parties
             .iter()
-            .map(|p| LegInfo {
-                leg_id: format!("{:08x}", p.summary.key.ssrc),
-                role: p.role,
-                label: None,
-                channel: p.channel,
-                codecs: p.leg.codecs_used(),
-                source: Some(p.summary.key.src.to_string()),
-                stats: p.leg.stats(),
-                dtmf: p.leg.dtmf().to_vec(),
+            .zip(ids)
+            .enumerate()
+            .map(|(i, (p, leg_id))| {
+                let leg = media.leg(i);
+                LegInfo {
+                    leg_id,
+                    role: p.role,
+                    label: None,
+                    channel: p.channel,
+                    codecs: leg.map(|l| l.codecs_used()).unwrap_or_default(),
+                    source: Some(p.summary.key.src.to_string()),
+                    stats: leg.map(|l| l.stats()).unwrap_or_default(),
+                    dtmf: leg.map(|l| l.dtmf().to_vec()).unwrap_or_default(),
+                }
             })
             .collect(),
         recovered: false,
@@ -362,69 +346,51 @@ fn no_party(opts: &RecordOptions, role: &str) -> Error {
     ))
 }
 
-struct TickCtx<'a> {
-    opts: &'a RecordOptions,
-    recorder: &'a mut Recorder,
-    file: &'a mut RecordingFile,
+/// The recording's file as the call's media writes it.
+struct FileOut {
+    file: Option<RecordingFile>,
+    done: Option<FinalFile>,
 }
 
-impl TickCtx<'_> {
-    /// One 20 ms tick at `now`: play out every leg, mix, encode, write.
-    fn tick(
+impl FileOut {
+    /// Carries out the media's outputs; answers the summary once the
+    /// recording has finished.
+    fn carry_out(
         &mut self,
-        parties: &mut [Party],
-        tracks: &mut [Track],
-        now: Duration,
-    ) -> Result<(), Error> {
-        share_drift_reference(parties, |p| &mut p.leg);
-        for (p, track) in parties.iter_mut().zip(tracks.iter_mut()) {
-            // The leg's anchor settles until its first audio is written.
-            if track.first_call_pos().is_none()
-                && let Some(origin) = p.leg.origin()
-            {
-                p.offset = Some(nanos_to_ticks(
-                    origin.as_nanos() as i128,
-                    self.opts.sample_rate,
-                ));
+        media: &mut CallMedia,
+        path: &std::path::Path,
+    ) -> Result<Option<crate::core::call::Finished>, Error> {
+        let mut finished = None;
+        while let Some(output) = media.poll_output() {
+            match output {
+                Output::Bytes { bytes, .. } => {
+                    if let Some(f) = self.file.as_mut() {
+                        f.write_owned(bytes);
+                    }
+                }
+                Output::Flush { header, .. } => {
+                    if let Some(f) = self.file.as_mut() {
+                        f.flush(header.as_deref())
+                            .map_err(|e| Error::io("writing the recording", e))?;
+                    }
+                }
+                Output::Finished { summary, .. } => {
+                    if let Some(f) = self.file.take() {
+                        self.done =
+                            Some(f.finalize(summary.header.as_deref()).map_err(|e| {
+                                Error::io(format!("finalizing {}", path.display()), e)
+                            })?);
+                    }
+                    finished = Some(summary);
+                }
+                Output::Discarded { duration_ms, .. } => {
+                    return Err(Error::Invalid(format!(
+                        "the recording was discarded after {duration_ms} ms"
+                    )));
+                }
+                Output::Failed { message, .. } => return Err(Error::Invalid(message)),
             }
-            let Some(offset) = p.offset else { continue };
-            p.leg.pull(now, &mut track.sink(offset));
         }
-        self.suppress_dtmf(parties);
-        let mix_point = now.saturating_sub(self.opts.playout_delay + DEFAULT_MARGIN);
-        let upto = self.recorder.mixer().position_at(mix_point);
-        let bytes = self
-            .recorder
-            .mix_to(tracks, upto)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
-        self.file.write(bytes);
-        let header = self.recorder.header();
-        let flushed = self
-            .file
-            .maybe_flush(now, header.as_deref())
-            .map_err(|e| Error::io("writing the recording", e))?;
-        if flushed {
-            // Pages the encoder held back go out with the next flush.
-            let held = self.recorder.flush();
-            self.file.write(held);
-        }
-        Ok(())
-    }
-
-    /// Tells the mixer where DTMF happened on each leg, if suppressing.
-    fn suppress_dtmf(&mut self, parties: &mut [Party]) {
-        if !self.opts.suppress_dtmf {
-            return;
-        }
-        for (i, p) in parties.iter_mut().enumerate() {
-            let Some(offset) = p.offset else { continue };
-            self.recorder.mixer_mut().suppress_dtmf(
-                i,
-                offset,
-                p.leg.dtmf(),
-                p.leg.dtmf_in_progress(),
-                &mut p.dtmf_applied,
-            );
-        }
+        Ok(finished)
     }
 }

@@ -136,6 +136,16 @@ impl Mixer {
         m
     }
 
+    /// How many legs the mixer takes.
+    pub fn input_count(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// The `i`-th leg the mixer takes, in the order they were added.
+    pub fn input(&self, i: usize) -> Option<MixInput> {
+        self.inputs.get(i).map(|s| s.input)
+    }
+
     pub fn rate(&self) -> u32 {
         self.rate
     }

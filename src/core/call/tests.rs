@@ -1,0 +1,508 @@
+//! `CallMedia` scenarios on a virtual clock: no daemon, no sockets, no
+//! files. Each sends G.711 packets with jitter inside the playout delay,
+//! ticks every 20 ms, and checks the WAV the outputs build sample by
+//! sample against what was sent.
+
+use std::collections::HashMap;
+
+use super::plan::{PlanLeg, Selection, plan};
+use super::*;
+use crate::config::{Channels, Format};
+use crate::core::decode::ulaw_to_linear;
+use crate::core::rtp::{Codec, PayloadMap};
+use crate::recording::Role;
+use crate::testkit::{event_payload, pcmu_frames, rtp_packet, tone};
+
+const RATE: u32 = 8000;
+const DELAY: Duration = Duration::from_millis(60);
+const TICK: Duration = Duration::from_millis(20);
+const EVENT_PT: u8 = 101;
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+fn leg_config() -> LegConfig {
+    let mut payload_map = PayloadMap::default();
+    payload_map
+        .set(
+            u32::from(EVENT_PT),
+            Codec::from_rtpmap("telephone-event/8000").unwrap(),
+        )
+        .unwrap();
+    LegConfig {
+        payload_map,
+        rate: RATE,
+        playout_delay: DELAY,
+        jitter_capacity: 64,
+        drift_bound: ms(20),
+    }
+}
+
+/// One party's packets: 20 ms PCMU frames of a tone from `start`, each
+/// arriving up to 35 ms late (inside the 60 ms playout delay).
+struct Party {
+    leg: usize,
+    frames: Vec<Vec<u8>>,
+    start: Duration,
+    ssrc: u32,
+}
+
+impl Party {
+    fn new(leg: usize, hz: f64, start: Duration, length: Duration) -> Self {
+        let samples = (length.as_millis() as usize) * RATE as usize / 1000;
+        Self {
+            leg,
+            frames: pcmu_frames(&tone(RATE, hz, 8_000.0, samples)),
+            start,
+            ssrc: 0x1000 + leg as u32,
+        }
+    }
+
+    /// What the recording must hold for this party: the decoded frames.
+    fn sent(&self) -> Vec<i16> {
+        self.frames
+            .iter()
+            .flatten()
+            .map(|&c| ulaw_to_linear(c))
+            .collect()
+    }
+
+    /// (arrival, leg, datagram) of every packet.
+    fn packets(&self) -> Vec<(Duration, usize, Vec<u8>)> {
+        self.frames
+            .iter()
+            .enumerate()
+            .map(|(k, f)| {
+                let send = self.start + TICK * k as u32;
+                let jitter = ms((k as u64 * 7) % 36);
+                let pkt = rtp_packet(0, k == 0, k as u16, 160 * k as u32, self.ssrc, f);
+                (send + jitter, self.leg, pkt)
+            })
+            .collect()
+    }
+}
+
+/// Drives a call: packets pushed at their arrival, a tick every 20 ms,
+/// outputs gathered into files.
+struct Drive {
+    media: CallMedia,
+    packets: Vec<(Duration, usize, Vec<u8>)>,
+    next: usize,
+    now: Duration,
+    files: HashMap<RecordingHandle, Vec<u8>>,
+    flushes: HashMap<RecordingHandle, usize>,
+    finished: HashMap<RecordingHandle, Finished>,
+    discarded: Vec<RecordingHandle>,
+    failed: Vec<(RecordingHandle, Failure)>,
+}
+
+impl Drive {
+    fn new(legs: usize, parties: &[&Party]) -> Self {
+        let mut media = CallMedia::new(RATE, DELAY);
+        for _ in 0..legs {
+            media.add_leg(leg_config());
+        }
+        let mut packets: Vec<_> = parties.iter().flat_map(|p| p.packets()).collect();
+        packets.sort_by_key(|p| p.0);
+        Self {
+            media,
+            packets,
+            next: 0,
+            now: Duration::ZERO,
+            files: HashMap::new(),
+            flushes: HashMap::new(),
+            finished: HashMap::new(),
+            discarded: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, extra: Vec<(Duration, usize, Vec<u8>)>) {
+        self.packets.extend(extra);
+        self.packets[self.next..].sort_by_key(|p| p.0);
+    }
+
+    fn push_until(&mut self, t: Duration) {
+        while let Some((at, leg, pkt)) = self.packets.get(self.next) {
+            if *at > t {
+                break;
+            }
+            let _ = self.media.push(*leg, pkt, *at);
+            self.next += 1;
+        }
+    }
+
+    /// Ticks up to and including `t`.
+    fn run_to(&mut self, t: Duration) {
+        while self.now + TICK <= t {
+            self.now += TICK;
+            self.push_until(self.now);
+            self.media.tick(self.now);
+            self.collect();
+        }
+    }
+
+    /// A stop as the daemon makes it: what reached the engine by `at` is
+    /// played out at once, then the recording finishes at `at`.
+    fn stop(&mut self, h: RecordingHandle, at: Duration) {
+        self.run_to(at);
+        self.push_until(at);
+        self.media.begin_step();
+        for leg in 0..self.media.leg_count() {
+            self.media.play_out(leg, at + DELAY);
+        }
+        self.media.stop_recording(h, at);
+        self.collect();
+    }
+
+    fn collect(&mut self) {
+        while let Some(o) = self.media.poll_output() {
+            match o {
+                Output::Bytes { recording, bytes } => {
+                    self.files.entry(recording).or_default().extend(bytes)
+                }
+                Output::Flush { recording, .. } => {
+                    *self.flushes.entry(recording).or_default() += 1;
+                }
+                Output::Finished { recording, summary } => {
+                    let file = self.files.entry(recording).or_default();
+                    if let Some(h) = &summary.header {
+                        file[..h.len()].copy_from_slice(h);
+                    }
+                    self.finished.insert(recording, summary);
+                }
+                Output::Discarded { recording, .. } => self.discarded.push(recording),
+                Output::Failed {
+                    recording, failure, ..
+                } => self.failed.push((recording, failure)),
+            }
+        }
+    }
+
+    /// The finished WAV's channels.
+    fn channels(&self, h: RecordingHandle, count: usize) -> Vec<Vec<i16>> {
+        assert!(self.finished.contains_key(&h), "not finished");
+        let file = &self.files[&h];
+        let data = file
+            .windows(4)
+            .position(|w| w == b"data")
+            .expect("a data chunk")
+            + 8;
+        let samples: Vec<i16> = file[data..]
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        (0..count)
+            .map(|c| samples.iter().skip(c).step_by(count).copied().collect())
+            .collect()
+    }
+}
+
+fn recording(inputs: &[(usize, u16)], channels: u16) -> RecordingPlan {
+    RecordingPlan {
+        spec: EncoderSpec {
+            format: Format::Wav,
+            sample_rate: RATE,
+            channels,
+            bitrate_kbps: 0,
+            mp3_quality: 7,
+            opus_complexity: 5,
+        },
+        inputs: inputs
+            .iter()
+            .map(|&(track, channel)| MixInput { track, channel })
+            .collect(),
+        pause_behavior: PauseBehavior::Silence,
+        suppress_dtmf: false,
+        start: Duration::ZERO,
+        flush_interval: ms(1000),
+        min_duration: Duration::ZERO,
+    }
+}
+
+/// Where `want` sits in `got`, exactly, sample for sample.
+fn find_exact(got: &[i16], want: &[i16]) -> Option<usize> {
+    (0..=got.len().saturating_sub(want.len())).find(|&i| got[i..i + want.len()] == *want)
+}
+
+fn samples(d: Duration) -> usize {
+    d.as_millis() as usize * RATE as usize / 1000
+}
+
+#[test]
+fn two_parties_are_recorded_sample_for_sample_on_their_channels() {
+    let caller = Party::new(0, 440.0, ms(0), ms(1000));
+    let callee = Party::new(1, 697.0, ms(100), ms(900));
+    let mut d = Drive::new(2, &[&caller, &callee]);
+    let h = d
+        .media
+        .start_recording(recording(&[(0, 0), (1, 1)], 2))
+        .unwrap();
+    d.stop(h, ms(1200));
+    let ch = d.channels(h, 2);
+    let at0 = find_exact(&ch[0], &caller.sent()).expect("the caller, exactly");
+    let at1 = find_exact(&ch[1], &callee.sent()).expect("the callee, exactly");
+    // Placed by their timestamps' send times: the callee 100 ms later.
+    assert_eq!(at1 - at0, samples(ms(100)));
+    assert!(ch[0][..at0].iter().all(|&s| s == 0));
+    assert_eq!(d.finished[&h].duration_ms, 1200);
+}
+
+#[test]
+fn pause_with_silence_keeps_time_and_skip_removes_it() {
+    for behaviour in [PauseBehavior::Silence, PauseBehavior::Skip] {
+        let caller = Party::new(0, 440.0, ms(0), ms(1000));
+        let mut d = Drive::new(1, &[&caller]);
+        let mut plan = recording(&[(0, 0)], 1);
+        plan.pause_behavior = behaviour;
+        let h = d.media.start_recording(plan).unwrap();
+        d.run_to(ms(300));
+        d.media.pause(h, ms(300)).unwrap();
+        d.run_to(ms(500));
+        d.media.resume(h, ms(500)).unwrap();
+        d.stop(h, ms(1100));
+        let got = &d.channels(h, 1)[0];
+        let sent = caller.sent();
+        let start = find_exact(got, &sent[..samples(ms(200))]).expect("the audio before the pause");
+        let (p, r) = (start + samples(ms(300)), start + samples(ms(500)));
+        match behaviour {
+            PauseBehavior::Silence => {
+                assert_eq!(d.finished[&h].duration_ms, 1100);
+                assert!(got[p..r].iter().all(|&s| s == 0), "silence while paused");
+                assert_eq!(got[r..r + 800], sent[samples(ms(500))..samples(ms(600))]);
+            }
+            PauseBehavior::Skip => {
+                assert_eq!(d.finished[&h].duration_ms, 900);
+                // What followed the pause comes right after what preceded it.
+                assert_eq!(got[p..p + 800], sent[samples(ms(500))..samples(ms(600))]);
+            }
+        }
+        assert_eq!(d.finished[&h].pauses.len(), 1);
+    }
+}
+
+#[test]
+fn a_stop_keeps_what_the_jitter_buffer_held() {
+    let caller = Party::new(0, 440.0, ms(0), ms(1000));
+    let mut d = Drive::new(1, &[&caller]);
+    let h = d.media.start_recording(recording(&[(0, 0)], 1)).unwrap();
+    // By 1.02 s every packet has arrived (the last at most 35 ms after
+    // its send time, 980 ms), but the last ones' playout delay has not
+    // passed: a tick would not have played them yet.
+    let last_arrival = caller.packets().iter().map(|p| p.0).max().unwrap();
+    assert!(last_arrival <= ms(1020) && last_arrival + DELAY > ms(1020));
+    d.stop(h, ms(1020));
+    let got = &d.channels(h, 1)[0];
+    assert!(
+        find_exact(got, &caller.sent()).is_some(),
+        "every frame sent"
+    );
+}
+
+#[test]
+fn dtmf_is_suppressed_only_when_asked() {
+    for suppress in [false, true] {
+        let caller = Party::new(0, 440.0, ms(0), ms(1000));
+        let mut d = Drive::new(1, &[&caller]);
+        // Digit 5 from 400 ms for 200 ms (its packets carry the event's
+        // start timestamp), the tone's packets going on meanwhile.
+        let events: Vec<_> = (0..10u16)
+            .map(|k| {
+                let end = k == 9;
+                let pkt = rtp_packet(
+                    EVENT_PT,
+                    k == 0,
+                    1000 + k,
+                    160 * 20,
+                    caller.ssrc,
+                    &event_payload(5, end, 10, 160 * (k + 1)),
+                );
+                (ms(400) + TICK * u32::from(k), 0, pkt)
+            })
+            .collect();
+        d.add(events);
+        let mut plan = recording(&[(0, 0)], 1);
+        plan.suppress_dtmf = suppress;
+        let h = d.media.start_recording(plan).unwrap();
+        d.stop(h, ms(1100));
+        let got = &d.channels(h, 1)[0];
+        let start = find_exact(got, &caller.sent()[..800]).expect("the tone's start");
+        let during = &got[start + samples(ms(420))..start + samples(ms(580))];
+        let after = &got[start + samples(ms(700))..start + samples(ms(800))];
+        assert!(after.iter().any(|&s| s != 0));
+        assert_eq!(
+            during.iter().all(|&s| s == 0),
+            suppress,
+            "suppress {suppress}"
+        );
+        assert_eq!(d.media.leg(0).unwrap().dtmf().len(), 1);
+    }
+}
+
+#[test]
+fn a_recording_shorter_than_its_minimum_is_discarded() {
+    let caller = Party::new(0, 440.0, ms(0), ms(1000));
+    let mut d = Drive::new(1, &[&caller]);
+    let mut plan = recording(&[(0, 0)], 1);
+    plan.min_duration = ms(1000);
+    let h = d.media.start_recording(plan).unwrap();
+    d.stop(h, ms(500));
+    assert_eq!(d.discarded, vec![h]);
+    assert!(d.finished.is_empty());
+    assert!(!d.media.has_recording(h));
+}
+
+#[test]
+fn a_late_participant_joins_a_mono_recording() {
+    let a = Party::new(0, 440.0, ms(0), ms(1400));
+    let b = Party::new(1, 697.0, ms(0), ms(1400));
+    let late = Party::new(2, 1209.0, ms(600), ms(600));
+    let mut d = Drive::new(2, &[&a, &b]);
+    let h = d
+        .media
+        .start_recording(recording(&[(0, 0), (1, 0)], 1))
+        .unwrap();
+    d.run_to(ms(560));
+    let leg = d.media.add_leg(leg_config());
+    assert_eq!(leg, 2);
+    d.add(late.packets());
+    d.media.add_input(
+        h,
+        MixInput {
+            track: 2,
+            channel: 0,
+        },
+    );
+    d.stop(h, ms(1500));
+    // Three parties in one channel: the late one is in the mix exactly
+    // where the other two were silent... they never are, so compare the
+    // mix with the sum of what was sent.
+    let got = &d.channels(h, 1)[0];
+    let (sa, sb, sl) = (a.sent(), b.sent(), late.sent());
+    let start = (0..got.len())
+        .find(|&i| {
+            got[i..i + 160]
+                .iter()
+                .zip(&sa)
+                .zip(&sb)
+                .all(|((&g, &x), &y)| g == x + y)
+        })
+        .expect("the first two parties mixed");
+    let from = samples(ms(600));
+    for k in 0..sl.len() {
+        let want = sa[from + k] + sb[from + k] + sl[k];
+        assert_eq!(got[start + from + k], want, "sample {k} of the late party");
+    }
+}
+
+#[test]
+fn mute_silences_one_party_until_unmuted() {
+    let caller = Party::new(0, 440.0, ms(0), ms(1000));
+    let callee = Party::new(1, 697.0, ms(0), ms(1000));
+    let mut d = Drive::new(2, &[&caller, &callee]);
+    let h = d
+        .media
+        .start_recording(recording(&[(0, 0), (1, 1)], 2))
+        .unwrap();
+    d.run_to(ms(300));
+    d.media.mute(0, true, ms(300));
+    d.run_to(ms(600));
+    d.media.mute(0, false, ms(600));
+    d.stop(h, ms(1100));
+    let ch = d.channels(h, 2);
+    let start = find_exact(&ch[1], &callee.sent()).expect("the callee, untouched");
+    assert!(
+        ch[0][start + samples(ms(300))..start + samples(ms(600))]
+            .iter()
+            .all(|&s| s == 0)
+    );
+    let sent = caller.sent();
+    assert_eq!(
+        ch[0][start + samples(ms(600))..start + samples(ms(1000))],
+        sent[samples(ms(600))..]
+    );
+}
+
+#[test]
+fn five_parties_get_five_channels_by_role() {
+    let roles = [
+        Role::Participant,
+        Role::Callee,
+        Role::Participant,
+        Role::Caller,
+        Role::Participant,
+    ];
+    let parties: Vec<Party> = (0..5)
+        .map(|i| Party::new(i, 300.0 + 150.0 * i as f64, ms(0), ms(600)))
+        .collect();
+    let ids: Vec<String> = (0..5).map(|i| format!("leg-{i}")).collect();
+    let legs: Vec<PlanLeg<'_>> = ids
+        .iter()
+        .zip(roles)
+        .map(|(id, role)| PlanLeg { id, role })
+        .collect();
+    let planned = plan(&legs, &Selection::All, Channels::Dual).unwrap();
+    assert_eq!(planned.channel_count, 5);
+    let mut d = Drive::new(5, &parties.iter().collect::<Vec<_>>());
+    let mut rec = recording(&[], 5);
+    rec.inputs = planned.inputs.clone();
+    let h = d.media.start_recording(rec).unwrap();
+    d.stop(h, ms(700));
+    let ch = d.channels(h, 5);
+    for input in &planned.inputs {
+        let sent = parties[input.track].sent();
+        assert!(
+            find_exact(&ch[usize::from(input.channel)], &sent).is_some(),
+            "leg {} on channel {}",
+            input.track,
+            input.channel
+        );
+    }
+    // The caller (leg 3) first, the callee (leg 1) second.
+    assert_eq!(planned.inputs[0].track, 3);
+    assert_eq!(planned.inputs[1].track, 1);
+}
+
+#[test]
+fn flushes_come_at_the_flush_interval_with_the_bytes_before_them() {
+    let caller = Party::new(0, 440.0, ms(0), ms(2000));
+    let mut d = Drive::new(1, &[&caller]);
+    let mut plan = recording(&[(0, 0)], 1);
+    plan.flush_interval = ms(500);
+    let h = d.media.start_recording(plan).unwrap();
+    d.run_to(ms(1000));
+    assert_eq!(d.flushes.get(&h), Some(&2));
+    // Everything mixed so far is out by the flush: 1 s minus the delay
+    // and margin, 16-bit mono.
+    let mixed = d.media.duration_ms(h).unwrap() as usize * 16;
+    assert_eq!(d.files[&h].len(), 44 + mixed);
+}
+
+#[test]
+fn an_encoder_that_cannot_be_made_starts_nothing() {
+    let mut media = CallMedia::new(RATE, DELAY);
+    media.add_leg(leg_config());
+    let mut plan = recording(&[(0, 0)], 1);
+    plan.spec.format = Format::Mp3;
+    plan.spec.sample_rate = 7_000;
+    assert!(media.start_recording(plan).is_err());
+    media.tick(ms(20));
+    assert_eq!(media.poll_output(), None);
+}
+
+#[test]
+fn a_recording_whose_file_failed_is_removed_without_output() {
+    let caller = Party::new(0, 440.0, ms(0), ms(1000));
+    let mut d = Drive::new(1, &[&caller]);
+    let h = d.media.start_recording(recording(&[(0, 0)], 1)).unwrap();
+    d.run_to(ms(300));
+    // The driver's writer refused the file: it removes the recording.
+    d.media.remove(h);
+    let before = d.files.get(&h).map_or(0, Vec::len);
+    d.stop(h, ms(900));
+    d.media.end(EndAt::Time(ms(900)));
+    d.collect();
+    assert_eq!(d.files.get(&h).map_or(0, Vec::len), before);
+    assert!(d.finished.is_empty() && d.failed.is_empty());
+}
