@@ -154,6 +154,32 @@ pub enum WorkerReport {
     CallLost { call: u64 },
 }
 
+/// Where a leg's datagrams come from: its socket, or in tests a capture
+/// replayed on a virtual clock (so the worker's own driving of a call can
+/// be run against `recengine pcap`'s).
+pub(crate) trait LegSource {
+    /// See [`LegSocket::receive_batch`].
+    fn receive_batch(
+        &mut self,
+        batch: &mut RecvBatch,
+        limit: usize,
+        at: DrainTime,
+        deliver: impl FnMut(&[u8], Duration),
+    ) -> bool;
+}
+
+impl LegSource for LegSocket {
+    fn receive_batch(
+        &mut self,
+        batch: &mut RecvBatch,
+        limit: usize,
+        at: DrainTime,
+        deliver: impl FnMut(&[u8], Duration),
+    ) -> bool {
+        LegSocket::receive_batch(self, batch, limit, at, deliver)
+    }
+}
+
 /// A recording in progress: its media is in the call's [`CallMedia`],
 /// its file and reporting here.
 struct RecordingIo {
@@ -161,11 +187,11 @@ struct RecordingIo {
     setup: Box<RecordingSetup>,
 }
 
-struct CallState {
+struct CallState<S = LegSocket> {
     origin: Duration,
     media: CallMedia,
     /// Per leg index: its socket and what the sidecar says about it.
-    sockets: Vec<LegSocket>,
+    sockets: Vec<S>,
     legs: Vec<LegInfo>,
     recordings: Vec<RecordingIo>,
     shared: Arc<CallShared>,
@@ -175,7 +201,7 @@ struct CallState {
     played_to: Duration,
 }
 
-impl CallState {
+impl<S> CallState<S> {
     fn recording(&self, id: &str) -> Option<RecordingHandle> {
         self.recordings
             .iter()
@@ -464,43 +490,29 @@ impl Worker {
         }
     }
 
-    /// Finishes a recording at `at` without waiting out the playout
-    /// delay: the legs play out at once everything that should have reached
-    /// the engine by `at` (held packets in order, holes concealed); audio
-    /// still on the network then is left out. The call goes on; its legs
-    /// simply played those packets early. So a stop costs one mix and one
-    /// flush, whatever the call's length.
     fn stop_recording(&mut self, call: u64, id: &str, at: Duration) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        if c.recording(id).is_none() {
-            return;
-        }
-        advance(
+        let clock = self.clock;
+        stop_at(
             c,
-            at + c.delay,
-            Mix::AllButLastStep,
-            &self.clock,
+            id,
+            at,
+            &mut || DrainTime::now(&clock),
             &mut self.batch,
             &self.reports,
         );
-        // Catching up may have finished it already.
-        let Some(h) = c.recording(id) else {
-            return;
-        };
-        let rel = c.relative(at);
-        timed(c, |media| media.stop_recording(h, rel));
-        carry_out(c, &self.reports);
     }
 
     fn tick(&mut self, now: Duration) {
+        let clock = self.clock;
         for c in self.calls.values_mut() {
             advance(
                 c,
                 now,
                 Mix::EveryStep,
-                &self.clock,
+                &mut || DrainTime::now(&clock),
                 &mut self.batch,
                 &self.reports,
             );
@@ -512,20 +524,60 @@ impl Worker {
         let Some(mut c) = self.calls.remove(&call) else {
             return;
         };
-        advance(
+        let clock = self.clock;
+        end_at(
             &mut c,
             at,
-            Mix::AllButLastStep,
-            &self.clock,
+            &mut || DrainTime::now(&clock),
             &mut self.batch,
             &self.reports,
         );
-        drop_failed_sinks(&mut c);
-        let rel = c.relative(at);
-        timed(&mut c, |media| media.end(EndAt::Time(rel)));
-        carry_out(&mut c, &self.reports);
-        write_stats(&c);
     }
+}
+
+/// Finishes a recording at `at` without waiting out the playout
+/// delay: the legs play out at once everything that should have reached
+/// the engine by `at` (held packets in order, holes concealed); audio
+/// still on the network then is left out. The call goes on; its legs
+/// simply played those packets early. So a stop costs one mix and one
+/// flush, whatever the call's length.
+fn stop_at<S: LegSource>(
+    c: &mut CallState<S>,
+    id: &str,
+    at: Duration,
+    drain_time: &mut impl FnMut() -> DrainTime,
+    batch: &mut RecvBatch,
+    reports: &Sender<WorkerReport>,
+) {
+    if c.recording(id).is_none() {
+        return;
+    }
+    let until = at + c.delay;
+    advance(c, until, Mix::AllButLastStep, drain_time, batch, reports);
+    // Catching up may have finished it already.
+    let Some(h) = c.recording(id) else {
+        return;
+    };
+    let rel = c.relative(at);
+    timed(c, |media| media.stop_recording(h, rel));
+    carry_out(c, reports);
+}
+
+/// The call is over at `at`: every leg is drained and released, every
+/// recording finished.
+fn end_at<S: LegSource>(
+    c: &mut CallState<S>,
+    at: Duration,
+    drain_time: &mut impl FnMut() -> DrainTime,
+    batch: &mut RecvBatch,
+    reports: &Sender<WorkerReport>,
+) {
+    advance(c, at, Mix::AllButLastStep, drain_time, batch, reports);
+    drop_failed_sinks(c);
+    let rel = c.relative(at);
+    timed(c, |media| media.end(EndAt::Time(rel)));
+    carry_out(c, reports);
+    write_stats(c);
 }
 
 /// Which steps of [`advance`] mix the call's recordings.
@@ -541,17 +593,17 @@ enum Mix {
 /// at most [`CATCH_UP_STEP`] when the worker fell behind; a worker on time
 /// takes one step. Each step drains the sockets with a fresh [`DrainTime`]
 /// pair.
-fn advance(
-    c: &mut CallState,
+fn advance<S: LegSource>(
+    c: &mut CallState<S>,
     until: Duration,
     mix: Mix,
-    clock: &MonotonicClock,
+    drain_time: &mut impl FnMut() -> DrainTime,
     batch: &mut RecvBatch,
     reports: &Sender<WorkerReport>,
 ) {
     loop {
         let t = until.min(c.played_to + CATCH_UP_STEP);
-        play_out(c, t, DrainTime::now(clock), batch);
+        play_out(c, t, drain_time(), batch);
         c.played_to = c.played_to.max(t);
         let last = t >= until;
         if !last || mix == Mix::EveryStep {
@@ -565,7 +617,7 @@ fn advance(
 
 /// Mixes and encodes each recording of the call up to `now`'s mix point
 /// and carries out what that produced.
-fn step_recordings(c: &mut CallState, now: Duration, reports: &Sender<WorkerReport>) {
+fn step_recordings<S>(c: &mut CallState<S>, now: Duration, reports: &Sender<WorkerReport>) {
     drop_failed_sinks(c);
     if c.recordings.is_empty() {
         return;
@@ -577,7 +629,7 @@ fn step_recordings(c: &mut CallState, now: Duration, reports: &Sender<WorkerRepo
 
 /// Recordings whose file the writer pool gave up on (it has reported the
 /// failure) go no further.
-fn drop_failed_sinks(c: &mut CallState) {
+fn drop_failed_sinks<S>(c: &mut CallState<S>) {
     let media = &mut c.media;
     c.recordings.retain(|r| {
         let failed = r.setup.sink.has_failed();
@@ -601,7 +653,7 @@ fn format_index(f: crate::config::Format) -> usize {
 
 /// Runs `mix` on the call's media and counts its time against the format
 /// of the call's recording (a call records one at a time).
-fn timed(c: &mut CallState, mix: impl FnOnce(&mut CallMedia)) {
+fn timed<S>(c: &mut CallState<S>, mix: impl FnOnce(&mut CallMedia)) {
     let format = c
         .recordings
         .first()
@@ -615,7 +667,12 @@ fn timed(c: &mut CallState, mix: impl FnOnce(&mut CallMedia)) {
 
 /// Receives what each leg's socket holds (what arrived by `now`) and plays
 /// the legs out into their tracks up to `now`.
-fn play_out(c: &mut CallState, now: Duration, drained: DrainTime, batch: &mut RecvBatch) {
+fn play_out<S: LegSource>(
+    c: &mut CallState<S>,
+    now: Duration,
+    drained: DrainTime,
+    batch: &mut RecvBatch,
+) {
     c.media.begin_step();
     let mut latest = 0u64;
     let origin = c.origin;
@@ -659,7 +716,11 @@ fn play_out(c: &mut CallState, now: Duration, drained: DrainTime, batch: &mut Re
     }
 }
 
-fn start_recording(c: &mut CallState, setup: Box<RecordingSetup>, reports: &Sender<WorkerReport>) {
+fn start_recording<S>(
+    c: &mut CallState<S>,
+    setup: Box<RecordingSetup>,
+    reports: &Sender<WorkerReport>,
+) {
     let plan = RecordingPlan {
         spec: setup.spec,
         inputs: setup
@@ -701,7 +762,7 @@ fn start_recording(c: &mut CallState, setup: Box<RecordingSetup>, reports: &Send
 
 /// Carries out what the call's media produced: bytes and flushes to the
 /// writer pool, outcomes to the engine.
-fn carry_out(c: &mut CallState, reports: &Sender<WorkerReport>) {
+fn carry_out<S>(c: &mut CallState<S>, reports: &Sender<WorkerReport>) {
     while let Some(output) = c.media.poll_output() {
         let handle = match &output {
             Output::Bytes { recording, .. }
@@ -767,10 +828,10 @@ fn fail(id: &str, failure: Failure, message: String, reports: &Sender<WorkerRepo
 
 /// Hands the finished file to the writer pool to finalize, with its
 /// sidecar.
-fn finish_recording(
+fn finish_recording<S>(
     rec: RecordingIo,
     summary: crate::core::call::Finished,
-    c: &CallState,
+    c: &CallState<S>,
     reports: &Sender<WorkerReport>,
 ) {
     if rec.setup.sink.has_failed() {
@@ -813,7 +874,7 @@ fn finish_recording(
 }
 
 /// Copies leg statistics to the shared view about once a second.
-fn publish_stats(c: &mut CallState, now: Duration) {
+fn publish_stats<S>(c: &mut CallState<S>, now: Duration) {
     if now.saturating_sub(c.last_stats) < Duration::from_secs(1) && c.last_stats != Duration::ZERO {
         return;
     }
@@ -821,9 +882,12 @@ fn publish_stats(c: &mut CallState, now: Duration) {
     write_stats(c);
 }
 
-fn write_stats(c: &CallState) {
+fn write_stats<S>(c: &CallState<S>) {
     let stats: Vec<LegStats> = (0..c.media.leg_count())
         .filter_map(|i| c.media.leg(i).map(|l| l.stats()))
         .collect();
     *c.shared.legs.lock().unwrap_or_else(|e| e.into_inner()) = stats;
 }
+
+#[cfg(test)]
+mod tests;

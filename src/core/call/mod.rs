@@ -400,20 +400,19 @@ impl CallMedia {
 
     fn finish_at(&mut self, mut r: RecordingMedia, at: EndAt) {
         apply_dtmf(&mut r, &self.legs);
-        let (upto, now) = match at {
-            EndAt::Time(t) => (r.recorder.mixer().position_at(t), t),
-            EndAt::LastAudio => {
-                let end = self
-                    .tracks
-                    .iter()
-                    .filter_map(Track::end_call_pos)
-                    .max()
-                    .unwrap_or(0);
-                (end, r.last_flush)
-            }
+        let upto = match at {
+            EndAt::Time(t) => r.recorder.mixer().position_at(t),
+            EndAt::LastAudio => self
+                .tracks
+                .iter()
+                .filter_map(Track::end_call_pos)
+                .max()
+                .unwrap_or(0),
         };
         let handle = r.handle;
-        if let Err(e) = write_mixed(&mut r, &self.tracks, upto, now, &mut self.outputs) {
+        // No flush on the way out: finalizing writes and syncs it all.
+        let no_flush = r.last_flush;
+        if let Err(e) = write_mixed(&mut r, &self.tracks, upto, no_flush, &mut self.outputs) {
             return self.outputs.push_back(Output::Failed {
                 recording: handle,
                 failure: Failure::Encoder,
