@@ -50,6 +50,18 @@ pub struct ApiState {
 
 type ApiResult = Result<Response, ApiError>;
 
+/// Runs a handler's engine work — registry locks, catalog (SQLite) and
+/// event-log writes, file opens — on tokio's blocking pool, never in the
+/// async runtime's poll: the runtime has few threads (one on a two-core
+/// box), and one slow disk write would stall every connection.
+async fn blocking(work: impl FnOnce() -> ApiResult + Send + 'static) -> ApiResult {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(ApiError::from(crate::engine::EngineError::Internal(
+            format!("a request's engine work failed: {e}"),
+        )))
+    })
+}
+
 fn ok(status: StatusCode, value: impl serde::Serialize) -> ApiResult {
     Ok((status, axum::Json(value)).into_response())
 }
@@ -237,7 +249,7 @@ async fn create_call(
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
     let req: CreateCallRequest = parse(&body(raw).await?)?;
-    ok(StatusCode::CREATED, s.engine.create_call(&who, req)?)
+    blocking(move || ok(StatusCode::CREATED, s.engine.create_call(&who, req)?)).await
 }
 
 /// `GET /v1/calls` parameters.
@@ -267,9 +279,12 @@ async fn list_calls(
     let who = principal(&s, &headers)?;
     let (limit, offset) = recordings::page(q.limit, q.offset)?;
     let ended = q.status.map(|s| s == CallStatus::Ended);
-    let (data, total) = s.engine.list_calls(&who, ended, limit as usize, offset);
-    let pagination = views::Pagination::new(total as u64, limit, offset, data.len());
-    ok(StatusCode::OK, views::Page { data, pagination })
+    blocking(move || {
+        let (data, total) = s.engine.list_calls(&who, ended, limit as usize, offset);
+        let pagination = views::Pagination::new(total as u64, limit, offset, data.len());
+        ok(StatusCode::OK, views::Page { data, pagination })
+    })
+    .await
 }
 
 /// Get a call
@@ -284,7 +299,7 @@ async fn get_call(
     Path(id): Path<String>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    ok(StatusCode::OK, s.engine.get_call(&who, &id)?)
+    blocking(move || ok(StatusCode::OK, s.engine.get_call(&who, &id)?)).await
 }
 
 /// Add a leg
@@ -302,7 +317,7 @@ async fn add_leg(
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
     let req: LegRequest = parse(&body(raw).await?)?;
-    ok(StatusCode::CREATED, s.engine.add_leg(&who, &id, req)?)
+    blocking(move || ok(StatusCode::CREATED, s.engine.add_leg(&who, &id, req)?)).await
 }
 
 /// End a call
@@ -317,7 +332,7 @@ async fn end_call(
     Path(id): Path<String>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    ok(StatusCode::OK, s.engine.end_call(&who, &id)?)
+    blocking(move || ok(StatusCode::OK, s.engine.end_call(&who, &id)?)).await
 }
 
 /// Start recording a call
@@ -341,10 +356,13 @@ async fn record_start(
             "enabled: only valid in a call's recording block",
         ));
     }
-    ok(
-        StatusCode::CREATED,
-        s.engine.start_recording(&who, &id, req)?,
-    )
+    blocking(move || {
+        ok(
+            StatusCode::CREATED,
+            s.engine.start_recording(&who, &id, req)?,
+        )
+    })
+    .await
 }
 
 /// Stop recording a call
@@ -360,7 +378,7 @@ async fn record_stop(
     Path(id): Path<String>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    ok(StatusCode::OK, s.engine.stop_recording(&who, &id)?)
+    blocking(move || ok(StatusCode::OK, s.engine.stop_recording(&who, &id)?)).await
 }
 
 /// Pause recording
@@ -376,7 +394,7 @@ async fn record_pause(
     Path(id): Path<String>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    ok(StatusCode::OK, s.engine.pause_recording(&who, &id)?)
+    blocking(move || ok(StatusCode::OK, s.engine.pause_recording(&who, &id)?)).await
 }
 
 /// Resume recording
@@ -389,7 +407,7 @@ async fn record_resume(
     Path(id): Path<String>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    ok(StatusCode::OK, s.engine.resume_recording(&who, &id)?)
+    blocking(move || ok(StatusCode::OK, s.engine.resume_recording(&who, &id)?)).await
 }
 
 /// Start or stop recording (one endpoint)
@@ -417,10 +435,13 @@ async fn recordings_action(
                         format!("{}: {}", e.path(), e.inner()),
                     )
                 })?;
-            ok(
-                StatusCode::CREATED,
-                s.engine.start_recording(&who, &id, opts)?,
-            )
+            blocking(move || {
+                ok(
+                    StatusCode::CREATED,
+                    s.engine.start_recording(&who, &id, opts)?,
+                )
+            })
+            .await
         }
         "stop" => {
             if !req.options.is_empty() {
@@ -429,7 +450,7 @@ async fn recordings_action(
                     "stop takes no options",
                 ));
             }
-            ok(StatusCode::OK, s.engine.stop_recording(&who, &id)?)
+            blocking(move || ok(StatusCode::OK, s.engine.stop_recording(&who, &id)?)).await
         }
         other => Err(ApiError::new(
             ErrorCode::InvalidRequest,
@@ -451,7 +472,7 @@ async fn leg_mute(
     Path((id, leg)): Path<(String, String)>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    ok(StatusCode::OK, s.engine.set_muted(&who, &id, &leg, true)?)
+    blocking(move || ok(StatusCode::OK, s.engine.set_muted(&who, &id, &leg, true)?)).await
 }
 
 /// Unmute a leg
@@ -465,7 +486,7 @@ async fn leg_unmute(
     Path((id, leg)): Path<(String, String)>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    ok(StatusCode::OK, s.engine.set_muted(&who, &id, &leg, false)?)
+    blocking(move || ok(StatusCode::OK, s.engine.set_muted(&who, &id, &leg, false)?)).await
 }
 
 /// Prometheus metrics

@@ -15,7 +15,9 @@ use serde_json::Value;
 use super::params::{Params, TypedQuery};
 use super::urls::UrlRefused;
 use super::views::{CallRecordingLink, Page, Pagination, RecordingDetail, RecordingLogView};
-use super::{ApiError, ApiResult, ApiState, ErrorCode, RawBody, body, ok, parse, principal};
+use super::{
+    ApiError, ApiResult, ApiState, ErrorCode, RawBody, blocking, body, ok, parse, principal,
+};
 use crate::catalog::{Claim, ListFilter, RecordingRow};
 use crate::config::{Format, PauseBehavior};
 use crate::engine::model::RecordingStatus;
@@ -139,44 +141,47 @@ pub async fn list(
     headers: HeaderMap,
     TypedQuery(q): TypedQuery<RecordingListQuery>,
 ) -> ApiResult {
-    let who = principal(&s, &headers)?;
-    let (limit, offset) = page(q.limit, q.offset)?;
-    if let Some(call) = &q.call_id
-        && !is_valid_id(call)
-    {
-        return Err(bad_param("call_id", "not a valid id"));
-    }
-    let time = |name: &str, value: &Option<String>| -> Result<Option<i64>, ApiError> {
-        value
-            .as_deref()
-            .map(|v| {
-                parse_rfc3339(v)
-                    .map(|t| t.as_millis() as i64)
-                    .ok_or_else(|| bad_param(name, format!("{v:?} is not an RFC 3339 time")))
-            })
-            .transpose()
-    };
-    let f = ListFilter {
-        customer_id: match &who {
-            Principal::Admin => None,
-            Principal::Tenant(t) => Some(t.clone()),
-        },
-        since_ms: time("since", &q.since)?,
-        until_ms: time("until", &q.until)?,
-        call_id: q.call_id,
-        status: q.status.map(|s| s.as_str().to_owned()),
-        format: q.format.map(|f| f.extension().to_owned()),
-        limit,
-        offset,
-    };
-    let (rows, total) = s
-        .engine
-        .catalog()
-        .list(&f)
-        .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?;
-    let pagination = Pagination::new(total, f.limit, f.offset, rows.len());
-    let data = rows.iter().map(|r| detail(&s, r)).collect();
-    ok(StatusCode::OK, Page { data, pagination })
+    blocking(move || {
+        let who = principal(&s, &headers)?;
+        let (limit, offset) = page(q.limit, q.offset)?;
+        if let Some(call) = &q.call_id
+            && !is_valid_id(call)
+        {
+            return Err(bad_param("call_id", "not a valid id"));
+        }
+        let time = |name: &str, value: &Option<String>| -> Result<Option<i64>, ApiError> {
+            value
+                .as_deref()
+                .map(|v| {
+                    parse_rfc3339(v)
+                        .map(|t| t.as_millis() as i64)
+                        .ok_or_else(|| bad_param(name, format!("{v:?} is not an RFC 3339 time")))
+                })
+                .transpose()
+        };
+        let f = ListFilter {
+            customer_id: match &who {
+                Principal::Admin => None,
+                Principal::Tenant(t) => Some(t.clone()),
+            },
+            since_ms: time("since", &q.since)?,
+            until_ms: time("until", &q.until)?,
+            call_id: q.call_id,
+            status: q.status.map(|s| s.as_str().to_owned()),
+            format: q.format.map(|f| f.extension().to_owned()),
+            limit,
+            offset,
+        };
+        let (rows, total) = s
+            .engine
+            .catalog()
+            .list(&f)
+            .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?;
+        let pagination = Pagination::new(total, f.limit, f.offset, rows.len());
+        let data = rows.iter().map(|r| detail(&s, r)).collect();
+        ok(StatusCode::OK, Page { data, pagination })
+    })
+    .await
 }
 
 /// Get a recording
@@ -188,9 +193,12 @@ pub async fn get(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let who = principal(&s, &headers)?;
-    let row = s.engine.catalogued(&who, &id)?;
-    ok(StatusCode::OK, detail(&s, &row))
+    blocking(move || {
+        let who = principal(&s, &headers)?;
+        let row = s.engine.catalogued(&who, &id)?;
+        ok(StatusCode::OK, detail(&s, &row))
+    })
+    .await
 }
 
 fn downloadable(row: &RecordingRow) -> Result<(), ApiError> {
@@ -224,13 +232,16 @@ pub async fn download(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let who = principal(&s, &headers)?;
-    let row = s.engine.catalogued(&who, &id)?;
-    downloadable(&row)?;
-    let (url, _) = s
-        .urls
-        .sign(row.customer_id.as_deref(), &row.recording_id, unix_now());
-    Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response())
+    blocking(move || {
+        let who = principal(&s, &headers)?;
+        let row = s.engine.catalogued(&who, &id)?;
+        downloadable(&row)?;
+        let (url, _) = s
+            .urls
+            .sign(row.customer_id.as_deref(), &row.recording_id, unix_now());
+        Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response())
+    })
+    .await
 }
 
 /// The latest recording of a call
@@ -244,34 +255,37 @@ pub async fn call_recording(
     headers: HeaderMap,
     Path(call): Path<String>,
 ) -> ApiResult {
-    let who = principal(&s, &headers)?;
-    let row = s.engine.latest_recording(&who, &call)?;
-    let (url, expires) = if row.status == "completed" && row.deleted_at.is_none() {
-        let (u, e) = s
-            .urls
-            .sign(row.customer_id.as_deref(), &row.recording_id, unix_now());
-        (Some(u), Some(rfc3339(std::time::Duration::from_secs(e))))
-    } else {
-        (None, None)
-    };
-    let duration_ms = s
-        .engine
-        .live_duration_ms(row.customer_id.as_deref(), &row.recording_id)
-        .unwrap_or(row.duration_ms);
-    ok(
-        StatusCode::OK,
-        CallRecordingLink {
-            content_type: content_type(&row.format),
-            recording_id: row.recording_id,
-            call_id: row.call_id,
-            url,
-            expires_at: expires,
-            recording_status: row.status,
-            duration_seconds: duration_ms as f64 / 1000.0,
-            file_size_bytes: row.file_size_bytes,
-            recording_start_time: row.started_at,
-        },
-    )
+    blocking(move || {
+        let who = principal(&s, &headers)?;
+        let row = s.engine.latest_recording(&who, &call)?;
+        let (url, expires) = if row.status == "completed" && row.deleted_at.is_none() {
+            let (u, e) = s
+                .urls
+                .sign(row.customer_id.as_deref(), &row.recording_id, unix_now());
+            (Some(u), Some(rfc3339(std::time::Duration::from_secs(e))))
+        } else {
+            (None, None)
+        };
+        let duration_ms = s
+            .engine
+            .live_duration_ms(row.customer_id.as_deref(), &row.recording_id)
+            .unwrap_or(row.duration_ms);
+        ok(
+            StatusCode::OK,
+            CallRecordingLink {
+                content_type: content_type(&row.format),
+                recording_id: row.recording_id,
+                call_id: row.call_id,
+                url,
+                expires_at: expires,
+                recording_status: row.status,
+                duration_seconds: duration_ms as f64 / 1000.0,
+                file_size_bytes: row.file_size_bytes,
+                recording_start_time: row.started_at,
+            },
+        )
+    })
+    .await
 }
 
 /// Delete a recording
@@ -286,9 +300,12 @@ pub async fn delete(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let who = principal(&s, &headers)?;
-    let row = s.engine.delete_recording(&who, &id)?;
-    ok(StatusCode::OK, detail(&s, &row))
+    blocking(move || {
+        let who = principal(&s, &headers)?;
+        let row = s.engine.delete_recording(&who, &id)?;
+        ok(StatusCode::OK, detail(&s, &row))
+    })
+    .await
 }
 
 /// A decimal number written the one way it is written: digits only, no
@@ -325,141 +342,161 @@ pub async fn file(
     Path(id): Path<String>,
     Params(q): Params,
 ) -> ApiResult {
-    let forbidden = |code: ErrorCode, msg: &str| ApiError::new(code, msg);
-    // The recording's customer (absent for the admin's own recordings),
-    // the expiry and the signature; nothing else.
-    if let Some(other) = q
-        .keys()
-        .find(|k| !["customer", "expires", "sig"].contains(&k.as_str()))
-    {
-        return Err(forbidden(
-            ErrorCode::InvalidSignature,
-            &format!("{other}: not part of a signed URL"),
-        ));
-    }
-    let expires: u64 = q
-        .get("expires")
-        .and_then(|e| canonical_u64(e))
-        .ok_or_else(|| forbidden(ErrorCode::InvalidSignature, "missing or malformed expires"))?;
-    let sig = q
-        .get("sig")
-        .ok_or_else(|| forbidden(ErrorCode::InvalidSignature, "missing sig"))?;
-    let customer = q.get("customer").map(String::as_str);
-    if !crate::ids::is_valid_id(&id) || customer.is_some_and(|c| !crate::ids::is_valid_id(c)) {
-        return Err(forbidden(
-            ErrorCode::InvalidSignature,
-            "the URL does not name a recording",
-        ));
-    }
-    match s.urls.verify(customer, &id, expires, sig, unix_now()) {
-        Ok(()) => {}
-        Err(UrlRefused::Expired) => {
-            return Err(forbidden(
-                ErrorCode::UrlExpired,
-                "this download URL has expired; ask for a new one",
-            ));
-        }
-        Err(UrlRefused::BadSignature) => {
+    blocking(move || {
+        let forbidden = |code: ErrorCode, msg: &str| ApiError::new(code, msg);
+        // The recording's customer (absent for the admin's own recordings),
+        // the expiry and the signature; nothing else.
+        if let Some(other) = q
+            .keys()
+            .find(|k| !["customer", "expires", "sig"].contains(&k.as_str()))
+        {
             return Err(forbidden(
                 ErrorCode::InvalidSignature,
-                "the URL signature does not match",
+                &format!("{other}: not part of a signed URL"),
             ));
         }
-    }
-    let row = s
-        .engine
-        .catalog()
-        .get(customer, &id)
-        .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?
-        .ok_or_else(|| ApiError::from(EngineError::RecordingNotFound(id.clone())))?;
-    downloadable(&row)?;
-    let path = row
-        .path
-        .clone()
-        .ok_or_else(|| ApiError::new(ErrorCode::RecordingDeleted, "no file"))?;
-    let etag = format!("\"{}\"", row.checksum.clone().unwrap_or_default());
-    let mut f = std::fs::File::open(&path).map_err(|e| {
-        tracing::error!(file = %path, error = %e, "catalogued recording file missing");
-        ApiError::new(
-            ErrorCode::FileMissing,
-            "the recording's file is missing from storage",
-        )
-    })?;
-    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| none_match(v, &etag))
-    {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
-    }
-    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        None => None,
-        Some(r) => match parse_range(r, size) {
-            Some(r) => Some(r),
-            None => {
-                let mut r = ApiError::new(
-                    ErrorCode::RangeNotSatisfiable,
-                    format!("the file has {size} bytes"),
-                )
-                .into_response();
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                    r.headers_mut().insert(header::CONTENT_RANGE, v);
+        let expires: u64 = q
+            .get("expires")
+            .and_then(|e| canonical_u64(e))
+            .ok_or_else(|| {
+                forbidden(ErrorCode::InvalidSignature, "missing or malformed expires")
+            })?;
+        let sig = q
+            .get("sig")
+            .ok_or_else(|| forbidden(ErrorCode::InvalidSignature, "missing sig"))?;
+        let customer = q.get("customer").map(String::as_str);
+        if !crate::ids::is_valid_id(&id) || customer.is_some_and(|c| !crate::ids::is_valid_id(c)) {
+            return Err(forbidden(
+                ErrorCode::InvalidSignature,
+                "the URL does not name a recording",
+            ));
+        }
+        match s.urls.verify(customer, &id, expires, sig, unix_now()) {
+            Ok(()) => {}
+            Err(UrlRefused::Expired) => {
+                return Err(forbidden(
+                    ErrorCode::UrlExpired,
+                    "this download URL has expired; ask for a new one",
+                ));
+            }
+            Err(UrlRefused::BadSignature) => {
+                return Err(forbidden(
+                    ErrorCode::InvalidSignature,
+                    "the URL signature does not match",
+                ));
+            }
+        }
+        let row = s
+            .engine
+            .catalog()
+            .get(customer, &id)
+            .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?
+            .ok_or_else(|| ApiError::from(EngineError::RecordingNotFound(id.clone())))?;
+        downloadable(&row)?;
+        let path = row
+            .path
+            .clone()
+            .ok_or_else(|| ApiError::new(ErrorCode::RecordingDeleted, "no file"))?;
+        let etag = format!("\"{}\"", row.checksum.clone().unwrap_or_default());
+        let mut f = std::fs::File::open(&path).map_err(|e| {
+            tracing::error!(file = %path, error = %e, "catalogued recording file missing");
+            ApiError::new(
+                ErrorCode::FileMissing,
+                "the recording's file is missing from storage",
+            )
+        })?;
+        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| none_match(v, &etag))
+        {
+            return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+        }
+        let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+            None => None,
+            Some(r) => match parse_range(r, size) {
+                Some(r) => Some(r),
+                None => {
+                    let mut r = ApiError::new(
+                        ErrorCode::RangeNotSatisfiable,
+                        format!("the file has {size} bytes"),
+                    )
+                    .into_response();
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                        r.headers_mut().insert(header::CONTENT_RANGE, v);
+                    }
+                    return Ok(r);
                 }
-                return Ok(r);
-            }
-        },
-    };
-    let (status, start, len) = match range {
-        Some((a, b)) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
-        None => (StatusCode::OK, 0, size),
-    };
-    let mut resp = Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, content_type(&row.format))
-        .header(header::ETAG, &etag)
-        .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CONTENT_LENGTH, len.to_string())
-        .header(
-            header::CONTENT_DISPOSITION,
-            format!(
-                "attachment; filename=\"{}.{}\"",
-                row.recording_id, row.format
-            ),
-        );
-    if range.is_some() {
-        resp = resp.header(
-            header::CONTENT_RANGE,
-            format!("bytes {}-{}/{size}", start, start + len - 1),
-        );
-    }
-    if method == Method::HEAD {
-        return resp
-            .body(Body::empty())
-            .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())));
-    }
-    f.seek(SeekFrom::Start(start))
-        .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?;
-    // Stream in 64 KiB chunks so large files never sit in memory whole.
-    let stream = futures_util::stream::unfold((f, len), |(mut f, left)| async move {
-        if left == 0 {
-            return None;
+            },
+        };
+        let (status, start, len) = match range {
+            Some((a, b)) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
+            None => (StatusCode::OK, 0, size),
+        };
+        let mut resp = Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, content_type(&row.format))
+            .header(header::ETAG, &etag)
+            .header(header::ACCEPT_RANGES, "bytes")
+            .header(header::CONTENT_LENGTH, len.to_string())
+            .header(
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"{}.{}\"",
+                    row.recording_id, row.format
+                ),
+            );
+        if range.is_some() {
+            resp = resp.header(
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{size}", start, start + len - 1),
+            );
         }
-        let mut buf = vec![0u8; left.min(64 * 1024) as usize];
-        match f.read(&mut buf) {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((
-                    Ok::<Bytes, std::io::Error>(Bytes::from(buf)),
-                    (f, left - n as u64),
-                ))
-            }
-            Err(e) => Some((Err(e), (f, 0))),
+        if method == Method::HEAD {
+            return resp
+                .body(Body::empty())
+                .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())));
         }
-    });
-    resp.body(Body::from_stream(stream))
-        .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))
+        f.seek(SeekFrom::Start(start))
+            .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?;
+        // Stream in 64 KiB chunks so large files never sit in memory whole.
+        let stream = futures_util::stream::unfold((Some(f), len), |(f, left)| async move {
+            let mut f = f?;
+            if left == 0 {
+                return None;
+            }
+            // Off the runtime's threads, as every file read.
+            let want = left.min(64 * 1024) as usize;
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; want];
+                let n = f.read(&mut buf);
+                (
+                    f,
+                    n.map(|n| {
+                        buf.truncate(n);
+                        buf
+                    }),
+                )
+            })
+            .await;
+            match read {
+                Err(e) => Some((Err(std::io::Error::other(e)), (None, 0))),
+                Ok((_, Ok(buf))) if buf.is_empty() => None,
+                Ok((f, Ok(buf))) => {
+                    let n = buf.len() as u64;
+                    Some((
+                        Ok::<Bytes, std::io::Error>(Bytes::from(buf)),
+                        (Some(f), left - n),
+                    ))
+                }
+                Ok((_, Err(e))) => Some((Err(e), (None, 0))),
+            }
+        });
+        resp.body(Body::from_stream(stream))
+            .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))
+    })
+    .await
 }
 
 /// Whether an `If-None-Match` value matches `etag` (RFC 9110 13.1.2: `*`
@@ -612,79 +649,82 @@ pub async fn recording_log(
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
     let bytes = body(raw).await?;
-    let customer = s.engine.call_visible(&who, &call)?;
-    let key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => {
-            let k = v
-                .to_str()
-                .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 255 && k.is_ascii());
-            Some(
-                k.ok_or_else(|| bad_param("Idempotency-Key", "1-255 ASCII characters"))?
-                    .to_owned(),
+    blocking(move || {
+        let customer = s.engine.call_visible(&who, &call)?;
+        let key = match headers.get("idempotency-key") {
+            None => None,
+            Some(v) => {
+                let k = v
+                    .to_str()
+                    .ok()
+                    .filter(|k| !k.is_empty() && k.len() <= 255 && k.is_ascii());
+                Some(
+                    k.ok_or_else(|| bad_param("Idempotency-Key", "1-255 ASCII characters"))?
+                        .to_owned(),
+                )
+            }
+        };
+        let Some(key) = key else {
+            let (status, text) = store_recording_log(&s, &call, customer, &bytes)?;
+            return Ok(json_answer(status, text, false));
+        };
+        // One transaction claims the key: of concurrent requests with it,
+        // one runs and the others are told it is in progress.
+        let scope = format!(
+            "{}:recording-log:{call}",
+            customer.clone().unwrap_or_default()
+        );
+        let hash = crate::crypto::sha256_hex(&bytes);
+        let catalog = s.engine.catalog();
+        let internal =
+            |e: crate::catalog::CatalogError| ApiError::from(EngineError::Internal(e.to_string()));
+        let claim = catalog
+            .claim_idempotency(
+                &key,
+                &scope,
+                &hash,
+                &rfc3339(unix_now()),
+                &s.engine.idempotency_cutoff(),
             )
+            .map_err(internal)?;
+        let reused = || {
+            ApiError::new(
+                ErrorCode::IdempotencyKeyReused,
+                "this Idempotency-Key was used with a different body",
+            )
+        };
+        match claim {
+            Claim::Done {
+                request_hash,
+                status,
+                response,
+            } => {
+                if request_hash != hash {
+                    return Err(reused());
+                }
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                Ok(json_answer(status, response, true))
+            }
+            Claim::InProgress { request_hash } if request_hash != hash => Err(reused()),
+            Claim::InProgress { .. } => Err(ApiError::new(
+                ErrorCode::IdempotencyKeyInUse,
+                "a request with this Idempotency-Key is in progress; retry it in a moment",
+            )),
+            Claim::Claimed => match store_recording_log(&s, &call, customer, &bytes) {
+                Ok((status, text)) => {
+                    catalog
+                        .finish_idempotency(&key, &scope, status.as_u16(), &text)
+                        .map_err(internal)?;
+                    Ok(json_answer(status, text, false))
+                }
+                Err(e) => {
+                    let _ = catalog.release_idempotency(&key, &scope);
+                    Err(e)
+                }
+            },
         }
-    };
-    let Some(key) = key else {
-        let (status, text) = store_recording_log(&s, &call, customer, &bytes)?;
-        return Ok(json_answer(status, text, false));
-    };
-    // One transaction claims the key: of concurrent requests with it,
-    // one runs and the others are told it is in progress.
-    let scope = format!(
-        "{}:recording-log:{call}",
-        customer.clone().unwrap_or_default()
-    );
-    let hash = crate::crypto::sha256_hex(&bytes);
-    let catalog = s.engine.catalog();
-    let internal =
-        |e: crate::catalog::CatalogError| ApiError::from(EngineError::Internal(e.to_string()));
-    let claim = catalog
-        .claim_idempotency(
-            &key,
-            &scope,
-            &hash,
-            &rfc3339(unix_now()),
-            &s.engine.idempotency_cutoff(),
-        )
-        .map_err(internal)?;
-    let reused = || {
-        ApiError::new(
-            ErrorCode::IdempotencyKeyReused,
-            "this Idempotency-Key was used with a different body",
-        )
-    };
-    match claim {
-        Claim::Done {
-            request_hash,
-            status,
-            response,
-        } => {
-            if request_hash != hash {
-                return Err(reused());
-            }
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            Ok(json_answer(status, response, true))
-        }
-        Claim::InProgress { request_hash } if request_hash != hash => Err(reused()),
-        Claim::InProgress { .. } => Err(ApiError::new(
-            ErrorCode::IdempotencyKeyInUse,
-            "a request with this Idempotency-Key is in progress; retry it in a moment",
-        )),
-        Claim::Claimed => match store_recording_log(&s, &call, customer, &bytes) {
-            Ok((status, text)) => {
-                catalog
-                    .finish_idempotency(&key, &scope, status.as_u16(), &text)
-                    .map_err(internal)?;
-                Ok(json_answer(status, text, false))
-            }
-            Err(e) => {
-                let _ = catalog.release_idempotency(&key, &scope);
-                Err(e)
-            }
-        },
-    }
+    })
+    .await
 }
 
 /// A JSON body already serialized, with `Idempotent-Replayed` when it is

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use super::params::TypedQuery;
 use super::recordings::page;
 use super::views::{DeliveryView, Page, Pagination};
-use super::{ApiError, ApiResult, ApiState, ErrorCode, ok, principal};
+use super::{ApiError, ApiResult, ApiState, ErrorCode, blocking, ok, principal};
 use crate::catalog::outbox::DeliveryStatus;
 use crate::engine::{EngineError, Principal};
 use crate::timefmt::{rfc3339, unix_now};
@@ -57,18 +57,21 @@ pub async fn list(
     headers: HeaderMap,
     TypedQuery(q): TypedQuery<DeliveryListQuery>,
 ) -> ApiResult {
-    admin_only(&s, &headers)?;
-    let (limit, offset) = page(q.limit, q.offset)?;
-    let status = q.status.map(DeliveryStatus::as_str);
-    let endpoint = q.endpoint.as_deref();
-    let (rows, total) = s
-        .engine
-        .catalog()
-        .list_deliveries(status, endpoint, limit, offset)
-        .map_err(internal)?;
-    let pagination = Pagination::new(total, limit, offset, rows.len());
-    let data = rows.into_iter().map(DeliveryView::from).collect();
-    ok(StatusCode::OK, Page { data, pagination })
+    blocking(move || {
+        admin_only(&s, &headers)?;
+        let (limit, offset) = page(q.limit, q.offset)?;
+        let status = q.status.map(DeliveryStatus::as_str);
+        let endpoint = q.endpoint.as_deref();
+        let (rows, total) = s
+            .engine
+            .catalog()
+            .list_deliveries(status, endpoint, limit, offset)
+            .map_err(internal)?;
+        let pagination = Pagination::new(total, limit, offset, rows.len());
+        let data = rows.into_iter().map(DeliveryView::from).collect();
+        ok(StatusCode::OK, Page { data, pagination })
+    })
+    .await
 }
 
 /// Retry a failed webhook delivery
@@ -82,35 +85,38 @@ pub async fn retry(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult {
-    admin_only(&s, &headers)?;
-    let not_found = || {
-        ApiError::new(
-            ErrorCode::DeliveryNotFound,
-            format!("no webhook delivery {id:?}"),
-        )
-    };
-    let id: i64 = id.parse().map_err(|_| not_found())?;
-    let catalog = s.engine.catalog();
-    let row = catalog
-        .get_delivery(id)
-        .map_err(internal)?
-        .ok_or_else(not_found)?;
-    let now = unix_now();
-    if !catalog
-        .retry_delivery(id, now.as_millis() as i64, &rfc3339(now))
-        .map_err(internal)?
-    {
-        return Err(ApiError::new(
-            ErrorCode::DeliveryNotFailed,
-            format!(
-                "delivery {id} is {}; only failed deliveries are retried",
-                row.status
-            ),
-        ));
-    }
-    let row = catalog
-        .get_delivery(id)
-        .map_err(internal)?
-        .ok_or_else(not_found)?;
-    ok(StatusCode::ACCEPTED, DeliveryView::from(row))
+    blocking(move || {
+        admin_only(&s, &headers)?;
+        let not_found = || {
+            ApiError::new(
+                ErrorCode::DeliveryNotFound,
+                format!("no webhook delivery {id:?}"),
+            )
+        };
+        let id: i64 = id.parse().map_err(|_| not_found())?;
+        let catalog = s.engine.catalog();
+        let row = catalog
+            .get_delivery(id)
+            .map_err(internal)?
+            .ok_or_else(not_found)?;
+        let now = unix_now();
+        if !catalog
+            .retry_delivery(id, now.as_millis() as i64, &rfc3339(now))
+            .map_err(internal)?
+        {
+            return Err(ApiError::new(
+                ErrorCode::DeliveryNotFailed,
+                format!(
+                    "delivery {id} is {}; only failed deliveries are retried",
+                    row.status
+                ),
+            ));
+        }
+        let row = catalog
+            .get_delivery(id)
+            .map_err(internal)?
+            .ok_or_else(not_found)?;
+        ok(StatusCode::ACCEPTED, DeliveryView::from(row))
+    })
+    .await
 }
