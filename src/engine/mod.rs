@@ -161,14 +161,19 @@ pub enum RecState {
 
 impl RecState {
     pub fn name(self) -> &'static str {
+        self.status().as_str()
+    }
+
+    /// The status the API and the catalog name this state by.
+    pub fn status(self) -> RecordingStatus {
         match self {
-            RecState::Recording => "recording",
-            RecState::Paused => "paused",
-            RecState::Stopped => "stopped",
-            RecState::Processing => "processing",
-            RecState::Completed => "completed",
-            RecState::Failed => "failed",
-            RecState::Discarded => "discarded",
+            RecState::Recording => RecordingStatus::Recording,
+            RecState::Paused => RecordingStatus::Paused,
+            RecState::Stopped => RecordingStatus::Stopped,
+            RecState::Processing => RecordingStatus::Processing,
+            RecState::Completed => RecordingStatus::Completed,
+            RecState::Failed => RecordingStatus::Failed,
+            RecState::Discarded => RecordingStatus::Discarded,
         }
     }
 
@@ -2074,7 +2079,7 @@ fn recording_view(r: &Recording) -> RecordingView {
     RecordingView {
         recording_id: r.id.clone(),
         call_id: r.call_id.clone(),
-        status: r.state.name(),
+        status: r.state.status(),
         format: r.format,
         sample_rate: r.sample_rate,
         channels: r.channels,
@@ -2122,8 +2127,10 @@ fn channels_name(c: Channels) -> &'static str {
 fn free_bytes(path: &std::path::Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs writes into a zeroed struct we own; c is NUL-terminated.
+    // SAFETY: statvfs is a plain C struct, valid when zeroed.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and outlives the call; statvfs writes
+    // only into `st`, which we own.
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
     (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
 }

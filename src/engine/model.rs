@@ -196,8 +196,7 @@ pub struct CallView {
 pub struct RecordingView {
     pub recording_id: String,
     pub call_id: String,
-    #[schema(value_type = RecordingStatus)]
-    pub status: &'static str,
+    pub status: RecordingStatus,
     pub format: Format,
     pub sample_rate: u32,
     pub channels: Channels,

@@ -501,8 +501,9 @@ mod linux {
 
     impl RawBatch {
         pub fn new(count: usize) -> Self {
-            // SAFETY: these C structs are valid when zeroed.
+            // SAFETY: mmsghdr is a plain C struct, valid when zeroed.
             let zero_hdr: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            // SAFETY: so is sockaddr_storage.
             let zero_name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
             Self {
                 headers: vec![zero_hdr; count],
