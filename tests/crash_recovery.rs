@@ -72,6 +72,17 @@ fn kill_9_mid_recording_loses_at_most_the_flush_interval() {
             })
             .unwrap_or_else(|| panic!("{id} not announced:\n{log}"));
         assert_eq!(done["data"]["recovered"], true);
+        // Shaped as every recording.completed, with its customer (null
+        // for the admin's own), so consumers can scope it.
+        for field in [
+            "customer_id",
+            "content_type",
+            "channels",
+            "sample_rate",
+            "pauses",
+        ] {
+            assert!(done["data"].get(field).is_some(), "{field}: {done}");
+        }
         let path = PathBuf::from(done["data"]["path"].as_str().unwrap());
         assert!(
             !part_files

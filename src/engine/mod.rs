@@ -36,7 +36,7 @@ use crate::core::call::plan::{PlanLeg, Selection, plan};
 use crate::core::encode::EncoderSpec;
 use crate::core::leg::LegConfig;
 use crate::core::rtp::{Codec, PayloadMap};
-use crate::events::EventBus;
+use crate::events::{Completed, Event, EventBus};
 use crate::ids::{is_valid_id, random_id};
 use crate::io::clock::MonotonicClock;
 use crate::io::udp::{ExpectedSource, IngestStats, LegSocket, RelatchPolicy, count_rtcp};
@@ -400,9 +400,9 @@ impl Engine {
         }
     }
 
-    fn emit(&self, event: &str, data: Value) {
-        if let Err(e) = self.events.emit(event, data) {
-            tracing::error!(event, error = %e, "could not log event");
+    fn emit(&self, event: Event) {
+        if let Err(e) = self.events.announce(event) {
+            tracing::error!(error = %e, "could not log event");
         }
     }
 
@@ -577,11 +577,14 @@ impl Engine {
                 &rfc3339(unix_now()),
             ),
         );
-        self.emit(
-            "call.created",
-            json!({"call_id": call_id, "customer_id": who.tenant(), "from": req.from, "to": req.to,
-                   "reference_type": req.reference_type, "legs": self.leg_summaries(&key)}),
-        );
+        self.emit(Event::CallCreated {
+            call_id: call_id.clone(),
+            customer_id: who.tenant(),
+            from: req.from.clone(),
+            to: req.to.clone(),
+            reference_type: req.reference_type,
+            legs: self.leg_summaries(&key),
+        });
         if let Some(r) = recording
             && let Err(e) = self.start_recording(who, &call_id, r)
         {
@@ -809,11 +812,13 @@ impl Engine {
                 },
             );
         }
-        self.emit(
-            "call.leg_added",
-            json!({"call_id": call_id, "customer_id": tenant, "leg_id": id, "role": req.role,
-                   "label": req.label}),
-        );
+        self.emit(Event::LegAdded {
+            call_id: call_id.to_owned(),
+            customer_id: tenant.clone(),
+            leg_id: id.clone(),
+            role: req.role,
+            label: req.label.clone(),
+        });
         self.call_view_by_key(&key)
     }
 
@@ -954,10 +959,12 @@ impl Engine {
             lock(&self.ports).release(p, now);
         }
         for r in &stopped {
-            self.emit(
-                "recording.stopped",
-                json!({"recording_id": r, "call_id": call_id, "customer_id": tenant, "reason": reason}),
-            );
+            self.emit(Event::RecordingStopped {
+                recording_id: r.clone(),
+                call_id: call_id.clone(),
+                customer_id: tenant.clone(),
+                reason: reason.to_owned(),
+            });
         }
         self.send(num, WorkerCmd::EndCall { call: num, at: now });
         let ended = rfc3339(unix_now());
@@ -978,10 +985,11 @@ impl Engine {
             "call end",
             self.catalog.end_call(tenant.as_deref(), &call_id, &ended),
         );
-        self.emit(
-            "call.ended",
-            json!({"call_id": call_id, "customer_id": tenant, "reason": reason}),
-        );
+        self.emit(Event::CallEnded {
+            call_id: call_id.clone(),
+            customer_id: tenant.clone(),
+            reason: reason.to_owned(),
+        });
     }
 
     // ---- recordings ----------------------------------------------------
@@ -1268,11 +1276,15 @@ impl Engine {
                 },
             );
         }
-        self.emit(
-            "recording.started",
-            json!({"recording_id": id, "call_id": call_id, "customer_id": tenant, "format": spec.format,
-                   "sample_rate": spec.sample_rate, "channels": channels, "participant": participant}),
-        );
+        self.emit(Event::RecordingStarted {
+            recording_id: id.clone(),
+            call_id: call_id.to_owned(),
+            customer_id: tenant.clone(),
+            format: spec.format,
+            sample_rate: spec.sample_rate,
+            channels,
+            participant: participant.clone(),
+        });
         self.recording_view_by_key(&key)
     }
 
@@ -1438,14 +1450,20 @@ impl Engine {
                 None,
             ),
         );
-        self.emit(
-            if pause {
-                "recording.paused"
-            } else {
-                "recording.resumed"
-            },
-            json!({"recording_id": id, "call_id": call_id, "customer_id": tenant}),
-        );
+        let (recording_id, call_id, customer_id) = (id.clone(), call_id.to_owned(), tenant.clone());
+        self.emit(if pause {
+            Event::RecordingPaused {
+                recording_id,
+                call_id,
+                customer_id,
+            }
+        } else {
+            Event::RecordingResumed {
+                recording_id,
+                call_id,
+                customer_id,
+            }
+        });
         self.recording_view_by_key(&key)
     }
 
@@ -1502,10 +1520,12 @@ impl Engine {
             self.catalog
                 .set_status(tenant.as_deref(), &id, "stopped", &t, None, Some(&t)),
         );
-        self.emit(
-            "recording.stopped",
-            json!({"recording_id": id, "call_id": call_id, "customer_id": tenant, "reason": reason}),
-        );
+        self.emit(Event::RecordingStopped {
+            recording_id: id.clone(),
+            call_id: call_id.clone(),
+            customer_id: tenant.clone(),
+            reason: reason.to_owned(),
+        });
         Some((
             num,
             WorkerCmd::Stop {
@@ -1551,10 +1571,21 @@ impl Engine {
                 at: now,
             },
         );
-        self.emit(
-            if muted { "leg.muted" } else { "leg.unmuted" },
-            json!({"call_id": call_id, "customer_id": tenant, "leg_id": leg_id}),
-        );
+        let (call_id, customer_id, leg_id) =
+            (call_id.to_owned(), tenant.clone(), leg_id.to_owned());
+        self.emit(if muted {
+            Event::LegMuted {
+                call_id,
+                customer_id,
+                leg_id,
+            }
+        } else {
+            Event::LegUnmuted {
+                call_id,
+                customer_id,
+                leg_id,
+            }
+        });
         self.call_view_by_key(&key)
     }
 
@@ -1624,12 +1655,14 @@ impl Engine {
                         None,
                     ),
                 );
-                self.emit(
-                    "recording.discarded",
-                    json!({"recording_id": id, "call_id": call_id, "customer_id": tenant,
-                           "reason": "min_duration", "duration_ms": duration_ms,
-                           "min_duration_s": self.cfg.recording.min_duration_s}),
-                );
+                self.emit(Event::RecordingDiscarded {
+                    recording_id: id.clone(),
+                    call_id: call_id.clone(),
+                    customer_id: tenant.clone(),
+                    reason: "min_duration".into(),
+                    duration_ms,
+                    min_duration_s: self.cfg.recording.min_duration_s,
+                });
             }
         }
     }
@@ -1675,11 +1708,13 @@ impl Engine {
             ),
         );
         tracing::error!(recording = key, reason, message, "recording failed");
-        self.emit(
-            "recording.failed",
-            json!({"recording_id": id, "call_id": call_id, "customer_id": tenant, "reason": reason,
-                   "message": message}),
-        );
+        self.emit(Event::RecordingFailed {
+            recording_id: id.clone(),
+            call_id: call_id.clone(),
+            customer_id: tenant.clone(),
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+        });
     }
 
     pub fn on_sink_report(&self, report: SinkReport) {
@@ -1707,14 +1742,22 @@ impl Engine {
                     (r.call_id.clone(), r.id.clone(), r.tenant.clone())
                 };
                 self.catalog_completed(tenant.as_deref(), &id, &file.path, &info);
-                self.emit(
-                    "recording.completed",
-                    json!({"recording_id": id, "call_id": call_id, "customer_id": tenant, "format": info.format,
-                           "content_type": info.content_type, "duration_ms": info.duration_ms,
-                           "file_size_bytes": file.size, "checksum": {"algorithm": "sha256", "value": file.sha256},
-                           "path": file.path, "download_url": format!("/v1/recordings/{id}/download"),
-                           "pauses": info.pauses, "channels": info.channels, "sample_rate": info.sample_rate}),
-                );
+                self.emit(Event::RecordingCompleted(Box::new(Completed {
+                    download_url: format!("/v1/recordings/{id}/download"),
+                    recording_id: id.clone(),
+                    call_id: call_id.clone(),
+                    customer_id: tenant.clone(),
+                    format: info.format.extension().to_owned(),
+                    content_type: info.content_type.clone(),
+                    duration_ms: info.duration_ms,
+                    file_size_bytes: file.size,
+                    checksum: Checksum::sha256(file.sha256.clone()),
+                    path: file.path.to_string_lossy().into_owned(),
+                    pauses: info.pauses.clone(),
+                    channels: channels_name(info.channels).to_owned(),
+                    sample_rate: info.sample_rate,
+                    recovered: false,
+                })));
             }
             SinkReport::Failed { id, error } => self.fail_recording(&id, "storage_error", &error),
             SinkReport::Discarded { .. } => {}
@@ -1802,11 +1845,12 @@ impl Engine {
                 self.catalog
                     .mark_deleted(r.customer_id.as_deref(), &r.recording_id, &at),
             );
-            self.emit(
-                "recording.deleted",
-                json!({"recording_id": r.recording_id, "call_id": r.call_id,
-                       "customer_id": r.customer_id, "reason": "retention"}),
-            );
+            self.emit(Event::RecordingDeleted {
+                recording_id: r.recording_id.clone(),
+                call_id: r.call_id.clone(),
+                customer_id: r.customer_id.clone(),
+                reason: "retention".into(),
+            });
         }
         n
     }
@@ -1864,11 +1908,12 @@ impl Engine {
                 self.catalog
                     .mark_deleted(customer, id, &rfc3339(unix_now())),
             );
-            self.emit(
-                "recording.deleted",
-                json!({"recording_id": id, "call_id": row.call_id, "customer_id": customer,
-                       "reason": "api"}),
-            );
+            self.emit(Event::RecordingDeleted {
+                recording_id: id.to_owned(),
+                call_id: row.call_id.clone(),
+                customer_id: customer.map(str::to_owned),
+                reason: "api".into(),
+            });
         }
         self.catalog
             .get(customer, id)

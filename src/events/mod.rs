@@ -15,8 +15,11 @@
 //! the last few events of a long log reads only those, and no replay holds
 //! more than a page in memory.
 
+pub mod event;
 pub mod socket;
 pub mod webhooks;
+
+pub use event::{Completed, Event};
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
@@ -97,6 +100,12 @@ impl EventBus {
 
     /// Records and broadcasts an event; returns its `seq`. The line is on
     /// disk (fsynced) before it is broadcast.
+    /// Logs and broadcasts an event; answers its `seq`.
+    pub fn announce(&self, event: Event) -> io::Result<u64> {
+        let (name, data) = event.into_parts();
+        self.emit(&name, data)
+    }
+
     pub fn emit(&self, event: &str, data: Value) -> io::Result<u64> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let seq = st.next_seq;

@@ -16,8 +16,9 @@ use crate::core::repair::{
     Repair, mp3_duration_ms, ogg_opus_duration_ms, repair_mp3, repair_ogg, repair_wav,
     wav_duration_ms,
 };
-use crate::events::EventBus;
+use crate::events::{Completed, Event, EventBus};
 use crate::io::sink::{sha256_file, write_sidecar};
+use crate::recording::Checksum;
 use crate::timefmt::{rfc3339, unix_now};
 
 /// What recovery did.
@@ -126,11 +127,14 @@ fn recover_one(catalog: &Catalog, events: &EventBus, row: &RecordingRow) -> Resu
                 None,
             )
             .map_err(|e| e.to_string())?;
-        let _ = events.emit(
-            "recording.failed",
-            json!({"recording_id": row.recording_id, "call_id": row.call_id, "reason": "internal",
-                   "message": "the daemon stopped before any audio of this recording reached the disk"}),
-        );
+        let _ = events.announce(Event::RecordingFailed {
+            recording_id: row.recording_id.clone(),
+            call_id: row.call_id.clone(),
+            customer_id: row.customer_id.clone(),
+            reason: "internal".into(),
+            message: "the daemon stopped before any audio of this recording reached the disk"
+                .into(),
+        });
         return Ok(false);
     };
     let size = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
@@ -156,12 +160,27 @@ fn recover_one(catalog: &Catalog, events: &EventBus, row: &RecordingRow) -> Resu
     done.info_json = Some(sidecar.to_string());
     catalog.put_recording(&done).map_err(|e| e.to_string())?;
     tracing::warn!(recording = %row.recording_id, duration_ms, "recovered a recording cut short by a crash");
-    let _ = events.emit(
-        "recording.completed",
-        json!({"recording_id": row.recording_id, "call_id": row.call_id, "format": row.format,
-               "duration_ms": duration_ms, "file_size_bytes": size, "path": path,
-               "checksum": {"algorithm": "sha256", "value": sha}, "recovered": true,
-               "download_url": format!("/v1/recordings/{}/download", row.recording_id)}),
-    );
+    let content_type = match row.format.as_str() {
+        "wav" => crate::config::Format::Wav.content_type(),
+        "mp3" => crate::config::Format::Mp3.content_type(),
+        "opus" => crate::config::Format::Opus.content_type(),
+        _ => "application/octet-stream",
+    };
+    let _ = events.announce(Event::RecordingCompleted(Box::new(Completed {
+        recording_id: row.recording_id.clone(),
+        call_id: row.call_id.clone(),
+        customer_id: row.customer_id.clone(),
+        format: row.format.clone(),
+        content_type: content_type.to_owned(),
+        duration_ms,
+        file_size_bytes: size,
+        checksum: Checksum::sha256(sha),
+        path: path.to_string_lossy().into_owned(),
+        download_url: format!("/v1/recordings/{}/download", row.recording_id),
+        pauses: Vec::new(),
+        channels: row.channels.clone(),
+        sample_rate: row.sample_rate,
+        recovered: true,
+    })));
     Ok(true)
 }
