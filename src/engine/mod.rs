@@ -32,6 +32,7 @@ use tokio::sync::watch;
 
 use crate::catalog::{Catalog, RecordingRow};
 use crate::config::{Channels, Config, Format, PauseBehavior, Relatch};
+use crate::core::call::Failure;
 use crate::core::call::plan::{PlanLeg, Selection, plan};
 use crate::core::encode::EncoderSpec;
 use crate::core::leg::LegConfig;
@@ -1631,7 +1632,7 @@ impl Engine {
                 id,
                 reason,
                 message,
-            } => self.fail_recording(&id, reason.reason(), &message),
+            } => self.fail_recording(&id, reason, &message),
             WorkerReport::Discarded {
                 id: key,
                 duration_ms,
@@ -1667,7 +1668,8 @@ impl Engine {
         }
     }
 
-    fn fail_recording(&self, key: &str, reason: &str, message: &str) {
+    fn fail_recording(&self, key: &str, failure: Failure, message: &str) {
+        let reason = failure.reason();
         let (call_id, num, was_active, id, tenant) = {
             let mut reg = lock(&self.registry);
             let Some(r) = reg.recordings.get_mut(key) else {
@@ -1759,7 +1761,7 @@ impl Engine {
                     recovered: false,
                 })));
             }
-            SinkReport::Failed { id, error } => self.fail_recording(&id, "storage_error", &error),
+            SinkReport::Failed { id, error } => self.fail_recording(&id, Failure::Storage, &error),
             SinkReport::Discarded { .. } => {}
         }
     }

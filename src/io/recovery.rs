@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use crate::catalog::{Catalog, RecordingRow};
+use crate::core::call::Failure;
 use crate::core::repair::{
     Repair, mp3_duration_ms, ogg_opus_duration_ms, repair_mp3, repair_ogg, repair_wav,
     wav_duration_ms,
@@ -123,7 +124,7 @@ fn recover_one(catalog: &Catalog, events: &EventBus, row: &RecordingRow) -> Resu
                 &row.recording_id,
                 "failed",
                 &now,
-                Some("internal"),
+                Some(Failure::Internal.reason()),
                 None,
             )
             .map_err(|e| e.to_string())?;
@@ -131,7 +132,7 @@ fn recover_one(catalog: &Catalog, events: &EventBus, row: &RecordingRow) -> Resu
             recording_id: row.recording_id.clone(),
             call_id: row.call_id.clone(),
             customer_id: row.customer_id.clone(),
-            reason: "internal".into(),
+            reason: Failure::Internal.reason().into(),
             message: "the daemon stopped before any audio of this recording reached the disk"
                 .into(),
         });
