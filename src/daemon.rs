@@ -336,21 +336,30 @@ async fn serve(
             let mut n: u64 = 0;
             loop {
                 tick.tick().await;
-                engine.housekeeping();
                 // Every 5 s: tell systemd's watchdog the engine is alive.
                 if n.is_multiple_of(20) {
                     sd_notify("WATCHDOG=1");
                 }
-                if n.is_multiple_of(240) {
-                    engine.expire_idempotency_keys();
-                }
-                // Retention: at start, then every hour.
-                if n.is_multiple_of(14_400) {
-                    let deleted =
-                        engine.sweep_retention(crate::timefmt::unix_now().as_millis() as i64);
-                    if deleted > 0 {
-                        tracing::info!(deleted, "retention sweep deleted expired recordings");
+                // The engine's chores write the catalog: on the blocking
+                // pool, so a slow or locked database never holds the
+                // runtime's thread (and with it every connection).
+                let engine = engine.clone();
+                let chores = tokio::task::spawn_blocking(move || {
+                    engine.housekeeping();
+                    if n.is_multiple_of(240) {
+                        engine.expire_idempotency_keys();
                     }
+                    // Retention: at start, then every hour.
+                    if n.is_multiple_of(14_400) {
+                        let deleted =
+                            engine.sweep_retention(crate::timefmt::unix_now().as_millis() as i64);
+                        if deleted > 0 {
+                            tracing::info!(deleted, "retention sweep deleted expired recordings");
+                        }
+                    }
+                });
+                if let Err(e) = chores.await {
+                    tracing::error!(error = %e, "engine housekeeping failed");
                 }
                 n += 1;
             }

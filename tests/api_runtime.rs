@@ -36,3 +36,61 @@ fn a_stuck_catalog_write_does_not_stall_other_requests() {
         assert_eq!(status, 201, "{v}");
     });
 }
+
+/// Requests now run in parallel: legs added to one conference at once
+/// each get their own index (two used to get the same one, and the worker
+/// panicked on it), and of starts racing on one call exactly one wins.
+#[test]
+fn parallel_requests_on_one_call_keep_it_consistent() {
+    let d = Daemon::start_with("api-parallel", "", 16);
+    let body = r#"{"call_id": "conf", "reference_type": "conference",
+                   "legs": [{"role": "participant"}],
+                   "recording": {"enabled": true, "recording_id": "conf-rec"}}"#;
+    let (status, v) = d.admin("POST", "/v1/calls", Some(body));
+    assert_eq!(status, 201, "{v}");
+    std::thread::scope(|scope| {
+        let adds: Vec<_> = (0..6)
+            .map(|_| {
+                scope.spawn(|| {
+                    d.admin(
+                        "POST",
+                        "/v1/calls/conf/legs",
+                        Some(r#"{"role": "participant"}"#),
+                    )
+                })
+            })
+            .collect();
+        for a in adds {
+            let (status, v) = a.join().unwrap();
+            assert_eq!(status, 201, "{v}");
+        }
+    });
+    let (_, call) = d.admin("GET", "/v1/calls/conf", None);
+    assert_eq!(call["legs"].as_array().unwrap().len(), 7, "{call}");
+    let mut events = d.events(Some(0));
+    assert_eq!(d.admin("POST", "/v1/calls/conf/end", None).0, 200);
+    let seen = events.until("recording.completed", Duration::from_secs(10));
+    assert!(
+        seen.iter().all(|e| e["event"] != "recording.failed"),
+        "{seen:#?}"
+    );
+    assert!(!d.log_text().contains("panicked"), "{}", d.log_text());
+
+    let body = r#"{"call_id": "race", "legs": [{"role": "caller"}]}"#;
+    assert_eq!(d.admin("POST", "/v1/calls", Some(body)).0, 201);
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let starts: Vec<_> = (0..6)
+            .map(|_| scope.spawn(|| d.admin("POST", "/v1/calls/race/record/start", None).0))
+            .collect();
+        starts.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|&s| s == 201 || s == 409),
+        "{statuses:?}"
+    );
+}

@@ -288,6 +288,11 @@ pub struct Engine {
     clock: MonotonicClock,
     runtime: tokio::runtime::Handle,
     registry: Mutex<Registry>,
+    /// Held through a recording's start: its checks (one recording at a
+    /// time per call, the id free) and its registration take the registry
+    /// lock apart, with catalog work between, and requests run in
+    /// parallel.
+    starts: Mutex<()>,
     ports: Mutex<PortPool>,
     workers: Mutex<Option<WorkerPool>>,
     writers: Mutex<Option<WriterPool>>,
@@ -363,6 +368,7 @@ impl Engine {
             clock,
             runtime,
             registry: Mutex::new(Registry::default()),
+            starts: Mutex::new(()),
             ports: Mutex::new(ports),
             workers: Mutex::new(Some(workers)),
             writers: Mutex::new(Some(writers)),
@@ -653,13 +659,13 @@ impl Engine {
                 EngineError::OutOfResources
             }
         })?;
-        let (num, rate, index) = {
+        let (num, rate) = {
             let reg = lock(&self.registry);
             let c = reg
                 .calls
                 .get(call_key)
                 .ok_or_else(|| EngineError::CallNotFound(call_key.into()))?;
-            (c.num, c.rate, c.legs.len())
+            (c.num, c.rate)
         };
         let stats = Arc::new(IngestStats::default());
         let (closer, closed) = watch::channel(false);
@@ -701,34 +707,24 @@ impl Engine {
             stats: Default::default(),
             dtmf: Vec::new(),
         };
-        self.send(
-            num,
-            WorkerCmd::AddLeg {
-                call: num,
-                leg: Box::new(LegSetup {
-                    index,
-                    socket,
-                    config: LegConfig {
-                        payload_map: map,
-                        rate,
-                        playout_delay: Duration::from_millis(u64::from(
-                            self.cfg.jitter.playout_delay_ms,
-                        )),
-                        jitter_capacity: self.cfg.jitter.capacity_packets as usize,
-                        drift_bound: Duration::from_millis(u64::from(
-                            self.cfg.jitter.drift_bound_ms,
-                        )),
-                    },
-                    info,
-                }),
-            },
-        );
+        let config = LegConfig {
+            payload_map: map,
+            rate,
+            playout_delay: Duration::from_millis(u64::from(self.cfg.jitter.playout_delay_ms)),
+            jitter_capacity: self.cfg.jitter.capacity_packets as usize,
+            drift_bound: Duration::from_millis(u64::from(self.cfg.jitter.drift_bound_ms)),
+        };
+        // The leg's index is taken, the leg registered and the worker told
+        // under one lock: two legs added at once (requests run in parallel)
+        // must not both get the same index, and the worker must get them
+        // in index order.
         let mut reg = lock(&self.registry);
         let Some(c) = reg.calls.get_mut(call_key) else {
             let _ = closer.send(true);
             lock(&self.ports).release(port, now);
             return Err(EngineError::CallNotFound(call_key.into()));
         };
+        let index = c.legs.len();
         c.legs.push(Leg {
             id: leg_id,
             role: req.role,
@@ -738,6 +734,18 @@ impl Engine {
             closer,
             muted: false,
         });
+        self.send(
+            num,
+            WorkerCmd::AddLeg {
+                call: num,
+                leg: Box::new(LegSetup {
+                    index,
+                    socket,
+                    config,
+                    info,
+                }),
+            },
+        );
         Ok(())
     }
 
@@ -1078,6 +1086,7 @@ impl Engine {
         req: RecordingRequest,
     ) -> Result<RecordingView, EngineError> {
         self.check_accepting()?;
+        let _one_start_at_a_time = lock(&self.starts);
         if let Some(id) = &req.recording_id {
             check_id("recording_id", id)?;
         }
