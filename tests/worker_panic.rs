@@ -9,6 +9,7 @@ use recengine::config::{Channels, Format, PauseBehavior};
 use recengine::core::call::Failure;
 use recengine::core::encode::EncoderSpec;
 use recengine::core::leg::LegConfig;
+use recengine::core::mixer::MixInput;
 use recengine::core::rtp::PayloadMap;
 use recengine::io::clock::MonotonicClock;
 use recengine::io::udp::{IngestStats, LegSocket, RelatchPolicy};
@@ -113,7 +114,10 @@ fn start_call(
             setup: Box::new(RecordingSetup {
                 id: id.into(),
                 spec,
-                inputs: vec![(0, 0)],
+                inputs: vec![MixInput {
+                    track: 0,
+                    channel: 0,
+                }],
                 pause_behavior: PauseBehavior::Silence,
                 suppress_dtmf: false,
                 start: Duration::ZERO,

@@ -44,15 +44,6 @@ pub(super) fn page(limit: Option<u32>, offset: Option<i64>) -> Result<(u32, u64)
     Ok((limit, offset))
 }
 
-fn content_type(format: &str) -> &'static str {
-    match format {
-        "wav" => "audio/wav",
-        "mp3" => "audio/mpeg",
-        "opus" => "audio/ogg",
-        _ => "application/octet-stream",
-    }
-}
-
 /// A catalogued recording in full.
 fn detail(s: &ApiState, row: &RecordingRow) -> RecordingDetail {
     #[derive(Default, Deserialize)]
@@ -78,7 +69,7 @@ fn detail(s: &ApiState, row: &RecordingRow) -> RecordingDetail {
     }
     let mut d = RecordingDetail {
         duration_seconds: row.duration_ms as f64 / 1000.0,
-        content_type: content_type(&row.format),
+        content_type: Format::content_type_of(&row.format),
         checksum: row.checksum.clone().map(Checksum::sha256),
         pauses: info.pauses,
         legs: info.legs,
@@ -273,7 +264,7 @@ pub async fn call_recording(
         ok(
             StatusCode::OK,
             CallRecordingLink {
-                content_type: content_type(&row.format),
+                content_type: Format::content_type_of(&row.format),
                 recording_id: row.recording_id,
                 call_id: row.call_id,
                 url,
@@ -436,7 +427,7 @@ pub async fn file(
         };
         let mut resp = Response::builder()
             .status(status)
-            .header(header::CONTENT_TYPE, content_type(&row.format))
+            .header(header::CONTENT_TYPE, Format::content_type_of(&row.format))
             .header(header::ETAG, &etag)
             .header(header::ACCEPT_RANGES, "bytes")
             .header(header::CONTENT_LENGTH, len.to_string())

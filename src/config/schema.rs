@@ -276,6 +276,22 @@ pub enum Format {
 }
 
 impl Format {
+    /// The format a catalog row or a file extension names.
+    pub fn from_extension(name: &str) -> Option<Format> {
+        match name {
+            "wav" => Some(Format::Wav),
+            "mp3" => Some(Format::Mp3),
+            "opus" => Some(Format::Opus),
+            _ => None,
+        }
+    }
+
+    /// The content type of a catalogued format name; a recording made
+    /// elsewhere (`external`) is just bytes.
+    pub fn content_type_of(name: &str) -> &'static str {
+        Format::from_extension(name).map_or("application/octet-stream", Format::content_type)
+    }
+
     pub fn extension(self) -> &'static str {
         match self {
             Format::Wav => "wav",

@@ -36,6 +36,7 @@ use crate::core::call::Failure;
 use crate::core::call::plan::{PlanLeg, Selection, plan};
 use crate::core::encode::EncoderSpec;
 use crate::core::leg::LegConfig;
+use crate::core::mixer::MixInput;
 use crate::core::rtp::{Codec, PayloadMap};
 use crate::events::{Completed, Event, EventBus};
 use crate::ids::{is_valid_id, random_id};
@@ -1004,7 +1005,7 @@ impl Engine {
     // ---- recordings ----------------------------------------------------
 
     /// Resolves recording options against defaults and the call's legs:
-    /// (spec, inputs as (leg index, channel), participant, pause behavior,
+    /// (spec, the legs mixed and their channels, participant, pause behavior,
     /// dtmf suppression).
     #[allow(clippy::type_complexity)]
     fn recording_params(
@@ -1016,7 +1017,7 @@ impl Engine {
     ) -> Result<
         (
             EncoderSpec,
-            Vec<(usize, u16)>,
+            Vec<MixInput>,
             ParticipantRequest,
             PauseBehavior,
             bool,
@@ -1054,11 +1055,7 @@ impl Engine {
             .collect();
         let planned = plan(&legs, &selection, channels)
             .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
-        let inputs: Vec<(usize, u16)> = planned
-            .inputs
-            .iter()
-            .map(|i| (i.track, i.channel))
-            .collect();
+        let inputs = planned.inputs;
         let channel_count = planned.channel_count;
         let spec = EncoderSpec {
             format,
@@ -1180,7 +1177,7 @@ impl Engine {
                     leg_id: lid.clone(),
                     role: *role,
                     label: label.clone(),
-                    channel: inputs.iter().find(|(l, _)| *l == i).map(|(_, c)| *c),
+                    channel: inputs.iter().find(|m| m.track == i).map(|m| m.channel),
                     codecs: Vec::new(),
                     source: None,
                     stats: Default::default(),

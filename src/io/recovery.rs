@@ -161,18 +161,12 @@ fn recover_one(catalog: &Catalog, events: &EventBus, row: &RecordingRow) -> Resu
     done.info_json = Some(sidecar.to_string());
     catalog.put_recording(&done).map_err(|e| e.to_string())?;
     tracing::warn!(recording = %row.recording_id, duration_ms, "recovered a recording cut short by a crash");
-    let content_type = match row.format.as_str() {
-        "wav" => crate::config::Format::Wav.content_type(),
-        "mp3" => crate::config::Format::Mp3.content_type(),
-        "opus" => crate::config::Format::Opus.content_type(),
-        _ => "application/octet-stream",
-    };
     let _ = events.announce(Event::RecordingCompleted(Box::new(Completed {
         recording_id: row.recording_id.clone(),
         call_id: row.call_id.clone(),
         customer_id: row.customer_id.clone(),
         format: row.format.clone(),
-        content_type: content_type.to_owned(),
+        content_type: crate::config::Format::content_type_of(&row.format).to_owned(),
         duration_ms,
         file_size_bytes: size,
         checksum: Checksum::sha256(sha),

@@ -54,8 +54,8 @@ pub struct RecordingShared {
 pub struct RecordingSetup {
     pub id: String,
     pub spec: EncoderSpec,
-    /// (leg index, output channel) of every selected leg.
-    pub inputs: Vec<(usize, u16)>,
+    /// Every selected leg (its index) and its output channel.
+    pub inputs: Vec<MixInput>,
     pub pause_behavior: PauseBehavior,
     pub suppress_dtmf: bool,
     /// Call-relative time the recording starts at.
@@ -723,11 +723,7 @@ fn start_recording<S>(
 ) {
     let plan = RecordingPlan {
         spec: setup.spec,
-        inputs: setup
-            .inputs
-            .iter()
-            .map(|&(track, channel)| MixInput { track, channel })
-            .collect(),
+        inputs: setup.inputs.clone(),
         pause_behavior: setup.pause_behavior,
         suppress_dtmf: setup.suppress_dtmf,
         start: setup.start,
@@ -764,13 +760,7 @@ fn start_recording<S>(
 /// writer pool, outcomes to the engine.
 fn carry_out<S>(c: &mut CallState<S>, reports: &Sender<WorkerReport>) {
     while let Some(output) = c.media.poll_output() {
-        let handle = match &output {
-            Output::Bytes { recording, .. }
-            | Output::Flush { recording, .. }
-            | Output::Finished { recording, .. }
-            | Output::Discarded { recording, .. }
-            | Output::Failed { recording, .. } => *recording,
-        };
+        let handle = output.recording();
         let Some(i) = c.recordings.iter().position(|r| r.handle == handle) else {
             continue;
         };

@@ -142,6 +142,19 @@ pub enum Output {
     },
 }
 
+impl Output {
+    /// The recording the output is for.
+    pub fn recording(&self) -> RecordingHandle {
+        match self {
+            Output::Bytes { recording, .. }
+            | Output::Flush { recording, .. }
+            | Output::Finished { recording, .. }
+            | Output::Discarded { recording, .. }
+            | Output::Failed { recording, .. } => *recording,
+        }
+    }
+}
+
 /// Where [`CallMedia::end`] ends the recordings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndAt {

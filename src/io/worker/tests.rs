@@ -128,7 +128,10 @@ fn through_the_worker(input: &Path, pcap: &RecordingInfo, end: Duration, out: &P
             next: 0,
         });
         c.legs.push(leg.clone());
-        inputs.push((i, leg.channel.unwrap()));
+        inputs.push(MixInput {
+            track: i,
+            channel: leg.channel.unwrap(),
+        });
     }
     let path = out.join(format!("worker.{}", pcap.format.extension()));
     let mut info = pcap.clone();
