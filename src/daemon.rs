@@ -24,6 +24,7 @@ use crate::events::EventBus;
 use crate::events::socket;
 use crate::events::webhooks::{WebhookStats, Webhooks};
 use crate::io::clock::MonotonicClock;
+use crate::io::legs::LegOpener;
 use crate::io::worker::{WorkerConfig, WorkerPool};
 use crate::io::writer::WriterPool;
 
@@ -225,18 +226,16 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
         cfg.storage.max_queued_bytes as usize,
         sink_tx,
     );
-    let engine = Arc::new(
-        Engine::new(
-            cfg.clone(),
-            clock,
-            runtime.handle().clone(),
-            workers,
-            writers,
-            events.clone(),
-            catalog.clone(),
-        )
-        .map_err(Error::Invalid)?,
-    );
+    let legs = LegOpener::new(&cfg.rtp, runtime.handle().clone()).map_err(Error::Invalid)?;
+    let engine = Arc::new(Engine::new(
+        cfg.clone(),
+        clock,
+        legs,
+        workers,
+        writers,
+        events.clone(),
+        catalog.clone(),
+    ));
 
     // Outcomes from workers and writers back into the engine.
     let pump = {

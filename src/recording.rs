@@ -7,14 +7,7 @@ use crate::config::{Channels, Format, PauseBehavior};
 use crate::core::leg::{DtmfRecord, LegStats};
 use crate::core::mixer::PauseInterval;
 
-/// A party's role in a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Caller,
-    Callee,
-    Participant,
-}
+pub use crate::core::call::plan::Role;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Checksum {

@@ -10,6 +10,7 @@ use recengine::config::Config;
 use recengine::engine::Engine;
 use recengine::events::EventBus;
 use recengine::io::clock::MonotonicClock;
+use recengine::io::legs::LegOpener;
 use recengine::io::worker::{WorkerConfig, WorkerPool};
 use recengine::io::writer::WriterPool;
 
@@ -87,16 +88,16 @@ fn sweeper_deletes_only_what_has_expired() {
         wtx,
     );
     let writers = WriterPool::start(1, 1 << 20, stx);
+    let legs = LegOpener::new(&cfg.rtp, runtime.handle().clone()).unwrap();
     let engine = Engine::new(
         Arc::new(cfg),
         clock,
-        runtime.handle().clone(),
+        legs,
         workers,
         writers,
         events.clone(),
         catalog.clone(),
-    )
-    .unwrap();
+    );
 
     assert_eq!(engine.sweep_retention(t0 + 29 * day), 0);
     assert_eq!(engine.sweep_retention(t0 + 31 * day), 1);

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, UdpSocket};
 use std::time::Duration;
 
-use recengine::engine::ports::{AllocateError, PortPool};
+use recengine::io::ports::{AllocateError, PortPool};
 
 #[test]
 fn out_of_descriptors_quarantines_no_port() {

@@ -24,6 +24,7 @@
 pub mod call;
 pub mod decode;
 pub mod encode;
+pub mod format;
 pub mod jitter;
 pub mod leg;
 pub mod mixer;

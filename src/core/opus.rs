@@ -1,9 +1,16 @@
 //! Opus codec: the one place `unsafe-libopus` (libopus 1.3.1 translated to Rust) is
-//! called. Everything outside this module sees safe types.
+//! called. Everything outside this module sees safe types. The decoder's
+//! place in the decode pipeline (loss concealment with in-band FEC) is
+//! `core::decode::opus`; the Ogg Opus file encoder is `core::encode::opus`.
 
 use std::ptr::NonNull;
 
-use crate::core::decode::{DecodeError, Decoder};
+use thiserror::Error;
+
+/// What libopus refused, in its words and code.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct OpusError(String);
 
 /// Rates libopus decodes and encodes at.
 pub const DECODE_RATES: [u32; 5] = [8000, 12_000, 16_000, 24_000, 48_000];
@@ -72,14 +79,14 @@ pub struct OpusDecoder {
 unsafe impl Send for OpusDecoder {}
 
 impl OpusDecoder {
-    pub fn new(rate: u32) -> Result<Self, DecodeError> {
+    pub fn new(rate: u32) -> Result<Self, OpusError> {
         if !DECODE_RATES.contains(&rate) {
-            return Err(DecodeError::Opus(format!("unsupported decode rate {rate}")));
+            return Err(OpusError(format!("unsupported decode rate {rate}")));
         }
         let mut err = 0i32;
         // SAFETY: valid rate and channel count; `err` is a valid out-pointer.
         let ptr = unsafe { unsafe_libopus::opus_decoder_create(rate as i32, 1, &mut err) };
-        let state = NonNull::new(ptr).ok_or_else(|| DecodeError::Opus(error_text(err)))?;
+        let state = NonNull::new(ptr).ok_or_else(|| OpusError(error_text(err)))?;
         Ok(Self { state, rate })
     }
 
@@ -89,7 +96,7 @@ impl OpusDecoder {
         frame: usize,
         fec: bool,
         out: &mut Vec<i16>,
-    ) -> Result<usize, DecodeError> {
+    ) -> Result<usize, OpusError> {
         let start = out.len();
         out.resize(start + frame, 0);
         let (ptr, len) = match data {
@@ -111,7 +118,7 @@ impl OpusDecoder {
         };
         if n < 0 {
             out.truncate(start);
-            return Err(DecodeError::Opus(error_text(n)));
+            return Err(OpusError(error_text(n)));
         }
         out.truncate(start + n as usize);
         Ok(n as usize)
@@ -125,53 +132,28 @@ impl Drop for OpusDecoder {
     }
 }
 
-impl Decoder for OpusDecoder {
-    fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<usize, DecodeError> {
-        let samples48 = packet_samples_48k(payload).ok_or(DecodeError::Malformed {
-            codec: "opus",
-            len: payload.len(),
-        })?;
+impl OpusDecoder {
+    /// Decodes one packet, appending its mono samples at
+    /// [`OpusDecoder::sample_rate`] to `out`; returns how many.
+    pub fn decode(&mut self, packet: &[u8], out: &mut Vec<i16>) -> Result<usize, OpusError> {
+        let samples48 = packet_samples_48k(packet)
+            .ok_or_else(|| OpusError(format!("malformed packet of {} bytes", packet.len())))?;
         let frame = (samples48 as usize * self.rate as usize) / 48_000;
-        self.run(Some(payload), frame, false, out)
+        self.run(Some(packet), frame, false, out)
     }
 
-    /// Lost audio is silence, except the frame just before `following` when
-    /// that packet carries SILK in-band FEC (LBRR) data, which is decoded.
-    ///
-    /// libopus's own packet-loss concealment (decoding with no data) is not
-    /// used: in `unsafe-libopus` 0.2 it produces full-scale noise and leaves
-    /// the decoder state corrupted for the frames after it (see the test
-    /// `plc_of_unsafe_libopus_is_still_broken`).
-    fn conceal(
+    /// Decodes the in-band FEC (LBRR) that `following` carries for the
+    /// `samples` before it.
+    pub fn decode_fec(
         &mut self,
+        following: &[u8],
         samples: usize,
-        following: Option<&[u8]>,
         out: &mut Vec<i16>,
-    ) -> Result<usize, DecodeError> {
-        let fec = following.filter(|p| has_lbrr(p)).and_then(|p| {
-            let n = packet_samples_48k(p)? as usize * self.rate as usize / 48_000;
-            (n <= samples).then_some((p, n))
-        });
-        let silent = samples - fec.map_or(0, |(_, n)| n);
-        out.resize(out.len() + silent, 0);
-        let mut done = silent;
-        if let Some((packet, n)) = fec {
-            match self.run(Some(packet), n, true, out) {
-                Ok(got) => done += got,
-                Err(_) => {
-                    out.resize(out.len() + n, 0);
-                    done += n;
-                }
-            }
-        }
-        if done < samples {
-            out.resize(out.len() + (samples - done), 0);
-            done = samples;
-        }
-        Ok(done)
+    ) -> Result<usize, OpusError> {
+        self.run(Some(following), samples, true, out)
     }
 
-    fn sample_rate(&self) -> u32 {
+    pub fn sample_rate(&self) -> u32 {
         self.rate
     }
 }
@@ -199,9 +181,9 @@ impl OpusEncoder {
         application: Application,
         bitrate: u32,
         complexity: u8,
-    ) -> Result<Self, DecodeError> {
+    ) -> Result<Self, OpusError> {
         if !DECODE_RATES.contains(&rate) || !(1..=2).contains(&channels) {
-            return Err(DecodeError::Opus(format!(
+            return Err(OpusError(format!(
                 "unsupported encoder input {rate} Hz / {channels} channels"
             )));
         }
@@ -214,7 +196,7 @@ impl OpusEncoder {
         let ptr = unsafe {
             unsafe_libopus::opus_encoder_create(rate as i32, i32::from(channels), app, &mut err)
         };
-        let state = NonNull::new(ptr).ok_or_else(|| DecodeError::Opus(error_text(err)))?;
+        let state = NonNull::new(ptr).ok_or_else(|| OpusError(error_text(err)))?;
         let enc = Self {
             state,
             channels: usize::from(channels),
@@ -231,19 +213,19 @@ impl OpusEncoder {
         Ok(enc)
     }
 
-    fn ctl(&self, request: i32, value: i32) -> Result<(), DecodeError> {
+    fn ctl(&self, request: i32, value: i32) -> Result<(), OpusError> {
         // SAFETY: `state` is a live encoder; every request used here takes
         // one i32 argument.
         let rc = unsafe { unsafe_libopus::opus_encoder_ctl!(self.state.as_ptr(), request, value) };
         if rc == unsafe_libopus::OPUS_OK {
             Ok(())
         } else {
-            Err(DecodeError::Opus(error_text(rc)))
+            Err(OpusError(error_text(rc)))
         }
     }
 
     /// Turns in-band forward error correction on, tuned for `loss_percent`.
-    pub fn set_fec(&mut self, on: bool, loss_percent: u8) -> Result<(), DecodeError> {
+    pub fn set_fec(&mut self, on: bool, loss_percent: u8) -> Result<(), OpusError> {
         self.ctl(unsafe_libopus::OPUS_SET_INBAND_FEC_REQUEST, i32::from(on))?;
         self.ctl(
             unsafe_libopus::OPUS_SET_PACKET_LOSS_PERC_REQUEST,
@@ -253,7 +235,7 @@ impl OpusEncoder {
 
     /// Samples of look-ahead the encoder adds (the Ogg pre-skip, at 48 kHz
     /// after scaling by the caller).
-    pub fn lookahead(&self) -> Result<u32, DecodeError> {
+    pub fn lookahead(&self) -> Result<u32, OpusError> {
         let mut value: i32 = 0;
         // SAFETY: OPUS_GET_LOOKAHEAD takes one *mut i32 out-argument.
         let rc = unsafe {
@@ -266,13 +248,13 @@ impl OpusEncoder {
         if rc == unsafe_libopus::OPUS_OK {
             Ok(value.max(0) as u32)
         } else {
-            Err(DecodeError::Opus(error_text(rc)))
+            Err(OpusError(error_text(rc)))
         }
     }
 
     /// Encodes one frame (`pcm.len() / channels` samples per channel, a
     /// valid Opus frame size) into `out`, returning the packet length.
-    pub fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, DecodeError> {
+    pub fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, OpusError> {
         let frame = pcm.len() / self.channels;
         // SAFETY: `pcm` holds `frame * channels` samples; `out` is writable
         // for its length, which bounds what libopus writes.
@@ -286,7 +268,7 @@ impl OpusEncoder {
             )
         };
         if n < 0 {
-            Err(DecodeError::Opus(error_text(n)))
+            Err(OpusError(error_text(n)))
         } else {
             Ok(n as usize)
         }
@@ -305,7 +287,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn encode_decode_round_trip_and_plc() {
+    fn encode_decode_round_trip() {
         let mut enc = OpusEncoder::new(16_000, 1, Application::Voip, 32_000, 5).unwrap();
         let mut dec = OpusDecoder::new(16_000).unwrap();
         let frame: Vec<i16> = (0..320)
@@ -319,10 +301,6 @@ mod tests {
             out.clear();
             assert_eq!(dec.decode(&packet[..n], &mut out).unwrap(), 320);
         }
-        out.clear();
-        assert_eq!(dec.conceal(640, None, &mut out).unwrap(), 640);
-        assert_eq!(out.len(), 640);
-        assert!(out.iter().all(|&s| s == 0), "no FEC: silence");
         assert!(dec.decode(&[], &mut out).is_err());
         assert!(enc.lookahead().unwrap() > 0);
     }

@@ -221,8 +221,8 @@ pub fn ogg_opus_duration_ms(bytes: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Format;
     use crate::core::encode::{EncoderSpec, encoder_for};
+    use crate::core::format::Format;
 
     fn encoded(format: Format, secs: usize) -> (Vec<u8>, Option<Vec<u8>>) {
         let mut enc = encoder_for(EncoderSpec {

@@ -18,20 +18,17 @@
 
 pub mod error;
 pub mod model;
-pub mod ports;
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
 use crate::catalog::{Catalog, RecordingRow};
-use crate::config::{Channels, Config, Format, PauseBehavior, Relatch};
+use crate::config::{Channels, Config, Format, PauseBehavior};
 use crate::core::call::Failure;
 use crate::core::call::plan::{PlanLeg, Selection, plan};
 use crate::core::encode::EncoderSpec;
@@ -41,7 +38,8 @@ use crate::core::rtp::{Codec, PayloadMap};
 use crate::events::{Completed, Event, EventBus};
 use crate::ids::{is_valid_id, random_id};
 use crate::io::clock::MonotonicClock;
-use crate::io::udp::{ExpectedSource, IngestStats, LegSocket, RelatchPolicy, count_rtcp};
+use crate::io::legs::{LegOpener, LegPorts, OpenLegError, OpenedLeg};
+use crate::io::udp::ExpectedSource;
 use crate::io::worker::{
     CallShared, LegSetup, RecordingSetup, RecordingShared, WorkerCmd, WorkerPool, WorkerReport,
 };
@@ -51,7 +49,6 @@ use crate::timefmt::{rfc3339, unix_now};
 
 pub use error::EngineError;
 use model::*;
-use ports::PortPool;
 
 /// Who is calling the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,9 +192,7 @@ struct Leg {
     id: String,
     role: Role,
     label: Option<String>,
-    port: u16,
-    stats: Arc<IngestStats>,
-    closer: watch::Sender<bool>,
+    ports: LegPorts,
     muted: bool,
 }
 
@@ -287,14 +282,13 @@ impl Registry {
 pub struct Engine {
     cfg: Arc<Config>,
     clock: MonotonicClock,
-    runtime: tokio::runtime::Handle,
     registry: Mutex<Registry>,
     /// Held through a recording's start: its checks (one recording at a
     /// time per call, the id free) and its registration take the registry
     /// lock apart, with catalog work between, and requests run in
     /// parallel.
     starts: Mutex<()>,
-    ports: Mutex<PortPool>,
+    legs: LegOpener,
     workers: Mutex<Option<WorkerPool>>,
     writers: Mutex<Option<WriterPool>>,
     events: Arc<EventBus>,
@@ -340,37 +334,25 @@ impl Engine {
     pub fn new(
         cfg: Arc<Config>,
         clock: MonotonicClock,
-        runtime: tokio::runtime::Handle,
+        legs: LegOpener,
         workers: WorkerPool,
         writers: WriterPool,
         events: Arc<EventBus>,
         catalog: Arc<Catalog>,
-    ) -> Result<Self, String> {
-        let bind: IpAddr = cfg
-            .rtp
-            .bind
-            .parse()
-            .map_err(|_| format!("rtp.bind {:?} is not an address", cfg.rtp.bind))?;
-        let ports = PortPool::new(
-            bind,
-            cfg.rtp.port_min as u16,
-            cfg.rtp.port_max as u16,
-            Duration::from_secs(u64::from(cfg.rtp.port_quarantine_s)),
-        );
+    ) -> Self {
         let advertise = if cfg.rtp.advertise.is_empty() {
             cfg.rtp.bind.clone()
         } else {
             cfg.rtp.advertise.clone()
         };
-        Ok(Self {
+        Self {
             storage: PathBuf::from(&cfg.storage.dir),
             advertise,
             cfg,
             clock,
-            runtime,
             registry: Mutex::new(Registry::default()),
             starts: Mutex::new(()),
-            ports: Mutex::new(ports),
+            legs,
             workers: Mutex::new(Some(workers)),
             writers: Mutex::new(Some(writers)),
             events,
@@ -379,7 +361,7 @@ impl Engine {
             catalog,
             finalize_ms: Mutex::new(Histogram::default()),
             bytes_finalized: AtomicU64::new(0),
-        })
+        }
     }
 
     pub fn events(&self) -> &Arc<EventBus> {
@@ -613,8 +595,7 @@ impl Engine {
             return;
         };
         for l in &c.legs {
-            let _ = l.closer.send(true);
-            lock(&self.ports).release(l.port, now);
+            self.legs.close(&l.ports, now);
         }
         self.send(
             c.num,
@@ -630,7 +611,7 @@ impl Engine {
         reg.calls.get(call_key).map_or_else(Vec::new, |c| {
             c.legs
                 .iter()
-                .map(|l| json!({"leg_id": l.id, "role": l.role, "label": l.label, "port": l.port}))
+                .map(|l| json!({"leg_id": l.id, "role": l.role, "label": l.label, "port": l.ports.port}))
                 .collect()
         })
     }
@@ -652,52 +633,28 @@ impl Engine {
             map.set(pt, codec)
                 .map_err(|e| EngineError::InvalidRequest(format!("payload_types.{pt}: {e}")))?;
         }
-        let now = self.clock.now();
-        let pair = lock(&self.ports).allocate(now).map_err(|e| match e {
-            ports::AllocateError::Exhausted => EngineError::PortsExhausted,
-            ports::AllocateError::Resources(e) => {
-                tracing::error!(error = %e, "cannot open RTP sockets: out of file descriptors or socket memory");
-                EngineError::OutOfResources
-            }
-        })?;
-        let (num, rate) = {
-            let reg = lock(&self.registry);
-            let c = reg
-                .calls
-                .get(call_key)
-                .ok_or_else(|| EngineError::CallNotFound(call_key.into()))?;
-            (c.num, c.rate)
-        };
-        let stats = Arc::new(IngestStats::default());
-        let (closer, closed) = watch::channel(false);
-        let port = pair.port;
-        // RTP is read by the call's worker at every tick; RTCP is only
-        // counted, by a task on the IO runtime.
-        let relatch = match self.cfg.rtp.relatch {
-            Relatch::Never => RelatchPolicy::Never,
-            Relatch::SameHost => RelatchPolicy::SameHost,
-            Relatch::Any => RelatchPolicy::Any,
-        };
         let expected = req
             .source
             .as_deref()
             .map(ExpectedSource::parse)
             .transpose()
             .map_err(EngineError::InvalidRequest)?;
-        let socket = LegSocket::new(
-            pair.rtp,
-            stats.clone(),
-            relatch,
-            expected,
-            self.cfg.rtp.queue_bytes as usize,
-        )
-        .map_err(|e| EngineError::Internal(e.to_string()))?;
-        {
-            let _guard = self.runtime.enter();
-            let rtcp = tokio::net::UdpSocket::from_std(pair.rtcp)
-                .map_err(|e| EngineError::Internal(e.to_string()))?;
-            self.runtime.spawn(count_rtcp(rtcp, stats.clone(), closed));
-        }
+        let rate = {
+            let reg = lock(&self.registry);
+            reg.calls
+                .get(call_key)
+                .ok_or_else(|| EngineError::CallNotFound(call_key.into()))?
+                .rate
+        };
+        let now = self.clock.now();
+        let OpenedLeg { socket, ports } = self.legs.open(expected, now).map_err(|e| match e {
+            OpenLegError::PortsExhausted => EngineError::PortsExhausted,
+            OpenLegError::OutOfResources(e) => {
+                tracing::error!(error = %e, "cannot open RTP sockets: out of file descriptors or socket memory");
+                EngineError::OutOfResources
+            }
+            OpenLegError::Socket(e) => EngineError::Internal(e.to_string()),
+        })?;
         let info = LegInfo {
             leg_id: leg_id.clone(),
             role: req.role,
@@ -721,18 +678,16 @@ impl Engine {
         // in index order.
         let mut reg = lock(&self.registry);
         let Some(c) = reg.calls.get_mut(call_key) else {
-            let _ = closer.send(true);
-            lock(&self.ports).release(port, now);
+            self.legs.close(&ports, now);
             return Err(EngineError::CallNotFound(call_key.into()));
         };
         let index = c.legs.len();
+        let num = c.num;
         c.legs.push(Leg {
             id: leg_id,
             role: req.role,
             label: req.label.clone(),
-            port,
-            stats,
-            closer,
+            ports,
             muted: false,
         });
         self.send(
@@ -901,12 +856,12 @@ impl Engine {
                     label: l.label.clone(),
                     rtp: RtpAddress {
                         host: self.advertise.clone(),
-                        port: l.port,
-                        rtcp_port: l.port + 1,
+                        port: l.ports.port,
+                        rtcp_port: l.ports.port + 1,
                     },
                     muted: l.muted,
                     source: None,
-                    ingest: l.stats.snapshot(),
+                    ingest: l.ports.stats.snapshot(),
                     stats: stats.get(i).copied(),
                 })
                 .collect(),
@@ -936,7 +891,7 @@ impl Engine {
     /// closes its sockets and rests its ports.
     fn end_call_inner(&self, call_key: &str, reason: &str) {
         let now = self.clock.now();
-        let (num, stopped, ports, call_id, tenant) = {
+        let (num, stopped, call_id, tenant) = {
             let mut reg = lock(&self.registry);
             let Some(c) = reg.calls.get_mut(call_key) else {
                 return;
@@ -947,9 +902,8 @@ impl Engine {
             c.ended_at = Some(rfc3339(unix_now()));
             c.ended_mono = Some(now);
             for l in &c.legs {
-                let _ = l.closer.send(true);
+                self.legs.close(&l.ports, now);
             }
-            let ports: Vec<u16> = c.legs.iter().map(|l| l.port).collect();
             let (num, call_id, tenant) = (c.num, c.id.clone(), c.tenant.clone());
             let rec_keys = c.recordings.clone();
             let mut stopped = Vec::new();
@@ -963,11 +917,8 @@ impl Engine {
                     stopped.push(rec.id.clone());
                 }
             }
-            (num, stopped, ports, call_id, tenant)
+            (num, stopped, call_id, tenant)
         };
-        for p in ports {
-            lock(&self.ports).release(p, now);
-        }
         for r in &stopped {
             self.emit(Event::RecordingStopped {
                 recording_id: r.clone(),
@@ -2092,7 +2043,7 @@ impl Engine {
         }
         for c in reg.calls.values() {
             for l in &c.legs {
-                let s = l.stats.snapshot();
+                let s = l.ports.stats.snapshot();
                 g.datagrams += s.datagrams;
                 g.queue_drops += s.queue_drops;
                 g.foreign_source += s.foreign_source;

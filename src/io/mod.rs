@@ -2,6 +2,8 @@
 //! clock.
 
 pub mod clock;
+pub mod legs;
+pub mod ports;
 pub mod recovery;
 pub mod sink;
 pub mod udp;

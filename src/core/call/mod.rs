@@ -46,8 +46,8 @@ pub mod plan;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use crate::config::PauseBehavior;
 use crate::core::encode::{EncodeError, EncoderSpec};
+use crate::core::format::PauseBehavior;
 use crate::core::leg::{Dropped, LegConfig, LegReceiver, share_drift_reference};
 use crate::core::mixer::{DEFAULT_MARGIN, MixInput, Mixer, MixerError, PauseInterval};
 use crate::core::recorder::Recorder;

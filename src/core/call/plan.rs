@@ -10,9 +10,19 @@
 
 use thiserror::Error;
 
-use crate::config::Channels;
+use crate::core::format::Channels;
 use crate::core::mixer::MixInput;
-use crate::recording::Role;
+
+/// A party's role in a call.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Caller,
+    Callee,
+    Participant,
+}
 
 /// Which legs to record.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,6 +12,7 @@
 mod g711;
 mod g722;
 mod l16;
+mod opus;
 
 use thiserror::Error;
 
@@ -68,7 +69,10 @@ pub fn decoder_for(codec: Codec, rate: Option<u32>) -> Result<Box<dyn Decoder>, 
             let r = rate
                 .filter(|r| crate::core::opus::DECODE_RATES.contains(r))
                 .unwrap_or(48_000);
-            Box::new(crate::core::opus::OpusDecoder::new(r)?)
+            Box::new(
+                crate::core::opus::OpusDecoder::new(r)
+                    .map_err(|e| DecodeError::Opus(e.to_string()))?,
+            )
         }
         other => return Err(DecodeError::Unsupported(other.name())),
     })

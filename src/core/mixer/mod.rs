@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::config::PauseBehavior;
+use crate::core::format::PauseBehavior;
 use crate::core::leg::DtmfRecord;
 use crate::core::time::nanos_to_ticks;
 use crate::core::track::Track;
