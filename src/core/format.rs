@@ -53,6 +53,15 @@ pub enum Channels {
     Dual,
 }
 
+impl Channels {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channels::Mono => "mono",
+            Channels::Dual => "dual",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PauseBehavior {

@@ -19,12 +19,30 @@ pub enum Direction {
     Outbound,
 }
 
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReferenceType {
     #[default]
     Call,
     Conference,
+}
+
+impl ReferenceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReferenceType::Call => "call",
+            ReferenceType::Conference => "conference",
+        }
+    }
 }
 
 /// Where a call is: `active` until it is ended (by the API, its last
@@ -95,6 +113,17 @@ pub enum ParticipantRequest {
     Named(String),
     /// Explicit leg ids.
     Legs(Vec<String>),
+}
+
+impl ParticipantRequest {
+    /// As events and the catalog name it: the name, or the leg ids joined
+    /// with commas.
+    pub fn name(&self) -> String {
+        match self {
+            ParticipantRequest::Named(n) => n.clone(),
+            ParticipantRequest::Legs(ids) => ids.join(","),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, utoipa::ToSchema)]

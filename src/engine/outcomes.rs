@@ -1,0 +1,218 @@
+//! What comes back from the media workers and the file writers: a
+//! recording finished, discarded or failed, and its file finalized (or
+//! not); each ends the recording's state machine, the catalog row and its
+//! events.
+
+use std::sync::atomic::Ordering;
+
+use crate::core::call::Failure;
+use crate::events::{Completed, Event};
+use crate::io::worker::{WorkerCmd, WorkerReport};
+use crate::io::writer::SinkReport;
+use crate::recording::{Checksum, RecordingInfo};
+use crate::timefmt::{rfc3339, unix_now};
+
+use super::access::scoped_key;
+use super::state::RecState;
+use super::{Engine, lock};
+
+impl Engine {
+    pub fn on_worker_report(&self, report: WorkerReport) {
+        match report {
+            WorkerReport::Processing { id: key } => {
+                let mut reg = lock(&self.registry);
+                if let Some(r) = reg.recordings.get_mut(&key)
+                    && !r.state.finished()
+                {
+                    r.state = RecState::Processing;
+                    self.note(
+                        "status",
+                        self.catalog.set_status(
+                            r.tenant.as_deref(),
+                            &r.id,
+                            "processing",
+                            &rfc3339(unix_now()),
+                            None,
+                            None,
+                        ),
+                    );
+                }
+            }
+            WorkerReport::CallLost { call } => {
+                let key = lock(&self.registry)
+                    .calls
+                    .values()
+                    .find(|c| c.num == call && c.ended_at.is_none())
+                    .map(|c| c.key.clone());
+                if let Some(key) = key {
+                    self.end_call_inner(&key, "internal_error");
+                }
+            }
+            WorkerReport::Failed {
+                id,
+                reason,
+                message,
+            } => self.fail_recording(&id, reason, &message),
+            WorkerReport::Discarded {
+                id: key,
+                duration_ms,
+            } => {
+                let (call_id, id, tenant) = {
+                    let mut reg = lock(&self.registry);
+                    let Some(r) = reg.recordings.get_mut(&key) else {
+                        return;
+                    };
+                    r.state = RecState::Discarded;
+                    (r.call_id.clone(), r.id.clone(), r.tenant.clone())
+                };
+                self.note(
+                    "status",
+                    self.catalog.set_status(
+                        tenant.as_deref(),
+                        &id,
+                        "discarded",
+                        &rfc3339(unix_now()),
+                        Some("min_duration"),
+                        None,
+                    ),
+                );
+                self.emit(Event::RecordingDiscarded {
+                    recording_id: id.clone(),
+                    call_id: call_id.clone(),
+                    customer_id: tenant.clone(),
+                    reason: "min_duration".into(),
+                    duration_ms,
+                    min_duration_s: self.cfg.recording.min_duration_s,
+                });
+            }
+        }
+    }
+
+    pub(super) fn fail_recording(&self, key: &str, failure: Failure, message: &str) {
+        let reason = failure.reason();
+        let (call_id, num, was_active, id, tenant) = {
+            let mut reg = lock(&self.registry);
+            let Some(r) = reg.recordings.get_mut(key) else {
+                return;
+            };
+            if r.state.finished() {
+                return;
+            }
+            let was_active = r.state.active();
+            r.state = RecState::Failed;
+            r.failure = Some(reason.into());
+            (
+                r.call_id.clone(),
+                r.call_num,
+                was_active,
+                r.id.clone(),
+                r.tenant.clone(),
+            )
+        };
+        if was_active {
+            self.send(
+                num,
+                WorkerCmd::Abort {
+                    call: num,
+                    id: key.into(),
+                },
+            );
+        }
+        self.note(
+            "status",
+            self.catalog.set_status(
+                tenant.as_deref(),
+                &id,
+                "failed",
+                &rfc3339(unix_now()),
+                Some(reason),
+                None,
+            ),
+        );
+        tracing::error!(recording = key, reason, message, "recording failed");
+        self.emit(Event::RecordingFailed {
+            recording_id: id.clone(),
+            call_id: call_id.clone(),
+            customer_id: tenant.clone(),
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+        });
+    }
+
+    pub fn on_sink_report(&self, report: SinkReport) {
+        match report {
+            SinkReport::Finalized {
+                id: key,
+                file,
+                info,
+            } => {
+                let (call_id, id, tenant) = {
+                    let mut reg = lock(&self.registry);
+                    let Some(r) = reg.recordings.get_mut(&key) else {
+                        return;
+                    };
+                    r.state = RecState::Completed;
+                    r.shared
+                        .duration_ms
+                        .store(info.duration_ms, Ordering::Relaxed);
+                    if let Some(stopped) = r.stopped_mono {
+                        let ms = self.clock.now().saturating_sub(stopped).as_secs_f64() * 1000.0;
+                        lock(&self.finalize_ms).observe(ms);
+                    }
+                    self.bytes_finalized.fetch_add(file.size, Ordering::Relaxed);
+                    r.info = Some(info.clone());
+                    (r.call_id.clone(), r.id.clone(), r.tenant.clone())
+                };
+                self.catalog_completed(tenant.as_deref(), &id, &file.path, &info);
+                self.emit(Event::RecordingCompleted(Box::new(Completed {
+                    download_url: format!("/v1/recordings/{id}/download"),
+                    recording_id: id.clone(),
+                    call_id: call_id.clone(),
+                    customer_id: tenant.clone(),
+                    format: info.format.extension().to_owned(),
+                    content_type: info.content_type.clone(),
+                    duration_ms: info.duration_ms,
+                    file_size_bytes: file.size,
+                    checksum: Checksum::sha256(file.sha256.clone()),
+                    path: file.path.to_string_lossy().into_owned(),
+                    pauses: info.pauses.clone(),
+                    channels: info.channels.as_str().to_owned(),
+                    sample_rate: info.sample_rate,
+                    recovered: false,
+                })));
+            }
+            SinkReport::Failed { id, error } => self.fail_recording(&id, Failure::Storage, &error),
+            SinkReport::Discarded { .. } => {}
+        }
+    }
+
+    /// Writes a finished recording's full row.
+    pub(super) fn catalog_completed(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        path: &std::path::Path,
+        info: &RecordingInfo,
+    ) {
+        let now = unix_now();
+        let Ok(Some(mut row)) = self.catalog.get(tenant, id) else {
+            tracing::error!(
+                recording = %scoped_key(tenant, id),
+                "completed recording missing from the catalog"
+            );
+            return;
+        };
+        row.status = "completed".into();
+        row.path = Some(path.to_string_lossy().into_owned());
+        row.duration_ms = info.duration_ms;
+        row.file_size_bytes = Some(info.file_size_bytes);
+        row.checksum = Some(info.checksum.value.clone());
+        row.stopped_at = Some(info.stopped_at.clone());
+        row.completed_at = Some(rfc3339(now));
+        row.completed_ms = Some(now.as_millis() as i64);
+        row.updated_at = rfc3339(now);
+        row.recovered = info.recovered;
+        row.info_json = serde_json::to_string(info).ok();
+        self.note("completed", self.catalog.put_recording(&row));
+    }
+}

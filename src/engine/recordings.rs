@@ -1,0 +1,651 @@
+//! Recordings of live calls: start (options resolved against the defaults
+//! and the call's legs into a plan for the worker), pause, resume, stop,
+//! mute a leg, and the live views.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::catalog::RecordingRow;
+use crate::config::{Channels, Format, PauseBehavior};
+use crate::core::call::plan::{PlanLeg, Selection, plan};
+use crate::core::encode::EncoderSpec;
+use crate::core::mixer::MixInput;
+use crate::events::Event;
+use crate::ids::random_id;
+use crate::io::worker::{RecordingSetup, RecordingShared, WorkerCmd};
+use crate::recording::{Checksum, LegInfo, RecordingInfo, Role};
+use crate::timefmt::{rfc3339, unix_now};
+
+use super::access::{Principal, scoped_key};
+use super::model::*;
+use super::state::{RecState, Recording, Registry, recording_view};
+use super::validate::check_id;
+use super::{Engine, EngineError, lock};
+
+impl Engine {
+    /// Resolves recording options against defaults and the call's legs:
+    /// (spec, the legs mixed and their channels, participant, pause behavior,
+    /// dtmf suppression).
+    #[allow(clippy::type_complexity)]
+    pub(super) fn recording_params(
+        &self,
+        r: &RecordingRequest,
+        roles: &[Role],
+        leg_ids: &[String],
+        call_rate: u32,
+    ) -> Result<
+        (
+            EncoderSpec,
+            Vec<MixInput>,
+            ParticipantRequest,
+            PauseBehavior,
+            bool,
+            Channels,
+        ),
+        EngineError,
+    > {
+        let d = &self.cfg.recording;
+        let format = r.format.unwrap_or(d.format);
+        // The call's legs already produce audio at its media rate; another
+        // rate is resampled from it.
+        let sample_rate = r.sample_rate.unwrap_or(call_rate);
+        let channels = r.channels.unwrap_or(d.channels);
+        let participant = r
+            .participant
+            .clone()
+            .unwrap_or(ParticipantRequest::Named("all".into()));
+        let selection = match &participant {
+            ParticipantRequest::Named(n) => match n.as_str() {
+                "all" => Selection::All,
+                "caller" => Selection::Caller,
+                "callee" => Selection::Callee,
+                other => {
+                    return Err(EngineError::InvalidRequest(format!(
+                        "participant: {other:?} is not all, caller, callee or a list of leg ids"
+                    )));
+                }
+            },
+            ParticipantRequest::Legs(ids) => Selection::Legs(ids.clone()),
+        };
+        let legs: Vec<PlanLeg<'_>> = leg_ids
+            .iter()
+            .zip(roles)
+            .map(|(id, role)| PlanLeg { id, role: *role })
+            .collect();
+        let planned = plan(&legs, &selection, channels)
+            .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+        let inputs = planned.inputs;
+        let channel_count = planned.channel_count;
+        let spec = EncoderSpec {
+            format,
+            sample_rate,
+            channels: channel_count,
+            bitrate_kbps: r.bitrate.unwrap_or(if format == d.format {
+                d.bitrate_kbps
+            } else {
+                0
+            }),
+            mp3_quality: d.mp3_quality,
+            opus_complexity: d.opus_complexity,
+        };
+        spec.validate()
+            .map_err(|e| EngineError::InvalidFormat(e.to_string()))?;
+        let pause = r.pause_behavior.unwrap_or(d.pause_behavior);
+        let suppress = r.dtmf.unwrap_or_default() == DtmfPolicy::Suppress;
+        Ok((spec, inputs, participant, pause, suppress, channels))
+    }
+
+    pub fn start_recording(
+        &self,
+        who: &Principal,
+        call_id: &str,
+        req: RecordingRequest,
+    ) -> Result<RecordingView, EngineError> {
+        self.check_accepting()?;
+        let _one_start_at_a_time = lock(&self.starts);
+        if let Some(id) = &req.recording_id {
+            check_id("recording_id", id)?;
+        }
+        let (num, roles, leg_ids, rate, tenant, legs_info, call_key, reference) = {
+            let reg = lock(&self.registry);
+            let c = reg.call(who, call_id)?;
+            if c.ended_at.is_some() {
+                return Err(EngineError::CallEnded(call_id.into()));
+            }
+            if c.recordings
+                .iter()
+                .filter_map(|r| reg.recordings.get(r))
+                .any(|r| r.state.active())
+            {
+                return Err(EngineError::RecordingInProgress(call_id.into()));
+            }
+            let roles: Vec<Role> = c.legs.iter().map(|l| l.role).collect();
+            let ids: Vec<String> = c.legs.iter().map(|l| l.id.clone()).collect();
+            let infos: Vec<(String, Role, Option<String>)> = c
+                .legs
+                .iter()
+                .map(|l| (l.id.clone(), l.role, l.label.clone()))
+                .collect();
+            (
+                c.num,
+                roles,
+                ids,
+                c.rate,
+                c.tenant.clone(),
+                infos,
+                c.key.clone(),
+                c.reference_type.as_str(),
+            )
+        };
+        let (spec, inputs, participant, pause_behavior, suppress_dtmf, channels) =
+            self.recording_params(&req, &roles, &leg_ids, rate)?;
+        let id = req
+            .recording_id
+            .clone()
+            .unwrap_or_else(|| random_id("rec-"));
+        // Ids are the customer's own: another customer's recording with
+        // this id is no obstacle (and not revealed).
+        let key = scoped_key(tenant.as_deref(), &id);
+        self.check_recording_free(tenant.as_deref(), &id)?;
+        self.check_quota()?;
+        let now_wall = unix_now();
+        let now = self.clock.now();
+        let label = |role: Role| {
+            legs_info
+                .iter()
+                .find(|(_, r, _)| *r == role)
+                .and_then(|(_, _, l)| l.clone())
+                .unwrap_or_default()
+        };
+        let path = self.recording_path(
+            tenant.as_deref(),
+            &id,
+            call_id,
+            spec.format,
+            [label(Role::Caller), label(Role::Callee)],
+            now_wall,
+        )?;
+        let sidecar = path.with_extension("json");
+        let shared = Arc::new(RecordingShared::default());
+        let started_at = rfc3339(now_wall);
+        let info = RecordingInfo {
+            recording_id: id.clone(),
+            call_id: call_id.into(),
+            customer_id: tenant.clone(),
+            reference_type: reference.into(),
+            status: "completed".into(),
+            format: spec.format,
+            content_type: spec.format.content_type().into(),
+            sample_rate: spec.sample_rate,
+            channels,
+            channel_count: spec.channels,
+            bitrate_kbps: spec.effective_bitrate_kbps(),
+            participant: participant.name(),
+            pause_behavior,
+            started_at: started_at.clone(),
+            stopped_at: String::new(),
+            duration_ms: 0,
+            file: path.to_string_lossy().into_owned(),
+            file_size_bytes: 0,
+            checksum: Checksum::sha256(String::new()),
+            pauses: Vec::new(),
+            legs: legs_info
+                .iter()
+                .enumerate()
+                .map(|(i, (lid, role, label))| LegInfo {
+                    leg_id: lid.clone(),
+                    role: *role,
+                    label: label.clone(),
+                    channel: inputs.iter().find(|m| m.track == i).map(|m| m.channel),
+                    codecs: Vec::new(),
+                    source: None,
+                    stats: Default::default(),
+                    dtmf: Vec::new(),
+                })
+                .collect(),
+            recovered: false,
+        };
+        let sink = match lock(&self.writers).as_ref() {
+            Some(w) => w.sink(&key),
+            None => return Err(EngineError::ShuttingDown),
+        };
+        let all_legs_mono = matches!(&participant, ParticipantRequest::Named(n) if n == "all")
+            && channels == Channels::Mono;
+        self.note(
+            "recording",
+            self.catalog.put_recording(&RecordingRow {
+                recording_id: id.clone(),
+                call_id: call_id.into(),
+                customer_id: tenant.clone(),
+                reference_type: reference.into(),
+                status: "recording".into(),
+                format: spec.format.extension().into(),
+                sample_rate: spec.sample_rate,
+                channels: channels.as_str().into(),
+                bitrate_kbps: spec.effective_bitrate_kbps(),
+                participant: participant.name(),
+                path: Some(path.to_string_lossy().into_owned()),
+                duration_ms: 0,
+                file_size_bytes: None,
+                checksum: None,
+                failure_reason: None,
+                started_at: started_at.clone(),
+                started_ms: now_wall.as_millis() as i64,
+                stopped_at: None,
+                completed_at: None,
+                completed_ms: None,
+                created_at: started_at.clone(),
+                updated_at: started_at.clone(),
+                deleted_at: None,
+                retention_days: req.retention_days,
+                recovered: false,
+                external: false,
+                info_json: None,
+            }),
+        );
+        {
+            let mut reg = lock(&self.registry);
+            let c = reg
+                .calls
+                .get_mut(&call_key)
+                .ok_or_else(|| EngineError::CallNotFound(call_id.into()))?;
+            c.recordings.push(key.clone());
+            let start_rel = now.saturating_sub(c.created_mono);
+            reg.recordings.insert(
+                key.clone(),
+                Recording {
+                    key: key.clone(),
+                    id: id.clone(),
+                    tenant: tenant.clone(),
+                    call_id: call_id.into(),
+                    call_num: num,
+                    state: RecState::Recording,
+                    format: spec.format,
+                    sample_rate: spec.sample_rate,
+                    channels,
+                    bitrate_kbps: spec.effective_bitrate_kbps(),
+                    participant: participant.clone(),
+                    pause_behavior,
+                    started_at: started_at.clone(),
+                    started_mono: now,
+                    stopped_at: None,
+                    shared: shared.clone(),
+                    info: None,
+                    failure: None,
+                    all_legs_mono,
+                    stopped_mono: None,
+                },
+            );
+            self.send(
+                num,
+                WorkerCmd::StartRecording {
+                    call: num,
+                    setup: Box::new(RecordingSetup {
+                        id: key.clone(),
+                        spec,
+                        inputs,
+                        pause_behavior,
+                        suppress_dtmf,
+                        start: start_rel,
+                        path,
+                        sidecar,
+                        flush_interval: Duration::from_millis(u64::from(
+                            self.cfg.storage.flush_interval_ms,
+                        )),
+                        min_duration: Duration::from_secs(u64::from(
+                            self.cfg.recording.min_duration_s,
+                        )),
+                        sink,
+                        info: Box::new(info),
+                        shared,
+                    }),
+                },
+            );
+        }
+        self.emit(Event::RecordingStarted {
+            recording_id: id.clone(),
+            call_id: call_id.to_owned(),
+            customer_id: tenant.clone(),
+            format: spec.format,
+            sample_rate: spec.sample_rate,
+            channels,
+            participant: participant.clone(),
+        });
+        self.recording_view_by_key(&key)
+    }
+
+    pub(super) fn recording_view_by_key(&self, key: &str) -> Result<RecordingView, EngineError> {
+        let reg = lock(&self.registry);
+        reg.recordings
+            .get(key)
+            .map(recording_view)
+            .ok_or_else(|| EngineError::RecordingNotFound(key.into()))
+    }
+
+    /// Refuses a recording id the customer already has (live or
+    /// catalogued). Another customer's recording with this id is no
+    /// obstacle, and is not revealed.
+    pub(super) fn check_recording_free(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+    ) -> Result<(), EngineError> {
+        let taken = lock(&self.registry)
+            .recordings
+            .contains_key(&scoped_key(tenant, id))
+            || self
+                .catalog
+                .get(tenant, id)
+                .map_err(|e| EngineError::Internal(e.to_string()))?
+                .is_some();
+        if taken {
+            return Err(EngineError::InvalidRequest(format!(
+                "recording_id: {id:?} already exists"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Where the customer's recording `id` goes (`storage.path_pattern`),
+    /// refusing a path another recording has: never two live recordings on
+    /// one path, whatever their ids (a crafted id could name another's
+    /// file). A recording in progress is in the catalog; a `.part` without
+    /// one is a leftover and is replaced.
+    pub(super) fn recording_path(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        call_id: &str,
+        format: Format,
+        [caller_label, callee_label]: [String; 2],
+        now_wall: Duration,
+    ) -> Result<PathBuf, EngineError> {
+        let customer = tenant.unwrap_or(crate::storage_path::ADMIN_CUSTOMER_SEGMENT);
+        let values: HashMap<&str, String> = [
+            ("recording_id", id.to_owned()),
+            ("call_id", call_id.to_owned()),
+            ("customer_id", customer.to_owned()),
+            ("ext", format.extension().to_owned()),
+            ("caller_label", caller_label),
+            ("callee_label", callee_label),
+        ]
+        .into_iter()
+        .collect();
+        let path = crate::storage_path::render(
+            &self.storage,
+            &self.cfg.storage.path_pattern,
+            now_wall,
+            &values,
+        );
+        if path.exists()
+            || self
+                .catalog
+                .live_recording_at(&path.to_string_lossy())
+                .map_err(|e| EngineError::Internal(e.to_string()))?
+        {
+            return Err(EngineError::PathInUse(
+                path.strip_prefix(&self.storage)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string(),
+            ));
+        }
+        Ok(path)
+    }
+
+    /// The key of the call's recording in progress.
+    pub(super) fn active_recording(
+        &self,
+        reg: &Registry,
+        who: &Principal,
+        call_id: &str,
+    ) -> Result<String, EngineError> {
+        let c = reg.call(who, call_id)?;
+        c.recordings
+            .iter()
+            .filter_map(|r| reg.recordings.get(r))
+            .find(|r| r.state.active())
+            .map(|r| r.key.clone())
+            .ok_or_else(|| EngineError::RecordingNotStarted(call_id.into()))
+    }
+
+    pub fn pause_recording(
+        &self,
+        who: &Principal,
+        call_id: &str,
+    ) -> Result<RecordingView, EngineError> {
+        self.set_paused(who, call_id, true)
+    }
+
+    pub fn resume_recording(
+        &self,
+        who: &Principal,
+        call_id: &str,
+    ) -> Result<RecordingView, EngineError> {
+        self.set_paused(who, call_id, false)
+    }
+
+    pub(super) fn set_paused(
+        &self,
+        who: &Principal,
+        call_id: &str,
+        pause: bool,
+    ) -> Result<RecordingView, EngineError> {
+        let now = self.clock.now();
+        let (key, num, id, tenant) = {
+            let mut reg = lock(&self.registry);
+            let key = self.active_recording(&reg, who, call_id)?;
+            let rec = reg
+                .recordings
+                .get_mut(&key)
+                .ok_or_else(|| EngineError::RecordingNotFound(key.clone()))?;
+            match (pause, rec.state) {
+                (true, RecState::Paused) => return Err(EngineError::AlreadyPaused),
+                (false, RecState::Recording) => return Err(EngineError::NotPaused),
+                _ => {}
+            }
+            rec.state = if pause {
+                RecState::Paused
+            } else {
+                RecState::Recording
+            };
+            (key, rec.call_num, rec.id.clone(), rec.tenant.clone())
+        };
+        let at = now;
+        self.send(
+            num,
+            if pause {
+                WorkerCmd::Pause {
+                    call: num,
+                    id: key.clone(),
+                    at,
+                }
+            } else {
+                WorkerCmd::Resume {
+                    call: num,
+                    id: key.clone(),
+                    at,
+                }
+            },
+        );
+        let status = if pause { "paused" } else { "recording" };
+        self.note(
+            "status",
+            self.catalog.set_status(
+                tenant.as_deref(),
+                &id,
+                status,
+                &rfc3339(unix_now()),
+                None,
+                None,
+            ),
+        );
+        let (recording_id, call_id, customer_id) = (id.clone(), call_id.to_owned(), tenant.clone());
+        self.emit(if pause {
+            Event::RecordingPaused {
+                recording_id,
+                call_id,
+                customer_id,
+            }
+        } else {
+            Event::RecordingResumed {
+                recording_id,
+                call_id,
+                customer_id,
+            }
+        });
+        self.recording_view_by_key(&key)
+    }
+
+    pub fn stop_recording(
+        &self,
+        who: &Principal,
+        call_id: &str,
+    ) -> Result<RecordingView, EngineError> {
+        let key = {
+            let reg = lock(&self.registry);
+            self.active_recording(&reg, who, call_id)?
+        };
+        let stop = self.mark_stopped(&key, "api");
+        // The answer shows the recording as stopped: the worker finishes it
+        // within a tick once told, and later states come as events.
+        let view = self.recording_view_by_key(&key);
+        if let Some(cmd) = stop {
+            self.send(cmd.0, cmd.1);
+        }
+        view
+    }
+
+    pub(super) fn stop_recording_inner(&self, key: &str, reason: &str) {
+        if let Some((num, cmd)) = self.mark_stopped(key, reason) {
+            self.send(num, cmd);
+        }
+    }
+
+    /// Moves an active recording to `stopped` (registry, catalog, event)
+    /// and returns the command that tells its worker. The command goes out
+    /// only after `recording.stopped` is logged, so `recording.completed`
+    /// can never precede it.
+    pub(super) fn mark_stopped(&self, key: &str, reason: &str) -> Option<(u64, WorkerCmd)> {
+        let now = self.clock.now();
+        let (num, call_id, id, tenant) = {
+            let mut reg = lock(&self.registry);
+            let rec = reg.recordings.get_mut(key)?;
+            if !rec.state.active() {
+                return None;
+            }
+            rec.state = RecState::Stopped;
+            rec.stopped_at = Some(rfc3339(unix_now()));
+            rec.stopped_mono = Some(now);
+            (
+                rec.call_num,
+                rec.call_id.clone(),
+                rec.id.clone(),
+                rec.tenant.clone(),
+            )
+        };
+        let t = rfc3339(unix_now());
+        self.note(
+            "status",
+            self.catalog
+                .set_status(tenant.as_deref(), &id, "stopped", &t, None, Some(&t)),
+        );
+        self.emit(Event::RecordingStopped {
+            recording_id: id.clone(),
+            call_id: call_id.clone(),
+            customer_id: tenant.clone(),
+            reason: reason.to_owned(),
+        });
+        Some((
+            num,
+            WorkerCmd::Stop {
+                call: num,
+                id: key.into(),
+                at: now,
+            },
+        ))
+    }
+
+    pub fn set_muted(
+        &self,
+        who: &Principal,
+        call_id: &str,
+        leg_id: &str,
+        muted: bool,
+    ) -> Result<CallView, EngineError> {
+        let now = self.clock.now();
+        let (num, index, key, tenant) = {
+            let mut reg = lock(&self.registry);
+            let key = reg.call(who, call_id)?.key.clone();
+            let c = reg
+                .calls
+                .get_mut(&key)
+                .ok_or_else(|| EngineError::CallNotFound(call_id.into()))?;
+            if c.ended_at.is_some() {
+                return Err(EngineError::CallEnded(call_id.into()));
+            }
+            let index = c
+                .legs
+                .iter()
+                .position(|l| l.id == leg_id)
+                .ok_or_else(|| EngineError::LegNotFound(leg_id.into()))?;
+            c.legs[index].muted = muted;
+            (c.num, index, key, c.tenant.clone())
+        };
+        self.send(
+            num,
+            WorkerCmd::Mute {
+                call: num,
+                leg: index,
+                muted,
+                at: now,
+            },
+        );
+        let (call_id, customer_id, leg_id) =
+            (call_id.to_owned(), tenant.clone(), leg_id.to_owned());
+        self.emit(if muted {
+            Event::LegMuted {
+                call_id,
+                customer_id,
+                leg_id,
+            }
+        } else {
+            Event::LegUnmuted {
+                call_id,
+                customer_id,
+                leg_id,
+            }
+        });
+        self.call_view_by_key(&key)
+    }
+
+    pub fn get_recording(&self, who: &Principal, id: &str) -> Result<RecordingView, EngineError> {
+        let reg = lock(&self.registry);
+        Ok(recording_view(reg.recording(who, id)?))
+    }
+
+    /// Live duration of a customer's recording in progress.
+    pub fn live_duration_ms(&self, customer: Option<&str>, id: &str) -> Option<u64> {
+        let reg = lock(&self.registry);
+        reg.recordings
+            .get(&scoped_key(customer, id))
+            .filter(|r| !r.state.finished())
+            .map(|r| r.shared.duration_ms.load(Ordering::Relaxed))
+    }
+
+    /// The call's latest recording.
+    pub fn latest_recording(
+        &self,
+        who: &Principal,
+        call_id: &str,
+    ) -> Result<RecordingRow, EngineError> {
+        let customer = self.call_visible(who, call_id)?;
+        self.catalog
+            .latest_for_call(customer.as_deref(), call_id)
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+            .ok_or_else(|| EngineError::RecordingNotFound(format!("(none yet for call {call_id})")))
+    }
+}

@@ -1,0 +1,141 @@
+//! The engine's live state: calls, their legs and recordings, the
+//! recording state machine, and the registry that holds them by
+//! [`scoped_key`](super::scoped_key).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::config::{Channels, Format, PauseBehavior};
+use crate::io::legs::LegPorts;
+use crate::io::worker::{CallShared, RecordingShared};
+use crate::recording::{RecordingInfo, Role};
+
+use super::model::*;
+
+/// Recording states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecState {
+    Recording,
+    Paused,
+    Stopped,
+    Processing,
+    Completed,
+    Failed,
+    Discarded,
+}
+
+impl RecState {
+    pub fn name(self) -> &'static str {
+        self.status().as_str()
+    }
+
+    /// The status the API and the catalog name this state by.
+    pub fn status(self) -> RecordingStatus {
+        match self {
+            RecState::Recording => RecordingStatus::Recording,
+            RecState::Paused => RecordingStatus::Paused,
+            RecState::Stopped => RecordingStatus::Stopped,
+            RecState::Processing => RecordingStatus::Processing,
+            RecState::Completed => RecordingStatus::Completed,
+            RecState::Failed => RecordingStatus::Failed,
+            RecState::Discarded => RecordingStatus::Discarded,
+        }
+    }
+
+    pub(super) fn active(self) -> bool {
+        matches!(self, RecState::Recording | RecState::Paused)
+    }
+
+    pub(super) fn finished(self) -> bool {
+        matches!(
+            self,
+            RecState::Completed | RecState::Failed | RecState::Discarded
+        )
+    }
+}
+
+pub(super) struct Leg {
+    pub(super) id: String,
+    pub(super) role: Role,
+    pub(super) label: Option<String>,
+    pub(super) ports: LegPorts,
+    pub(super) muted: bool,
+}
+
+pub(super) struct Call {
+    /// [`scoped_key`] of the customer and `id`.
+    pub(super) key: String,
+    pub(super) id: String,
+    pub(super) num: u64,
+    pub(super) tenant: Option<String>,
+    pub(super) from: String,
+    pub(super) to: String,
+    pub(super) direction: Direction,
+    pub(super) reference_type: ReferenceType,
+    pub(super) created_at: String,
+    pub(super) created_mono: Duration,
+    pub(super) ended_at: Option<String>,
+    /// When it ended, on the engine's clock.
+    pub(super) ended_mono: Option<Duration>,
+    pub(super) rate: u32,
+    pub(super) legs: Vec<Leg>,
+    pub(super) shared: Arc<CallShared>,
+    /// Keys of the call's recordings.
+    pub(super) recordings: Vec<String>,
+}
+
+pub(super) struct Recording {
+    /// [`scoped_key`] of the customer and `id`.
+    pub(super) key: String,
+    pub(super) id: String,
+    /// The call's customer.
+    pub(super) tenant: Option<String>,
+    pub(super) call_id: String,
+    pub(super) call_num: u64,
+    pub(super) state: RecState,
+    pub(super) format: Format,
+    pub(super) sample_rate: u32,
+    pub(super) channels: Channels,
+    pub(super) bitrate_kbps: u32,
+    pub(super) participant: ParticipantRequest,
+    pub(super) pause_behavior: PauseBehavior,
+    pub(super) started_at: String,
+    pub(super) started_mono: Duration,
+    pub(super) stopped_at: Option<String>,
+    pub(super) shared: Arc<RecordingShared>,
+    pub(super) info: Option<Box<RecordingInfo>>,
+    pub(super) failure: Option<String>,
+    /// Legs selected as "all": new conference legs join mono recordings.
+    pub(super) all_legs_mono: bool,
+    /// When it was stopped (for the finalize-latency histogram).
+    pub(super) stopped_mono: Option<Duration>,
+}
+
+/// Live calls and recordings, by [`scoped_key`].
+#[derive(Default)]
+pub(super) struct Registry {
+    pub(super) calls: HashMap<String, Call>,
+    pub(super) recordings: HashMap<String, Recording>,
+}
+
+pub(super) fn recording_view(r: &Recording) -> RecordingView {
+    RecordingView {
+        recording_id: r.id.clone(),
+        call_id: r.call_id.clone(),
+        status: r.state.status(),
+        format: r.format,
+        sample_rate: r.sample_rate,
+        channels: r.channels,
+        bitrate_kbps: r.bitrate_kbps,
+        participant: r.participant.clone(),
+        pause_behavior: r.pause_behavior,
+        started_at: r.started_at.clone(),
+        stopped_at: r.stopped_at.clone(),
+        duration_ms: r.shared.duration_ms.load(Ordering::Relaxed),
+        file_size_bytes: r.info.as_ref().map(|i| i.file_size_bytes),
+        checksum: r.info.as_ref().map(|i| i.checksum.clone()),
+        failure_reason: r.failure.clone(),
+    }
+}

@@ -1,0 +1,144 @@
+//! Recorded files on disk: the free-space and quota check before a
+//! recording starts, the retention sweep, DELETE, and the catalogued rows
+//! downloads read.
+
+use std::time::Duration;
+
+use crate::catalog::RecordingRow;
+use crate::events::Event;
+use crate::timefmt::{rfc3339, unix_now};
+
+use super::access::{IdKind, Principal, resolve};
+use super::{Engine, EngineError};
+
+impl Engine {
+    /// Refuses a new recording over `storage.max_bytes` or under
+    /// `storage.min_free_bytes`.
+    pub(super) fn check_quota(&self) -> Result<(), EngineError> {
+        let s = &self.cfg.storage;
+        if s.max_bytes > 0 {
+            let used = self
+                .catalog
+                .stored_bytes()
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            if used >= s.max_bytes {
+                return Err(EngineError::QuotaExceeded(format!(
+                    "storage quota reached: {used} of {} bytes in use (storage.max_bytes)",
+                    s.max_bytes
+                )));
+            }
+        }
+        if s.min_free_bytes > 0
+            && let Some(free) = free_bytes(&self.storage)
+            && free < s.min_free_bytes
+        {
+            return Err(EngineError::QuotaExceeded(format!(
+                "only {free} bytes free on the storage filesystem (storage.min_free_bytes = {})",
+                s.min_free_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Deletes recordings past their retention at `now_ms` (Unix ms): file
+    /// and sidecar go, the catalog keeps a tombstone, `recording.deleted`
+    /// is announced. Returns how many were deleted.
+    pub fn sweep_retention(&self, now_ms: i64) -> usize {
+        let due = match self
+            .catalog
+            .expired(now_ms, self.cfg.storage.retention_days)
+        {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "retention sweep could not query the catalog");
+                return 0;
+            }
+        };
+        let n = due.len();
+        for r in due {
+            self.remove_files(&r);
+            let at = rfc3339(Duration::from_millis(now_ms.max(0) as u64));
+            self.note(
+                "tombstone",
+                self.catalog
+                    .mark_deleted(r.customer_id.as_deref(), &r.recording_id, &at),
+            );
+            self.emit(Event::RecordingDeleted {
+                recording_id: r.recording_id.clone(),
+                call_id: r.call_id.clone(),
+                customer_id: r.customer_id.clone(),
+                reason: "retention".into(),
+            });
+        }
+        n
+    }
+
+    pub(super) fn remove_files(&self, r: &RecordingRow) {
+        if let Some(p) = &r.path {
+            let p = std::path::Path::new(p);
+            for f in [p.to_path_buf(), p.with_extension("json")] {
+                if let Err(e) = std::fs::remove_file(&f)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::error!(file = %f.display(), error = %e, "could not delete recording file");
+                }
+            }
+        }
+    }
+
+    /// The catalogued recording `who` means by `id` (see the module
+    /// documentation for how an admin's id is resolved).
+    pub fn catalogued(&self, who: &Principal, id: &str) -> Result<RecordingRow, EngineError> {
+        let internal = |e: crate::catalog::CatalogError| EngineError::Internal(e.to_string());
+        resolve(
+            who,
+            IdKind::Recording,
+            id,
+            self.catalog.get(who.scope(), id).map_err(internal)?,
+            || self.catalog.recordings_with_id(id).map_err(internal),
+            |r| r.customer_id.as_deref(),
+        )
+    }
+
+    /// Deletes a finished recording's file and sidecar, keeping a tombstone.
+    pub fn delete_recording(&self, who: &Principal, id: &str) -> Result<RecordingRow, EngineError> {
+        let row = self.catalogued(who, id)?;
+        if matches!(
+            row.status.as_str(),
+            "recording" | "paused" | "stopped" | "processing"
+        ) {
+            return Err(EngineError::RecordingBusy(id.into()));
+        }
+        let customer = row.customer_id.as_deref();
+        if row.deleted_at.is_none() {
+            self.remove_files(&row);
+            self.note(
+                "tombstone",
+                self.catalog
+                    .mark_deleted(customer, id, &rfc3339(unix_now())),
+            );
+            self.emit(Event::RecordingDeleted {
+                recording_id: id.to_owned(),
+                call_id: row.call_id.clone(),
+                customer_id: customer.map(str::to_owned),
+                reason: "api".into(),
+            });
+        }
+        self.catalog
+            .get(customer, id)
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+            .ok_or_else(|| EngineError::RecordingNotFound(id.into()))
+    }
+}
+
+/// Free bytes on the filesystem holding `path` (statvfs).
+pub(super) fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs is a plain C struct, valid when zeroed.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and outlives the call; statvfs writes
+    // only into `st`, which we own.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
