@@ -9,6 +9,72 @@ use crate::core::mixer::PauseInterval;
 
 pub use crate::core::call::plan::Role;
 
+/// Where a recording is, as the API and the catalog name it: `recording`
+/// and `paused` while the call is recorded, `stopped` and `processing`
+/// while it is finished, then `completed`, `failed` or `discarded`
+/// (shorter than `recording.min_duration_ms`); `deleted` after a DELETE
+/// or retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingStatus {
+    Recording,
+    Paused,
+    Stopped,
+    Processing,
+    Completed,
+    Failed,
+    Discarded,
+    Deleted,
+}
+
+impl std::fmt::Display for RecordingStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl RecordingStatus {
+    pub const ALL: [RecordingStatus; 8] = [
+        RecordingStatus::Recording,
+        RecordingStatus::Paused,
+        RecordingStatus::Stopped,
+        RecordingStatus::Processing,
+        RecordingStatus::Completed,
+        RecordingStatus::Failed,
+        RecordingStatus::Discarded,
+        RecordingStatus::Deleted,
+    ];
+
+    /// Still being recorded or finished: its file is not final yet.
+    pub fn in_progress(self) -> bool {
+        matches!(
+            self,
+            RecordingStatus::Recording
+                | RecordingStatus::Paused
+                | RecordingStatus::Stopped
+                | RecordingStatus::Processing
+        )
+    }
+
+    /// The status a catalog row names.
+    pub fn parse(name: &str) -> Option<RecordingStatus> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingStatus::Recording => "recording",
+            RecordingStatus::Paused => "paused",
+            RecordingStatus::Stopped => "stopped",
+            RecordingStatus::Processing => "processing",
+            RecordingStatus::Completed => "completed",
+            RecordingStatus::Failed => "failed",
+            RecordingStatus::Discarded => "discarded",
+            RecordingStatus::Deleted => "deleted",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Checksum {
     pub algorithm: String,
@@ -51,7 +117,7 @@ pub struct RecordingInfo {
     pub customer_id: Option<String>,
     /// call | conference
     pub reference_type: String,
-    pub status: String,
+    pub status: RecordingStatus,
     pub format: Format,
     pub content_type: String,
     pub sample_rate: u32,

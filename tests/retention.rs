@@ -13,6 +13,7 @@ use recengine::io::clock::MonotonicClock;
 use recengine::io::legs::LegOpener;
 use recengine::io::worker::{WorkerConfig, WorkerPool};
 use recengine::io::writer::WriterPool;
+use recengine::recording::RecordingStatus;
 
 fn row(
     id: &str,
@@ -25,7 +26,7 @@ fn row(
         call_id: "c".into(),
         customer_id: None,
         reference_type: "call".into(),
-        status: "completed".into(),
+        status: RecordingStatus::Completed,
         format: "wav".into(),
         sample_rate: 8000,
         channels: "mono".into(),

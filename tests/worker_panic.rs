@@ -18,7 +18,7 @@ use recengine::io::worker::{
     WorkerReport,
 };
 use recengine::io::writer::{SinkReport, WriterPool};
-use recengine::recording::{Checksum, LegInfo, RecordingInfo, Role};
+use recengine::recording::{Checksum, LegInfo, RecordingInfo, RecordingStatus, Role};
 
 fn start_call(
     pool: &WorkerPool,
@@ -88,7 +88,7 @@ fn start_call(
         call_id: format!("call-{call}"),
         customer_id: None,
         reference_type: "call".into(),
-        status: "completed".into(),
+        status: RecordingStatus::Completed,
         format: Format::Wav,
         content_type: "audio/wav".into(),
         sample_rate: 8000,

@@ -158,7 +158,7 @@ pub async fn list(
             since_ms: time("since", &q.since)?,
             until_ms: time("until", &q.until)?,
             call_id: q.call_id,
-            status: q.status.map(|s| s.as_str().to_owned()),
+            status: q.status,
             format: q.format.map(|f| f.extension().to_owned()),
             limit,
             offset,
@@ -199,7 +199,7 @@ fn downloadable(row: &RecordingRow) -> Result<(), ApiError> {
             "the recording was deleted",
         ));
     }
-    if row.status != "completed" || row.external {
+    if row.status != RecordingStatus::Completed || row.external {
         return Err(ApiError::new(
             ErrorCode::RecordingNotReady,
             format!(
@@ -249,7 +249,8 @@ pub async fn call_recording(
     blocking(move || {
         let who = principal(&s, &headers)?;
         let row = s.engine.latest_recording(&who, &call)?;
-        let (url, expires) = if row.status == "completed" && row.deleted_at.is_none() {
+        let (url, expires) = if row.status == RecordingStatus::Completed && row.deleted_at.is_none()
+        {
             let (u, e) = s
                 .urls
                 .sign(row.customer_id.as_deref(), &row.recording_id, unix_now());
@@ -782,7 +783,7 @@ fn store_recording_log(
             call_id: call.to_owned(),
             customer_id: customer.clone(),
             reference_type: "call".into(),
-            status: "completed".into(),
+            status: RecordingStatus::Completed,
             format: "external".into(),
             sample_rate: 0,
             channels: "unknown".into(),

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use crate::catalog::RecordingRow;
 use crate::catalog::outbox::DeliveryRow;
 use crate::config::PauseBehavior;
-use crate::recording::Checksum;
+use crate::recording::{Checksum, RecordingStatus};
 
 use super::recordings::RecordingLog;
 
@@ -87,7 +87,7 @@ pub struct CallRecordingLink {
     pub content_type: &'static str,
     /// When `url` stops working (RFC 3339).
     pub expires_at: Option<String>,
-    pub recording_status: String,
+    pub recording_status: RecordingStatus,
     pub duration_seconds: f64,
     pub file_size_bytes: Option<u64>,
     pub recording_start_time: String,

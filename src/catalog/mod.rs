@@ -22,6 +22,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::recording::RecordingStatus;
+
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum CatalogError {
@@ -220,8 +222,7 @@ pub struct RecordingRow {
     pub call_id: String,
     pub customer_id: Option<String>,
     pub reference_type: String,
-    #[schema(value_type = crate::engine::model::RecordingStatus)]
-    pub status: String,
+    pub status: RecordingStatus,
     pub format: String,
     pub sample_rate: u32,
     pub channels: String,
@@ -256,7 +257,7 @@ pub struct RecordingRow {
 pub struct ListFilter {
     pub customer_id: Option<String>,
     pub call_id: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<RecordingStatus>,
     pub format: Option<String>,
     /// Started at or after (Unix ms).
     pub since_ms: Option<i64>,
@@ -280,7 +281,16 @@ fn row_to_recording(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRow> {
         call_id: r.get(1)?,
         customer_id: Some(r.get::<_, String>(2)?).filter(|c| !c.is_empty()),
         reference_type: r.get(3)?,
-        status: r.get(4)?,
+        status: {
+            let name: String = r.get(4)?;
+            RecordingStatus::parse(&name).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    4,
+                    rusqlite::types::Type::Text,
+                    format!("unknown recording status {name:?}").into(),
+                )
+            })?
+        },
         format: r.get(5)?,
         sample_rate: r.get(6)?,
         channels: r.get(7)?,
@@ -408,7 +418,7 @@ impl Catalog {
                 r.call_id,
                 scope(r.customer_id.as_deref()),
                 r.reference_type,
-                r.status,
+                r.status.as_str(),
                 r.format,
                 r.sample_rate,
                 r.channels,
@@ -441,7 +451,7 @@ impl Catalog {
         &self,
         customer_id: Option<&str>,
         id: &str,
-        status: &str,
+        status: RecordingStatus,
         updated_at: &str,
         failure: Option<&str>,
         stopped_at: Option<&str>,
@@ -450,7 +460,7 @@ impl Catalog {
             "UPDATE recordings SET status = ?3, updated_at = ?4,
                  failure_reason = COALESCE(?5, failure_reason), stopped_at = COALESCE(?6, stopped_at)
              WHERE customer_id = ?1 AND recording_id = ?2",
-            params![scope(customer_id), id, status, updated_at, failure, stopped_at],
+            params![scope(customer_id), id, status.as_str(), updated_at, failure, stopped_at],
         )?;
         Ok(())
     }
@@ -499,8 +509,8 @@ impl Catalog {
         if let Some(c) = &f.call_id {
             arg("call_id = ?", c.clone().into());
         }
-        if let Some(s) = &f.status {
-            arg("status = ?", s.clone().into());
+        if let Some(s) = f.status {
+            arg("status = ?", s.as_str().to_owned().into());
         }
         if let Some(s) = &f.format {
             arg("format = ?", s.clone().into());

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::{Catalog, CatalogError, RecordingRow};
+use crate::recording::RecordingStatus;
 use crate::timefmt::{parse_rfc3339, rfc3339, unix_now};
 
 /// What a reindex did.
@@ -62,7 +63,7 @@ pub fn row_from_sidecar(path: &Path, text: &str) -> Result<RecordingRow, String>
         call_id: s("call_id").ok_or("no call_id")?,
         customer_id: s("customer_id"),
         reference_type: s("reference_type").unwrap_or_else(|| "call".into()),
-        status: "completed".into(),
+        status: RecordingStatus::Completed,
         format,
         sample_rate: n("sample_rate").unwrap_or(0) as u32,
         channels: s("channels").unwrap_or_else(|| "mono".into()),

@@ -19,7 +19,7 @@ fn row(
         call_id: call.into(),
         customer_id: customer.map(Into::into),
         reference_type: "call".into(),
-        status: status.into(),
+        status: RecordingStatus::parse(status).unwrap(),
         format: "wav".into(),
         sample_rate: 8000,
         channels: "mono".into(),
@@ -117,13 +117,13 @@ fn listing_filters_and_pages_newest_first() {
     assert_eq!(total, 5);
     let (rows, total) = page(ListFilter {
         limit: 50,
-        status: Some("completed".into()),
+        status: Some(RecordingStatus::Completed),
         call_id: Some("c0".into()),
         ..Default::default()
     });
     assert!(
         rows.iter()
-            .all(|r| r.status == "completed" && r.call_id == "c0")
+            .all(|r| r.status == RecordingStatus::Completed && r.call_id == "c0")
     );
     assert_eq!(total, rows.len() as u64);
     let (rows, _) = page(ListFilter {

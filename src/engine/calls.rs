@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::core::leg::LegConfig;
 use crate::core::rtp::{Codec, PayloadMap};
-use crate::events::Event;
+use crate::events::{Event, StopReason};
 use crate::ids::random_id;
 use crate::io::legs::{OpenLegError, OpenedLeg};
 use crate::io::udp::ExpectedSource;
@@ -199,7 +199,7 @@ impl Engine {
         {
             // Checked above, so only a race or shutting down gets here:
             // the call ends as announced, and its id is free again.
-            self.end_call_inner(&key, "setup_failed");
+            self.end_call_inner(&key, StopReason::SetupFailed);
             lock(&self.registry).calls.remove(&key);
             return Err(e);
         }
@@ -502,13 +502,13 @@ impl Engine {
             }
             c.key.clone()
         };
-        self.end_call_inner(&key, "api");
+        self.end_call_inner(&key, StopReason::Api);
         self.call_view_by_key(&key)
     }
 
     /// Ends a call: stops its recordings (finalized from what arrived),
     /// closes its sockets and rests its ports.
-    pub(super) fn end_call_inner(&self, call_key: &str, reason: &str) {
+    pub(super) fn end_call_inner(&self, call_key: &str, reason: StopReason) {
         let now = self.clock.now();
         let (num, stopped, call_id, tenant) = {
             let mut reg = lock(&self.registry);
@@ -543,7 +543,7 @@ impl Engine {
                 recording_id: r.clone(),
                 call_id: call_id.clone(),
                 customer_id: tenant.clone(),
-                reason: reason.to_owned(),
+                reason,
             });
         }
         self.send(num, WorkerCmd::EndCall { call: num, at: now });
@@ -554,7 +554,7 @@ impl Engine {
                 self.catalog.set_status(
                     tenant.as_deref(),
                     r,
-                    "stopped",
+                    RecordingStatus::Stopped,
                     &ended,
                     None,
                     Some(&ended),
@@ -568,7 +568,7 @@ impl Engine {
         self.emit(Event::CallEnded {
             call_id: call_id.clone(),
             customer_id: tenant.clone(),
-            reason: reason.to_owned(),
+            reason,
         });
     }
 

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::events::{Event, EventBus};
+use crate::events::{Event, EventBus, StopReason};
 use crate::io::clock::MonotonicClock;
 use crate::io::legs::LegOpener;
 use crate::io::worker::{WorkerCmd, WorkerPool};
@@ -190,12 +190,12 @@ impl Engine {
             (too_long, silent)
         };
         for key in too_long {
-            self.stop_recording_inner(&key, "max_duration");
+            self.stop_recording_inner(&key, StopReason::MaxDuration);
         }
         self.forget_ended_calls(now);
         for key in silent {
             tracing::info!(call = %key, "no RTP on any leg for the media timeout; ending the call");
-            self.end_call_inner(&key, "media_timeout");
+            self.end_call_inner(&key, StopReason::MediaTimeout);
         }
     }
 
@@ -235,7 +235,7 @@ impl Engine {
             .map(|c| c.key.clone())
             .collect();
         for key in calls {
-            self.end_call_inner(&key, "shutdown");
+            self.end_call_inner(&key, StopReason::Shutdown);
         }
     }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Channels, Format, PauseBehavior};
 use crate::core::leg::LegStats;
 use crate::io::udp::IngestSnapshot;
+pub use crate::recording::RecordingStatus;
 use crate::recording::{Checksum, Role};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
@@ -52,39 +53,6 @@ impl ReferenceType {
 pub enum CallStatus {
     Active,
     Ended,
-}
-
-/// Where a recording is, as the API and the catalog name it: `recording`
-/// and `paused` while the call is recorded, `stopped` and `processing`
-/// while it is finished, then `completed`, `failed` or `discarded`
-/// (shorter than `recording.min_duration_ms`); `deleted` after a DELETE
-/// or retention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum RecordingStatus {
-    Recording,
-    Paused,
-    Stopped,
-    Processing,
-    Completed,
-    Failed,
-    Discarded,
-    Deleted,
-}
-
-impl RecordingStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecordingStatus::Recording => "recording",
-            RecordingStatus::Paused => "paused",
-            RecordingStatus::Stopped => "stopped",
-            RecordingStatus::Processing => "processing",
-            RecordingStatus::Completed => "completed",
-            RecordingStatus::Failed => "failed",
-            RecordingStatus::Discarded => "discarded",
-            RecordingStatus::Deleted => "deleted",
-        }
-    }
 }
 
 /// A leg in a create-call or add-leg request.

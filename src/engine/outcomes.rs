@@ -6,10 +6,10 @@
 use std::sync::atomic::Ordering;
 
 use crate::core::call::Failure;
-use crate::events::{Completed, Event};
+use crate::events::{Completed, DiscardReason, Event, StopReason};
 use crate::io::worker::{WorkerCmd, WorkerReport};
 use crate::io::writer::SinkReport;
-use crate::recording::{Checksum, RecordingInfo};
+use crate::recording::{Checksum, RecordingInfo, RecordingStatus};
 use crate::timefmt::{rfc3339, unix_now};
 
 use super::access::scoped_key;
@@ -30,7 +30,7 @@ impl Engine {
                         self.catalog.set_status(
                             r.tenant.as_deref(),
                             &r.id,
-                            "processing",
+                            RecordingStatus::Processing,
                             &rfc3339(unix_now()),
                             None,
                             None,
@@ -45,7 +45,7 @@ impl Engine {
                     .find(|c| c.num == call && c.ended_at.is_none())
                     .map(|c| c.key.clone());
                 if let Some(key) = key {
-                    self.end_call_inner(&key, "internal_error");
+                    self.end_call_inner(&key, StopReason::InternalError);
                 }
             }
             WorkerReport::Failed {
@@ -70,7 +70,7 @@ impl Engine {
                     self.catalog.set_status(
                         tenant.as_deref(),
                         &id,
-                        "discarded",
+                        RecordingStatus::Discarded,
                         &rfc3339(unix_now()),
                         Some("min_duration"),
                         None,
@@ -80,7 +80,7 @@ impl Engine {
                     recording_id: id.clone(),
                     call_id: call_id.clone(),
                     customer_id: tenant.clone(),
-                    reason: "min_duration".into(),
+                    reason: DiscardReason::MinDuration,
                     duration_ms,
                     min_duration_s: self.cfg.recording.min_duration_s,
                 });
@@ -100,7 +100,7 @@ impl Engine {
             }
             let was_active = r.state.active();
             r.state = RecState::Failed;
-            r.failure = Some(reason.into());
+            r.failure = Some(failure);
             (
                 r.call_id.clone(),
                 r.call_num,
@@ -123,7 +123,7 @@ impl Engine {
             self.catalog.set_status(
                 tenant.as_deref(),
                 &id,
-                "failed",
+                RecordingStatus::Failed,
                 &rfc3339(unix_now()),
                 Some(reason),
                 None,
@@ -134,7 +134,7 @@ impl Engine {
             recording_id: id.clone(),
             call_id: call_id.clone(),
             customer_id: tenant.clone(),
-            reason: reason.to_owned(),
+            reason: failure,
             message: message.to_owned(),
         });
     }
@@ -202,7 +202,7 @@ impl Engine {
             );
             return;
         };
-        row.status = "completed".into();
+        row.status = RecordingStatus::Completed;
         row.path = Some(path.to_string_lossy().into_owned());
         row.duration_ms = info.duration_ms;
         row.file_size_bytes = Some(info.file_size_bytes);

@@ -13,7 +13,7 @@ use crate::config::{Channels, Format, PauseBehavior};
 use crate::core::call::plan::{PlanLeg, Selection, plan};
 use crate::core::encode::EncoderSpec;
 use crate::core::mixer::MixInput;
-use crate::events::Event;
+use crate::events::{Event, StopReason};
 use crate::ids::random_id;
 use crate::io::worker::{RecordingSetup, RecordingShared, WorkerCmd};
 use crate::recording::{Checksum, LegInfo, RecordingInfo, Role};
@@ -176,7 +176,7 @@ impl Engine {
             call_id: call_id.into(),
             customer_id: tenant.clone(),
             reference_type: reference.into(),
-            status: "completed".into(),
+            status: RecordingStatus::Completed,
             format: spec.format,
             content_type: spec.format.content_type().into(),
             sample_rate: spec.sample_rate,
@@ -221,7 +221,7 @@ impl Engine {
                 call_id: call_id.into(),
                 customer_id: tenant.clone(),
                 reference_type: reference.into(),
-                status: "recording".into(),
+                status: RecordingStatus::Recording,
                 format: spec.format.extension().into(),
                 sample_rate: spec.sample_rate,
                 channels: channels.as_str().into(),
@@ -471,7 +471,11 @@ impl Engine {
                 }
             },
         );
-        let status = if pause { "paused" } else { "recording" };
+        let status = if pause {
+            RecordingStatus::Paused
+        } else {
+            RecordingStatus::Recording
+        };
         self.note(
             "status",
             self.catalog.set_status(
@@ -509,7 +513,7 @@ impl Engine {
             let reg = lock(&self.registry);
             self.active_recording(&reg, who, call_id)?
         };
-        let stop = self.mark_stopped(&key, "api");
+        let stop = self.mark_stopped(&key, StopReason::Api);
         // The answer shows the recording as stopped: the worker finishes it
         // within a tick once told, and later states come as events.
         let view = self.recording_view_by_key(&key);
@@ -519,7 +523,7 @@ impl Engine {
         view
     }
 
-    pub(super) fn stop_recording_inner(&self, key: &str, reason: &str) {
+    pub(super) fn stop_recording_inner(&self, key: &str, reason: StopReason) {
         if let Some((num, cmd)) = self.mark_stopped(key, reason) {
             self.send(num, cmd);
         }
@@ -529,7 +533,7 @@ impl Engine {
     /// and returns the command that tells its worker. The command goes out
     /// only after `recording.stopped` is logged, so `recording.completed`
     /// can never precede it.
-    pub(super) fn mark_stopped(&self, key: &str, reason: &str) -> Option<(u64, WorkerCmd)> {
+    pub(super) fn mark_stopped(&self, key: &str, reason: StopReason) -> Option<(u64, WorkerCmd)> {
         let now = self.clock.now();
         let (num, call_id, id, tenant) = {
             let mut reg = lock(&self.registry);
@@ -550,14 +554,20 @@ impl Engine {
         let t = rfc3339(unix_now());
         self.note(
             "status",
-            self.catalog
-                .set_status(tenant.as_deref(), &id, "stopped", &t, None, Some(&t)),
+            self.catalog.set_status(
+                tenant.as_deref(),
+                &id,
+                RecordingStatus::Stopped,
+                &t,
+                None,
+                Some(&t),
+            ),
         );
         self.emit(Event::RecordingStopped {
             recording_id: id.clone(),
             call_id: call_id.clone(),
             customer_id: tenant.clone(),
-            reason: reason.to_owned(),
+            reason,
         });
         Some((
             num,

@@ -13,6 +13,7 @@ use crate::io::worker::{CallShared, RecordingShared};
 use crate::recording::{RecordingInfo, Role};
 
 use super::model::*;
+use crate::core::call::Failure;
 
 /// Recording states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +107,7 @@ pub(super) struct Recording {
     pub(super) stopped_at: Option<String>,
     pub(super) shared: Arc<RecordingShared>,
     pub(super) info: Option<Box<RecordingInfo>>,
-    pub(super) failure: Option<String>,
+    pub(super) failure: Option<Failure>,
     /// Legs selected as "all": new conference legs join mono recordings.
     pub(super) all_legs_mono: bool,
     /// When it was stopped (for the finalize-latency histogram).
@@ -136,6 +137,6 @@ pub(super) fn recording_view(r: &Recording) -> RecordingView {
         duration_ms: r.shared.duration_ms.load(Ordering::Relaxed),
         file_size_bytes: r.info.as_ref().map(|i| i.file_size_bytes),
         checksum: r.info.as_ref().map(|i| i.checksum.clone()),
-        failure_reason: r.failure.clone(),
+        failure_reason: r.failure.map(|f| f.reason().to_owned()),
     }
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::catalog::RecordingRow;
-use crate::events::Event;
+use crate::events::{DeleteReason, Event};
 use crate::timefmt::{rfc3339, unix_now};
 
 use super::access::{IdKind, Principal, resolve};
@@ -67,7 +67,7 @@ impl Engine {
                 recording_id: r.recording_id.clone(),
                 call_id: r.call_id.clone(),
                 customer_id: r.customer_id.clone(),
-                reason: "retention".into(),
+                reason: DeleteReason::Retention,
             });
         }
         n
@@ -103,10 +103,7 @@ impl Engine {
     /// Deletes a finished recording's file and sidecar, keeping a tombstone.
     pub fn delete_recording(&self, who: &Principal, id: &str) -> Result<RecordingRow, EngineError> {
         let row = self.catalogued(who, id)?;
-        if matches!(
-            row.status.as_str(),
-            "recording" | "paused" | "stopped" | "processing"
-        ) {
+        if row.status.in_progress() {
             return Err(EngineError::RecordingBusy(id.into()));
         }
         let customer = row.customer_id.as_deref();
@@ -121,7 +118,7 @@ impl Engine {
                 recording_id: id.to_owned(),
                 call_id: row.call_id.clone(),
                 customer_id: customer.map(str::to_owned),
-                reason: "api".into(),
+                reason: DeleteReason::Api,
             });
         }
         self.catalog

@@ -7,6 +7,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::core::call::Failure;
 use crate::core::mixer::PauseInterval;
 use crate::engine::model::{ParticipantRequest, ReferenceType};
 use crate::recording::{Checksum, Role};
@@ -37,7 +38,7 @@ pub enum Event {
     CallEnded {
         call_id: String,
         customer_id: Option<String>,
-        reason: String,
+        reason: StopReason,
     },
     #[serde(rename = "leg.muted")]
     LegMuted {
@@ -78,7 +79,7 @@ pub enum Event {
         recording_id: String,
         call_id: String,
         customer_id: Option<String>,
-        reason: String,
+        reason: StopReason,
     },
     #[serde(rename = "recording.completed")]
     RecordingCompleted(Box<Completed>),
@@ -87,7 +88,7 @@ pub enum Event {
         recording_id: String,
         call_id: String,
         customer_id: Option<String>,
-        reason: String,
+        reason: Failure,
         message: String,
     },
     #[serde(rename = "recording.discarded")]
@@ -95,7 +96,7 @@ pub enum Event {
         recording_id: String,
         call_id: String,
         customer_id: Option<String>,
-        reason: String,
+        reason: DiscardReason,
         duration_ms: u64,
         min_duration_s: u32,
     },
@@ -104,8 +105,45 @@ pub enum Event {
         recording_id: String,
         call_id: String,
         customer_id: Option<String>,
-        reason: String,
+        reason: DeleteReason,
     },
+}
+
+/// Why a call ended or a recording stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// Asked for through the API (or `recengine ctl`).
+    Api,
+    /// The recording reached `recording.max_duration_s`.
+    MaxDuration,
+    /// No media on any leg for `rtp.media_timeout_s`.
+    MediaTimeout,
+    /// The daemon is shutting down.
+    Shutdown,
+    /// A leg of the new call could not be opened; the call was never
+    /// answered.
+    SetupFailed,
+    /// The call's media worker failed.
+    InternalError,
+}
+
+/// Why a recording was dropped without a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscardReason {
+    /// Shorter than `recording.min_duration_s`.
+    MinDuration,
+}
+
+/// Why a recording's file was removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteReason {
+    /// `DELETE /v1/recordings/{id}`.
+    Api,
+    /// Older than its retention.
+    Retention,
 }
 
 /// `recording.completed`: the file is final and catalogued.
@@ -151,7 +189,7 @@ mod tests {
         let ended = Event::CallEnded {
             call_id: "c".into(),
             customer_id: None,
-            reason: "api".into(),
+            reason: StopReason::Api,
         };
         let (name, data) = ended.into_parts();
         assert_eq!(name, "call.ended");

@@ -19,7 +19,7 @@ pub mod event;
 pub mod socket;
 pub mod webhooks;
 
-pub use event::{Completed, Event};
+pub use event::{Completed, DeleteReason, DiscardReason, Event, StopReason};
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};

@@ -19,7 +19,7 @@ use crate::core::repair::{
 };
 use crate::events::{Completed, Event, EventBus};
 use crate::io::sink::{sha256_file, write_sidecar};
-use crate::recording::Checksum;
+use crate::recording::{Checksum, RecordingStatus};
 use crate::timefmt::{rfc3339, unix_now};
 
 /// What recovery did.
@@ -27,6 +27,27 @@ use crate::timefmt::{rfc3339, unix_now};
 pub struct RecoveryReport {
     pub recovered: Vec<String>,
     pub failed: Vec<String>,
+}
+
+/// Why one recording could not be recovered (its part file is left as it
+/// is, for an operator to look at).
+#[derive(Debug, thiserror::Error)]
+enum RecoveryError {
+    #[error("the catalog row has no file path")]
+    NoPath,
+    #[error("{what} {path}: {source}")]
+    File {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+}
+
+fn file_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RecoveryError {
+    let path = path.to_owned();
+    move |source| RecoveryError::File { what, path, source }
 }
 
 fn apply(part: &Path, r: &Repair) -> std::io::Result<()> {
@@ -101,45 +122,49 @@ pub fn recover(catalog: &Catalog, events: &EventBus) -> RecoveryReport {
     report
 }
 
-fn recover_one(catalog: &Catalog, events: &EventBus, row: &RecordingRow) -> Result<bool, String> {
+fn recover_one(
+    catalog: &Catalog,
+    events: &EventBus,
+    row: &RecordingRow,
+) -> Result<bool, RecoveryError> {
     let now = rfc3339(unix_now());
     let Some(path) = row.path.as_ref().map(PathBuf::from) else {
-        return Err("no path in the catalog".into());
+        return Err(RecoveryError::NoPath);
     };
     let mut part = path.clone().into_os_string();
     part.push(".part");
     let part = PathBuf::from(part);
     let duration_ms = if part.exists() {
-        let d = repair_file(&part, &row.format).map_err(|e| e.to_string())?;
-        std::fs::rename(&part, &path).map_err(|e| format!("renaming {}: {e}", part.display()))?;
+        let d = repair_file(&part, &row.format).map_err(file_error("repairing", &part))?;
+        std::fs::rename(&part, &path).map_err(file_error("renaming", &part))?;
         sync_dir(&path);
         d
     } else if path.exists() {
         // Crashed after the rename, before the catalog heard of it.
         row.duration_ms
     } else {
-        catalog
-            .set_status(
-                row.customer_id.as_deref(),
-                &row.recording_id,
-                "failed",
-                &now,
-                Some(Failure::Internal.reason()),
-                None,
-            )
-            .map_err(|e| e.to_string())?;
+        catalog.set_status(
+            row.customer_id.as_deref(),
+            &row.recording_id,
+            RecordingStatus::Failed,
+            &now,
+            Some(Failure::Internal.reason()),
+            None,
+        )?;
         let _ = events.announce(Event::RecordingFailed {
             recording_id: row.recording_id.clone(),
             call_id: row.call_id.clone(),
             customer_id: row.customer_id.clone(),
-            reason: Failure::Internal.reason().into(),
+            reason: Failure::Internal,
             message: "the daemon stopped before any audio of this recording reached the disk"
                 .into(),
         });
         return Ok(false);
     };
-    let size = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
-    let sha = sha256_file(&path).map_err(|e| e.to_string())?;
+    let size = std::fs::metadata(&path)
+        .map_err(file_error("reading", &path))?
+        .len();
+    let sha = sha256_file(&path).map_err(file_error("checksumming", &path))?;
     let sidecar = json!({
         "recording_id": row.recording_id, "call_id": row.call_id, "customer_id": row.customer_id,
         "reference_type": row.reference_type, "status": "completed", "format": row.format,
@@ -148,9 +173,10 @@ fn recover_one(catalog: &Catalog, events: &EventBus, row: &RecordingRow) -> Resu
         "duration_ms": duration_ms, "file": path, "file_size_bytes": size,
         "checksum": {"algorithm": "sha256", "value": sha}, "recovered": true,
     });
-    write_sidecar(&path.with_extension("json"), &sidecar).map_err(|e| e.to_string())?;
+    let sidecar_path = path.with_extension("json");
+    write_sidecar(&sidecar_path, &sidecar).map_err(file_error("writing", &sidecar_path))?;
     let mut done = row.clone();
-    done.status = "completed".into();
+    done.status = RecordingStatus::Completed;
     done.recovered = true;
     done.duration_ms = duration_ms;
     done.file_size_bytes = Some(size);
@@ -159,7 +185,7 @@ fn recover_one(catalog: &Catalog, events: &EventBus, row: &RecordingRow) -> Resu
     done.completed_ms = Some(unix_now().as_millis() as i64);
     done.updated_at = now;
     done.info_json = Some(sidecar.to_string());
-    catalog.put_recording(&done).map_err(|e| e.to_string())?;
+    catalog.put_recording(&done)?;
     tracing::warn!(recording = %row.recording_id, duration_ms, "recovered a recording cut short by a crash");
     let _ = events.announce(Event::RecordingCompleted(Box::new(Completed {
         recording_id: row.recording_id.clone(),

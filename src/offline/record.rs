@@ -17,7 +17,7 @@ use crate::core::encode::EncoderSpec;
 use crate::core::leg::LegConfig;
 use crate::error::Error;
 use crate::io::sink::{FinalFile, RecordingFile, write_sidecar};
-use crate::recording::{Checksum, LegInfo, RecordingInfo, Role};
+use crate::recording::{Checksum, LegInfo, RecordingInfo, RecordingStatus, Role};
 use crate::timefmt::rfc3339;
 
 use super::{find_streams, open, ssrc_of};
@@ -290,7 +290,7 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
         call_id: stem,
         customer_id: None,
         reference_type: "call".into(),
-        status: "completed".into(),
+        status: RecordingStatus::Completed,
         format: opts.format,
         content_type: opts.format.content_type().into(),
         sample_rate: opts.sample_rate,

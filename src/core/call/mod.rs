@@ -80,14 +80,18 @@ pub struct RecordingPlan {
     pub min_duration: Duration,
 }
 
-/// Why a recording could not go on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a recording could not go on (serialized as its
+/// [`reason`](Failure::reason)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Failure {
     /// The file could not be written.
+    #[serde(rename = "storage_error")]
     Storage,
     /// The encoder refused the audio or its settings.
+    #[serde(rename = "encoder_error")]
     Encoder,
     /// A fault of the engine (a media worker panicked).
+    #[serde(rename = "internal")]
     Internal,
 }
 
