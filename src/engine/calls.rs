@@ -20,6 +20,7 @@ use crate::timefmt::{rfc3339, unix_now};
 
 use super::access::{Principal, scoped_key};
 use super::model::*;
+use super::recordings::CallLeg;
 use super::state::{Call, Leg, RecState, Registry, recording_view};
 use super::validate::{MAX_LEGS, check_id, check_text, default_leg_id, validate_leg};
 use super::{Engine, EngineError, lock};
@@ -91,12 +92,17 @@ impl Engine {
         };
         let recording = match recording {
             Some(mut r) => {
-                let (spec, ..) = self.recording_params(
-                    &r,
-                    &req.legs.iter().map(|l| l.role).collect::<Vec<_>>(),
-                    &leg_ids,
-                    rate,
-                )?;
+                let legs: Vec<CallLeg> = req
+                    .legs
+                    .iter()
+                    .zip(&leg_ids)
+                    .map(|(l, id)| CallLeg {
+                        id: id.clone(),
+                        role: l.role,
+                        label: l.label.clone(),
+                    })
+                    .collect();
+                let spec = self.recording_options(&r, &legs, rate)?.spec;
                 let id = match &r.recording_id {
                     Some(id) => {
                         check_id("recording_id", id)?;

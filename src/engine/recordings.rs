@@ -3,6 +3,7 @@
 //! mute a leg, and the live views.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -26,27 +27,52 @@ use super::validate::check_id;
 use super::{Engine, EngineError, lock};
 
 impl Engine {
-    /// Resolves recording options against defaults and the call's legs:
-    /// (spec, the legs mixed and their channels, participant, pause behavior,
-    /// dtmf suppression).
-    #[allow(clippy::type_complexity)]
-    pub(super) fn recording_params(
+    /// What a recording's start needs from its call, read under one lock:
+    /// refuses an ended call and a call already recording.
+    fn call_for_recording(
+        &self,
+        who: &Principal,
+        call_id: &str,
+    ) -> Result<CallForRecording, EngineError> {
+        let reg = lock(&self.registry);
+        let c = reg.call(who, call_id)?;
+        if c.ended_at.is_some() {
+            return Err(EngineError::CallEnded(call_id.into()));
+        }
+        if c.recordings
+            .iter()
+            .filter_map(|r| reg.recordings.get(r))
+            .any(|r| r.state.active())
+        {
+            return Err(EngineError::RecordingInProgress(call_id.into()));
+        }
+        Ok(CallForRecording {
+            key: c.key.clone(),
+            id: c.id.clone(),
+            num: c.num,
+            tenant: c.tenant.clone(),
+            rate: c.rate,
+            reference: c.reference_type,
+            legs: c
+                .legs
+                .iter()
+                .map(|l| CallLeg {
+                    id: l.id.clone(),
+                    role: l.role,
+                    label: l.label.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// Resolves recording options against the defaults and the call's
+    /// legs (and media rate).
+    pub(super) fn recording_options(
         &self,
         r: &RecordingRequest,
-        roles: &[Role],
-        leg_ids: &[String],
+        call_legs: &[CallLeg],
         call_rate: u32,
-    ) -> Result<
-        (
-            EncoderSpec,
-            Vec<MixInput>,
-            ParticipantRequest,
-            PauseBehavior,
-            bool,
-            Channels,
-        ),
-        EngineError,
-    > {
+    ) -> Result<RecordingOptions, EngineError> {
         let d = &self.cfg.recording;
         let format = r.format.unwrap_or(d.format);
         // The call's legs already produce audio at its media rate; another
@@ -70,19 +96,19 @@ impl Engine {
             },
             ParticipantRequest::Legs(ids) => Selection::Legs(ids.clone()),
         };
-        let legs: Vec<PlanLeg<'_>> = leg_ids
+        let legs: Vec<PlanLeg<'_>> = call_legs
             .iter()
-            .zip(roles)
-            .map(|(id, role)| PlanLeg { id, role: *role })
+            .map(|l| PlanLeg {
+                id: &l.id,
+                role: l.role,
+            })
             .collect();
         let planned = plan(&legs, &selection, channels)
             .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
-        let inputs = planned.inputs;
-        let channel_count = planned.channel_count;
         let spec = EncoderSpec {
             format,
             sample_rate,
-            channels: channel_count,
+            channels: planned.channel_count,
             bitrate_kbps: r.bitrate.unwrap_or(if format == d.format {
                 d.bitrate_kbps
             } else {
@@ -93,9 +119,16 @@ impl Engine {
         };
         spec.validate()
             .map_err(|e| EngineError::InvalidFormat(e.to_string()))?;
-        let pause = r.pause_behavior.unwrap_or(d.pause_behavior);
-        let suppress = r.dtmf.unwrap_or_default() == DtmfPolicy::Suppress;
-        Ok((spec, inputs, participant, pause, suppress, channels))
+        Ok(RecordingOptions {
+            spec,
+            inputs: planned.inputs,
+            all_legs_mono: selection == Selection::All && channels == Channels::Mono,
+            participant,
+            pause_behavior: r.pause_behavior.unwrap_or(d.pause_behavior),
+            suppress_dtmf: r.dtmf.unwrap_or_default() == DtmfPolicy::Suppress,
+            channels,
+            retention_days: r.retention_days,
+        })
     }
 
     pub fn start_recording(
@@ -109,212 +142,122 @@ impl Engine {
         if let Some(id) = &req.recording_id {
             check_id("recording_id", id)?;
         }
-        let (num, roles, leg_ids, rate, tenant, legs_info, call_key, reference) = {
-            let reg = lock(&self.registry);
-            let c = reg.call(who, call_id)?;
-            if c.ended_at.is_some() {
-                return Err(EngineError::CallEnded(call_id.into()));
-            }
-            if c.recordings
-                .iter()
-                .filter_map(|r| reg.recordings.get(r))
-                .any(|r| r.state.active())
-            {
-                return Err(EngineError::RecordingInProgress(call_id.into()));
-            }
-            let roles: Vec<Role> = c.legs.iter().map(|l| l.role).collect();
-            let ids: Vec<String> = c.legs.iter().map(|l| l.id.clone()).collect();
-            let infos: Vec<(String, Role, Option<String>)> = c
-                .legs
-                .iter()
-                .map(|l| (l.id.clone(), l.role, l.label.clone()))
-                .collect();
-            (
-                c.num,
-                roles,
-                ids,
-                c.rate,
-                c.tenant.clone(),
-                infos,
-                c.key.clone(),
-                c.reference_type.as_str(),
-            )
-        };
-        let (spec, inputs, participant, pause_behavior, suppress_dtmf, channels) =
-            self.recording_params(&req, &roles, &leg_ids, rate)?;
+        let call = self.call_for_recording(who, call_id)?;
+        let options = self.recording_options(&req, &call.legs, call.rate)?;
         let id = req
             .recording_id
             .clone()
             .unwrap_or_else(|| random_id("rec-"));
         // Ids are the customer's own: another customer's recording with
         // this id is no obstacle (and not revealed).
-        let key = scoped_key(tenant.as_deref(), &id);
-        self.check_recording_free(tenant.as_deref(), &id)?;
+        let key = scoped_key(call.tenant.as_deref(), &id);
+        self.check_recording_free(call.tenant.as_deref(), &id)?;
         self.check_quota()?;
         let now_wall = unix_now();
         let now = self.clock.now();
         let label = |role: Role| {
-            legs_info
+            call.legs
                 .iter()
-                .find(|(_, r, _)| *r == role)
-                .and_then(|(_, _, l)| l.clone())
+                .find(|l| l.role == role)
+                .and_then(|l| l.label.clone())
                 .unwrap_or_default()
         };
         let path = self.recording_path(
-            tenant.as_deref(),
+            call.tenant.as_deref(),
             &id,
-            call_id,
-            spec.format,
+            &call.id,
+            options.spec.format,
             [label(Role::Caller), label(Role::Callee)],
             now_wall,
         )?;
-        let sidecar = path.with_extension("json");
-        let shared = Arc::new(RecordingShared::default());
-        let started_at = rfc3339(now_wall);
-        let info = RecordingInfo {
-            recording_id: id.clone(),
-            call_id: call_id.into(),
-            customer_id: tenant.clone(),
-            reference_type: reference.into(),
-            status: RecordingStatus::Completed,
-            format: spec.format,
-            content_type: spec.format.content_type().into(),
-            sample_rate: spec.sample_rate,
-            channels,
-            channel_count: spec.channels,
-            bitrate_kbps: spec.effective_bitrate_kbps(),
-            participant: participant.name(),
-            pause_behavior,
-            started_at: started_at.clone(),
-            stopped_at: String::new(),
-            duration_ms: 0,
-            file: path.to_string_lossy().into_owned(),
-            file_size_bytes: 0,
-            checksum: Checksum::sha256(String::new()),
-            pauses: Vec::new(),
-            legs: legs_info
-                .iter()
-                .enumerate()
-                .map(|(i, (lid, role, label))| LegInfo {
-                    leg_id: lid.clone(),
-                    role: *role,
-                    label: label.clone(),
-                    channel: inputs.iter().find(|m| m.track == i).map(|m| m.channel),
-                    codecs: Vec::new(),
-                    source: None,
-                    stats: Default::default(),
-                    dtmf: Vec::new(),
-                })
-                .collect(),
-            recovered: false,
-        };
         let sink = match lock(&self.writers).as_ref() {
             Some(w) => w.sink(&key),
             None => return Err(EngineError::ShuttingDown),
         };
-        let all_legs_mono = matches!(&participant, ParticipantRequest::Named(n) if n == "all")
-            && channels == Channels::Mono;
+        let started_at = rfc3339(now_wall);
         self.note(
             "recording",
-            self.catalog.put_recording(&RecordingRow {
-                recording_id: id.clone(),
-                call_id: call_id.into(),
-                customer_id: tenant.clone(),
-                reference_type: reference.into(),
-                status: RecordingStatus::Recording,
-                format: spec.format.extension().into(),
-                sample_rate: spec.sample_rate,
-                channels: channels.as_str().into(),
-                bitrate_kbps: spec.effective_bitrate_kbps(),
-                participant: participant.name(),
-                path: Some(path.to_string_lossy().into_owned()),
-                duration_ms: 0,
-                file_size_bytes: None,
-                checksum: None,
-                failure_reason: None,
-                started_at: started_at.clone(),
-                started_ms: now_wall.as_millis() as i64,
-                stopped_at: None,
-                completed_at: None,
-                completed_ms: None,
-                created_at: started_at.clone(),
-                updated_at: started_at.clone(),
-                deleted_at: None,
-                retention_days: req.retention_days,
-                recovered: false,
-                external: false,
-                info_json: None,
-            }),
+            self.catalog
+                .put_recording(&first_row(&call, &options, &id, &path, now_wall)),
         );
-        {
-            let mut reg = lock(&self.registry);
-            let c = reg
-                .calls
-                .get_mut(&call_key)
-                .ok_or_else(|| EngineError::CallNotFound(call_id.into()))?;
-            c.recordings.push(key.clone());
-            let start_rel = now.saturating_sub(c.created_mono);
-            reg.recordings.insert(
-                key.clone(),
-                Recording {
-                    key: key.clone(),
-                    id: id.clone(),
-                    tenant: tenant.clone(),
-                    call_id: call_id.into(),
-                    call_num: num,
-                    state: RecState::Recording,
-                    format: spec.format,
-                    sample_rate: spec.sample_rate,
-                    channels,
-                    bitrate_kbps: spec.effective_bitrate_kbps(),
-                    participant: participant.clone(),
-                    pause_behavior,
-                    started_at: started_at.clone(),
-                    started_mono: now,
-                    stopped_at: None,
-                    shared: shared.clone(),
-                    info: None,
-                    failure: None,
-                    all_legs_mono,
-                    stopped_mono: None,
-                },
-            );
-            self.send(
-                num,
-                WorkerCmd::StartRecording {
-                    call: num,
-                    setup: Box::new(RecordingSetup {
-                        id: key.clone(),
-                        spec,
-                        inputs,
-                        pause_behavior,
-                        suppress_dtmf,
-                        start: start_rel,
-                        path,
-                        sidecar,
-                        flush_interval: Duration::from_millis(u64::from(
-                            self.cfg.storage.flush_interval_ms,
-                        )),
-                        min_duration: Duration::from_secs(u64::from(
-                            self.cfg.recording.min_duration_s,
-                        )),
-                        sink,
-                        info: Box::new(info),
-                        shared,
-                    }),
-                },
-            );
-        }
+        let info = first_info(&call, &options, &id, &path, &started_at);
+        let shared = Arc::new(RecordingShared::default());
+        let setup = RecordingSetup {
+            id: key.clone(),
+            spec: options.spec,
+            inputs: options.inputs.clone(),
+            pause_behavior: options.pause_behavior,
+            suppress_dtmf: options.suppress_dtmf,
+            start: Duration::ZERO,
+            sidecar: path.with_extension("json"),
+            path,
+            flush_interval: Duration::from_millis(u64::from(self.cfg.storage.flush_interval_ms)),
+            min_duration: Duration::from_secs(u64::from(self.cfg.recording.min_duration_s)),
+            sink,
+            info: Box::new(info),
+            shared: shared.clone(),
+        };
+        let recording = Recording {
+            key: key.clone(),
+            id: id.clone(),
+            tenant: call.tenant.clone(),
+            call_id: call.id.clone(),
+            call_num: call.num,
+            state: RecState::Recording,
+            format: options.spec.format,
+            sample_rate: options.spec.sample_rate,
+            channels: options.channels,
+            bitrate_kbps: options.spec.effective_bitrate_kbps(),
+            participant: options.participant.clone(),
+            pause_behavior: options.pause_behavior,
+            started_at,
+            started_mono: now,
+            stopped_at: None,
+            shared,
+            info: None,
+            failure: None,
+            all_legs_mono: options.all_legs_mono,
+            stopped_mono: None,
+        };
+        self.register_recording(&call, recording, setup, now)?;
         self.emit(Event::RecordingStarted {
-            recording_id: id.clone(),
-            call_id: call_id.to_owned(),
-            customer_id: tenant.clone(),
-            format: spec.format,
-            sample_rate: spec.sample_rate,
-            channels,
-            participant: participant.clone(),
+            recording_id: id,
+            call_id: call.id,
+            customer_id: call.tenant,
+            format: options.spec.format,
+            sample_rate: options.spec.sample_rate,
+            channels: options.channels,
+            participant: options.participant,
         });
         self.recording_view_by_key(&key)
+    }
+
+    /// Files a new recording with its call and tells the call's worker to
+    /// start it, under one lock (the worker's start time is the call's
+    /// clock at this moment).
+    fn register_recording(
+        &self,
+        call: &CallForRecording,
+        recording: Recording,
+        mut setup: RecordingSetup,
+        now: Duration,
+    ) -> Result<(), EngineError> {
+        let mut reg = lock(&self.registry);
+        let c = reg
+            .calls
+            .get_mut(&call.key)
+            .ok_or_else(|| EngineError::CallNotFound(call.id.clone()))?;
+        c.recordings.push(recording.key.clone());
+        setup.start = now.saturating_sub(c.created_mono);
+        reg.recordings.insert(recording.key.clone(), recording);
+        self.send(
+            call.num,
+            WorkerCmd::StartRecording {
+                call: call.num,
+                setup: Box::new(setup),
+            },
+        );
+        Ok(())
     }
 
     pub(super) fn recording_view_by_key(&self, key: &str) -> Result<RecordingView, EngineError> {
@@ -657,5 +600,125 @@ impl Engine {
             .latest_for_call(customer.as_deref(), call_id)
             .map_err(|e| EngineError::Internal(e.to_string()))?
             .ok_or_else(|| EngineError::RecordingNotFound(format!("(none yet for call {call_id})")))
+    }
+}
+
+/// What a recording's start reads from its call.
+struct CallForRecording {
+    key: String,
+    id: String,
+    num: u64,
+    tenant: Option<String>,
+    rate: u32,
+    reference: ReferenceType,
+    legs: Vec<CallLeg>,
+}
+
+/// One of the call's legs, as a recording names it.
+pub(super) struct CallLeg {
+    pub(super) id: String,
+    pub(super) role: Role,
+    pub(super) label: Option<String>,
+}
+
+/// A recording request resolved against the defaults and the call's legs.
+pub(super) struct RecordingOptions {
+    pub(super) spec: EncoderSpec,
+    /// The legs mixed and their channels.
+    inputs: Vec<MixInput>,
+    /// Every leg, mono: legs that join the call later join the recording.
+    all_legs_mono: bool,
+    participant: ParticipantRequest,
+    pause_behavior: PauseBehavior,
+    suppress_dtmf: bool,
+    channels: Channels,
+    retention_days: Option<u32>,
+}
+
+/// The recording's catalog row as it starts.
+fn first_row(
+    call: &CallForRecording,
+    o: &RecordingOptions,
+    id: &str,
+    path: &Path,
+    now_wall: Duration,
+) -> RecordingRow {
+    let started_at = rfc3339(now_wall);
+    RecordingRow {
+        recording_id: id.to_owned(),
+        call_id: call.id.clone(),
+        customer_id: call.tenant.clone(),
+        reference_type: call.reference.as_str().into(),
+        status: RecordingStatus::Recording,
+        format: o.spec.format.extension().into(),
+        sample_rate: o.spec.sample_rate,
+        channels: o.channels.as_str().into(),
+        bitrate_kbps: o.spec.effective_bitrate_kbps(),
+        participant: o.participant.name(),
+        path: Some(path.to_string_lossy().into_owned()),
+        duration_ms: 0,
+        file_size_bytes: None,
+        checksum: None,
+        failure_reason: None,
+        started_at: started_at.clone(),
+        started_ms: now_wall.as_millis() as i64,
+        stopped_at: None,
+        completed_at: None,
+        completed_ms: None,
+        created_at: started_at.clone(),
+        updated_at: started_at,
+        deleted_at: None,
+        retention_days: o.retention_days,
+        recovered: false,
+        external: false,
+        info_json: None,
+    }
+}
+
+/// The recording's sidecar as it starts; the worker fills in the rest.
+fn first_info(
+    call: &CallForRecording,
+    o: &RecordingOptions,
+    id: &str,
+    path: &Path,
+    started_at: &str,
+) -> RecordingInfo {
+    RecordingInfo {
+        recording_id: id.to_owned(),
+        call_id: call.id.clone(),
+        customer_id: call.tenant.clone(),
+        reference_type: call.reference.as_str().into(),
+        status: RecordingStatus::Completed,
+        format: o.spec.format,
+        content_type: o.spec.format.content_type().into(),
+        sample_rate: o.spec.sample_rate,
+        channels: o.channels,
+        channel_count: o.spec.channels,
+        bitrate_kbps: o.spec.effective_bitrate_kbps(),
+        participant: o.participant.name(),
+        pause_behavior: o.pause_behavior,
+        started_at: started_at.to_owned(),
+        stopped_at: String::new(),
+        duration_ms: 0,
+        file: path.to_string_lossy().into_owned(),
+        file_size_bytes: 0,
+        checksum: Checksum::sha256(String::new()),
+        pauses: Vec::new(),
+        legs: call
+            .legs
+            .iter()
+            .enumerate()
+            .map(|(i, l)| LegInfo {
+                leg_id: l.id.clone(),
+                role: l.role,
+                label: l.label.clone(),
+                channel: o.inputs.iter().find(|m| m.track == i).map(|m| m.channel),
+                codecs: Vec::new(),
+                source: None,
+                stats: Default::default(),
+                dtmf: Vec::new(),
+            })
+            .collect(),
+        recovered: false,
     }
 }
