@@ -163,8 +163,15 @@ fn an_operator_records_and_fetches_a_call_with_ctl() {
     // What an operator sees when something is wrong.
     let err = ctl.err(&["get", "no-such-recording"]);
     assert!(err.contains("HTTP 404 recording_not_found"), "{err}");
+    // A word the API would refuse is refused before any request, with
+    // the API's choices.
     let err = ctl.err(&["create-call", "--record", "flac"]);
-    assert!(err.contains("HTTP 400 invalid_format"), "{err}");
+    assert!(
+        err.contains("flac") && err.contains("`wav`, `mp3`, `opus`"),
+        "{err}"
+    );
+    let err = ctl.err(&["create-call", "--leg", "host"]);
+    assert!(err.contains("--leg \"host\""), "{err}");
     let out = Command::new(env!("CARGO_BIN_EXE_recengine"))
         .args(["ctl", "--api", "127.0.0.1:1", "--token", "x", "calls"])
         .output()

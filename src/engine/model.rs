@@ -56,20 +56,23 @@ pub enum CallStatus {
 }
 
 /// A leg in a create-call or add-leg request.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LegRequest {
     #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub leg_id: Option<String>,
     pub role: Role,
     #[schema(max_length = 256)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     /// Dynamic payload types: `{"101": "telephone-event/8000", "111": "opus/48000/2"}`
     /// (at most 32).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub payload_types: BTreeMap<String, String>,
     /// The only source this leg accepts, from its first packet:
     /// `"203.0.113.5"` or `"203.0.113.5:4000"` (e.g. from the SDP).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
 }
 
@@ -103,29 +106,40 @@ pub enum DtmfPolicy {
 }
 
 /// Recording options (all optional: defaults come from `[recording]`).
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordingRequest {
     /// Only in a create-call `recording` block: start recording at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<Format>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub participant: Option<ParticipantRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub channels: Option<Channels>,
     /// kbit/s.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bitrate: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sample_rate: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pause_behavior: Option<PauseBehavior>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dtmf: Option<DtmfPolicy>,
     #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub recording_id: Option<String>,
     /// Days to keep this recording (overrides `storage.retention_days`; 0 = forever).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCallRequest {
     #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub call_id: Option<String>,
     #[serde(default)]
     #[schema(max_length = 256)]
@@ -139,6 +153,7 @@ pub struct CreateCallRequest {
     pub reference_type: ReferenceType,
     #[schema(min_items = 1, max_items = 64)]
     pub legs: Vec<LegRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub recording: Option<RecordingRequest>,
 }
 

@@ -1,0 +1,285 @@
+//! One function per `recengine ctl` command: each builds its request from
+//! the API's own request types, makes the call and shows the answer (the
+//! API's JSON with `--json`, text otherwise).
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use super::client::Api;
+use super::render::{
+    call_tables, calls_table, deliveries_table, enc, recording_detail, recordings_table, s,
+};
+use super::{CtlError, table};
+use crate::catalog::outbox::DeliveryStatus;
+use crate::config::Format;
+use crate::engine::model::{
+    CreateCallRequest, Direction, LegRequest, RecordingRequest, ReferenceType,
+};
+use crate::recording::{RecordingStatus, Role};
+
+/// How answers are shown.
+pub(super) struct Output {
+    pub(super) json: bool,
+}
+
+impl Output {
+    fn show(&self, v: &Value, human: impl FnOnce(&Value) -> String) {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        } else {
+            print!("{}", human(v));
+        }
+    }
+}
+
+/// `create-call`'s arguments.
+pub(super) struct NewCall {
+    pub(super) call_id: Option<String>,
+    pub(super) from: String,
+    pub(super) to: String,
+    pub(super) direction: Direction,
+    pub(super) conference: bool,
+    /// `ROLE` or `ROLE:LABEL` each; none = a caller and a callee.
+    pub(super) legs: Vec<String>,
+    pub(super) recording: RecordingRequest,
+}
+
+/// A leg as `ROLE` or `ROLE:LABEL`.
+fn leg_request(word: &str) -> Result<LegRequest, CtlError> {
+    let (role, label) = match word.split_once(':') {
+        Some((role, label)) => (role, Some(label.to_owned())),
+        None => (word, None),
+    };
+    let role: Role =
+        super::api_word(role).map_err(|e| CtlError::Usage(format!("--leg {word:?}: {e}")))?;
+    Ok(LegRequest {
+        leg_id: None,
+        role,
+        label,
+        payload_types: Default::default(),
+        source: None,
+    })
+}
+
+/// A request body as the API reads it.
+fn body(request: &impl serde::Serialize) -> Value {
+    serde_json::to_value(request).unwrap_or(Value::Null)
+}
+
+pub(super) async fn create_call(api: &Api, out: &Output, call: NewCall) -> Result<(), CtlError> {
+    let words = if call.legs.is_empty() {
+        vec!["caller".to_owned(), "callee".to_owned()]
+    } else {
+        call.legs
+    };
+    let legs = words
+        .iter()
+        .map(|w| leg_request(w))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Options without `--record` still make a recording block, which the
+    // API starts (its `enabled` defaults to true).
+    let recording = Some(call.recording).filter(|r| body(r) != json!({}));
+    let request = CreateCallRequest {
+        call_id: call.call_id,
+        from: call.from,
+        to: call.to,
+        direction: call.direction,
+        reference_type: if call.conference {
+            ReferenceType::Conference
+        } else {
+            ReferenceType::Call
+        },
+        legs,
+        recording,
+    };
+    let v = api.call("POST", "/v1/calls", Some(body(&request))).await?;
+    out.show(&v, |v| {
+        format!("call {} created\n{}", s(&v["call_id"]), call_tables(v))
+    });
+    Ok(())
+}
+
+pub(super) async fn calls(api: &Api, out: &Output) -> Result<(), CtlError> {
+    let v = api.call("GET", "/v1/calls", None).await?;
+    out.show(&v, calls_table);
+    Ok(())
+}
+
+pub(super) async fn call(api: &Api, out: &Output, call_id: &str) -> Result<(), CtlError> {
+    let v = api
+        .call("GET", &format!("/v1/calls/{}", enc(call_id)), None)
+        .await?;
+    out.show(&v, |v| {
+        format!(
+            "call {}  {}  {} → {}  created {}\n{}",
+            s(&v["call_id"]),
+            s(&v["status"]),
+            s(&v["from"]),
+            s(&v["to"]),
+            s(&v["created_at"]),
+            call_tables(v)
+        )
+    });
+    Ok(())
+}
+
+pub(super) async fn end(api: &Api, out: &Output, call_id: &str) -> Result<(), CtlError> {
+    let v = api
+        .call(
+            "POST",
+            &format!("/v1/calls/{}/end", enc(call_id)),
+            Some(json!({})),
+        )
+        .await?;
+    out.show(&v, |v| format!("call {} ended\n", s(&v["call_id"])));
+    Ok(())
+}
+
+pub(super) async fn start(
+    api: &Api,
+    out: &Output,
+    call_id: &str,
+    request: RecordingRequest,
+) -> Result<(), CtlError> {
+    let v = api
+        .call(
+            "POST",
+            &format!("/v1/calls/{}/record/start", enc(call_id)),
+            Some(body(&request)),
+        )
+        .await?;
+    out.show(&v, |v| {
+        format!(
+            "recording {} started: {} {} Hz {}\n",
+            s(&v["recording_id"]),
+            s(&v["format"]),
+            s(&v["sample_rate"]),
+            s(&v["channels"])
+        )
+    });
+    Ok(())
+}
+
+/// `stop`, `pause` or `resume` of a call's recording.
+pub(super) async fn action(
+    api: &Api,
+    out: &Output,
+    call_id: &str,
+    verb: &str,
+) -> Result<(), CtlError> {
+    let v = api
+        .call(
+            "POST",
+            &format!("/v1/calls/{}/record/{verb}", enc(call_id)),
+            Some(json!({})),
+        )
+        .await?;
+    out.show(&v, |v| {
+        format!("recording {} {}\n", s(&v["recording_id"]), s(&v["status"]))
+    });
+    Ok(())
+}
+
+/// `list`'s filters and page.
+pub(super) struct RecordingFilter {
+    pub(super) call_id: Option<String>,
+    pub(super) status: Option<RecordingStatus>,
+    pub(super) format: Option<Format>,
+    pub(super) since: Option<String>,
+    pub(super) until: Option<String>,
+    pub(super) limit: u32,
+    pub(super) offset: u64,
+}
+
+pub(super) async fn list(api: &Api, out: &Output, f: RecordingFilter) -> Result<(), CtlError> {
+    let mut query = vec![format!("limit={}", f.limit), format!("offset={}", f.offset)];
+    for (k, v) in [
+        ("call_id", f.call_id),
+        ("status", f.status.map(|s| s.as_str().to_owned())),
+        ("format", f.format.map(|f| f.extension().to_owned())),
+        ("since", f.since),
+        ("until", f.until),
+    ] {
+        if let Some(v) = v {
+            query.push(format!("{k}={}", enc(&v)));
+        }
+    }
+    let v = api
+        .call("GET", &format!("/v1/recordings?{}", query.join("&")), None)
+        .await?;
+    out.show(&v, recordings_table);
+    Ok(())
+}
+
+pub(super) async fn get(api: &Api, out: &Output, recording_id: &str) -> Result<(), CtlError> {
+    let v = api
+        .call(
+            "GET",
+            &format!("/v1/recordings/{}", enc(recording_id)),
+            None,
+        )
+        .await?;
+    out.show(&v, recording_detail);
+    Ok(())
+}
+
+pub(super) async fn download(
+    api: &Api,
+    out: &Output,
+    recording_id: &str,
+    output: Option<PathBuf>,
+    quiet: bool,
+) -> Result<(), CtlError> {
+    let (path, size, checksum) =
+        super::download::download(api, recording_id, output, quiet).await?;
+    if out.json {
+        println!(
+            "{}",
+            json!({"recording_id": recording_id, "path": path, "bytes": size,
+                   "checksum": {"algorithm": "sha256", "value": checksum}})
+        );
+    } else if path != "-" {
+        println!("saved {path} ({}, sha256 verified)", table::bytes(size));
+    }
+    Ok(())
+}
+
+pub(super) async fn delete(api: &Api, out: &Output, recording_id: &str) -> Result<(), CtlError> {
+    let v = api
+        .call(
+            "DELETE",
+            &format!("/v1/recordings/{}", enc(recording_id)),
+            None,
+        )
+        .await?;
+    out.show(&v, |v| {
+        format!("recording {} deleted\n", s(&v["recording_id"]))
+    });
+    Ok(())
+}
+
+pub(super) async fn deliveries(
+    api: &Api,
+    out: &Output,
+    status: Option<DeliveryStatus>,
+    endpoint: Option<String>,
+    limit: u32,
+) -> Result<(), CtlError> {
+    let mut query = vec![format!("limit={limit}")];
+    if let Some(st) = status {
+        query.push(format!("status={}", st.as_str()));
+    }
+    if let Some(e) = endpoint {
+        query.push(format!("endpoint={}", enc(&e)));
+    }
+    let v = api
+        .call(
+            "GET",
+            &format!("/v1/webhooks/deliveries?{}", query.join("&")),
+            None,
+        )
+        .await?;
+    out.show(&v, deliveries_table);
+    Ok(())
+}
