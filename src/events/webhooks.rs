@@ -170,7 +170,10 @@ impl Dispatcher {
         let this = Arc::new(self);
         let mut live = this.bus.subscribe();
         // Whatever the log got while we were down (or before subscribing).
-        let mut cursor = this.fill_from_log();
+        let mut cursor = this
+            .off_runtime(Dispatcher::fill_from_log)
+            .await
+            .unwrap_or(0);
         let deliverer = tokio::spawn(this.clone().deliver_forever());
         loop {
             tokio::select! {
@@ -181,22 +184,43 @@ impl Dispatcher {
                         while let Ok(e) = live.try_recv() {
                             batch.push(e);
                         }
-                        cursor = this.fill_from_live(cursor, &batch);
+                        cursor = this
+                            .off_runtime(move |d| d.fill_from_live(cursor, &batch))
+                            .await
+                            .unwrap_or(cursor);
                     }
-                    Err(RecvError::Lagged(_)) => cursor = this.fill_from_log(),
+                    Err(RecvError::Lagged(_)) => {
+                        cursor = this.off_runtime(Dispatcher::fill_from_log).await.unwrap_or(cursor);
+                    }
                     Err(RecvError::Closed) => break,
                 },
             }
         }
         // Final events (call.ended, recording.completed at shutdown) are in
         // the log; queue them so the next start delivers them.
-        this.fill_from_log();
+        this.off_runtime(Dispatcher::fill_from_log).await;
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         while this.in_flight.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         deliverer.abort();
         let _ = deliverer.await;
+    }
+
+    /// Runs catalog (SQLite) and event-log work on the blocking pool, never
+    /// on the runtime's threads; `None` if it panicked (logged).
+    async fn off_runtime<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Dispatcher) -> T + Send + 'static,
+    ) -> Option<T> {
+        let this = self.clone();
+        match tokio::task::spawn_blocking(move || work(&this)).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::error!(error = %e, "webhooks: outbox work failed");
+                None
+            }
+        }
     }
 
     /// Queues every logged event after the cursor; returns the new cursor.
@@ -280,12 +304,17 @@ impl Dispatcher {
             let due = if room == 0 {
                 Vec::new()
             } else {
-                self.catalog
-                    .lease_due_deliveries(now_ms, now_ms + lease.as_millis() as i64, room as u32)
-                    .unwrap_or_else(|e| {
-                        tracing::error!(error = %e, "webhooks: cannot read the outbox");
-                        Vec::new()
-                    })
+                let until_ms = now_ms + lease.as_millis() as i64;
+                self.off_runtime(move |d| {
+                    d.catalog
+                        .lease_due_deliveries(now_ms, until_ms, room as u32)
+                        .unwrap_or_else(|e| {
+                            tracing::error!(error = %e, "webhooks: cannot read the outbox");
+                            Vec::new()
+                        })
+                })
+                .await
+                .unwrap_or_default()
             };
             for row in due {
                 self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -296,8 +325,9 @@ impl Dispatcher {
                     done.notify_one();
                 });
             }
-            let wait = match self.catalog.next_delivery_due_ms() {
-                Ok(Some(due)) => Duration::from_millis((due - now_ms).clamp(0, 1000) as u64),
+            let next_due = self.off_runtime(|d| d.catalog.next_delivery_due_ms()).await;
+            let wait = match next_due {
+                Some(Ok(Some(due))) => Duration::from_millis((due - now_ms).clamp(0, 1000) as u64),
                 _ => IDLE_POLL,
             };
             tokio::select! {
@@ -308,16 +338,20 @@ impl Dispatcher {
         }
     }
 
-    async fn attempt(&self, client: &HttpClient, row: DeliveryRow) {
+    async fn attempt(self: &Arc<Self>, client: &HttpClient, row: DeliveryRow) {
         let now = || rfc3339(unix_now());
         let Some(entry) = self.endpoints.get(&row.endpoint) else {
             let why = format!(
                 "no [[webhooks]] entry named {:?} in the configuration any more",
                 row.endpoint
             );
-            if let Err(e) = self.catalog.abandon_delivery(row.delivery_id, &why, &now()) {
-                tracing::error!(error = %e, "webhooks: cannot update the outbox");
-            }
+            let id = row.delivery_id;
+            self.off_runtime(move |d| {
+                if let Err(e) = d.catalog.abandon_delivery(id, &why, &now()) {
+                    tracing::error!(error = %e, "webhooks: cannot update the outbox");
+                }
+            })
+            .await;
             return;
         };
         let body = Bytes::from(row.body.clone());
@@ -372,16 +406,16 @@ impl Dispatcher {
                 "webhook delivery failed for good (see GET /v1/webhooks/deliveries?status=failed)"
             );
         }
-        if let Err(e) = self.catalog.record_attempt(
-            row.delivery_id,
-            delivered,
-            code,
-            error.as_deref(),
-            retry_at,
-            &now(),
-        ) {
-            tracing::error!(error = %e, "webhooks: cannot record a delivery attempt");
-        }
+        let id = row.delivery_id;
+        self.off_runtime(move |d| {
+            if let Err(e) =
+                d.catalog
+                    .record_attempt(id, delivered, code, error.as_deref(), retry_at, &now())
+            {
+                tracing::error!(error = %e, "webhooks: cannot record a delivery attempt");
+            }
+        })
+        .await;
     }
 }
 
