@@ -21,7 +21,7 @@ use crate::timefmt::{rfc3339, unix_now};
 use super::access::{Principal, scoped_key};
 use super::model::*;
 use super::recordings::CallLeg;
-use super::state::{Call, Leg, RecState, Registry, recording_view};
+use super::state::{Call, Leg, Registry, Transition, recording_view};
 use super::validate::{MAX_LEGS, check_id, check_text, default_leg_id, validate_leg};
 use super::{Engine, EngineError, lock};
 
@@ -534,9 +534,9 @@ impl Engine {
             let mut stopped = Vec::new();
             for r in rec_keys {
                 if let Some(rec) = reg.recordings.get_mut(&r)
-                    && rec.state.active()
+                    && let Some(next) = rec.state.after(Transition::Stop)
                 {
-                    rec.state = RecState::Stopped;
+                    rec.state = next;
                     rec.stopped_at = Some(rfc3339(unix_now()));
                     rec.stopped_mono = Some(now);
                     stopped.push(rec.id.clone());

@@ -13,7 +13,7 @@ use crate::recording::{Checksum, RecordingInfo, RecordingStatus};
 use crate::timefmt::{rfc3339, unix_now};
 
 use super::access::scoped_key;
-use super::state::RecState;
+use super::state::Transition;
 use super::{Engine, lock};
 
 impl Engine {
@@ -22,9 +22,9 @@ impl Engine {
             WorkerReport::Processing { id: key } => {
                 let mut reg = lock(&self.registry);
                 if let Some(r) = reg.recordings.get_mut(&key)
-                    && !r.state.finished()
+                    && let Some(processing) = r.state.after(Transition::WorkerDone)
                 {
-                    r.state = RecState::Processing;
+                    r.state = processing;
                     self.note(
                         "status",
                         self.catalog.set_status(
@@ -62,7 +62,7 @@ impl Engine {
                     let Some(r) = reg.recordings.get_mut(&key) else {
                         return;
                     };
-                    r.state = RecState::Discarded;
+                    r.state = r.state.after(Transition::TooShort).unwrap_or(r.state);
                     (r.call_id.clone(), r.id.clone(), r.tenant.clone())
                 };
                 self.note(
@@ -95,11 +95,11 @@ impl Engine {
             let Some(r) = reg.recordings.get_mut(key) else {
                 return;
             };
-            if r.state.finished() {
+            let Some(failed) = r.state.after(Transition::Fail) else {
                 return;
-            }
+            };
             let was_active = r.state.active();
-            r.state = RecState::Failed;
+            r.state = failed;
             r.failure = Some(failure);
             (
                 r.call_id.clone(),
@@ -151,7 +151,7 @@ impl Engine {
                     let Some(r) = reg.recordings.get_mut(&key) else {
                         return;
                     };
-                    r.state = RecState::Completed;
+                    r.state = r.state.after(Transition::FileFinal).unwrap_or(r.state);
                     r.shared
                         .duration_ms
                         .store(info.duration_ms, Ordering::Relaxed);

@@ -22,7 +22,7 @@ use crate::timefmt::{rfc3339, unix_now};
 
 use super::access::{Principal, scoped_key};
 use super::model::*;
-use super::state::{RecState, Recording, Registry, recording_view};
+use super::state::{RecState, Recording, Registry, Transition, recording_view};
 use super::validate::check_id;
 use super::{Engine, EngineError, lock};
 
@@ -385,16 +385,12 @@ impl Engine {
                 .recordings
                 .get_mut(&key)
                 .ok_or_else(|| EngineError::RecordingNotFound(key.clone()))?;
-            match (pause, rec.state) {
-                (true, RecState::Paused) => return Err(EngineError::AlreadyPaused),
-                (false, RecState::Recording) => return Err(EngineError::NotPaused),
-                _ => {}
-            }
-            rec.state = if pause {
-                RecState::Paused
+            let (event, refused) = if pause {
+                (Transition::Pause, EngineError::AlreadyPaused)
             } else {
-                RecState::Recording
+                (Transition::Resume, EngineError::NotPaused)
             };
+            rec.state = rec.state.after(event).ok_or(refused)?;
             (key, rec.call_num, rec.id.clone(), rec.tenant.clone())
         };
         let at = now;
@@ -481,10 +477,7 @@ impl Engine {
         let (num, call_id, id, tenant) = {
             let mut reg = lock(&self.registry);
             let rec = reg.recordings.get_mut(key)?;
-            if !rec.state.active() {
-                return None;
-            }
-            rec.state = RecState::Stopped;
+            rec.state = rec.state.after(Transition::Stop)?;
             rec.stopped_at = Some(rfc3339(unix_now()));
             rec.stopped_mono = Some(now);
             (

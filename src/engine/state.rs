@@ -45,6 +45,33 @@ impl RecState {
         }
     }
 
+    /// The state after `event`, `None` where the machine has no such edge
+    /// (the caller answers that as an error or ignores a late report):
+    ///
+    /// ```text
+    /// recording ⇄ paused ─stop→ stopped ─worker done→ processing ─file final→ completed
+    ///     any unfinished state ─fail→ failed
+    ///     ─worker: too short→ discarded
+    /// ```
+    ///
+    /// Writers and workers report on separate channels, so a file can be
+    /// final before its worker's "done" is read: `completed` and
+    /// `discarded` are reached from any state, and "done" is ignored once
+    /// finished.
+    pub(super) fn after(self, event: Transition) -> Option<RecState> {
+        use RecState::*;
+        match (self, event) {
+            (Recording, Transition::Pause) => Some(Paused),
+            (Paused, Transition::Resume) => Some(Recording),
+            (Recording | Paused, Transition::Stop) => Some(Stopped),
+            (s, Transition::WorkerDone) if !s.finished() => Some(Processing),
+            (s, Transition::Fail) if !s.finished() => Some(Failed),
+            (_, Transition::FileFinal) => Some(Completed),
+            (_, Transition::TooShort) => Some(Discarded),
+            _ => None,
+        }
+    }
+
     pub(super) fn active(self) -> bool {
         matches!(self, RecState::Recording | RecState::Paused)
     }
@@ -55,6 +82,21 @@ impl RecState {
             RecState::Completed | RecState::Failed | RecState::Discarded
         )
     }
+}
+
+/// What moves a recording from one [`RecState`] to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Transition {
+    Pause,
+    Resume,
+    Stop,
+    /// Its worker has encoded the last audio; the writer is finalizing.
+    WorkerDone,
+    /// Its writer renamed the file into place.
+    FileFinal,
+    /// Its worker found it shorter than `min_duration_s`.
+    TooShort,
+    Fail,
 }
 
 pub(super) struct Leg {
@@ -138,5 +180,30 @@ pub(super) fn recording_view(r: &Recording) -> RecordingView {
         file_size_bytes: r.info.as_ref().map(|i| i.file_size_bytes),
         checksum: r.info.as_ref().map(|i| i.checksum.clone()),
         failure_reason: r.failure.map(|f| f.reason().to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RecState, Transition};
+
+    #[test]
+    fn the_recording_state_machine_has_only_its_edges() {
+        use RecState::*;
+        use Transition::*;
+        assert_eq!(Recording.after(Pause), Some(Paused));
+        assert_eq!(Paused.after(Pause), None);
+        assert_eq!(Paused.after(Resume), Some(Recording));
+        assert_eq!(Recording.after(Resume), None);
+        assert_eq!(Paused.after(Stop), Some(Stopped));
+        assert_eq!(Stopped.after(Stop), None);
+        assert_eq!(Stopped.after(WorkerDone), Some(Processing));
+        assert_eq!(Completed.after(WorkerDone), None, "a late report");
+        assert_eq!(Processing.after(FileFinal), Some(Completed));
+        assert_eq!(Stopped.after(FileFinal), Some(Completed), "reports race");
+        assert_eq!(Processing.after(Fail), Some(Failed));
+        assert_eq!(Failed.after(Fail), None);
+        assert_eq!(Completed.after(Pause), None);
+        assert_eq!(Recording.after(TooShort), Some(Discarded));
     }
 }
