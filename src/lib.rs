@@ -2,22 +2,33 @@
 //!
 //! # Architecture
 //!
-//! - [`core`]: the sans-IO media pipeline (RTP parsing, jitter buffering,
-//!   decoding, resampling, mixing, encoding) and `core::call::CallMedia`,
-//!   one call's media as a state machine the daemon's workers and
-//!   `recengine pcap` drive alike. Pure functions of bytes and a clock
-//!   value; see its drive contract.
-//! - [`capture`]: reading pcap/pcapng files and finding RTP streams in them,
-//!   for the offline `recengine pcap` command, which runs the same core code
-//!   the daemon runs with capture timestamps as the clock.
-//! - [`config`]: the `engine.toml` schema, its embedded defaults and
-//!   validation that names every bad key with its line.
+//! Two crates. `recengine-core` (re-exported here as [`core`]) is the
+//! sans-IO media core: RTP parsing, jitter buffering, decoding,
+//! resampling, mixing, encoding, and `core::call::CallMedia`, one call's
+//! media as a state machine. It depends on codecs only (no tokio, axum or
+//! rusqlite), so the compiler keeps IO out of it; time is an argument.
+//! This crate is everything around it:
+//!
+//! - the daemon ([`daemon`]) wires [`api`] (HTTP control API) →
+//!   [`engine`] (the control plane: calls, legs, recording state machines)
+//!   → [`io`] (legs' sockets, media worker threads driving `CallMedia`,
+//!   the writer pool, crash recovery) and records outcomes in [`catalog`]
+//!   (SQLite) and [`events`] (event log, socket, webhooks);
+//! - `recengine pcap` ([`offline`], reading files with [`capture`]) drives
+//!   the same `CallMedia` with capture timestamps as the clock, and makes
+//!   the same bytes from the same packets;
+//! - [`ctl`] and [`loadgen`] are clients of the API; [`config`] is
+//!   `engine.toml`; [`recording`] is what a sidecar says;
+//!   [`testkit`] is deterministic test material.
+//!
+//! The README's "Code map" lists every folder and file with its job.
 
 pub mod api;
 pub mod capture;
 pub mod catalog;
 pub mod config;
-pub mod core;
+/// The sans-IO media core: the `recengine-core` crate.
+pub use recengine_core as core;
 pub mod crypto;
 pub mod ctl;
 pub mod daemon;

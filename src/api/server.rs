@@ -2,7 +2,7 @@
 //! `api.max_connections` are open (a connection beyond it is answered 503
 //! `too_many_connections` and closed, so a client sees why), a client has
 //! `api.header_timeout_s` to send each request's headers (which also ends
-//! idle keep-alive connections), and [`super::guard`] bounds the request
+//! idle keep-alive connections), and `api::guard` bounds the request
 //! as a whole. An accept that fails (`EMFILE` with the descriptors all in
 //! use, `ENFILE`, ...) is logged at most once a second and retried after a
 //! short pause: it never stops the server.

@@ -1,7 +1,7 @@
 //! The event socket: a Unix stream socket serving the [`EventBus`] as NDJSON.
 //! Every client is bounded: its first line is read up to [`MAX_HELLO`]
 //! bytes, its replay a page at a time, a line it does not take within
-//! [`WRITE_TIMEOUT`] drops it, and at most [`MAX_CLIENTS`] are served at
+//! `WRITE_TIMEOUT` drops it, and at most `MAX_CLIENTS` are served at
 //! once (one more is told so and closed).
 
 use std::io;

@@ -8,6 +8,7 @@
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
+use super::call::*;
 use super::*;
 use crate::capture::net::udp_in_frame;
 use crate::capture::reader::CaptureReader;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::core::rtp::RtpPacket;
+use crate::rtp::RtpPacket;
 
 const PCMU: PayloadInfo = PayloadInfo {
     kind: MediaKind::Audio,

@@ -138,7 +138,7 @@ impl Encoder for Mp3Encoder {
 #[cfg(test)]
 mod bitrate_tests {
     use super::*;
-    use crate::core::format::{Format, mp3_bitrates};
+    use crate::format::{Format, mp3_bitrates};
 
     /// Every bitrate the API and the configuration accept makes an encoder
     /// (56 and 144 kbit/s used to be accepted with 201, then fail the

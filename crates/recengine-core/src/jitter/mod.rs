@@ -57,8 +57,8 @@
 
 use std::time::Duration;
 
-use crate::core::rtp::{MediaKind, RtpPacket};
-use crate::core::time::{extend_seq, extend_ts, nanos_to_ticks, rescale, ticks_to_nanos};
+use crate::rtp::{MediaKind, RtpPacket};
+use crate::time::{extend_seq, extend_ts, nanos_to_ticks, rescale, ticks_to_nanos};
 
 pub mod drift;
 

@@ -15,7 +15,7 @@ fn ms(v: u64) -> Duration {
 fn track_with(at: i64, pcm: &[i16]) -> Track {
     let mut t = Track::new(RATE as usize * 4);
     let mut sink = t.sink(at);
-    crate::core::leg::PcmSink::samples(&mut sink, 0, pcm);
+    crate::leg::PcmSink::samples(&mut sink, 0, pcm);
     t
 }
 

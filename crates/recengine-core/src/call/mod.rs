@@ -46,13 +46,13 @@ pub mod plan;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use crate::core::encode::{EncodeError, EncoderSpec};
-use crate::core::format::PauseBehavior;
-use crate::core::leg::{Dropped, LegConfig, LegReceiver, share_drift_reference};
-use crate::core::mixer::{DEFAULT_MARGIN, MixInput, Mixer, MixerError, PauseInterval};
-use crate::core::recorder::Recorder;
-use crate::core::time::nanos_to_ticks;
-use crate::core::track::Track;
+use crate::encode::{EncodeError, EncoderSpec};
+use crate::format::PauseBehavior;
+use crate::leg::{Dropped, LegConfig, LegReceiver, share_drift_reference};
+use crate::mixer::{DEFAULT_MARGIN, MixInput, Mixer, MixerError, PauseInterval};
+use crate::recorder::Recorder;
+use crate::time::nanos_to_ticks;
+use crate::track::Track;
 
 /// Encoded bytes gathered per recording before they come out as one
 /// [`Output::Bytes`] (also at every flush and at the finish): the writer

@@ -7,7 +7,7 @@
 //! once: when its first end packet arrives, or, if no end packet ever comes,
 //! when the next event starts or the leg finishes.
 
-use crate::core::time::extend_ts;
+use crate::time::extend_ts;
 
 /// One DTMF digit (or other telephone event) seen on a leg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 
 use super::plan::{PlanLeg, Selection, plan};
 use super::*;
-use crate::core::call::plan::Role;
-use crate::core::decode::ulaw_to_linear;
-use crate::core::format::{Channels, Format};
-use crate::core::rtp::{Codec, PayloadMap};
+use crate::call::plan::Role;
+use crate::decode::ulaw_to_linear;
+use crate::format::{Channels, Format};
+use crate::rtp::{Codec, PayloadMap};
 use crate::testkit::{event_payload, pcmu_frames, rtp_packet, tone};
 
 const RATE: u32 = 8000;

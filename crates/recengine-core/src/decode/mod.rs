@@ -16,7 +16,7 @@ mod opus;
 
 use thiserror::Error;
 
-use crate::core::rtp::Codec;
+use crate::rtp::Codec;
 
 pub use g711::{alaw_to_linear, linear_to_alaw, linear_to_ulaw, ulaw_to_linear};
 
@@ -67,11 +67,10 @@ pub fn decoder_for(codec: Codec, rate: Option<u32>) -> Result<Box<dyn Decoder>, 
         Codec::L16 { rate, channels } => Box::new(l16::L16::new(rate, channels)),
         Codec::Opus => {
             let r = rate
-                .filter(|r| crate::core::opus::DECODE_RATES.contains(r))
+                .filter(|r| crate::opus::DECODE_RATES.contains(r))
                 .unwrap_or(48_000);
             Box::new(
-                crate::core::opus::OpusDecoder::new(r)
-                    .map_err(|e| DecodeError::Opus(e.to_string()))?,
+                crate::opus::OpusDecoder::new(r).map_err(|e| DecodeError::Opus(e.to_string()))?,
             )
         }
         other => return Err(DecodeError::Unsupported(other.name())),
@@ -84,7 +83,7 @@ pub fn payload_duration(codec: Codec, payload: &[u8]) -> u32 {
     match codec {
         Codec::Pcmu | Codec::Pcma | Codec::G722 => len,
         Codec::L16 { channels, .. } => len / (2 * u32::from(channels.max(1))),
-        Codec::Opus => crate::core::opus::packet_samples_48k(payload).unwrap_or(0),
+        Codec::Opus => crate::opus::packet_samples_48k(payload).unwrap_or(0),
         Codec::TelephoneEvent { .. } | Codec::ComfortNoise { .. } => 0,
     }
 }

@@ -3,7 +3,7 @@
 //! second of audio (or sooner at a flush), granule positions in 48 kHz
 //! samples including the pre-skip, and a final page with the EOS flag.
 
-use crate::core::opus::{Application, OpusEncoder};
+use crate::opus::{Application, OpusEncoder};
 
 use super::ogg::OggPageWriter;
 use super::{EncodeError, Encoder, EncoderSpec, check_interleaving};

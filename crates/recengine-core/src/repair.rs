@@ -8,7 +8,7 @@
 //! - Ogg: cut after the last whole page with a valid CRC; that page gets the
 //!   end-of-stream flag (its granule position already states the length).
 
-use crate::core::encode::ogg_crc32;
+use crate::encode::ogg_crc32;
 
 /// What to do to a damaged file: keep `keep` bytes, then write each
 /// `(offset, bytes)` patch over the kept part.
@@ -221,8 +221,8 @@ pub fn ogg_opus_duration_ms(bytes: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::encode::{EncoderSpec, encoder_for};
-    use crate::core::format::Format;
+    use crate::encode::{EncoderSpec, encoder_for};
+    use crate::format::Format;
 
     fn encoded(format: Format, secs: usize) -> (Vec<u8>, Option<Vec<u8>>) {
         let mut enc = encoder_for(EncoderSpec {

@@ -10,8 +10,8 @@
 
 use thiserror::Error;
 
-use crate::core::format::Channels;
-use crate::core::mixer::MixInput;
+use crate::format::Channels;
+use crate::mixer::MixInput;
 
 /// A party's role in a call.
 #[derive(

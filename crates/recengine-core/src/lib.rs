@@ -33,5 +33,6 @@ pub mod recorder;
 pub mod repair;
 pub mod resample;
 pub mod rtp;
+pub mod testkit;
 pub mod time;
 pub mod track;

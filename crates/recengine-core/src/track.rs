@@ -4,13 +4,13 @@
 //!
 //! Sample `i` of a track (counting from its first) sits at call position
 //! `first_call_pos + i` nominally; a mixer may read it slightly earlier or
-//! later to absorb clock drift (see [`crate::core::mixer`]).
+//! later to absorb clock drift (see [`crate::mixer`]).
 //!
-//! [`LegReceiver`]: crate::core::leg::LegReceiver
+//! [`LegReceiver`]: crate::leg::LegReceiver
 
 use std::ops::Range;
 
-use crate::core::leg::PcmSink;
+use crate::leg::PcmSink;
 
 /// See the module documentation.
 #[derive(Debug, Clone)]

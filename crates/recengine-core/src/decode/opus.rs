@@ -3,7 +3,7 @@
 //! carries SILK in-band FEC for it.
 
 use super::{DecodeError, Decoder};
-use crate::core::opus::{OpusDecoder, has_lbrr, packet_samples_48k};
+use crate::opus::{OpusDecoder, has_lbrr, packet_samples_48k};
 
 impl Decoder for OpusDecoder {
     fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<usize, DecodeError> {
@@ -61,7 +61,7 @@ impl Decoder for OpusDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::opus::{Application, OpusEncoder};
+    use crate::opus::{Application, OpusEncoder};
 
     #[test]
     fn loss_without_fec_is_silence_and_a_bad_packet_is_malformed() {

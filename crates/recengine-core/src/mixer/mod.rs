@@ -12,7 +12,7 @@
 //!   reads silence.
 //! - **Exactness.** Tracks are already on the call timeline, drift
 //!   corrections included (the legs make them, in silence: see
-//!   [`crate::core::jitter`]), so the mixer copies every sample from the
+//!   [`crate::jitter`]), so the mixer copies every sample from the
 //!   place it belongs and never resamples or shifts a track.
 //! - **Mute and DTMF suppression** silence one input over intervals of call
 //!   positions.
@@ -28,10 +28,10 @@ use std::time::Duration;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::core::format::PauseBehavior;
-use crate::core::leg::DtmfRecord;
-use crate::core::time::nanos_to_ticks;
-use crate::core::track::Track;
+use crate::format::PauseBehavior;
+use crate::leg::DtmfRecord;
+use crate::time::nanos_to_ticks;
+use crate::track::Track;
 
 /// How far behind the tracks' playout point a recording mixes: room for
 /// the packet granularity of the legs' output and for drift corrections

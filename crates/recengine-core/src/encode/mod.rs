@@ -15,7 +15,7 @@ mod wav;
 
 use thiserror::Error;
 
-use crate::core::format::{Format, bitrate_problem, mp3_bitrates, sample_rates};
+use crate::format::{Format, bitrate_problem, mp3_bitrates, sample_rates};
 
 pub use mp3::Mp3Encoder;
 pub use ogg::{OggPageWriter, crc32 as ogg_crc32};

@@ -11,15 +11,15 @@
 
 use std::time::Duration;
 
-use crate::core::decode::{Decoder, decoder_for, payload_duration};
-use crate::core::jitter::drift::Level;
-use crate::core::jitter::{
+use crate::decode::{Decoder, decoder_for, payload_duration};
+use crate::jitter::drift::Level;
+use crate::jitter::{
     GapCause, JitterBuffer, JitterConfig, JitterStats, PayloadInfo, Playout, Rejected,
 };
-use crate::core::resample::Resampler;
-use crate::core::rtp::dtmf::{DtmfDetector, DtmfEvent};
-use crate::core::rtp::{Codec, MediaKind, PayloadMap, RtpError, RtpPacket, is_rtcp};
-use crate::core::time::rescale;
+use crate::resample::Resampler;
+use crate::rtp::dtmf::{DtmfDetector, DtmfEvent};
+use crate::rtp::{Codec, MediaKind, PayloadMap, RtpError, RtpPacket, is_rtcp};
+use crate::time::rescale;
 
 /// A drift correction waits this long for quiet audio before it stretches
 /// or squeezes whatever audio comes (a leg that never pauses).

@@ -4,10 +4,10 @@
 //! the file; the caller writes them (and rewrites [`Recorder::header`] at the
 //! front when the format has one).
 
-use crate::core::encode::{EncodeError, Encoder, EncoderSpec, encoder_for};
-use crate::core::mixer::Mixer;
-use crate::core::resample::Resampler;
-use crate::core::track::Track;
+use crate::encode::{EncodeError, Encoder, EncoderSpec, encoder_for};
+use crate::mixer::Mixer;
+use crate::resample::Resampler;
+use crate::track::Track;
 
 /// See the module documentation.
 pub struct Recorder {

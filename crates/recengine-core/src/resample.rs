@@ -2,7 +2,7 @@
 //! windowed-sinc filter (Kaiser window).
 //!
 //! The ratio is reduced to `up/down`; the prototype low-pass has
-//! [`TAPS`] taps at the lower rate and cuts off at 95 % of the lower
+//! `TAPS` taps at the lower rate and cuts off at 95 % of the lower
 //! Nyquist frequency, which keeps the telephone band (300–3400 Hz at 8 kHz)
 //! flat and pushes aliases more than 70 dB down. The filter's delay is
 //! removed: output sample `k` lines up with input time `k · down/up`, so a
