@@ -67,6 +67,20 @@ fn parallel_requests_on_one_call_keep_it_consistent() {
     });
     let (_, call) = d.admin("GET", "/v1/calls/conf", None);
     assert_eq!(call["legs"].as_array().unwrap().len(), 7, "{call}");
+    // Some audio, so the recording has something to keep (one with no
+    // packet at all fails as no_media).
+    let signal = recengine::testkit::tone(8000, 440.0, 8000.0, 8000 / 5);
+    let socket = udp();
+    stream(
+        &[Leg {
+            port: leg_port(&call, "participant-1"),
+            ssrc: 7,
+            signal: &signal,
+            socket: &socket,
+            delay_packets: 0,
+        }],
+        |_| {},
+    );
     let mut events = d.events(Some(0));
     assert_eq!(d.admin("POST", "/v1/calls/conf/end", None).0, 200);
     let seen = events.until("recording.completed", Duration::from_secs(10));

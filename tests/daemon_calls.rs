@@ -527,6 +527,45 @@ fn media_timeout_ends_a_silent_call_and_max_duration_stops_a_recording() {
     ));
     assert_eq!(events.last().unwrap()["data"]["reason"], "media_timeout");
     assert_eq!(events.last().unwrap()["data"]["call_id"], call["call_id"]);
+
+    // Not one packet reached the recording: it fails as no_media and
+    // leaves no file of silence behind.
+    let mut seen = events.clone();
+    if !seen.iter().any(|e| e["event"] == "recording.failed") {
+        seen.extend(ev.until("recording.failed", 5 * SECOND));
+    }
+    let failed = seen
+        .iter()
+        .find(|e| e["event"] == "recording.failed")
+        .unwrap();
+    assert_eq!(failed["data"]["reason"], "no_media", "{failed}");
+    let id = failed["data"]["recording_id"].as_str().unwrap();
+    let (status, rec) = d.admin("GET", &format!("/v1/recordings/{id}"), None);
+    assert_eq!(status, 200, "{rec}");
+    assert_eq!(
+        (rec["status"].as_str(), rec["failure_reason"].as_str()),
+        (Some("failed"), Some("no_media")),
+        "{rec}"
+    );
+    let leftovers: Vec<_> = walk(&d.storage())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(id))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// A recording at another rate than the call's media rate is resampled

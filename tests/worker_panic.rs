@@ -27,7 +27,7 @@ fn start_call(
     call: u64,
     id: &str,
     dir: &std::path::Path,
-) {
+) -> std::net::SocketAddr {
     pool.send(
         call,
         WorkerCmd::AddCall {
@@ -37,9 +37,11 @@ fn start_call(
             shared: Arc::new(CallShared::default()),
         },
     );
-    // A real socket nobody sends to: the leg stays silent.
+    // A real socket: silent unless the test sends to its address.
+    let bound = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = bound.local_addr().unwrap();
     let socket = LegSocket::new(
-        std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+        bound,
         Arc::new(IngestStats::default()),
         RelatchPolicy::Never,
         None,
@@ -131,6 +133,7 @@ fn start_call(
             }),
         },
     );
+    addr
 }
 
 #[test]
@@ -171,8 +174,15 @@ fn a_panicking_worker_fails_only_its_calls_and_is_replaced() {
     assert_eq!(lost, Some(1));
 
     // The same worker (the pool has one) takes the next call as usual.
-    start_call(&pool, &writers, clock, 2, "survivor", &dir);
-    std::thread::sleep(Duration::from_millis(300));
+    let leg = start_call(&pool, &writers, clock, 2, "survivor", &dir);
+    // Some audio, so the recording has something to keep (one with no
+    // packet at all fails as no_media).
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for k in 0..15u16 {
+        let p = recengine::testkit::rtp_packet(0, k == 0, k, u32::from(k) * 160, 9, &[0xff; 160]);
+        sender.send_to(&p, leg).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
     pool.send(
         2,
         WorkerCmd::EndCall {

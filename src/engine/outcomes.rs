@@ -129,7 +129,11 @@ impl Engine {
                 None,
             ),
         );
-        tracing::error!(recording = key, reason, message, "recording failed");
+        if failure == Failure::NoMedia {
+            tracing::warn!(recording = key, reason, message, "recording failed");
+        } else {
+            tracing::error!(recording = key, reason, message, "recording failed");
+        }
         self.emit(Event::RecordingFailed {
             recording_id: id.clone(),
             call_id: call_id.clone(),

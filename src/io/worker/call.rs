@@ -344,6 +344,11 @@ pub(super) fn carry_out<S>(c: &mut CallState<S>, reports: &Sender<WorkerReport>)
                 failure, message, ..
             } => {
                 let rec = c.recordings.remove(i);
+                if failure == Failure::NoMedia {
+                    // A file of silence says nothing; a partial file of a
+                    // failed encoder or disk keeps what was recorded.
+                    let _ = sink.send(SinkMsg::Discard);
+                }
                 fail(&rec.setup.id, failure, message, reports);
                 continue;
             }
@@ -362,7 +367,11 @@ pub(super) fn carry_out<S>(c: &mut CallState<S>, reports: &Sender<WorkerReport>)
 }
 
 pub(super) fn fail(id: &str, failure: Failure, message: String, reports: &Sender<WorkerReport>) {
-    tracing::error!(recording = %id, reason = failure.reason(), %message, "recording failed");
+    if failure == Failure::NoMedia {
+        tracing::warn!(recording = %id, reason = failure.reason(), %message, "recording failed");
+    } else {
+        tracing::error!(recording = %id, reason = failure.reason(), %message, "recording failed");
+    }
     let _ = reports.send(WorkerReport::Failed {
         id: id.to_owned(),
         reason: failure,

@@ -93,6 +93,10 @@ pub enum Failure {
     /// A fault of the engine (a media worker panicked).
     #[serde(rename = "internal")]
     Internal,
+    /// None of its legs ever received an RTP packet: there is nothing to
+    /// keep, and the driver removes the file of silence.
+    #[serde(rename = "no_media")]
+    NoMedia,
 }
 
 impl Failure {
@@ -102,6 +106,7 @@ impl Failure {
             Failure::Storage => "storage_error",
             Failure::Encoder => "encoder_error",
             Failure::Internal => "internal",
+            Failure::NoMedia => "no_media",
         }
     }
 }
@@ -452,6 +457,18 @@ impl CallMedia {
             return self.outputs.push_back(Output::Discarded {
                 recording: handle,
                 duration_ms,
+            });
+        }
+        let heard = r.recorder.mixer().tracks().any(|t| {
+            self.legs
+                .get(t)
+                .is_some_and(|l| l.receiver.stats().received > 0)
+        });
+        if !heard {
+            return self.outputs.push_back(Output::Failed {
+                recording: handle,
+                failure: Failure::NoMedia,
+                message: "none of the recording's legs received an RTP packet".into(),
             });
         }
         if !tail.is_empty() {

@@ -354,6 +354,24 @@ fn a_recording_shorter_than_its_minimum_is_discarded() {
 }
 
 #[test]
+fn a_recording_whose_legs_never_received_a_packet_fails_for_want_of_media() {
+    // The callee sends; a recording of the caller alone hears nothing.
+    let callee = Party::new(1, 440.0, ms(0), ms(1000));
+    let mut d = Drive::new(2, &[&callee]);
+    let caller_only = d.media.start_recording(recording(&[(0, 0)], 1)).unwrap();
+    let both = d
+        .media
+        .start_recording(recording(&[(0, 0), (1, 1)], 2))
+        .unwrap();
+    d.run_to(ms(1200));
+    d.media.end(EndAt::LastAudio);
+    d.collect();
+    assert_eq!(d.failed, vec![(caller_only, Failure::NoMedia)]);
+    assert!(d.finished.contains_key(&both));
+    assert_eq!(Failure::NoMedia.reason(), "no_media");
+}
+
+#[test]
 fn a_late_participant_joins_a_mono_recording() {
     let a = Party::new(0, 440.0, ms(0), ms(1400));
     let b = Party::new(1, 697.0, ms(0), ms(1400));

@@ -221,6 +221,11 @@ impl Mixer {
 
     /// Adds an input (a conference participant joining a recording of
     /// everyone). Its audio counts from wherever its track has reached.
+    /// The tracks mixed.
+    pub fn tracks(&self) -> impl Iterator<Item = usize> + '_ {
+        self.inputs.iter().map(|i| i.input.track)
+    }
+
     pub fn add_input(&mut self, input: MixInput) {
         if self.inputs.iter().any(|i| i.input.track == input.track) {
             return;
