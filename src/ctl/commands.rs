@@ -182,14 +182,30 @@ pub(super) async fn action(
 }
 
 /// `list`'s filters and page.
+#[derive(clap::Args)]
 pub(super) struct RecordingFilter {
-    pub(super) call_id: Option<String>,
-    pub(super) status: Option<RecordingStatus>,
-    pub(super) format: Option<Format>,
-    pub(super) since: Option<String>,
-    pub(super) until: Option<String>,
-    pub(super) limit: u32,
-    pub(super) offset: u64,
+    /// Only this call's recordings.
+    #[arg(long)]
+    call_id: Option<String>,
+    /// recording | paused | stopped | processing | completed | failed |
+    /// discarded | deleted
+    #[arg(long, value_parser = super::api_word::<RecordingStatus>)]
+    status: Option<RecordingStatus>,
+    /// wav | mp3 | opus
+    #[arg(long, value_parser = super::api_word::<Format>)]
+    format: Option<Format>,
+    /// Started at or after (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Started before (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+    /// Most rows (up to 1000).
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// Rows to skip (paging).
+    #[arg(long, default_value_t = 0)]
+    offset: u64,
 }
 
 pub(super) async fn list(api: &Api, out: &Output, f: RecordingFilter) -> Result<(), CtlError> {

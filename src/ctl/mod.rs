@@ -27,7 +27,6 @@ use crate::catalog::outbox::DeliveryStatus;
 use crate::config::{Channels, Format, PauseBehavior};
 use crate::engine::model::{Direction, DtmfPolicy, ParticipantRequest, RecordingRequest};
 use crate::http_client::{HttpClient, HttpError};
-use crate::recording::RecordingStatus;
 
 #[derive(Debug, Error)]
 pub enum CtlError {
@@ -143,30 +142,7 @@ enum CtlCommand {
         call_id: String,
     },
     /// List recordings (newest first).
-    List {
-        /// Only this call's recordings.
-        #[arg(long)]
-        call_id: Option<String>,
-        /// recording | paused | stopped | processing | completed | failed |
-        /// discarded | deleted
-        #[arg(long, value_parser = api_word::<RecordingStatus>)]
-        status: Option<RecordingStatus>,
-        /// wav | mp3 | opus
-        #[arg(long, value_parser = api_word::<Format>)]
-        format: Option<Format>,
-        /// Started at or after (RFC 3339).
-        #[arg(long)]
-        since: Option<String>,
-        /// Started before (RFC 3339).
-        #[arg(long)]
-        until: Option<String>,
-        /// Most rows (up to 1000).
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-        /// Rows to skip (paging).
-        #[arg(long, default_value_t = 0)]
-        offset: u64,
-    },
+    List(commands::RecordingFilter),
     /// Show one recording.
     Get {
         /// The recording's id.
@@ -330,26 +306,7 @@ async fn run_async(args: CtlArgs) -> Result<(), CtlError> {
         CtlCommand::Stop { call_id } => commands::action(&api, &out, &call_id, "stop").await,
         CtlCommand::Pause { call_id } => commands::action(&api, &out, &call_id, "pause").await,
         CtlCommand::Resume { call_id } => commands::action(&api, &out, &call_id, "resume").await,
-        CtlCommand::List {
-            call_id,
-            status,
-            format,
-            since,
-            until,
-            limit,
-            offset,
-        } => {
-            let filter = commands::RecordingFilter {
-                call_id,
-                status,
-                format,
-                since,
-                until,
-                limit,
-                offset,
-            };
-            commands::list(&api, &out, filter).await
-        }
+        CtlCommand::List(filter) => commands::list(&api, &out, filter).await,
         CtlCommand::Get { recording_id } => commands::get(&api, &out, &recording_id).await,
         CtlCommand::Download {
             recording_id,

@@ -16,7 +16,7 @@ impl Engine {
             ..Default::default()
         };
         for r in reg.recordings.values() {
-            *g.recordings_by_state.entry(r.state.name()).or_default() += 1;
+            *g.recordings_by_state.entry(r.state.as_str()).or_default() += 1;
         }
         for c in reg.calls.values() {
             for l in &c.legs {

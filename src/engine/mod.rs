@@ -52,7 +52,6 @@ use crate::timefmt::{rfc3339, unix_now};
 pub use access::{Principal, scoped_key};
 pub use error::EngineError;
 pub use metrics::{FINALIZE_BUCKETS_MS, Gauges, Histogram};
-pub use state::RecState;
 pub use validate::{MAX_LEGS, MAX_TEXT};
 
 use state::Registry;

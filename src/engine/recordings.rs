@@ -22,7 +22,7 @@ use crate::timefmt::{rfc3339, unix_now};
 
 use super::access::{Principal, scoped_key};
 use super::model::*;
-use super::state::{RecState, Recording, Registry, Transition, recording_view};
+use super::state::{Recording, Registry, Transition, recording_view};
 use super::validate::check_id;
 use super::{Engine, EngineError, lock};
 
@@ -203,7 +203,7 @@ impl Engine {
             tenant: call.tenant.clone(),
             call_id: call.id.clone(),
             call_num: call.num,
-            state: RecState::Recording,
+            state: RecordingStatus::Recording,
             format: options.spec.format,
             sample_rate: options.spec.sample_rate,
             channels: options.channels,

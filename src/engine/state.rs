@@ -15,36 +15,9 @@ use crate::recording::{RecordingInfo, Role};
 use super::model::*;
 use crate::core::call::Failure;
 
-/// Recording states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecState {
-    Recording,
-    Paused,
-    Stopped,
-    Processing,
-    Completed,
-    Failed,
-    Discarded,
-}
-
-impl RecState {
-    pub fn name(self) -> &'static str {
-        self.status().as_str()
-    }
-
-    /// The status the API and the catalog name this state by.
-    pub fn status(self) -> RecordingStatus {
-        match self {
-            RecState::Recording => RecordingStatus::Recording,
-            RecState::Paused => RecordingStatus::Paused,
-            RecState::Stopped => RecordingStatus::Stopped,
-            RecState::Processing => RecordingStatus::Processing,
-            RecState::Completed => RecordingStatus::Completed,
-            RecState::Failed => RecordingStatus::Failed,
-            RecState::Discarded => RecordingStatus::Discarded,
-        }
-    }
-
+/// A live recording's state is its [`RecordingStatus`] (never `deleted`:
+/// only a catalogued recording can be); its edges are here.
+impl RecordingStatus {
     /// The state after `event`, `None` where the machine has no such edge
     /// (the caller answers that as an error or ignores a late report):
     ///
@@ -58,8 +31,8 @@ impl RecState {
     /// final before its worker's "done" is read: `completed` and
     /// `discarded` are reached from any state, and "done" is ignored once
     /// finished.
-    pub(super) fn after(self, event: Transition) -> Option<RecState> {
-        use RecState::*;
+    pub(super) fn after(self, event: Transition) -> Option<RecordingStatus> {
+        use RecordingStatus::*;
         match (self, event) {
             (Recording, Transition::Pause) => Some(Paused),
             (Paused, Transition::Resume) => Some(Recording),
@@ -73,18 +46,15 @@ impl RecState {
     }
 
     pub(super) fn active(self) -> bool {
-        matches!(self, RecState::Recording | RecState::Paused)
+        matches!(self, RecordingStatus::Recording | RecordingStatus::Paused)
     }
 
     pub(super) fn finished(self) -> bool {
-        matches!(
-            self,
-            RecState::Completed | RecState::Failed | RecState::Discarded
-        )
+        !self.in_progress()
     }
 }
 
-/// What moves a recording from one [`RecState`] to the next.
+/// What moves a recording from one [`RecordingStatus`] to the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Transition {
     Pause,
@@ -137,7 +107,7 @@ pub(super) struct Recording {
     pub(super) tenant: Option<String>,
     pub(super) call_id: String,
     pub(super) call_num: u64,
-    pub(super) state: RecState,
+    pub(super) state: RecordingStatus,
     pub(super) format: Format,
     pub(super) sample_rate: u32,
     pub(super) channels: Channels,
@@ -167,7 +137,7 @@ pub(super) fn recording_view(r: &Recording) -> RecordingView {
     RecordingView {
         recording_id: r.id.clone(),
         call_id: r.call_id.clone(),
-        status: r.state.status(),
+        status: r.state,
         format: r.format,
         sample_rate: r.sample_rate,
         channels: r.channels,
@@ -185,11 +155,11 @@ pub(super) fn recording_view(r: &Recording) -> RecordingView {
 
 #[cfg(test)]
 mod tests {
-    use super::{RecState, Transition};
+    use super::{RecordingStatus, Transition};
 
     #[test]
     fn the_recording_state_machine_has_only_its_edges() {
-        use RecState::*;
+        use RecordingStatus::*;
         use Transition::*;
         assert_eq!(Recording.after(Pause), Some(Paused));
         assert_eq!(Paused.after(Pause), None);
