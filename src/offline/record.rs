@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::capture::net::udp_in_frame;
-use crate::capture::streams::StreamSummary;
+use crate::capture::streams::{StreamFinder, StreamSummary};
 use crate::config::{Channels, Format, PauseBehavior};
 use crate::core::call::plan::{PlanLeg, Selection, plan};
-use crate::core::call::{CallMedia, EndAt, Output, RecordingPlan};
+use crate::core::call::{CallMedia, EndAt, Output, RecordingHandle, RecordingPlan};
 use crate::core::encode::EncoderSpec;
 use crate::core::leg::LegConfig;
 use crate::error::Error;
@@ -104,6 +104,8 @@ pub struct RecordOptions {
 
 struct Party {
     summary: StreamSummary,
+    /// The stream's SSRC in hex.
+    leg_id: String,
     role: Role,
     channel: Option<u16>,
 }
@@ -112,52 +114,23 @@ const TICK: Duration = Duration::from_millis(20);
 
 /// Makes the recording; returns its metadata (also written as the sidecar).
 pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
-    let mut finder = find_streams(&opts.input, &opts.rtp_ports, true)?;
-    let audio: Vec<StreamSummary> = finder
-        .streams()
-        .into_iter()
-        .filter(|s| {
-            s.main_audio_codec(&finder.payload_map(s, &opts.payload_types))
-                .is_some()
-        })
-        .collect();
-    let find = |sel: &PartySelector| audio.iter().find(|s| sel.matches(s)).cloned();
-    let caller = match &opts.caller {
-        Some(sel) => find(sel),
-        None => audio.first().cloned(),
-    }
-    .ok_or_else(|| no_party(opts, "caller"))?;
-    let callee = match &opts.callee {
-        Some(sel) => Some(find(sel).ok_or_else(|| no_party(opts, "callee"))?),
-        None => audio.iter().find(|s| s.key != caller.key).cloned(),
-    };
+    let (mut finder, mut parties) = choose_parties(opts)?;
     let mut media = CallMedia::new(opts.sample_rate, opts.playout_delay);
-    let mut parties: Vec<Party> = Vec::new();
-    for (summary, role) in [(Some(caller), Role::Caller), (callee, Role::Callee)] {
-        let Some(summary) = summary else { continue };
-        let map = finder.payload_map(&summary, &opts.payload_types);
+    for p in &parties {
         media.add_leg(LegConfig {
-            payload_map: map,
+            payload_map: finder.payload_map(&p.summary, &opts.payload_types),
             rate: opts.sample_rate,
             playout_delay: opts.playout_delay,
             jitter_capacity: opts.jitter_capacity,
             drift_bound: opts.drift_bound,
         });
-        parties.push(Party {
-            summary,
-            role,
-            channel: None,
-        });
     }
-
-    let ids: Vec<String> = parties
-        .iter()
-        .map(|p| format!("{:08x}", p.summary.key.ssrc))
-        .collect();
     let plan_legs: Vec<PlanLeg<'_>> = parties
         .iter()
-        .zip(&ids)
-        .map(|(p, id)| PlanLeg { id, role: p.role })
+        .map(|p| PlanLeg {
+            id: &p.leg_id,
+            role: p.role,
+        })
         .collect();
     let channels = plan(&plan_legs, &opts.participant.selection(), opts.channels)
         .map_err(|e| Error::Invalid(e.to_string()))?;
@@ -189,38 +162,141 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
         |s| s.to_string_lossy().into_owned(),
     );
     let recording_id = format!("pcap-{stem}");
-    std::fs::create_dir_all(&opts.output_dir)
-        .map_err(|e| Error::io(format!("creating {}", opts.output_dir.display()), e))?;
-    let path = opts
-        .output_dir
-        .join(format!("{recording_id}.{}", opts.format.extension()));
-    let _ = std::fs::remove_file(&path);
-    let mut part_path = path.clone().into_os_string();
-    part_path.push(".part");
-    let _ = std::fs::remove_file(&part_path);
-    let file = RecordingFile::create(&path, opts.flush_interval, Duration::ZERO)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-    let mut out = FileOut {
-        file: Some(file),
-        done: None,
+    let mut out = FileOut::create(opts, &recording_id)?;
+    let mut pauses = PauseSchedule::new(&opts.pauses);
+    let clock = replay(
+        opts,
+        &mut finder,
+        &parties,
+        &mut media,
+        &mut out,
+        |media, t| {
+            pauses.apply_until(media, recording, Some(t));
+        },
+    )?;
+    // End of capture: release everything, mix to the end of the last audio.
+    pauses.apply_until(&mut media, recording, None);
+    media.end(EndAt::LastAudio);
+    let finished = out.carry_out(&mut media)?;
+    let (Some(summary), Some(done)) = (finished, out.done.take()) else {
+        return Err(Error::Invalid(format!(
+            "{}: the recording did not finish",
+            opts.input.display()
+        )));
     };
+    // The file is the statement: it starts at the first packet and lasts
+    // its duration.
+    let started = clock.epoch + clock.first_seen;
+    let info = RecordingInfo {
+        recording_id: recording_id.clone(),
+        call_id: stem,
+        customer_id: None,
+        reference_type: "call".into(),
+        status: RecordingStatus::Completed,
+        format: opts.format,
+        content_type: opts.format.content_type().into(),
+        sample_rate: opts.sample_rate,
+        channels: opts.channels,
+        channel_count: channels.channel_count,
+        bitrate_kbps: spec.effective_bitrate_kbps(),
+        participant: opts.participant.name().into(),
+        pause_behavior: opts.pause_behavior,
+        started_at: rfc3339(started),
+        stopped_at: rfc3339(started + Duration::from_millis(summary.duration_ms)),
+        duration_ms: summary.duration_ms,
+        file: done
+            .path
+            .file_name()
+            .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
+        file_size_bytes: done.size,
+        checksum: Checksum::sha256(done.sha256),
+        pauses: summary.pauses,
+        legs: parties
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let leg = media.leg(i);
+                LegInfo {
+                    leg_id: p.leg_id,
+                    role: p.role,
+                    label: None,
+                    channel: p.channel,
+                    codecs: leg.map(|l| l.codecs_used()).unwrap_or_default(),
+                    source: Some(p.summary.key.src.to_string()),
+                    stats: leg.map(|l| l.stats()).unwrap_or_default(),
+                    dtmf: leg.map(|l| l.dtmf().to_vec()).unwrap_or_default(),
+                }
+            })
+            .collect(),
+        recovered: false,
+    };
+    let sidecar = opts.output_dir.join(format!("{recording_id}.json"));
+    write_sidecar(&sidecar, &info)
+        .map_err(|e| Error::io(format!("writing {}", sidecar.display()), e))?;
+    Ok(info)
+}
 
-    let mut pauses: Vec<(Duration, bool)> = opts
-        .pauses
-        .iter()
-        .flat_map(|&(a, b)| [(a, true), (b, false)])
+/// The caller's and the callee's audio streams: chosen by `--caller` and
+/// `--callee`, else the first audio stream and the next of another flow.
+fn choose_parties(opts: &RecordOptions) -> Result<(StreamFinder, Vec<Party>), Error> {
+    let finder = find_streams(&opts.input, &opts.rtp_ports, true)?;
+    let audio: Vec<StreamSummary> = finder
+        .streams()
+        .into_iter()
+        .filter(|s| {
+            s.main_audio_codec(&finder.payload_map(s, &opts.payload_types))
+                .is_some()
+        })
         .collect();
-    pauses.sort_by_key(|p| p.0);
-    let mut next_pause = 0;
+    let find = |sel: &PartySelector| audio.iter().find(|s| sel.matches(s)).cloned();
+    let caller = match &opts.caller {
+        Some(sel) => find(sel),
+        None => audio.first().cloned(),
+    }
+    .ok_or_else(|| no_party(opts, "caller"))?;
+    let callee = match &opts.callee {
+        Some(sel) => Some(find(sel).ok_or_else(|| no_party(opts, "callee"))?),
+        None => audio.iter().find(|s| s.key != caller.key).cloned(),
+    };
+    let parties = [(Some(caller), Role::Caller), (callee, Role::Callee)]
+        .into_iter()
+        .filter_map(|(summary, role)| {
+            summary.map(|summary| Party {
+                leg_id: format!("{:08x}", summary.key.ssrc),
+                summary,
+                role,
+                channel: None,
+            })
+        })
+        .collect();
+    Ok((finder, parties))
+}
 
-    // The recording starts with the first packet of a recorded party.
+/// Where the replay's clock stood: capture time of its zero, and the first
+/// packet of a recorded party after it.
+struct ReplayClock {
+    epoch: Duration,
+    first_seen: Duration,
+}
+
+/// Feeds the recorded parties' packets to `media` at their capture times,
+/// ticking every 20 ms of capture time (calling `before_tick` first) and
+/// carrying out the outputs. The replay runs from the first packet of a
+/// recorded party to its last: whatever the capture holds after it
+/// (signalling, other calls) is not the call.
+fn replay(
+    opts: &RecordOptions,
+    finder: &mut StreamFinder,
+    parties: &[Party],
+    media: &mut CallMedia,
+    out: &mut FileOut,
+    mut before_tick: impl FnMut(&mut CallMedia, Duration),
+) -> Result<ReplayClock, Error> {
     let media_start = parties
         .iter()
         .map(|p| p.summary.first_seen)
         .min()
         .unwrap_or_default();
-    // ... and ends with the last packet of a recorded party: whatever the
-    // capture holds after it (signalling, other calls) is not the call.
     let media_end = parties
         .iter()
         .map(|p| p.summary.last_seen)
@@ -240,17 +316,9 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
         let start = *epoch.get_or_insert(rec.time);
         let now = rec.time.saturating_sub(start);
         while next_tick <= now {
-            while next_pause < pauses.len() && pauses[next_pause].0 <= next_tick {
-                let (at, pause) = pauses[next_pause];
-                let _ = if pause {
-                    media.pause(recording, at)
-                } else {
-                    media.resume(recording, at)
-                };
-                next_pause += 1;
-            }
+            before_tick(media, next_tick);
             media.tick(next_tick);
-            out.carry_out(&mut media, &path)?;
+            out.carry_out(media)?;
             next_tick += TICK;
         }
         let Some(udp) = udp_in_frame(rec.linktype, rec.data) else {
@@ -265,78 +333,49 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
             first_seen.get_or_insert(now);
         }
     }
-    // End of capture: release everything, mix to the end of the last audio.
-    while next_pause < pauses.len() {
-        let (at, pause) = pauses[next_pause];
-        let _ = if pause {
-            media.pause(recording, at)
-        } else {
-            media.resume(recording, at)
-        };
-        next_pause += 1;
-    }
-    media.end(EndAt::LastAudio);
-    let finished = out.carry_out(&mut media, &path)?;
-    let (Some(summary), Some(done)) = (finished, out.done) else {
-        return Err(Error::Invalid(format!(
-            "{}: the recording did not finish",
-            opts.input.display()
-        )));
-    };
+    Ok(ReplayClock {
+        epoch: epoch.unwrap_or_default(),
+        first_seen: first_seen.unwrap_or_default(),
+    })
+}
 
-    let base = epoch.unwrap_or_default();
-    let info = RecordingInfo {
-        recording_id: recording_id.clone(),
-        call_id: stem,
-        customer_id: None,
-        reference_type: "call".into(),
-        status: RecordingStatus::Completed,
-        format: opts.format,
-        content_type: opts.format.content_type().into(),
-        sample_rate: opts.sample_rate,
-        channels: opts.channels,
-        channel_count: channels.channel_count,
-        bitrate_kbps: spec.effective_bitrate_kbps(),
-        participant: opts.participant.name().into(),
-        pause_behavior: opts.pause_behavior,
-        started_at: rfc3339(base + first_seen.unwrap_or_default()),
-        // The file is the statement: it starts at the first packet and
-        // lasts its duration.
-        stopped_at: rfc3339(
-            base + first_seen.unwrap_or_default() + Duration::from_millis(summary.duration_ms),
-        ),
-        duration_ms: summary.duration_ms,
-        file: done
-            .path
-            .file_name()
-            .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
-        file_size_bytes: done.size,
-        checksum: Checksum::sha256(done.sha256),
-        pauses: summary.pauses,
-        legs: parties
+/// `--pause FROM-TO` intervals as pause and resume instants, applied in
+/// order as the replay's clock reaches them.
+struct PauseSchedule {
+    events: Vec<(Duration, bool)>,
+    next: usize,
+}
+
+impl PauseSchedule {
+    fn new(pauses: &[(Duration, Duration)]) -> Self {
+        let mut events: Vec<(Duration, bool)> = pauses
             .iter()
-            .zip(ids)
-            .enumerate()
-            .map(|(i, (p, leg_id))| {
-                let leg = media.leg(i);
-                LegInfo {
-                    leg_id,
-                    role: p.role,
-                    label: None,
-                    channel: p.channel,
-                    codecs: leg.map(|l| l.codecs_used()).unwrap_or_default(),
-                    source: Some(p.summary.key.src.to_string()),
-                    stats: leg.map(|l| l.stats()).unwrap_or_default(),
-                    dtmf: leg.map(|l| l.dtmf().to_vec()).unwrap_or_default(),
-                }
-            })
-            .collect(),
-        recovered: false,
-    };
-    let sidecar = opts.output_dir.join(format!("{recording_id}.json"));
-    write_sidecar(&sidecar, &info)
-        .map_err(|e| Error::io(format!("writing {}", sidecar.display()), e))?;
-    Ok(info)
+            .flat_map(|&(a, b)| [(a, true), (b, false)])
+            .collect();
+        events.sort_by_key(|p| p.0);
+        Self { events, next: 0 }
+    }
+
+    /// Applies every pause and resume due by `until` (all that are left
+    /// when `None`).
+    fn apply_until(
+        &mut self,
+        media: &mut CallMedia,
+        recording: RecordingHandle,
+        until: Option<Duration>,
+    ) {
+        while let Some(&(at, pause)) = self.events.get(self.next) {
+            if until.is_some_and(|t| at > t) {
+                break;
+            }
+            let _ = if pause {
+                media.pause(recording, at)
+            } else {
+                media.resume(recording, at)
+            };
+            self.next += 1;
+        }
+    }
 }
 
 fn no_party(opts: &RecordOptions, role: &str) -> Error {
@@ -348,17 +387,37 @@ fn no_party(opts: &RecordOptions, role: &str) -> Error {
 
 /// The recording's file as the call's media writes it.
 struct FileOut {
+    path: PathBuf,
     file: Option<RecordingFile>,
     done: Option<FinalFile>,
 }
 
 impl FileOut {
+    /// `<output_dir>/<recording_id>.<ext>`, replacing an earlier run's.
+    fn create(opts: &RecordOptions, recording_id: &str) -> Result<Self, Error> {
+        std::fs::create_dir_all(&opts.output_dir)
+            .map_err(|e| Error::io(format!("creating {}", opts.output_dir.display()), e))?;
+        let path = opts
+            .output_dir
+            .join(format!("{recording_id}.{}", opts.format.extension()));
+        let _ = std::fs::remove_file(&path);
+        let mut part_path = path.clone().into_os_string();
+        part_path.push(".part");
+        let _ = std::fs::remove_file(&part_path);
+        let file = RecordingFile::create(&path, opts.flush_interval, Duration::ZERO)
+            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        Ok(Self {
+            path,
+            file: Some(file),
+            done: None,
+        })
+    }
+
     /// Carries out the media's outputs; answers the summary once the
     /// recording has finished.
     fn carry_out(
         &mut self,
         media: &mut CallMedia,
-        path: &std::path::Path,
     ) -> Result<Option<crate::core::call::Finished>, Error> {
         let mut finished = None;
         while let Some(output) = media.poll_output() {
@@ -376,10 +435,9 @@ impl FileOut {
                 }
                 Output::Finished { summary, .. } => {
                     if let Some(f) = self.file.take() {
-                        self.done =
-                            Some(f.finalize(summary.header.as_deref()).map_err(|e| {
-                                Error::io(format!("finalizing {}", path.display()), e)
-                            })?);
+                        self.done = Some(f.finalize(summary.header.as_deref()).map_err(|e| {
+                            Error::io(format!("finalizing {}", self.path.display()), e)
+                        })?);
                     }
                     finished = Some(summary);
                 }
