@@ -34,23 +34,38 @@ fn sidecars(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Why a sidecar cannot be catalogued.
+#[derive(Debug, thiserror::Error)]
+pub enum SidecarError {
+    #[error("not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    #[error("no {0}")]
+    Missing(&'static str),
+    #[error("recording_id {0:?} is not a valid id")]
+    InvalidId(String),
+    #[error("its audio file {} is missing", .0.display())]
+    AudioMissing(PathBuf),
+    #[error("started_at {0:?} is not RFC 3339")]
+    BadTime(String),
+}
+
 /// The catalog row a sidecar describes.
-pub fn row_from_sidecar(path: &Path, text: &str) -> Result<RecordingRow, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+pub fn row_from_sidecar(path: &Path, text: &str) -> Result<RecordingRow, SidecarError> {
+    let v: Value = serde_json::from_str(text)?;
     let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
     let n = |k: &str| v.get(k).and_then(Value::as_u64);
-    let id = s("recording_id").ok_or("no recording_id")?;
+    let id = s("recording_id").ok_or(SidecarError::Missing("recording_id"))?;
     if !crate::ids::is_valid_id(&id) {
-        return Err(format!("recording_id {id:?} is not a valid id"));
+        return Err(SidecarError::InvalidId(id));
     }
-    let format = s("format").ok_or("no format")?;
+    let format = s("format").ok_or(SidecarError::Missing("format"))?;
     let audio = path.with_extension(&format);
     if !audio.exists() {
-        return Err(format!("its audio file {} is missing", audio.display()));
+        return Err(SidecarError::AudioMissing(audio));
     }
-    let started_at = s("started_at").ok_or("no started_at")?;
+    let started_at = s("started_at").ok_or(SidecarError::Missing("started_at"))?;
     let started_ms = parse_rfc3339(&started_at)
-        .ok_or("started_at is not RFC 3339")?
+        .ok_or_else(|| SidecarError::BadTime(started_at.clone()))?
         .as_millis() as i64;
     let modified = std::fs::metadata(&audio)
         .and_then(|m| m.modified())
@@ -60,7 +75,7 @@ pub fn row_from_sidecar(path: &Path, text: &str) -> Result<RecordingRow, String>
     let now = rfc3339(unix_now());
     Ok(RecordingRow {
         recording_id: id,
-        call_id: s("call_id").ok_or("no call_id")?,
+        call_id: s("call_id").ok_or(SidecarError::Missing("call_id"))?,
         customer_id: s("customer_id"),
         reference_type: s("reference_type").unwrap_or_else(|| "call".into()),
         status: RecordingStatus::Completed,
@@ -123,7 +138,7 @@ pub fn reindex(catalog: &Catalog, storage: &Path) -> Result<ReindexReport, Catal
                 catalog.put_recording(&row)?;
                 report.indexed += 1;
             }
-            Err(why) => report.skipped.push((f, why)),
+            Err(why) => report.skipped.push((f, why.to_string())),
         }
     }
     Ok(report)

@@ -13,7 +13,7 @@
 //! the partial `.part` file.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -197,7 +197,8 @@ fn drain(q: &SinkQueue, reports: &Sender<SinkReport>) {
             if q.failed.load(Ordering::Acquire) {
                 continue; // drop the rest; the partial file stays on disk
             }
-            if let Err(error) = apply(q, msg, &mut file, reports) {
+            if let Err(e) = apply(q, msg, &mut file, reports) {
+                let error = e.to_string();
                 q.failed.store(true, Ordering::Release);
                 if let Some(f) = file.as_mut() {
                     let _ = f.flush(None);
@@ -213,44 +214,63 @@ fn drain(q: &SinkQueue, reports: &Sender<SinkReport>) {
     }
 }
 
+/// Why a recording's file could not be written.
+#[derive(Debug, thiserror::Error)]
+enum SinkError {
+    /// A message for a file that was never created or is already final.
+    #[error("no file open")]
+    NoFile,
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SinkError {
+    let path = path.to_owned();
+    move |source| SinkError::Io { what, path, source }
+}
+
 fn apply(
     q: &SinkQueue,
     msg: SinkMsg,
     file: &mut Option<RecordingFile>,
     reports: &Sender<SinkReport>,
-) -> Result<(), String> {
+) -> Result<(), SinkError> {
     match msg {
         SinkMsg::Create {
             path,
             flush_interval,
         } => {
             let f = RecordingFile::create(&path, flush_interval, Duration::ZERO)
-                .map_err(|e| format!("creating {}: {e}", path.display()))?;
+                .map_err(io_error("creating", &path))?;
             *file = Some(f);
         }
         SinkMsg::Bytes(bytes) => {
-            let f = file.as_mut().ok_or("no file open")?;
+            let f = file.as_mut().ok_or(SinkError::NoFile)?;
             f.write_owned(bytes);
         }
         SinkMsg::Flush { header } => {
-            let f = file.as_mut().ok_or("no file open")?;
+            let f = file.as_mut().ok_or(SinkError::NoFile)?;
+            let part = f.part_path().to_path_buf();
             f.flush(header.as_deref())
-                .map_err(|e| format!("writing {}: {e}", f.part_path().display()))?;
+                .map_err(io_error("writing", &part))?;
         }
         SinkMsg::Finalize {
             header,
             sidecar,
             mut info,
         } => {
-            let f = file.take().ok_or("no file open")?;
+            let f = file.take().ok_or(SinkError::NoFile)?;
             let part = f.part_path().to_path_buf();
             let done = f
                 .finalize(header.as_deref())
-                .map_err(|e| format!("finalizing {}: {e}", part.display()))?;
+                .map_err(io_error("finalizing", &part))?;
             info.file_size_bytes = done.size;
             info.checksum = Checksum::sha256(done.sha256.clone());
-            write_sidecar(&sidecar, info.as_ref())
-                .map_err(|e| format!("writing {}: {e}", sidecar.display()))?;
+            write_sidecar(&sidecar, info.as_ref()).map_err(io_error("writing", &sidecar))?;
             let _ = reports.send(SinkReport::Finalized {
                 id: q.id.clone(),
                 file: done,
