@@ -277,6 +277,33 @@ fn recording_logs_are_idempotent_upserts() {
     let (_, rec) = get(&d, &format!("/v1/recordings/{id}"), ACME);
     assert_eq!(rec["transcription_status"], "completed");
     assert_eq!(rec["metadata"]["agent"], "alice");
+    // A later post changes only what it carries.
+    let (s, merged) = post(
+        &json!({"recording_id": id, "metadata": {"agent": "bob"}}),
+        Some("key-3"),
+    );
+    assert_eq!(s, 200, "{merged}");
+    let (_, rec) = get(&d, &format!("/v1/recordings/{id}"), ACME);
+    assert_eq!(
+        (
+            &rec["metadata"]["agent"],
+            &rec["transcription_id"],
+            &rec["transcription_status"]
+        ),
+        (&json!("bob"), &json!("tr-1"), &json!("completed")),
+        "{rec}"
+    );
+    assert_eq!(merged["started_at"], "2026-01-01T10:00:00Z", "{merged}");
+    // ... and is checked with what is stored: an end before the stored start.
+    let (s, e) = post(
+        &json!({"recording_id": id, "ended_at": "2026-01-01T09:00:00Z"}),
+        None,
+    );
+    assert_eq!(s, 400, "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("ended_at"),
+        "{e}"
+    );
     // Validation.
     for (body, field) in [
         (
@@ -301,14 +328,55 @@ fn recording_logs_are_idempotent_upserts() {
             "{body}: {e}"
         );
     }
+    // A new log must say where its recording is and how long it lasts.
+    for (body, field) in [
+        (
+            json!({"recording_id": "vendor-76", "duration_seconds": 1.0}),
+            "recording_url",
+        ),
+        (
+            json!({"recording_id": "vendor-76", "recording_url": "https://v.example/76.mp3"}),
+            "duration_seconds",
+        ),
+    ] {
+        let (s, e) = post(&body, None);
+        assert_eq!(s, 400, "{body}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(field),
+            "{body}: {e}"
+        );
+    }
     // A log for a recording the engine never made catalogues it as external.
     let (s, ext) = post(
-        &json!({"recording_id": "vendor-77", "recording_url": "https://v.example/77.mp3"}),
+        &json!({"recording_id": "vendor-77", "recording_url": "https://v.example/77.mp3",
+                "duration_seconds": 12.5}),
         None,
     );
     assert_eq!(
         (s, ext["attached_to_engine_recording"].as_bool()),
         (201, Some(false))
+    );
+    // Its catalog row follows the log's later updates.
+    let (s, _) = post(
+        &json!({"recording_id": "vendor-77", "duration_seconds": 20.0}),
+        None,
+    );
+    assert_eq!(s, 200);
+    let (_, row) = get(&d, "/v1/recordings/vendor-77", ACME);
+    assert_eq!(row["duration_ms"], 20_000, "{row}");
+    // Its audio is elsewhere: a download says so.
+    let (s, e) = get(&d, "/v1/recordings/vendor-77/download", ACME);
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (409, Some("recording_not_ready")),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("made elsewhere"),
+        "{e}"
     );
     let (_, listed) = get(&d, "/v1/recordings?call_id=lg", ACME);
     assert_eq!(listed["pagination"]["total"], 2);

@@ -238,7 +238,7 @@ fn a_call_id_reused_after_a_restart_stays_with_its_customer() {
     );
     // A's recording log naming B's recording id attaches to nothing of B's.
     let log = json!({"recording_id": "rec-globex", "recording_url": "https://acme.example/x.wav",
-                     "metadata": {"by": "acme"}});
+                     "duration_seconds": 3.0, "metadata": {"by": "acme"}});
     let (s, v) = d.request(
         "POST",
         "/v1/calls/shared-1/recording-log",

@@ -159,7 +159,8 @@ fn every_field_has_a_limit() {
             "{v}"
         );
     }
-    let log = json!({"recording_id": "ext-1", "duration_seconds": 3600.5});
+    let log = json!({"recording_id": "ext-1", "duration_seconds": 3600.5,
+                     "recording_url": "https://cdn.example.com/ext-1.wav"});
     let (s, v) = post(&d, "/v1/calls/limits-ok/recording-log", &log, ACME);
     assert_eq!(s, 201, "{v}");
 }
@@ -289,7 +290,7 @@ fn concurrent_requests_with_one_idempotency_key_run_once() {
     let call = json!({"call_id": "idem-1", "legs": [{"role": "caller"}]});
     assert_eq!(post(&d, "/v1/calls", &call, ACME).0, 201);
     let log = json!({"recording_id": "ext-idem", "duration_seconds": 12.5,
-                     "metadata": {"n": 1}})
+                     "recording_url": "https://cdn.example.com/ext-idem.wav", "metadata": {"n": 1}})
     .to_string();
     let answers: Vec<(u16, String)> = std::thread::scope(|scope| {
         let runs: Vec<_> = (0..16)
@@ -321,7 +322,9 @@ fn concurrent_requests_with_one_idempotency_key_run_once() {
     // Once done, the key replays; with another body it is refused.
     let (s, replay) = post_log_once(&d, ACME, &log);
     assert_eq!((s, &replay.to_string()), (201, created[0]));
-    let other = json!({"recording_id": "ext-idem", "duration_seconds": 13.0}).to_string();
+    let other = json!({"recording_id": "ext-idem", "duration_seconds": 13.0,
+                       "recording_url": "https://cdn.example.com/ext-idem.wav"})
+    .to_string();
     let (s, v) = post_log_once(&d, ACME, &other);
     assert_eq!((s, code(&v)), (409, Some("idempotency_key_reused")), "{v}");
     // Another customer's key of the same name is its own.

@@ -199,7 +199,15 @@ fn downloadable(row: &RecordingRow) -> Result<(), ApiError> {
             "the recording was deleted",
         ));
     }
-    if row.status != RecordingStatus::Completed || row.external {
+    if row.external {
+        return Err(ApiError::new(
+            ErrorCode::RecordingNotReady,
+            "the recording was made elsewhere and only logged here (POST \
+             /v1/calls/{id}/recording-log): its audio is at the recording_url \
+             it was logged with, not on this server",
+        ));
+    }
+    if row.status != RecordingStatus::Completed {
         return Err(ApiError::new(
             ErrorCode::RecordingNotReady,
             format!(
@@ -555,6 +563,23 @@ pub struct RecordingLog {
     pub metadata: Option<serde_json::Map<String, Value>>,
 }
 
+impl RecordingLog {
+    /// This post's fields over a stored log's: what the post leaves out
+    /// stays as it was (`metadata`, when given, replaces the stored one).
+    fn over(self, stored: RecordingLog) -> RecordingLog {
+        RecordingLog {
+            recording_id: self.recording_id,
+            recording_url: self.recording_url.or(stored.recording_url),
+            duration_seconds: self.duration_seconds.or(stored.duration_seconds),
+            transcription_id: self.transcription_id.or(stored.transcription_id),
+            transcription_status: self.transcription_status.or(stored.transcription_status),
+            started_at: self.started_at.or(stored.started_at),
+            ended_at: self.ended_at.or(stored.ended_at),
+            metadata: self.metadata.or(stored.metadata),
+        }
+    }
+}
+
 /// The longest recording a recording log may describe: a week.
 const MAX_LOG_DURATION_S: f64 = 7.0 * 86_400.0;
 
@@ -622,8 +647,10 @@ fn validate_log(l: &RecordingLog) -> Result<(), ApiError> {
 /// Post a recording log
 ///
 /// Attaches transcription and metadata to a recording of the call, or
-/// catalogues a recording made elsewhere (format `external`). With
-/// `Idempotency-Key`, a retry answers the stored answer
+/// catalogues a recording made elsewhere (format `external`). A new log
+/// needs `recording_url` and `duration_seconds`; a later post changes only
+/// the fields it carries (`metadata`, when given, replaces the stored
+/// object). With `Idempotency-Key`, a retry answers the stored answer
 /// (`Idempotent-Replayed: true`).
 #[utoipa::path(post, path = "/v1/calls/{id}/recording-log", operation_id = "post_recording_log",
     tag = "recordings",
@@ -742,15 +769,36 @@ fn store_recording_log(
     customer: Option<String>,
     bytes: &[u8],
 ) -> Result<(StatusCode, String), ApiError> {
-    let log: RecordingLog = parse(bytes)?;
-    validate_log(&log)?;
+    let posted: RecordingLog = parse(bytes)?;
+    validate_log(&posted)?;
     let now = rfc3339(unix_now());
-    let stored = serde_json::to_string(&log).unwrap_or_default();
-    let created = s
-        .engine
-        .catalog()
-        .upsert_log(customer.as_deref(), call, &log.recording_id, &stored, &now)
-        .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?;
+    // A later post changes only the fields it carries; the merged log is
+    // checked again (an ended_at against a stored started_at) and a new
+    // log must say where its recording is and how long it lasts.
+    let mut log = posted.clone();
+    let created = s.engine.catalog().upsert_log_with(
+        customer.as_deref(),
+        call,
+        &posted.recording_id,
+        &now,
+        |stored| {
+            if let Some(stored) = stored.and_then(|t| serde_json::from_str::<RecordingLog>(t).ok())
+            {
+                log = posted.clone().over(stored);
+            } else {
+                for (field, given) in [
+                    ("recording_url", log.recording_url.is_some()),
+                    ("duration_seconds", log.duration_seconds.is_some()),
+                ] {
+                    if !given {
+                        return Err(bad_param(field, "required when a recording log is created"));
+                    }
+                }
+            }
+            validate_log(&log)?;
+            Ok(serde_json::to_string(&log).unwrap_or_default())
+        },
+    )?;
     let catalogued = s
         .engine
         .catalog()
@@ -774,8 +822,11 @@ fn store_recording_log(
         updated_at,
     };
     // A recording log for a recording the engine does not have catalogues
-    // the external recording so it can be listed.
-    if catalogued.is_none() {
+    // the external recording so it can be listed; a later log updates it.
+    if catalogued
+        .as_ref()
+        .is_none_or(|r| r.external && r.call_id == call && r.deleted_at.is_none())
+    {
         let started = log.started_at.clone().unwrap_or_else(|| now.clone());
         let started_ms = parse_rfc3339(&started).map_or(0, |t| t.as_millis() as i64);
         let row = RecordingRow {
@@ -799,7 +850,9 @@ fn store_recording_log(
             stopped_at: log.ended_at.clone(),
             completed_at: log.ended_at.clone(),
             completed_ms: None,
-            created_at: now.clone(),
+            created_at: catalogued
+                .as_ref()
+                .map_or_else(|| now.clone(), |r| r.created_at.clone()),
             updated_at: now.clone(),
             deleted_at: None,
             retention_days: None,

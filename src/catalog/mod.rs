@@ -627,24 +627,43 @@ impl Catalog {
         body_json: &str,
         now: &str,
     ) -> Result<bool, CatalogError> {
+        self.upsert_log_with(customer_id, call_id, recording_id, now, |_| {
+            Ok::<_, CatalogError>(body_json.to_owned())
+        })
+    }
+
+    /// Inserts or updates the customer's recording log in one transaction:
+    /// `merge` gets the stored body (`None` when there is none) and answers
+    /// the body to store, or refuses. Returns whether the log is new.
+    pub fn upsert_log_with<E: From<CatalogError>>(
+        &self,
+        customer_id: Option<&str>,
+        call_id: &str,
+        recording_id: &str,
+        now: &str,
+        merge: impl FnOnce(Option<&str>) -> Result<String, E>,
+    ) -> Result<bool, E> {
         let conn = self.conn();
-        let tx = conn.unchecked_transaction()?;
-        let existed = tx
+        let tx = conn.unchecked_transaction().map_err(CatalogError::from)?;
+        let stored: Option<String> = tx
             .query_row(
-                "SELECT 1 FROM recording_logs
+                "SELECT body_json FROM recording_logs
                  WHERE customer_id = ?1 AND call_id = ?2 AND recording_id = ?3",
                 params![scope(customer_id), call_id, recording_id],
-                |_| Ok(()),
+                |r| r.get(0),
             )
-            .optional()?
-            .is_some();
+            .optional()
+            .map_err(CatalogError::from)?;
+        let existed = stored.is_some();
+        let body_json = merge(stored.as_deref())?;
         tx.execute(
             "INSERT INTO recording_logs (customer_id, call_id, recording_id, body_json, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)
              ON CONFLICT(customer_id, call_id, recording_id) DO UPDATE SET body_json = ?4, updated_at = ?5",
             params![scope(customer_id), call_id, recording_id, body_json, now],
-        )?;
-        tx.commit()?;
+        )
+        .map_err(CatalogError::from)?;
+        tx.commit().map_err(CatalogError::from)?;
         Ok(!existed)
     }
 
