@@ -542,3 +542,51 @@ fn metrics_count_recordings_bytes_and_finalize_latency() {
         "{text}"
     );
 }
+
+/// The action-style endpoint (#15): no body or `{}` starts with the
+/// defaults, `stop` stops, and an action it does not know is
+/// `invalid_action`, not a generic `invalid_request`.
+#[test]
+fn the_action_endpoint_starts_by_default_and_names_a_bad_action() {
+    let d = Daemon::start("action-endpoint", "");
+    let call = json!({"call_id": "act-1", "legs": [{"role": "caller"}]});
+    let (s, v) = d.admin("POST", "/v1/calls", Some(&call.to_string()));
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = d.request_raw("POST", "/v1/calls/act-1/recordings", None, Some(ADMIN), &[]);
+    let v: Value = serde_json::from_slice(&v).unwrap();
+    assert_eq!((s, v["status"].as_str()), (201, Some("recording")), "{v}");
+    let (s, v) = d.admin(
+        "POST",
+        "/v1/calls/act-1/recordings",
+        Some(r#"{"action": "stop"}"#),
+    );
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = d.admin("POST", "/v1/calls/act-1/recordings", Some("{}"));
+    assert_eq!((s, v["format"].as_str()), (201, Some("wav")), "{v}");
+    let (s, v) = d.admin(
+        "POST",
+        "/v1/calls/act-1/recordings",
+        Some(r#"{"action": "pause"}"#),
+    );
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_action")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"pause\""),
+        "{v}"
+    );
+    // VoIPbin's name for a conference.
+    let conf = json!({"call_id": "act-2", "reference_type": "confbridge",
+                      "legs": [{"role": "participant"}]});
+    let (s, v) = d.admin("POST", "/v1/calls", Some(&conf.to_string()));
+    assert_eq!(
+        (s, v["reference_type"].as_str()),
+        (201, Some("conference")),
+        "{v}"
+    );
+}

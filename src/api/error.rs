@@ -19,6 +19,7 @@ pub enum ErrorCode {
     InvalidJson,
     InvalidRequest,
     InvalidFormat,
+    InvalidAction,
     // 401, 403
     Unauthorized,
     Forbidden,
@@ -66,10 +67,11 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the enum.
-    pub const ALL: [ErrorCode; 37] = [
+    pub const ALL: [ErrorCode; 38] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidFormat,
+        ErrorCode::InvalidAction,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::InvalidSignature,
@@ -110,7 +112,7 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            InvalidJson | InvalidRequest | InvalidFormat => StatusCode::BAD_REQUEST,
+            InvalidJson | InvalidRequest | InvalidFormat | InvalidAction => StatusCode::BAD_REQUEST,
             Unauthorized => StatusCode::UNAUTHORIZED,
             Forbidden | InvalidSignature | UrlExpired => StatusCode::FORBIDDEN,
             NotFound | CallNotFound | LegNotFound | RecordingNotFound | RecordingNotStarted
@@ -145,6 +147,7 @@ impl ErrorCode {
         match self {
             InvalidJson => "invalid_json",
             InvalidRequest => "invalid_request",
+            InvalidAction => "invalid_action",
             InvalidFormat => "invalid_format",
             Unauthorized => "unauthorized",
             Forbidden => "forbidden",

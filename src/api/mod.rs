@@ -412,9 +412,11 @@ async fn record_resume(
 
 /// Start or stop recording (one endpoint)
 ///
-/// `{"action": "start", …recording options}` or `{"action": "stop"}`.
+/// `{"action": "start", …recording options}` or `{"action": "stop"}`; with
+/// no action (`{}`, or no body at all) it starts. Another action is 400
+/// `invalid_action`.
 #[utoipa::path(post, path = "/v1/calls/{id}/recordings", operation_id = "recording_action",
-    tag = "recording control", params(("id" = String, Path, description = "The call id")), request_body = ActionRequest,
+    tag = "recording control", params(("id" = String, Path, description = "The call id")), request_body = Option<ActionRequest>,
     responses(
         (status = 201, description = "Started", body = RecordingView),
         (status = 200, description = "Stopped", body = RecordingView)))]
@@ -425,8 +427,16 @@ async fn recordings_action(
     raw: RawBody,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    let req: ActionRequest = parse(&body(raw).await?)?;
-    match req.action.as_str() {
+    let bytes = body(raw).await?;
+    let req: ActionRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        ActionRequest {
+            action: None,
+            options: Default::default(),
+        }
+    } else {
+        parse(&bytes)?
+    };
+    match req.action.as_deref().unwrap_or("start") {
         "start" => {
             let opts: RecordingRequest =
                 serde_path_to_error::deserialize(Value::Object(req.options)).map_err(|e| {
@@ -453,7 +463,7 @@ async fn recordings_action(
             blocking(move || ok(StatusCode::OK, s.engine.stop_recording(&who, &id)?)).await
         }
         other => Err(ApiError::new(
-            ErrorCode::InvalidRequest,
+            ErrorCode::InvalidAction,
             format!("action: {other:?} is not \"start\" or \"stop\""),
         )),
     }

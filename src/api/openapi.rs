@@ -133,7 +133,7 @@ pub fn errors_of(method: &str, path: &str) -> Vec<ErrorCode> {
             vec![CALL, &[RecordingNotStarted, RecordingNotPaused]]
         }
         ("post", "/v1/calls/{id}/recordings") => {
-            vec![BODY, CALL, START, &[RecordingNotStarted]]
+            vec![BODY, CALL, START, &[RecordingNotStarted, InvalidAction]]
         }
         ("post", "/v1/calls/{id}/legs/{leg}/mute" | "/v1/calls/{id}/legs/{leg}/unmute") => {
             vec![CALL, &[LegNotFound, CallEnded]]
@@ -380,14 +380,14 @@ fn action_request(doc: &mut Value) {
         o.remove("enabled");
         o.insert(
             "action".into(),
-            json!({"type": "string", "enum": ["start", "stop"],
+            json!({"type": "string", "enum": ["start", "stop"], "default": "start",
                    "description": "`stop` takes no options"}),
         );
     }
     schemas["ActionRequest"] = json!({
         "type": "object",
-        "description": "A recording action; `start` takes the options of record/start.",
-        "required": ["action"],
+        "description": "A recording action; `start` (the default: `{}` or no body starts) \
+                        takes the options of record/start.",
         "properties": options,
         "additionalProperties": false,
     });

@@ -34,6 +34,8 @@ impl Direction {
 pub enum ReferenceType {
     #[default]
     Call,
+    /// Also accepted as `confbridge` (VoIPbin's name).
+    #[serde(alias = "confbridge")]
     Conference,
 }
 
@@ -160,7 +162,9 @@ pub struct CreateCallRequest {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
-    pub action: String,
+    /// `start` (the default) or `stop`.
+    #[serde(default)]
+    pub action: Option<String>,
     #[serde(flatten)]
     pub options: serde_json::Map<String, serde_json::Value>,
 }
