@@ -324,6 +324,11 @@ async fn serve(
             url_secret,
             Duration::from_secs(u64::from(cfg.storage.url_lifetime_s)),
         ),
+        public_url: if cfg.api.public_url.is_empty() {
+            format!("http://{addr}")
+        } else {
+            cfg.api.public_url.trim_end_matches('/').to_owned()
+        },
         webhooks: webhook_stats,
     });
     let app = api::router(state);

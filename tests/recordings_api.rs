@@ -142,6 +142,10 @@ fn downloads_through_signed_urls_with_range_and_head() {
         Some(file.len() as u64)
     );
     let url = call_rec["url"].as_str().unwrap().to_owned();
+    assert!(
+        url.starts_with(&format!("http://{}/v1/files/", d.api)),
+        "an absolute URL on api.public_url (default: the bound address): {url}"
+    );
     // No bearer token: the signature is the authority.
     let (s, body) = d.request_raw("GET", &url, None, None, &[]);
     assert_eq!(s, 200);

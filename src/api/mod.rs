@@ -45,6 +45,9 @@ pub struct ApiState {
     pub tokens: Tokens,
     pub event_clients: Arc<std::sync::atomic::AtomicU64>,
     pub urls: UrlSigner,
+    /// `api.public_url`, or `http://` and the bound address: the base of
+    /// absolute URLs in answers, without a trailing `/`.
+    pub public_url: String,
     pub webhooks: Arc<crate::events::webhooks::WebhookStats>,
 }
 

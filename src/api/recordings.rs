@@ -262,7 +262,10 @@ pub async fn call_recording(
             let (u, e) = s
                 .urls
                 .sign(row.customer_id.as_deref(), &row.recording_id, unix_now());
-            (Some(u), Some(rfc3339(std::time::Duration::from_secs(e))))
+            (
+                Some(format!("{}{u}", s.public_url)),
+                Some(rfc3339(std::time::Duration::from_secs(e))),
+            )
         } else {
             (None, None)
         };

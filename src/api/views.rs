@@ -82,7 +82,8 @@ pub struct RecordingDetail {
 pub struct CallRecordingLink {
     pub recording_id: String,
     pub call_id: String,
-    /// Signed, time-limited download URL; null until completed.
+    /// Signed, time-limited download URL, absolute (`api.public_url`);
+    /// null until completed.
     pub url: Option<String>,
     pub content_type: &'static str,
     /// When `url` stops working (RFC 3339).

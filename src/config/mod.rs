@@ -310,6 +310,15 @@ bitrate_kbps = \"fast\"
     }
 
     #[test]
+    fn public_url_must_be_an_http_url() {
+        let ok = Config::parse("[api]\npublic_url = \"https://rec.example.com\"\n").unwrap();
+        assert_eq!(ok.api.public_url, "https://rec.example.com");
+        let problems = Config::parse("[api]\npublic_url = \"rec.example.com\"\n").unwrap_err();
+        assert_eq!(problems[0].key, "api.public_url");
+        assert_eq!(problems[0].line, Some(2));
+    }
+
+    #[test]
     fn syntax_errors_have_lines() {
         let problems = Config::parse("[rtp]\nport_min = \n").unwrap_err();
         assert_eq!(problems[0].line, Some(2), "{problems:?}");

@@ -51,6 +51,10 @@ impl Default for LogSection {
 pub struct ApiSection {
     /// Address:port of the HTTP control API.
     pub listen: String,
+    /// The API's address as clients reach it (`https://rec.example.com`),
+    /// for the absolute URLs answers carry; empty = `http://` and the
+    /// address the API is bound to.
+    pub public_url: String,
     /// Bearer tokens, stored as SHA-256 hashes. None configured: the daemon
     /// makes a one-time admin token at start and writes it to
     /// `<storage.dir>/admin.token`.
@@ -80,6 +84,7 @@ impl Default for ApiSection {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            public_url: String::new(),
             tokens: Vec::new(),
             max_connections: 1024,
             header_timeout_s: 10,
@@ -545,6 +550,16 @@ impl Config {
         }
         if let Err(why) = crate::storage_path::check_pattern(&self.storage.path_pattern) {
             bad("storage.path_pattern", why);
+        }
+        let public = &self.api.public_url;
+        if !public.is_empty()
+            && (!(public.starts_with("http://") || public.starts_with("https://"))
+                || public.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            bad(
+                "api.public_url",
+                format!("{public:?} is not an http:// or https:// URL"),
+            );
         }
         if !(1..=31_536_000).contains(&self.storage.url_lifetime_s) {
             bad(

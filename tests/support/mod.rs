@@ -184,6 +184,13 @@ flush_interval_ms = 200
         token: Option<&str>,
         headers: &[(&str, &str)],
     ) -> (u16, Vec<u8>) {
+        // An absolute URL the API answered with must name this daemon.
+        let path = match path.strip_prefix("http://") {
+            Some(rest) => rest
+                .strip_prefix(&self.api.to_string())
+                .unwrap_or_else(|| panic!("{path} is not on this daemon ({})", self.api)),
+            None => path,
+        };
         let mut s = TcpStream::connect(self.api).expect("connect API");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut req = format!(
