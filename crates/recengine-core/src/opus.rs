@@ -7,10 +7,17 @@ use std::ptr::NonNull;
 
 use thiserror::Error;
 
-/// What libopus refused, in its words and code.
+/// What the Opus codec refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{0}")]
-pub struct OpusError(String);
+pub enum OpusError {
+    /// Not an Opus packet (its TOC and frame count do not parse).
+    #[error("malformed packet of {len} bytes")]
+    Malformed { len: usize },
+    /// A setting or call refused, in libopus's words and code where it
+    /// was libopus that refused.
+    #[error("{0}")]
+    Refused(String),
+}
 
 /// Rates libopus decodes and encodes at.
 pub const DECODE_RATES: [u32; 5] = [8000, 12_000, 16_000, 24_000, 48_000];
@@ -81,12 +88,14 @@ unsafe impl Send for OpusDecoder {}
 impl OpusDecoder {
     pub fn new(rate: u32) -> Result<Self, OpusError> {
         if !DECODE_RATES.contains(&rate) {
-            return Err(OpusError(format!("unsupported decode rate {rate}")));
+            return Err(OpusError::Refused(format!(
+                "unsupported decode rate {rate}"
+            )));
         }
         let mut err = 0i32;
         // SAFETY: valid rate and channel count; `err` is a valid out-pointer.
         let ptr = unsafe { unsafe_libopus::opus_decoder_create(rate as i32, 1, &mut err) };
-        let state = NonNull::new(ptr).ok_or_else(|| OpusError(error_text(err)))?;
+        let state = NonNull::new(ptr).ok_or_else(|| OpusError::Refused(error_text(err)))?;
         Ok(Self { state, rate })
     }
 
@@ -118,7 +127,7 @@ impl OpusDecoder {
         };
         if n < 0 {
             out.truncate(start);
-            return Err(OpusError(error_text(n)));
+            return Err(OpusError::Refused(error_text(n)));
         }
         out.truncate(start + n as usize);
         Ok(n as usize)
@@ -136,8 +145,8 @@ impl OpusDecoder {
     /// Decodes one packet, appending its mono samples at
     /// [`OpusDecoder::sample_rate`] to `out`; returns how many.
     pub fn decode(&mut self, packet: &[u8], out: &mut Vec<i16>) -> Result<usize, OpusError> {
-        let samples48 = packet_samples_48k(packet)
-            .ok_or_else(|| OpusError(format!("malformed packet of {} bytes", packet.len())))?;
+        let samples48 =
+            packet_samples_48k(packet).ok_or(OpusError::Malformed { len: packet.len() })?;
         let frame = (samples48 as usize * self.rate as usize) / 48_000;
         self.run(Some(packet), frame, false, out)
     }
@@ -183,7 +192,7 @@ impl OpusEncoder {
         complexity: u8,
     ) -> Result<Self, OpusError> {
         if !DECODE_RATES.contains(&rate) || !(1..=2).contains(&channels) {
-            return Err(OpusError(format!(
+            return Err(OpusError::Refused(format!(
                 "unsupported encoder input {rate} Hz / {channels} channels"
             )));
         }
@@ -196,7 +205,7 @@ impl OpusEncoder {
         let ptr = unsafe {
             unsafe_libopus::opus_encoder_create(rate as i32, i32::from(channels), app, &mut err)
         };
-        let state = NonNull::new(ptr).ok_or_else(|| OpusError(error_text(err)))?;
+        let state = NonNull::new(ptr).ok_or_else(|| OpusError::Refused(error_text(err)))?;
         let enc = Self {
             state,
             channels: usize::from(channels),
@@ -220,7 +229,7 @@ impl OpusEncoder {
         if rc == unsafe_libopus::OPUS_OK {
             Ok(())
         } else {
-            Err(OpusError(error_text(rc)))
+            Err(OpusError::Refused(error_text(rc)))
         }
     }
 
@@ -248,7 +257,7 @@ impl OpusEncoder {
         if rc == unsafe_libopus::OPUS_OK {
             Ok(value.max(0) as u32)
         } else {
-            Err(OpusError(error_text(rc)))
+            Err(OpusError::Refused(error_text(rc)))
         }
     }
 
@@ -268,7 +277,7 @@ impl OpusEncoder {
             )
         };
         if n < 0 {
-            Err(OpusError(error_text(n)))
+            Err(OpusError::Refused(error_text(n)))
         } else {
             Ok(n as usize)
         }

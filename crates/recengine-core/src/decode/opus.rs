@@ -3,17 +3,14 @@
 //! carries SILK in-band FEC for it.
 
 use super::{DecodeError, Decoder};
-use crate::opus::{OpusDecoder, has_lbrr, packet_samples_48k};
+use crate::opus::{OpusDecoder, OpusError, has_lbrr, packet_samples_48k};
 
 impl Decoder for OpusDecoder {
     fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<usize, DecodeError> {
-        if packet_samples_48k(payload).is_none() {
-            return Err(DecodeError::Malformed {
-                codec: "opus",
-                len: payload.len(),
-            });
-        }
-        OpusDecoder::decode(self, payload, out).map_err(|e| DecodeError::Opus(e.to_string()))
+        OpusDecoder::decode(self, payload, out).map_err(|e| match e {
+            OpusError::Malformed { len } => DecodeError::Malformed { codec: "opus", len },
+            other => DecodeError::Opus(other.to_string()),
+        })
     }
 
     /// Lost audio is silence, except the frame just before `following` when
