@@ -18,6 +18,7 @@ use crate::core::repair::{
     wav_duration_ms,
 };
 use crate::events::{Completed, Event, EventBus};
+use crate::io::FileError;
 use crate::io::sink::{sha256_file, write_sidecar};
 use crate::recording::{Checksum, RecordingStatus};
 use crate::timefmt::{rfc3339, unix_now};
@@ -35,19 +36,10 @@ pub struct RecoveryReport {
 enum RecoveryError {
     #[error("the catalog row has no file path")]
     NoPath,
-    #[error("{what} {path}: {source}")]
-    File {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
-}
-
-fn file_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RecoveryError {
-    let path = path.to_owned();
-    move |source| RecoveryError::File { what, path, source }
 }
 
 fn apply(part: &Path, r: &Repair) -> std::io::Result<()> {
@@ -135,8 +127,8 @@ fn recover_one(
     part.push(".part");
     let part = PathBuf::from(part);
     let duration_ms = if part.exists() {
-        let d = repair_file(&part, &row.format).map_err(file_error("repairing", &part))?;
-        std::fs::rename(&part, &path).map_err(file_error("renaming", &part))?;
+        let d = repair_file(&part, &row.format).map_err(FileError::at("repairing", &part))?;
+        std::fs::rename(&part, &path).map_err(FileError::at("renaming", &part))?;
         sync_dir(&path);
         d
     } else if path.exists() {
@@ -162,9 +154,9 @@ fn recover_one(
         return Ok(false);
     };
     let size = std::fs::metadata(&path)
-        .map_err(file_error("reading", &path))?
+        .map_err(FileError::at("reading", &path))?
         .len();
-    let sha = sha256_file(&path).map_err(file_error("checksumming", &path))?;
+    let sha = sha256_file(&path).map_err(FileError::at("checksumming", &path))?;
     let sidecar = json!({
         "recording_id": row.recording_id, "call_id": row.call_id, "customer_id": row.customer_id,
         "reference_type": row.reference_type, "status": "completed", "format": row.format,
@@ -174,7 +166,7 @@ fn recover_one(
         "checksum": {"algorithm": "sha256", "value": sha}, "recovered": true,
     });
     let sidecar_path = path.with_extension("json");
-    write_sidecar(&sidecar_path, &sidecar).map_err(file_error("writing", &sidecar_path))?;
+    write_sidecar(&sidecar_path, &sidecar).map_err(FileError::at("writing", &sidecar_path))?;
     let mut done = row.clone();
     done.status = RecordingStatus::Completed;
     done.recovered = true;

@@ -13,7 +13,7 @@
 //! the partial `.part` file.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::io::FileError;
 use crate::io::sink::{FinalFile, RecordingFile, write_sidecar};
 use crate::recording::{Checksum, RecordingInfo};
 
@@ -220,17 +221,8 @@ enum SinkError {
     /// A message for a file that was never created or is already final.
     #[error("no file open")]
     NoFile,
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SinkError {
-    let path = path.to_owned();
-    move |source| SinkError::Io { what, path, source }
+    #[error(transparent)]
+    File(#[from] FileError),
 }
 
 fn apply(
@@ -245,7 +237,7 @@ fn apply(
             flush_interval,
         } => {
             let f = RecordingFile::create(&path, flush_interval, Duration::ZERO)
-                .map_err(io_error("creating", &path))?;
+                .map_err(FileError::at("creating", &path))?;
             *file = Some(f);
         }
         SinkMsg::Bytes(bytes) => {
@@ -256,7 +248,7 @@ fn apply(
             let f = file.as_mut().ok_or(SinkError::NoFile)?;
             let part = f.part_path().to_path_buf();
             f.flush(header.as_deref())
-                .map_err(io_error("writing", &part))?;
+                .map_err(FileError::at("writing", &part))?;
         }
         SinkMsg::Finalize {
             header,
@@ -267,10 +259,10 @@ fn apply(
             let part = f.part_path().to_path_buf();
             let done = f
                 .finalize(header.as_deref())
-                .map_err(io_error("finalizing", &part))?;
+                .map_err(FileError::at("finalizing", &part))?;
             info.file_size_bytes = done.size;
             info.checksum = Checksum::sha256(done.sha256.clone());
-            write_sidecar(&sidecar, info.as_ref()).map_err(io_error("writing", &sidecar))?;
+            write_sidecar(&sidecar, info.as_ref()).map_err(FileError::at("writing", &sidecar))?;
             let _ = reports.send(SinkReport::Finalized {
                 id: q.id.clone(),
                 file: done,
