@@ -10,7 +10,7 @@ use super::client::Api;
 use super::render::{
     call_tables, calls_table, deliveries_table, enc, recording_detail, recordings_table, s,
 };
-use super::{CtlError, table};
+use super::{CtlError, RecordOpts, table};
 use crate::catalog::outbox::DeliveryStatus;
 use crate::config::Format;
 use crate::engine::model::{
@@ -34,15 +34,32 @@ impl Output {
 }
 
 /// `create-call`'s arguments.
+#[derive(clap::Args)]
 pub(super) struct NewCall {
-    pub(super) call_id: Option<String>,
-    pub(super) from: String,
-    pub(super) to: String,
-    pub(super) direction: Direction,
-    pub(super) conference: bool,
-    /// `ROLE` or `ROLE:LABEL` each; none = a caller and a callee.
-    pub(super) legs: Vec<String>,
-    pub(super) recording: RecordingRequest,
+    /// Call id (default: generated).
+    #[arg(long)]
+    call_id: Option<String>,
+    /// Caller number or URI.
+    #[arg(long, default_value = "")]
+    from: String,
+    /// Callee number or URI.
+    #[arg(long, default_value = "")]
+    to: String,
+    /// inbound | outbound
+    #[arg(long, default_value = "inbound", value_parser = super::api_word::<Direction>)]
+    direction: Direction,
+    /// A conference: legs are participants.
+    #[arg(long)]
+    conference: bool,
+    /// A leg as ROLE or ROLE:LABEL (caller, callee, participant);
+    /// repeatable. Default: one caller and one callee leg.
+    #[arg(long = "leg", value_name = "ROLE[:LABEL]")]
+    legs: Vec<String>,
+    /// Start recording at once in this format (wav | mp3 | opus).
+    #[arg(long, value_name = "FORMAT", value_parser = super::api_word::<Format>)]
+    record: Option<Format>,
+    #[command(flatten)]
+    opts: RecordOpts,
 }
 
 /// A leg as `ROLE` or `ROLE:LABEL`.
@@ -79,7 +96,11 @@ pub(super) async fn create_call(api: &Api, out: &Output, call: NewCall) -> Resul
         .collect::<Result<Vec<_>, _>>()?;
     // Options without `--record` still make a recording block, which the
     // API starts (its `enabled` defaults to true).
-    let recording = Some(call.recording).filter(|r| body(r) != json!({}));
+    let recording = RecordingRequest {
+        enabled: call.record.is_some().then_some(true),
+        ..call.opts.request(call.record)
+    };
+    let recording = Some(recording).filter(|r| body(r) != json!({}));
     let request = CreateCallRequest {
         call_id: call.call_id,
         from: call.from,

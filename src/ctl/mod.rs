@@ -25,7 +25,7 @@ use thiserror::Error;
 
 use crate::catalog::outbox::DeliveryStatus;
 use crate::config::{Channels, Format, PauseBehavior};
-use crate::engine::model::{Direction, DtmfPolicy, ParticipantRequest, RecordingRequest};
+use crate::engine::model::{DtmfPolicy, ParticipantRequest, RecordingRequest};
 use crate::http_client::{HttpClient, HttpError};
 
 #[derive(Debug, Error)]
@@ -78,32 +78,7 @@ pub struct CtlArgs {
 #[derive(clap::Subcommand)]
 enum CtlCommand {
     /// Register a call and print the RTP address of each leg.
-    CreateCall {
-        /// Call id (default: generated).
-        #[arg(long)]
-        call_id: Option<String>,
-        /// Caller number or URI.
-        #[arg(long, default_value = "")]
-        from: String,
-        /// Callee number or URI.
-        #[arg(long, default_value = "")]
-        to: String,
-        /// inbound | outbound
-        #[arg(long, default_value = "inbound", value_parser = api_word::<Direction>)]
-        direction: Direction,
-        /// A conference: legs are participants.
-        #[arg(long)]
-        conference: bool,
-        /// A leg as ROLE or ROLE:LABEL (caller, callee, participant);
-        /// repeatable. Default: one caller and one callee leg.
-        #[arg(long = "leg", value_name = "ROLE[:LABEL]")]
-        legs: Vec<String>,
-        /// Start recording at once in this format (wav | mp3 | opus).
-        #[arg(long, value_name = "FORMAT", value_parser = api_word::<Format>)]
-        record: Option<Format>,
-        #[command(flatten)]
-        opts: RecordOpts,
-    },
+    CreateCall(commands::NewCall),
     /// List calls the daemon knows.
     Calls,
     /// Show one call: legs with their RTP addresses and counters, recordings.
@@ -270,31 +245,7 @@ async fn run_async(args: CtlArgs) -> Result<(), CtlError> {
     };
     let out = commands::Output { json: args.json };
     match args.command {
-        CtlCommand::CreateCall {
-            call_id,
-            from,
-            to,
-            direction,
-            conference,
-            legs,
-            record,
-            opts,
-        } => {
-            let recording = opts.request(record);
-            let call = commands::NewCall {
-                call_id,
-                from,
-                to,
-                direction,
-                conference,
-                legs,
-                recording: RecordingRequest {
-                    enabled: record.is_some().then_some(true),
-                    ..recording
-                },
-            };
-            commands::create_call(&api, &out, call).await
-        }
+        CtlCommand::CreateCall(call) => commands::create_call(&api, &out, call).await,
         CtlCommand::Calls => commands::calls(&api, &out).await,
         CtlCommand::Call { call_id } => commands::call(&api, &out, &call_id).await,
         CtlCommand::End { call_id } => commands::end(&api, &out, &call_id).await,
