@@ -618,20 +618,6 @@ impl Catalog {
         Ok(v.max(0) as u64)
     }
 
-    /// Stores or replaces a recording log; returns whether it was new.
-    pub fn upsert_log(
-        &self,
-        customer_id: Option<&str>,
-        call_id: &str,
-        recording_id: &str,
-        body_json: &str,
-        now: &str,
-    ) -> Result<bool, CatalogError> {
-        self.upsert_log_with(customer_id, call_id, recording_id, now, |_| {
-            Ok::<_, CatalogError>(body_json.to_owned())
-        })
-    }
-
     /// Inserts or updates the customer's recording log in one transaction:
     /// `merge` gets the stored body (`None` when there is none) and answers
     /// the body to store, or refuses. Returns whether the log is new.

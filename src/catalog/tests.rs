@@ -178,10 +178,21 @@ fn retention_follows_the_clock_given_and_tombstones_stay() {
 #[test]
 fn recording_logs_upsert_and_idempotency_keys() {
     let cat = Catalog::open(&temp("logs")).unwrap();
-    assert!(cat.upsert_log(None, "c", "r", "{}", "t1").unwrap());
-    assert!(!cat.upsert_log(None, "c", "r", r#"{"a":1}"#, "t2").unwrap());
+    // `store` puts `body` and records what the merge was shown.
+    let store = |customer: Option<&str>, body: &str, now: &str| {
+        let mut shown = None;
+        let created = cat
+            .upsert_log_with(customer, "c", "r", now, |stored| {
+                shown = stored.map(str::to_owned);
+                Ok::<_, CatalogError>(body.to_owned())
+            })
+            .unwrap();
+        (created, shown)
+    };
+    assert_eq!(store(None, "{}", "t1"), (true, None));
+    assert_eq!(store(None, r#"{"a":1}"#, "t2"), (false, Some("{}".into())));
     // Another customer's log of the same ids is its own.
-    assert!(cat.upsert_log(Some("acme"), "c", "r", "[]", "t3").unwrap());
+    assert_eq!(store(Some("acme"), "[]", "t3"), (true, None));
     let (body, created, updated) = cat.get_log(None, "c", "r").unwrap().unwrap();
     assert_eq!(
         (body.as_str(), created.as_str(), updated.as_str()),
