@@ -82,20 +82,16 @@ pub struct RecordingPlan {
 
 /// Why a recording could not go on (serialized as its
 /// [`reason`](Failure::reason)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
     /// The file could not be written.
-    #[serde(rename = "storage_error")]
     Storage,
     /// The encoder refused the audio or its settings.
-    #[serde(rename = "encoder_error")]
     Encoder,
     /// A fault of the engine (a media worker panicked).
-    #[serde(rename = "internal")]
     Internal,
     /// None of its legs ever received an RTP packet: there is nothing to
     /// keep, and the driver removes the file of silence.
-    #[serde(rename = "no_media")]
     NoMedia,
 }
 
@@ -108,6 +104,13 @@ impl Failure {
             Failure::Internal => "internal",
             Failure::NoMedia => "no_media",
         }
+    }
+}
+
+/// The reason, named once in [`Failure::reason`].
+impl serde::Serialize for Failure {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.reason())
     }
 }
 
