@@ -107,6 +107,19 @@ pub struct LegInfo {
     pub dtmf: Vec<DtmfRecord>,
 }
 
+/// Fields a platform attaches to a recording for its own bookkeeping
+/// (VoIPbin's owner and end-of-recording flow): stored, returned and put in
+/// the sidecar as given, never interpreted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OwnerFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_end_flow_id: Option<String>,
+}
+
 /// Everything the sidecar states.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecordingInfo {
@@ -137,4 +150,6 @@ pub struct RecordingInfo {
     pub legs: Vec<LegInfo>,
     #[serde(default)]
     pub recovered: bool,
+    #[serde(flatten)]
+    pub owner: OwnerFields,
 }

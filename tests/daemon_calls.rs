@@ -111,6 +111,22 @@ fn two_party_call_is_recorded_with_pause_and_exact_events() {
         "gap-free: {seqs:?}"
     );
     let done = &events[5]["data"];
+    // The times a platform books the recording by.
+    let started = &events[1]["data"];
+    let stopped = &events[4]["data"];
+    assert_eq!(done["started_at"], started["started_at"], "{done}");
+    assert!(
+        done["completed_at"].as_str().unwrap() >= stopped["stopped_at"].as_str().unwrap(),
+        "{done} {stopped}"
+    );
+    assert_eq!(
+        done["duration_seconds"].as_f64().unwrap(),
+        done["duration_ms"].as_f64().unwrap() / 1000.0
+    );
+    assert!(
+        stopped["duration_seconds"].as_f64().unwrap() > 2.5,
+        "{stopped}"
+    );
     let path = PathBuf::from(done["path"].as_str().unwrap());
     assert_eq!(
         done["checksum"]["value"].as_str().unwrap(),

@@ -104,19 +104,23 @@ fn readme_configuration_reference_is_generated_from_engine_toml() {
     // Every key of the schema is in the reference (engine.toml itself is
     // checked against the schema by the config module's tests).
     let schema = toml::Table::try_from(recengine::config::Config::default()).unwrap();
-    for (section, v) in &schema {
-        match v {
-            toml::Value::Table(t) => {
-                for key in t.keys() {
-                    assert!(
-                        generated.contains(&format!("- `{section}.{key}` = ")),
-                        "{section}.{key} missing from the reference"
-                    );
-                }
+    fn every_key(prefix: &str, table: &toml::Table, generated: &str) {
+        for (key, v) in table {
+            let full = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match v {
+                toml::Value::Table(t) => every_key(&full, t, generated),
+                _ => assert!(
+                    generated.contains(&format!("- `{full}` = ")),
+                    "{full} missing from the reference"
+                ),
             }
-            _ => assert!(generated.contains(&format!("- `{section}` = "))),
         }
     }
+    every_key("", &schema, &generated);
 }
 
 /// `(method, path)` of every route in the API router.

@@ -266,6 +266,30 @@ fn recording_logs_are_idempotent_upserts() {
         (201, &first),
         "a replay answers the first response"
     );
+    // The same fields in another order and spacing are the same request.
+    let mut fields: Vec<(&String, &Value)> = log.as_object().unwrap().iter().collect();
+    fields.reverse();
+    let reordered = format!(
+        "{{\n  {}\n}}",
+        fields
+            .iter()
+            .map(|(k, v)| format!("{}: {v}", Value::from(k.as_str())))
+            .collect::<Vec<_>>()
+            .join(",\n  ")
+    );
+    assert_ne!(reordered, log.to_string());
+    let (s, raw) = d.request_raw(
+        "POST",
+        "/v1/calls/lg/recording-log",
+        Some(reordered.as_bytes()),
+        Some(ACME),
+        &[("Idempotency-Key", "key-1")],
+    );
+    assert_eq!(
+        (s, serde_json::from_slice::<Value>(&raw).unwrap()),
+        (201, first.clone()),
+        "a body equal as JSON is a replay, not a reuse"
+    );
     let mut changed = log.clone();
     changed["transcription_status"] = json!("completed");
     let (s, e) = post(&changed, Some("key-1"));
@@ -592,5 +616,76 @@ fn the_action_endpoint_starts_by_default_and_names_a_bad_action() {
         (s, v["reference_type"].as_str()),
         (201, Some("conference")),
         "{v}"
+    );
+}
+
+#[test]
+fn format_defaults_owner_fields_and_tenant_quotas() {
+    let d = Daemon::start(
+        "parity-defaults",
+        "[[tenants]]\ncustomer_id = \"acme\"\nmax_bytes = 1000\n",
+    );
+    // MP3 with no rate or bit rate: 64 kbit/s at 16 kHz; opaque owner
+    // fields come back as given, in the detail and the sidecar.
+    let body = json!({"call_id": "own-1", "legs": [{"role": "caller"}],
+                      "recording": {"enabled": true, "format": "mp3", "owner_type": "agent",
+                                    "owner_id": "ag-7", "on_end_flow_id": "flow-1"}});
+    let done = record_tone_call(&d, ACME, &body, 700.0);
+    let id = done["recording_id"].as_str().unwrap().to_owned();
+    let (s, rec) = get(&d, &format!("/v1/recordings/{id}"), ACME);
+    assert_eq!(s, 200, "{rec}");
+    assert_eq!(
+        (&rec["sample_rate"], &rec["bitrate_kbps"]),
+        (&json!(16000), &json!(64)),
+        "{rec}"
+    );
+    for (field, value) in [
+        ("owner_type", "agent"),
+        ("owner_id", "ag-7"),
+        ("on_end_flow_id", "flow-1"),
+    ] {
+        assert_eq!(rec[field], value, "{rec}");
+    }
+    let sidecar = PathBuf::from(done["path"].as_str().unwrap()).with_extension("json");
+    let sidecar: Value = serde_json::from_slice(&std::fs::read(sidecar).unwrap()).unwrap();
+    assert_eq!(sidecar["owner_id"], "ag-7", "{sidecar}");
+    // WAV stays 8 kHz, and a recording without owner fields has none.
+    let wav = record(&d, GLOBEX, "own-2", "wav");
+    let (_, rec) = get(
+        &d,
+        &format!("/v1/recordings/{}", wav["recording_id"].as_str().unwrap()),
+        GLOBEX,
+    );
+    assert_eq!(rec["sample_rate"], 8000, "{rec}");
+    assert!(rec.get("owner_id").is_none(), "{rec}");
+    // acme is over its own quota; globex (no [[tenants]] entry) is not.
+    let over =
+        json!({"call_id": "own-3", "legs": [{"role": "caller"}], "recording": {"enabled": true}});
+    let (s, e) = d.request("POST", "/v1/calls", Some(&over.to_string()), Some(ACME));
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (429, Some("quota_exceeded")),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[[tenants]] max_bytes"),
+        "{e}"
+    );
+    let (s, e) = d.request("POST", "/v1/calls", Some(&over.to_string()), Some(GLOBEX));
+    assert_eq!(s, 201, "{e}");
+    // An owner field is bounded like any text.
+    let long = json!({"call_id": "own-4", "legs": [{"role": "caller"}],
+                      "recording": {"enabled": true, "owner_id": "x".repeat(300)}});
+    let (s, e) = d.request("POST", "/v1/calls", Some(&long.to_string()), Some(GLOBEX));
+    assert_eq!(s, 400, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("owner_id"),
+        "{e}"
     );
 }

@@ -108,6 +108,7 @@ fn start_call(
         pauses: vec![],
         legs: vec![leg],
         recovered: false,
+        owner: Default::default(),
     };
     pool.send(
         call,

@@ -54,6 +54,8 @@ fn detail(s: &ApiState, row: &RecordingRow) -> RecordingDetail {
         legs: Vec<Value>,
         pause_behavior: Option<PauseBehavior>,
         channel_count: Option<u16>,
+        #[serde(flatten)]
+        owner: crate::recording::OwnerFields,
     }
     let info: SidecarPart = row
         .info_json
@@ -75,6 +77,7 @@ fn detail(s: &ApiState, row: &RecordingRow) -> RecordingDetail {
         legs: info.legs,
         pause_behavior: info.pause_behavior,
         channel_count: info.channel_count,
+        owner: info.owner,
         transcription_id: None,
         transcription_status: None,
         metadata: None,
@@ -696,7 +699,7 @@ pub async fn recording_log(
             "{}:recording-log:{call}",
             customer.clone().unwrap_or_default()
         );
-        let hash = crate::crypto::sha256_hex(&bytes);
+        let hash = request_fingerprint(&bytes);
         let catalog = s.engine.catalog();
         let internal =
             |e: crate::catalog::CatalogError| ApiError::from(EngineError::Internal(e.to_string()));
@@ -747,6 +750,20 @@ pub async fn recording_log(
         }
     })
     .await
+}
+
+/// What an Idempotency-Key is bound to: the SHA-256 of the body as a JSON
+/// value with every object's keys sorted, so a retry that serializes the
+/// same fields in another order or spacing is the same request. A body that
+/// is not JSON (refused later anyway) is hashed as sent.
+fn request_fingerprint(bytes: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(mut value) => {
+            value.sort_all_objects();
+            crate::crypto::sha256_hex(value.to_string().as_bytes())
+        }
+        Err(_) => crate::crypto::sha256_hex(bytes),
+    }
 }
 
 /// A JSON body already serialized, with `Idempotent-Replayed` when it is

@@ -65,6 +65,8 @@ pub struct RecordingDetail {
     /// Null for a recording recovered after a crash or an external one.
     pub pause_behavior: Option<PauseBehavior>,
     pub channel_count: Option<u16>,
+    #[serde(flatten)]
+    pub owner: crate::recording::OwnerFields,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transcription_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -618,6 +618,17 @@ impl Catalog {
         Ok(v.max(0) as u64)
     }
 
+    /// Bytes of one customer's recordings on disk.
+    pub fn stored_bytes_of(&self, customer_id: Option<&str>) -> Result<u64, CatalogError> {
+        let v: i64 = self.conn().query_row(
+            "SELECT COALESCE(SUM(file_size_bytes), 0) FROM recordings
+             WHERE customer_id = ?1 AND deleted_at IS NULL AND external = 0",
+            [scope(customer_id)],
+            |r| r.get(0),
+        )?;
+        Ok(v.max(0) as u64)
+    }
+
     /// Inserts or updates the customer's recording log in one transaction:
     /// `merge` gets the stored body (`None` when there is none) and answers
     /// the body to store, or refuses. Returns whether the log is new.

@@ -16,9 +16,9 @@ use std::path::Path;
 use thiserror::Error;
 
 pub use schema::{
-    ApiSection, Channels, Config, EventsSection, Format, JitterSection, LogFormat, LogSection,
-    PauseBehavior, RecordingSection, Relatch, RtpSection, StorageSection, TokenEntry, WebhookEntry,
-    WorkersSection,
+    ApiSection, Channels, Config, EventsSection, Format, FormatDefaults, JitterSection, LogFormat,
+    LogSection, PauseBehavior, RecordingSection, Relatch, RtpSection, StorageSection, TenantEntry,
+    TokenEntry, WebhookEntry, WorkersSection,
 };
 
 /// One problem in a configuration file.
@@ -206,6 +206,7 @@ fn element_schema(path: &str) -> toml::Table {
     match path {
         "api.tokens" => toml::Table::try_from(TokenEntry::default()).unwrap_or_default(),
         "webhooks" => toml::Table::try_from(WebhookEntry::default()).unwrap_or_default(),
+        "tenants" => toml::Table::try_from(TenantEntry::default()).unwrap_or_default(),
         _ => toml::Table::new(),
     }
 }
@@ -406,5 +407,8 @@ bitrate_kbps = \"fast\"
         let hooks = commented_example(text, "webhooks");
         let (shown, all) = fields(&hooks, WebhookEntry::default());
         assert_eq!(shown, all, "[[webhooks]] example in engine.toml");
+        let tenants = commented_example(text, "tenants");
+        let (shown, all) = fields(&tenants, TenantEntry::default());
+        assert_eq!(shown, all, "[[tenants]] example in engine.toml");
     }
 }

@@ -20,6 +20,18 @@ pub struct Config {
     pub recording: RecordingSection,
     pub storage: StorageSection,
     pub webhooks: Vec<WebhookEntry>,
+    pub tenants: Vec<TenantEntry>,
+}
+
+/// Limits of one tenant (`[[tenants]]`), besides the global ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantEntry {
+    /// The tenant, as its API tokens name it.
+    pub customer_id: String,
+    /// Most bytes this tenant's stored recordings may take; 0 = only the
+    /// global `storage.max_bytes`.
+    pub max_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -291,13 +303,20 @@ pub enum Relatch {
 pub struct RecordingSection {
     /// wav | mp3 | opus
     pub format: Format,
-    /// Hz: 8000, 16000 or 48000 for every format; MP3 also 11025–44100
-    /// rates LAME supports, Opus also 12000 and 24000.
+    /// Hz for every format when not 0; 0 = each format's own
+    /// (`wav`/`mp3`/`opus` tables).
     pub sample_rate: u32,
     /// mono | dual
     pub channels: Channels,
-    /// kbit/s for MP3 and Opus (ignored for WAV); 0 = the format's default.
+    /// kbit/s for recordings in `format` when not 0; 0 = the format's own.
     pub bitrate_kbps: u32,
+    /// What a WAV recording gets when neither its request nor the keys
+    /// above say.
+    pub wav: FormatDefaults,
+    /// What an MP3 recording gets (Audian: 64 kbit/s at 16 kHz).
+    pub mp3: FormatDefaults,
+    /// What an Opus recording gets.
+    pub opus: FormatDefaults,
     /// silence | skip
     pub pause_behavior: PauseBehavior,
     /// LAME quality 0 (best, slowest) … 9 (fastest).
@@ -312,13 +331,90 @@ pub struct RecordingSection {
     pub media_timeout_s: u32,
 }
 
+/// A format's own sample rate and bit rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FormatDefaults {
+    /// Hz; 0 = the built-in one.
+    pub sample_rate: u32,
+    /// kbit/s (MP3 and Opus; WAV has none); 0 = the encoder's default.
+    pub bitrate_kbps: u32,
+}
+
+impl Default for FormatDefaults {
+    /// Zero: "the built-in one" for both.
+    fn default() -> Self {
+        Self {
+            sample_rate: 0,
+            bitrate_kbps: 0,
+        }
+    }
+}
+
+impl FormatDefaults {
+    /// The shipped defaults: WAV 8 kHz (VoIPbin), MP3 64 kbit/s at 16 kHz
+    /// (Audian), Opus 32 kbit/s at 8 kHz.
+    pub fn built_in(format: Format) -> Self {
+        match format {
+            Format::Wav => Self {
+                sample_rate: 8000,
+                bitrate_kbps: 0,
+            },
+            Format::Mp3 => Self {
+                sample_rate: 16_000,
+                bitrate_kbps: 64,
+            },
+            Format::Opus => Self {
+                sample_rate: 8000,
+                bitrate_kbps: 32,
+            },
+        }
+    }
+}
+
+impl RecordingSection {
+    fn own(&self, format: Format) -> FormatDefaults {
+        match format {
+            Format::Wav => self.wav,
+            Format::Mp3 => self.mp3,
+            Format::Opus => self.opus,
+        }
+    }
+
+    /// The sample rate a recording in `format` gets when its request
+    /// names none: `sample_rate`, else the format's table, else built in.
+    pub fn sample_rate_for(&self, format: Format) -> u32 {
+        [
+            self.sample_rate,
+            self.own(format).sample_rate,
+            FormatDefaults::built_in(format).sample_rate,
+        ]
+        .into_iter()
+        .find(|&r| r != 0)
+        .unwrap_or(8000)
+    }
+
+    /// The bit rate a recording in `format` gets when its request names
+    /// none: `bitrate_kbps` (for `format` only), else the format's table;
+    /// 0 leaves it to the encoder.
+    pub fn bitrate_for(&self, format: Format) -> u32 {
+        if format == self.format && self.bitrate_kbps != 0 {
+            return self.bitrate_kbps;
+        }
+        self.own(format).bitrate_kbps
+    }
+}
+
 impl Default for RecordingSection {
     fn default() -> Self {
         Self {
             format: Format::Wav,
-            sample_rate: 8000,
+            sample_rate: 0,
             channels: Channels::Mono,
             bitrate_kbps: 0,
+            wav: FormatDefaults::built_in(Format::Wav),
+            mp3: FormatDefaults::built_in(Format::Mp3),
+            opus: FormatDefaults::built_in(Format::Opus),
             pause_behavior: PauseBehavior::Silence,
             mp3_quality: 5,
             opus_complexity: 5,
@@ -377,6 +473,11 @@ impl Default for StorageSection {
 }
 
 impl Config {
+    /// The `[[tenants]]` entry of `customer_id`, if any.
+    pub fn tenant(&self, customer_id: &str) -> Option<&TenantEntry> {
+        self.tenants.iter().find(|t| t.customer_id == customer_id)
+    }
+
     /// Range and choice checks: (dotted key, message) for each problem.
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut p = Vec::new();
@@ -450,6 +551,20 @@ impl Config {
                 bad(
                     &format!("api.tokens.{i}.customer_id"),
                     format!("{:?} is not a valid id", t.customer_id),
+                );
+            }
+        }
+        let mut tenants = std::collections::HashSet::new();
+        for (i, t) in self.tenants.iter().enumerate() {
+            if !crate::ids::is_valid_id(&t.customer_id) {
+                bad(
+                    &format!("tenants.{i}.customer_id"),
+                    format!("{:?} is not a valid id", t.customer_id),
+                );
+            } else if !tenants.insert(t.customer_id.as_str()) {
+                bad(
+                    &format!("tenants.{i}.customer_id"),
+                    format!("{:?} has two [[tenants]] entries", t.customer_id),
                 );
             }
         }
@@ -651,19 +766,48 @@ impl Config {
             );
         }
         let r = &self.recording;
-        if !sample_rates(r.format).contains(&r.sample_rate) {
+        if r.sample_rate != 0 && !sample_rates(r.format).contains(&r.sample_rate) {
             bad(
                 "recording.sample_rate",
                 format!(
-                    "{} Hz is not supported for {} (supported: {:?})",
+                    "{} Hz is not supported for {} (supported: {:?}, or 0 for each format's own)",
                     r.sample_rate,
                     r.format.extension(),
                     sample_rates(r.format)
                 ),
             );
         }
-        if let Some(msg) = bitrate_problem(r.format, r.sample_rate, r.bitrate_kbps) {
+        if let Some(msg) = bitrate_problem(
+            r.format,
+            r.sample_rate_for(r.format),
+            r.bitrate_for(r.format),
+        ) {
             bad("recording.bitrate_kbps", msg);
+        }
+        for format in [Format::Wav, Format::Mp3, Format::Opus] {
+            let own = r.own(format);
+            let table = format!("recording.{}", format.extension());
+            if own.sample_rate != 0 && !sample_rates(format).contains(&own.sample_rate) {
+                bad(
+                    &format!("{table}.sample_rate"),
+                    format!(
+                        "{} Hz is not supported for {} (supported: {:?})",
+                        own.sample_rate,
+                        format.extension(),
+                        sample_rates(format)
+                    ),
+                );
+            }
+            if format == Format::Wav && own.bitrate_kbps != 0 {
+                bad(
+                    &format!("{table}.bitrate_kbps"),
+                    "WAV has no bit rate; leave it 0".into(),
+                );
+            } else if let Some(msg) =
+                bitrate_problem(format, r.sample_rate_for(format), own.bitrate_kbps)
+            {
+                bad(&format!("{table}.bitrate_kbps"), msg);
+            }
         }
         if r.mp3_quality > 9 {
             bad(

@@ -180,6 +180,15 @@ struct RecordOpts {
     /// Days to keep this recording (0 = forever).
     #[arg(long)]
     retention_days: Option<u32>,
+    /// Opaque owner type, stored and returned with the recording.
+    #[arg(long)]
+    owner_type: Option<String>,
+    /// Opaque owner id, stored and returned with the recording.
+    #[arg(long)]
+    owner_id: Option<String>,
+    /// Opaque flow id, stored and returned with the recording.
+    #[arg(long)]
+    on_end_flow_id: Option<String>,
 }
 
 impl RecordOpts {
@@ -196,6 +205,9 @@ impl RecordOpts {
             dtmf: self.dtmf,
             recording_id: self.recording_id.clone(),
             retention_days: self.retention_days,
+            owner_type: self.owner_type.clone(),
+            owner_id: self.owner_id.clone(),
+            on_end_flow_id: self.on_end_flow_id.clone(),
         }
     }
 }

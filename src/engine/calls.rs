@@ -58,9 +58,13 @@ impl Engine {
                     .into(),
             ));
         }
+        // The call's media rate: its first recording's.
+        let defaults = &self.cfg.recording;
         let rate = match &req.recording {
-            Some(r) => r.sample_rate.unwrap_or(self.cfg.recording.sample_rate),
-            None => self.cfg.recording.sample_rate,
+            Some(r) => r
+                .sample_rate
+                .unwrap_or(defaults.sample_rate_for(r.format.unwrap_or(defaults.format))),
+            None => defaults.sample_rate_for(defaults.format),
         };
         let mut leg_ids = Vec::new();
         for (i, l) in req.legs.iter().enumerate() {
@@ -102,7 +106,7 @@ impl Engine {
                         label: l.label.clone(),
                     })
                     .collect();
-                let spec = self.recording_options(&r, &legs, rate)?.spec;
+                let spec = self.recording_options(&r, &legs)?.spec;
                 let id = match &r.recording_id {
                     Some(id) => {
                         check_id("recording_id", id)?;
@@ -111,7 +115,7 @@ impl Engine {
                     None => random_id("rec-"),
                 };
                 self.check_recording_free(who.scope(), &id)?;
-                self.check_quota()?;
+                self.check_quota(who.scope())?;
                 let label = |role: Role| {
                     req.legs
                         .iter()
@@ -532,44 +536,51 @@ impl Engine {
             let (num, call_id, tenant) = (c.num, c.id.clone(), c.tenant.clone());
             let rec_keys = c.recordings.clone();
             let mut stopped = Vec::new();
+            let stopped_at = rfc3339(unix_now());
             for r in rec_keys {
                 if let Some(rec) = reg.recordings.get_mut(&r)
                     && let Some(next) = rec.state.after(Transition::Stop)
                 {
                     rec.state = next;
-                    rec.stopped_at = Some(rfc3339(unix_now()));
+                    rec.stopped_at = Some(stopped_at.clone());
                     rec.stopped_mono = Some(now);
-                    stopped.push(rec.id.clone());
+                    stopped.push((
+                        rec.id.clone(),
+                        stopped_at.clone(),
+                        rec.shared.duration_ms.load(Ordering::Relaxed),
+                    ));
                 }
             }
             (num, stopped, call_id, tenant)
         };
-        for r in &stopped {
+        for (r, stopped_at, duration_ms) in &stopped {
             self.emit(Event::RecordingStopped {
                 recording_id: r.clone(),
                 call_id: call_id.clone(),
                 customer_id: tenant.clone(),
                 reason,
+                stopped_at: stopped_at.clone(),
+                duration_seconds: *duration_ms as f64 / 1000.0,
             });
         }
         self.send(num, WorkerCmd::EndCall { call: num, at: now });
-        let ended = rfc3339(unix_now());
-        for r in &stopped {
+        for (r, stopped_at, _) in &stopped {
             self.note(
                 "status",
                 self.catalog.set_status(
                     tenant.as_deref(),
                     r,
                     RecordingStatus::Stopped,
-                    &ended,
+                    stopped_at,
                     None,
-                    Some(&ended),
+                    Some(stopped_at),
                 ),
             );
         }
         self.note(
             "call end",
-            self.catalog.end_call(tenant.as_deref(), &call_id, &ended),
+            self.catalog
+                .end_call(tenant.as_deref(), &call_id, &rfc3339(unix_now())),
         );
         self.emit(Event::CallEnded {
             call_id: call_id.clone(),

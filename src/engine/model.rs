@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Channels, Format, PauseBehavior};
 use crate::core::leg::LegStats;
 use crate::io::udp::IngestSnapshot;
+pub use crate::recording::OwnerFields;
 pub use crate::recording::RecordingStatus;
 use crate::recording::{Checksum, Role};
 
@@ -135,6 +136,19 @@ pub struct RecordingRequest {
     /// Days to keep this recording (overrides `storage.retention_days`; 0 = forever).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
+    /// Opaque: stored with the recording and returned as given.
+    #[schema(max_length = 256)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_type: Option<String>,
+    /// Opaque: stored with the recording and returned as given.
+    #[schema(max_length = 256)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
+    /// Opaque: stored with the recording and returned as given (the flow a
+    /// platform runs when the recording ends).
+    #[schema(max_length = 256)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_end_flow_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
@@ -229,4 +243,6 @@ pub struct RecordingView {
     pub checksum: Option<Checksum>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+    #[serde(flatten)]
+    pub owner: OwnerFields,
 }

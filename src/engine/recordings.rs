@@ -23,7 +23,7 @@ use crate::timefmt::{rfc3339, unix_now};
 use super::access::{Principal, scoped_key};
 use super::model::*;
 use super::state::{Recording, Registry, Transition, recording_view};
-use super::validate::check_id;
+use super::validate::{check_id, check_text};
 use super::{Engine, EngineError, lock};
 
 impl Engine {
@@ -51,7 +51,6 @@ impl Engine {
             id: c.id.clone(),
             num: c.num,
             tenant: c.tenant.clone(),
-            rate: c.rate,
             reference: c.reference_type,
             legs: c
                 .legs
@@ -71,13 +70,12 @@ impl Engine {
         &self,
         r: &RecordingRequest,
         call_legs: &[CallLeg],
-        call_rate: u32,
     ) -> Result<RecordingOptions, EngineError> {
         let d = &self.cfg.recording;
         let format = r.format.unwrap_or(d.format);
-        // The call's legs already produce audio at its media rate; another
-        // rate is resampled from it.
-        let sample_rate = r.sample_rate.unwrap_or(call_rate);
+        // The call's legs produce audio at its media rate; a recording at
+        // another rate is resampled from it.
+        let sample_rate = r.sample_rate.unwrap_or(d.sample_rate_for(format));
         let channels = r.channels.unwrap_or(d.channels);
         let participant = r
             .participant
@@ -109,16 +107,21 @@ impl Engine {
             format,
             sample_rate,
             channels: planned.channel_count,
-            bitrate_kbps: r.bitrate.unwrap_or(if format == d.format {
-                d.bitrate_kbps
-            } else {
-                0
-            }),
+            bitrate_kbps: r.bitrate.unwrap_or(d.bitrate_for(format)),
             mp3_quality: d.mp3_quality,
             opus_complexity: d.opus_complexity,
         };
         spec.validate()
             .map_err(|e| EngineError::InvalidFormat(e.to_string()))?;
+        for (field, value) in [
+            ("owner_type", &r.owner_type),
+            ("owner_id", &r.owner_id),
+            ("on_end_flow_id", &r.on_end_flow_id),
+        ] {
+            if let Some(v) = value {
+                check_text(field, v)?;
+            }
+        }
         Ok(RecordingOptions {
             spec,
             inputs: planned.inputs,
@@ -128,6 +131,11 @@ impl Engine {
             suppress_dtmf: r.dtmf.unwrap_or_default() == DtmfPolicy::Suppress,
             channels,
             retention_days: r.retention_days,
+            owner: OwnerFields {
+                owner_type: r.owner_type.clone(),
+                owner_id: r.owner_id.clone(),
+                on_end_flow_id: r.on_end_flow_id.clone(),
+            },
         })
     }
 
@@ -143,7 +151,7 @@ impl Engine {
             check_id("recording_id", id)?;
         }
         let call = self.call_for_recording(who, call_id)?;
-        let options = self.recording_options(&req, &call.legs, call.rate)?;
+        let options = self.recording_options(&req, &call.legs)?;
         let id = req
             .recording_id
             .clone()
@@ -152,7 +160,7 @@ impl Engine {
         // this id is no obstacle (and not revealed).
         let key = scoped_key(call.tenant.as_deref(), &id);
         self.check_recording_free(call.tenant.as_deref(), &id)?;
-        self.check_quota()?;
+        self.check_quota(call.tenant.as_deref())?;
         let now_wall = unix_now();
         let now = self.clock.now();
         let label = |role: Role| {
@@ -210,7 +218,8 @@ impl Engine {
             bitrate_kbps: options.spec.effective_bitrate_kbps(),
             participant: options.participant.clone(),
             pause_behavior: options.pause_behavior,
-            started_at,
+            owner: options.owner.clone(),
+            started_at: started_at.clone(),
             started_mono: now,
             stopped_at: None,
             shared,
@@ -228,6 +237,7 @@ impl Engine {
             sample_rate: options.spec.sample_rate,
             channels: options.channels,
             participant: options.participant,
+            started_at,
         });
         self.recording_view_by_key(&key)
     }
@@ -474,20 +484,21 @@ impl Engine {
     /// can never precede it.
     pub(super) fn mark_stopped(&self, key: &str, reason: StopReason) -> Option<(u64, WorkerCmd)> {
         let now = self.clock.now();
-        let (num, call_id, id, tenant) = {
+        let t = rfc3339(unix_now());
+        let (num, call_id, id, tenant, duration_ms) = {
             let mut reg = lock(&self.registry);
             let rec = reg.recordings.get_mut(key)?;
             rec.state = rec.state.after(Transition::Stop)?;
-            rec.stopped_at = Some(rfc3339(unix_now()));
+            rec.stopped_at = Some(t.clone());
             rec.stopped_mono = Some(now);
             (
                 rec.call_num,
                 rec.call_id.clone(),
                 rec.id.clone(),
                 rec.tenant.clone(),
+                rec.shared.duration_ms.load(Ordering::Relaxed),
             )
         };
-        let t = rfc3339(unix_now());
         self.note(
             "status",
             self.catalog.set_status(
@@ -504,6 +515,8 @@ impl Engine {
             call_id: call_id.clone(),
             customer_id: tenant.clone(),
             reason,
+            stopped_at: t,
+            duration_seconds: duration_ms as f64 / 1000.0,
         });
         Some((
             num,
@@ -602,7 +615,6 @@ struct CallForRecording {
     id: String,
     num: u64,
     tenant: Option<String>,
-    rate: u32,
     reference: ReferenceType,
     legs: Vec<CallLeg>,
 }
@@ -626,6 +638,7 @@ pub(super) struct RecordingOptions {
     suppress_dtmf: bool,
     channels: Channels,
     retention_days: Option<u32>,
+    owner: OwnerFields,
 }
 
 /// The recording's catalog row as it starts.
@@ -713,5 +726,6 @@ fn first_info(
             })
             .collect(),
         recovered: false,
+        owner: o.owner.clone(),
     }
 }

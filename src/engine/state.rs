@@ -114,6 +114,7 @@ pub(super) struct Recording {
     pub(super) bitrate_kbps: u32,
     pub(super) participant: ParticipantRequest,
     pub(super) pause_behavior: PauseBehavior,
+    pub(super) owner: OwnerFields,
     pub(super) started_at: String,
     pub(super) started_mono: Duration,
     pub(super) stopped_at: Option<String>,
@@ -150,6 +151,7 @@ pub(super) fn recording_view(r: &Recording) -> RecordingView {
         file_size_bytes: r.info.as_ref().map(|i| i.file_size_bytes),
         checksum: r.info.as_ref().map(|i| i.checksum.clone()),
         failure_reason: r.failure.map(|f| f.reason().to_owned()),
+        owner: r.owner.clone(),
     }
 }
 

@@ -12,9 +12,25 @@ use super::access::{IdKind, Principal, resolve};
 use super::{Engine, EngineError};
 
 impl Engine {
-    /// Refuses a new recording over `storage.max_bytes` or under
-    /// `storage.min_free_bytes`.
-    pub(super) fn check_quota(&self) -> Result<(), EngineError> {
+    /// Refuses a new recording of `customer` over its `[[tenants]]`
+    /// `max_bytes`, over `storage.max_bytes` or under
+    /// `storage.min_free_bytes`; the message names the limit.
+    pub(super) fn check_quota(&self, customer: Option<&str>) -> Result<(), EngineError> {
+        if let Some(customer) = customer
+            && let Some(tenant) = self.cfg.tenant(customer)
+            && tenant.max_bytes > 0
+        {
+            let used = self
+                .catalog
+                .stored_bytes_of(Some(customer))
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            if used >= tenant.max_bytes {
+                return Err(EngineError::QuotaExceeded(format!(
+                    "tenant quota reached: {used} of {} bytes in use by {customer:?} ([[tenants]] max_bytes)",
+                    tenant.max_bytes
+                )));
+            }
+        }
         let s = &self.cfg.storage;
         if s.max_bytes > 0 {
             let used = self

@@ -61,6 +61,8 @@ pub enum Event {
         sample_rate: u32,
         channels: crate::config::Channels,
         participant: ParticipantRequest,
+        /// RFC 3339.
+        started_at: String,
     },
     #[serde(rename = "recording.paused")]
     RecordingPaused {
@@ -80,6 +82,11 @@ pub enum Event {
         call_id: String,
         customer_id: Option<String>,
         reason: StopReason,
+        /// RFC 3339.
+        stopped_at: String,
+        /// Audio recorded up to the stop (the file may hold a little more:
+        /// what the jitter buffer still held).
+        duration_seconds: f64,
     },
     #[serde(rename = "recording.completed")]
     RecordingCompleted(Box<Completed>),
@@ -156,6 +163,12 @@ pub struct Completed {
     pub format: String,
     pub content_type: String,
     pub duration_ms: u64,
+    /// `duration_ms` in seconds.
+    pub duration_seconds: f64,
+    /// RFC 3339.
+    pub started_at: String,
+    /// When the file became final (RFC 3339).
+    pub completed_at: String,
     pub file_size_bytes: u64,
     pub checksum: Checksum,
     /// Where the file is on this server (the event socket only: webhooks

@@ -229,6 +229,7 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
             })
             .collect(),
         recovered: false,
+        owner: Default::default(),
     };
     let sidecar = opts.output_dir.join(format!("{recording_id}.json"));
     write_sidecar(&sidecar, &info)
