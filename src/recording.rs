@@ -152,4 +152,7 @@ pub struct RecordingInfo {
     pub recovered: bool,
     #[serde(flatten)]
     pub owner: OwnerFields,
+    /// The call flow whose rule started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_flow_id: Option<String>,
 }

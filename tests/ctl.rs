@@ -195,3 +195,50 @@ fn an_operator_records_and_fetches_a_call_with_ctl() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("HTTP 401 unauthorized"), "{err}");
 }
+
+#[test]
+fn call_flows_are_managed_with_ctl() {
+    let d = Daemon::start("ctl-flows", "");
+    let ctl = Ctl { d: &d };
+    let flow = ctl.json(&[
+        "flows",
+        "create",
+        "--id",
+        "support",
+        "--name",
+        "Support",
+        "--number",
+        "+14155552671",
+        "--format",
+        "mp3",
+        "--channels",
+        "dual",
+    ]);
+    assert_eq!(
+        (&flow["recording"]["format"], &flow["recording"]["channels"]),
+        (&Value::from("mp3"), &Value::from("dual")),
+        "{flow}"
+    );
+    let table = ctl.ok(&["flows", "list"]);
+    assert!(
+        table.contains("support") && table.contains("+14155552671") && table.contains("mp3"),
+        "{table}"
+    );
+    let flow = ctl.json(&["flows", "update", "support", "--disable"]);
+    assert_eq!(
+        (
+            &flow["enabled"],
+            &flow["version"],
+            &flow["recording"]["format"]
+        ),
+        (&Value::from(false), &Value::from(2), &Value::from("mp3")),
+        "a switch leaves the recording options alone: {flow}"
+    );
+    let flow = ctl.json(&["flows", "update", "support", "--format", "wav"]);
+    assert_eq!(flow["recording"], serde_json::json!({"format": "wav"}));
+    ctl.ok(&["flows", "delete", "support"]);
+    let err = ctl.err(&["flows", "get", "support"]);
+    assert!(err.contains("call_flow_not_found"), "{err}");
+    let err = ctl.err(&["flows", "create", "--name", "x", "--number", "abc"]);
+    assert!(err.contains("phone_number"), "{err}");
+}

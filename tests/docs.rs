@@ -138,6 +138,7 @@ fn routes() -> Vec<(String, String)> {
             ("POST", "post("),
             ("DELETE", "delete("),
             ("HEAD", "head("),
+            ("PATCH", "patch("),
         ] {
             if call.contains(marker) {
                 out.push((method.to_owned(), path.clone()));

@@ -109,6 +109,7 @@ fn start_call(
         legs: vec![leg],
         recovered: false,
         owner: Default::default(),
+        call_flow_id: None,
     };
     pool.send(
         call,

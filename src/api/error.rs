@@ -33,6 +33,7 @@ pub enum ErrorCode {
     RecordingNotFound,
     RecordingNotStarted,
     DeliveryNotFound,
+    CallFlowNotFound,
     // 408
     RequestTimeout,
     // 409
@@ -47,6 +48,8 @@ pub enum ErrorCode {
     IdempotencyKeyReused,
     IdempotencyKeyInUse,
     DeliveryNotFailed,
+    CallFlowExists,
+    CallFlowChanged,
     // 410
     RecordingDeleted,
     FileMissing,
@@ -67,7 +70,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the enum.
-    pub const ALL: [ErrorCode; 38] = [
+    pub const ALL: [ErrorCode; 41] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidFormat,
@@ -83,6 +86,7 @@ impl ErrorCode {
         ErrorCode::RecordingNotFound,
         ErrorCode::RecordingNotStarted,
         ErrorCode::DeliveryNotFound,
+        ErrorCode::CallFlowNotFound,
         ErrorCode::RequestTimeout,
         ErrorCode::CallExists,
         ErrorCode::CallEnded,
@@ -95,6 +99,8 @@ impl ErrorCode {
         ErrorCode::IdempotencyKeyReused,
         ErrorCode::IdempotencyKeyInUse,
         ErrorCode::DeliveryNotFailed,
+        ErrorCode::CallFlowExists,
+        ErrorCode::CallFlowChanged,
         ErrorCode::RecordingDeleted,
         ErrorCode::FileMissing,
         ErrorCode::PayloadTooLarge,
@@ -116,7 +122,7 @@ impl ErrorCode {
             Unauthorized => StatusCode::UNAUTHORIZED,
             Forbidden | InvalidSignature | UrlExpired => StatusCode::FORBIDDEN,
             NotFound | CallNotFound | LegNotFound | RecordingNotFound | RecordingNotStarted
-            | DeliveryNotFound => StatusCode::NOT_FOUND,
+            | DeliveryNotFound | CallFlowNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             CallExists
@@ -129,7 +135,9 @@ impl ErrorCode {
             | AmbiguousId
             | IdempotencyKeyReused
             | IdempotencyKeyInUse
-            | DeliveryNotFailed => StatusCode::CONFLICT,
+            | DeliveryNotFailed
+            | CallFlowExists
+            | CallFlowChanged => StatusCode::CONFLICT,
             RecordingDeleted | FileMissing => StatusCode::GONE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -172,6 +180,9 @@ impl ErrorCode {
             IdempotencyKeyReused => "idempotency_key_reused",
             IdempotencyKeyInUse => "idempotency_key_in_use",
             DeliveryNotFailed => "delivery_not_failed",
+            CallFlowNotFound => "call_flow_not_found",
+            CallFlowExists => "call_flow_exists",
+            CallFlowChanged => "call_flow_changed",
             RecordingDeleted => "recording_deleted",
             FileMissing => "file_missing",
             PayloadTooLarge => "payload_too_large",
@@ -203,6 +214,9 @@ impl From<&EngineError> for ErrorCode {
             EngineError::NotPaused => ErrorCode::RecordingNotPaused,
             EngineError::CallExists(_) => ErrorCode::CallExists,
             EngineError::CallEnded(_) => ErrorCode::CallEnded,
+            EngineError::CallFlowNotFound(_) => ErrorCode::CallFlowNotFound,
+            EngineError::CallFlowExists(_) => ErrorCode::CallFlowExists,
+            EngineError::CallFlowChanged(_) => ErrorCode::CallFlowChanged,
             EngineError::PortsExhausted => ErrorCode::PortsExhausted,
             EngineError::ShuttingDown => ErrorCode::ShuttingDown,
             EngineError::OutOfResources => ErrorCode::OutOfResources,

@@ -6,6 +6,7 @@
 
 mod auth;
 pub mod error;
+mod flows;
 mod guard;
 pub mod openapi;
 mod params;
@@ -159,6 +160,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route(
             "/v1/calls/{id}/recording-log",
             post(recordings::recording_log),
+        )
+        .route("/v1/call-flows", post(flows::create).get(flows::list))
+        .route(
+            "/v1/call-flows/{id}",
+            get(flows::get).patch(flows::update).delete(flows::delete),
         )
         .route("/v1/webhooks/deliveries", get(webhooks::list))
         .route("/v1/webhooks/deliveries/{id}/retry", post(webhooks::retry))

@@ -48,6 +48,11 @@ use super::error::{ErrorBody, ErrorCode};
         super::recordings::file,
         super::recordings::call_recording,
         super::recordings::recording_log,
+        super::flows::create,
+        super::flows::list,
+        super::flows::get,
+        super::flows::update,
+        super::flows::delete,
         super::webhooks::list,
         super::webhooks::retry,
     ),
@@ -56,6 +61,7 @@ use super::error::{ErrorBody, ErrorCode};
         (name = "calls", description = "Calls and their RTP legs"),
         (name = "recording control", description = "Start, stop, pause and resume a call's recording; mute a leg"),
         (name = "recordings", description = "Catalogued recordings, downloads and recording logs"),
+        (name = "call flows", description = "Rules that record every call to or from a number"),
         (name = "webhooks", description = "Webhook delivery state (admin tokens)"),
         (name = "operations", description = "Health, metrics and this document"),
     )
@@ -101,6 +107,7 @@ pub fn errors_of(method: &str, path: &str) -> Vec<ErrorCode> {
     // Anything that resolves a call id.
     const CALL: &[ErrorCode] = &[CallNotFound, AmbiguousId];
     const RECORDING: &[ErrorCode] = &[RecordingNotFound, AmbiguousId];
+    const FLOW: &[ErrorCode] = &[CallFlowNotFound, AmbiguousId];
     // Anything that takes ports, starts work or writes.
     const NEW_WORK: &[ErrorCode] = &[ShuttingDown, PortsExhausted, OutOfResources];
     const START: &[ErrorCode] = &[
@@ -118,7 +125,11 @@ pub fn errors_of(method: &str, path: &str) -> Vec<ErrorCode> {
             NEW_WORK,
             &[InvalidFormat, CallExists, RecordingPathInUse, QuotaExceeded],
         ],
-        ("get", "/v1/calls" | "/v1/recordings" | "/v1/webhooks/deliveries") => {
+        ("post", "/v1/call-flows") => vec![BODY, &[InvalidFormat, CallFlowExists]],
+        ("get", "/v1/call-flows/{id}") => vec![FLOW],
+        ("patch", "/v1/call-flows/{id}") => vec![BODY, FLOW, &[InvalidFormat, CallFlowChanged]],
+        ("delete", "/v1/call-flows/{id}") => vec![FLOW],
+        ("get", "/v1/calls" | "/v1/recordings" | "/v1/call-flows" | "/v1/webhooks/deliveries") => {
             vec![&[InvalidRequest]]
         }
         ("get", "/v1/calls/{id}") => vec![CALL],

@@ -56,6 +56,7 @@ fn detail(s: &ApiState, row: &RecordingRow) -> RecordingDetail {
         channel_count: Option<u16>,
         #[serde(flatten)]
         owner: crate::recording::OwnerFields,
+        call_flow_id: Option<String>,
     }
     let info: SidecarPart = row
         .info_json
@@ -78,6 +79,7 @@ fn detail(s: &ApiState, row: &RecordingRow) -> RecordingDetail {
         pause_behavior: info.pause_behavior,
         channel_count: info.channel_count,
         owner: info.owner,
+        call_flow_id: info.call_flow_id,
         transcription_id: None,
         transcription_status: None,
         metadata: None,

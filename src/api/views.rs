@@ -67,6 +67,9 @@ pub struct RecordingDetail {
     pub channel_count: Option<u16>,
     #[serde(flatten)]
     pub owner: crate::recording::OwnerFields,
+    /// The call flow whose rule started it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_flow_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transcription_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,6 +1,7 @@
 //! The recording catalog: one SQLite file (`<storage.dir>/catalog.db`, WAL
 //! mode) holding calls, recordings (with their full sidecar metadata),
-//! recording logs and idempotency keys. Schema migrations are numbered in
+//! recording logs, idempotency keys, the webhook outbox ([`outbox`]) and
+//! call flows ([`flows`]). Schema migrations are numbered in
 //! code ([`MIGRATIONS`]); a database written by a newer recengine is refused
 //! at startup rather than misread. Sidecars and catalog carry the same
 //! facts, and `recengine reindex` rebuilds the catalog from the sidecars.
@@ -12,6 +13,7 @@
 //! names the customer it is for, and only [`Catalog::recordings_with_id`]
 //! and [`Catalog::calls_with_id`] look across customers (for the admin).
 
+pub mod flows;
 pub mod outbox;
 pub mod reindex;
 
@@ -193,6 +195,18 @@ pub const MIGRATIONS: &[&str] = &[
         body_json, created_at, updated_at FROM recording_logs;
     DROP TABLE recording_logs;
     ALTER TABLE recording_logs_v3 RENAME TO recording_logs;",
+    // 4: call flows (auto-record rules).
+    "CREATE TABLE call_flows (
+        customer_id TEXT NOT NULL DEFAULT '',
+        call_flow_id TEXT NOT NULL,
+        body_json TEXT NOT NULL,
+        enabled INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (customer_id, call_flow_id)
+    );
+    CREATE INDEX call_flows_id ON call_flows(call_flow_id);",
 ];
 
 /// How a customer is stored: the admin's own objects under `''`.

@@ -194,6 +194,9 @@ pub const EVENT_NAMES: &[&str] = &[
     "recording.failed",
     "recording.discarded",
     "recording.deleted",
+    "call_flow.created",
+    "call_flow.updated",
+    "call_flow.deleted",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

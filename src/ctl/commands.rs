@@ -8,11 +8,13 @@ use serde_json::{Value, json};
 
 use super::client::Api;
 use super::render::{
-    call_tables, calls_table, deliveries_table, enc, recording_detail, recordings_table, s,
+    call_tables, calls_table, deliveries_table, enc, flows_table, recording_detail,
+    recordings_table, s,
 };
 use super::{CtlError, RecordOpts, table};
 use crate::catalog::outbox::DeliveryStatus;
 use crate::config::Format;
+use crate::engine::flows::{CallFlowPatch, CallFlowRequest, FlowDirection};
 use crate::engine::model::{
     CreateCallRequest, Direction, LegRequest, RecordingRequest, ReferenceType,
 };
@@ -318,5 +320,150 @@ pub(super) async fn deliveries(
         )
         .await?;
     out.show(&v, deliveries_table);
+    Ok(())
+}
+
+/// `flows` subcommands.
+#[derive(clap::Subcommand)]
+pub(super) enum FlowCommand {
+    /// List call flows (oldest first).
+    List {
+        /// Most rows (up to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show one call flow.
+    Get {
+        /// The call flow's id.
+        call_flow_id: String,
+    },
+    /// Create a call flow.
+    Create {
+        /// A name for people.
+        #[arg(long)]
+        name: String,
+        /// A number (+14155552671, 1001) or a prefix ending in * (+1415*).
+        #[arg(long)]
+        number: String,
+        /// inbound (compares a call's to) | outbound (its from) | both.
+        #[arg(long, default_value = "inbound", value_parser = super::api_word::<FlowDirection>)]
+        direction: FlowDirection,
+        /// Call flow id (default: generated).
+        #[arg(long)]
+        id: Option<String>,
+        /// Create it switched off.
+        #[arg(long)]
+        disabled: bool,
+        /// wav | mp3 | opus (default: [recording] format).
+        #[arg(long, value_name = "FORMAT", value_parser = super::api_word::<Format>)]
+        format: Option<Format>,
+        #[command(flatten)]
+        opts: RecordOpts,
+    },
+    /// Change a call flow: the options given replace the stored ones
+    /// (recording options, when any is given, as a whole).
+    Update {
+        /// The call flow's id.
+        call_flow_id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// A number or a prefix ending in *.
+        #[arg(long)]
+        number: Option<String>,
+        /// inbound | outbound | both
+        #[arg(long, value_parser = super::api_word::<FlowDirection>)]
+        direction: Option<FlowDirection>,
+        /// Switch it on.
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Switch it off.
+        #[arg(long)]
+        disable: bool,
+        /// wav | mp3 | opus
+        #[arg(long, value_name = "FORMAT", value_parser = super::api_word::<Format>)]
+        format: Option<Format>,
+        #[command(flatten)]
+        opts: RecordOpts,
+    },
+    /// Delete a call flow.
+    Delete {
+        /// The call flow's id.
+        call_flow_id: String,
+    },
+}
+
+pub(super) async fn flows(api: &Api, out: &Output, command: FlowCommand) -> Result<(), CtlError> {
+    let one = |v: &Value| flows_table(&json!({"data": [v]}));
+    let v = match command {
+        FlowCommand::List { limit } => {
+            let v = api
+                .call("GET", &format!("/v1/call-flows?limit={limit}"), None)
+                .await?;
+            out.show(&v, flows_table);
+            return Ok(());
+        }
+        FlowCommand::Get { call_flow_id } => {
+            api.call(
+                "GET",
+                &format!("/v1/call-flows/{}", enc(&call_flow_id)),
+                None,
+            )
+            .await?
+        }
+        FlowCommand::Create {
+            name,
+            number,
+            direction,
+            id,
+            disabled,
+            format,
+            opts,
+        } => {
+            let req = CallFlowRequest {
+                call_flow_id: id,
+                name,
+                phone_number: number,
+                direction,
+                enabled: Some(!disabled),
+                recording: opts.request(format),
+            };
+            api.call("POST", "/v1/call-flows", Some(body(&req))).await?
+        }
+        FlowCommand::Update {
+            call_flow_id,
+            name,
+            number,
+            direction,
+            enable,
+            disable,
+            format,
+            opts,
+        } => {
+            let recording = opts.request(format);
+            let patch = CallFlowPatch {
+                name,
+                phone_number: number,
+                direction,
+                enabled: (enable || disable).then_some(enable),
+                recording: (serde_json::to_value(&recording).ok() != Some(json!({})))
+                    .then_some(recording),
+            };
+            api.call(
+                "PATCH",
+                &format!("/v1/call-flows/{}", enc(&call_flow_id)),
+                Some(body(&patch)),
+            )
+            .await?
+        }
+        FlowCommand::Delete { call_flow_id } => {
+            api.call(
+                "DELETE",
+                &format!("/v1/call-flows/{}", enc(&call_flow_id)),
+                None,
+            )
+            .await?
+        }
+    };
+    out.show(&v, one);
     Ok(())
 }

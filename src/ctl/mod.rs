@@ -139,6 +139,11 @@ enum CtlCommand {
         /// The recording's id.
         recording_id: String,
     },
+    /// Call flows: rules that record every call to or from a number.
+    Flows {
+        #[command(subcommand)]
+        command: commands::FlowCommand,
+    },
     /// Webhook deliveries (admin token).
     Deliveries {
         /// pending | delivered | failed
@@ -277,6 +282,7 @@ async fn run_async(args: CtlArgs) -> Result<(), CtlError> {
             quiet,
         } => commands::download(&api, &out, &recording_id, output, quiet).await,
         CtlCommand::Delete { recording_id } => commands::delete(&api, &out, &recording_id).await,
+        CtlCommand::Flows { command } => commands::flows(&api, &out, command).await,
         CtlCommand::Deliveries {
             status,
             endpoint,

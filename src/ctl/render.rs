@@ -186,6 +186,41 @@ pub(super) fn recordings_table(v: &Value) -> String {
 }
 
 /// `deliveries`: one row per webhook delivery.
+/// `flows`: one row per call flow.
+pub(super) fn flows_table(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = list(&v["data"])
+        .iter()
+        .map(|f| {
+            let r = &f["recording"];
+            vec![
+                s(&f["call_flow_id"]),
+                s(&f["name"]),
+                s(&f["phone_number"]),
+                s(&f["direction"]),
+                if f["enabled"] == true { "yes" } else { "no" }.to_owned(),
+                if r["format"].is_null() {
+                    "default".to_owned()
+                } else {
+                    s(&r["format"])
+                },
+                s(&f["version"]),
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "call_flow",
+            "name",
+            "number",
+            "direction",
+            "enabled",
+            "format",
+            "version",
+        ],
+        &rows,
+    )
+}
+
 pub(super) fn deliveries_table(v: &Value) -> String {
     let rows: Vec<Vec<String>> = list(&v["data"])
         .iter()

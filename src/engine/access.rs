@@ -74,6 +74,7 @@ pub fn scoped_key(customer: Option<&str>, id: &str) -> String {
 pub(super) enum IdKind {
     Call,
     Recording,
+    CallFlow,
 }
 
 impl IdKind {
@@ -81,6 +82,7 @@ impl IdKind {
         match self {
             IdKind::Call => "call_id",
             IdKind::Recording => "recording_id",
+            IdKind::CallFlow => "call_flow_id",
         }
     }
 
@@ -88,6 +90,7 @@ impl IdKind {
         match self {
             IdKind::Call => EngineError::CallNotFound(id.into()),
             IdKind::Recording => EngineError::RecordingNotFound(id.into()),
+            IdKind::CallFlow => EngineError::CallFlowNotFound(id.into()),
         }
     }
 }

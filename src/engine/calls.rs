@@ -29,10 +29,10 @@ impl Engine {
     pub fn create_call(
         &self,
         who: &Principal,
-        req: CreateCallRequest,
+        mut req: CreateCallRequest,
     ) -> Result<CallView, EngineError> {
         self.check_accepting()?;
-        let call_id = match req.call_id {
+        let call_id = match req.call_id.take() {
             Some(id) => {
                 check_id("call_id", &id)?;
                 id
@@ -58,6 +58,20 @@ impl Engine {
                     .into(),
             ));
         }
+        // A call without its own recording block is recorded by the most
+        // specific matching call flow, if any (see `engine::flows`).
+        let flow_id = match req.recording {
+            Some(_) => None,
+            None => self
+                .matching_flow(who.scope(), &req.from, &req.to)?
+                .map(|flow| {
+                    req.recording = Some(RecordingRequest {
+                        enabled: Some(true),
+                        ..flow.recording
+                    });
+                    flow.call_flow_id
+                }),
+        };
         // The call's media rate: its first recording's.
         let defaults = &self.cfg.recording;
         let rate = match &req.recording {
@@ -106,7 +120,15 @@ impl Engine {
                         label: l.label.clone(),
                     })
                     .collect();
-                let spec = self.recording_options(&r, &legs)?.spec;
+                let spec = self
+                    .recording_options(&r, &legs)
+                    .map_err(|e| match (&flow_id, e) {
+                        (Some(f), EngineError::InvalidRequest(m)) => EngineError::InvalidRequest(
+                            format!("recording (from call flow {f}): {m}"),
+                        ),
+                        (_, e) => e,
+                    })?
+                    .spec;
                 let id = match &r.recording_id {
                     Some(id) => {
                         check_id("recording_id", id)?;
@@ -161,6 +183,7 @@ impl Engine {
                     ended_at: None,
                     ended_mono: None,
                     rate,
+                    call_flow_id: flow_id.clone(),
                     legs: Vec::new(),
                     shared: shared.clone(),
                     recordings: Vec::new(),
@@ -199,13 +222,14 @@ impl Engine {
         self.emit(Event::CallCreated {
             call_id: call_id.clone(),
             customer_id: who.tenant(),
+            call_flow_id: flow_id.clone(),
             from: req.from.clone(),
             to: req.to.clone(),
             reference_type: req.reference_type,
             legs: self.leg_summaries(&key),
         });
         if let Some(r) = recording
-            && let Err(e) = self.start_recording(who, &call_id, r)
+            && let Err(e) = self.start_recording_for(who, &call_id, r, flow_id)
         {
             // Checked above, so only a race or shutting down gets here:
             // the call ends as announced, and its id is free again.
@@ -475,6 +499,7 @@ impl Engine {
             created_at: c.created_at.clone(),
             ended_at: c.ended_at.clone(),
             sample_rate: c.rate,
+            call_flow_id: c.call_flow_id.clone(),
             legs: c
                 .legs
                 .iter()

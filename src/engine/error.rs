@@ -28,6 +28,12 @@ pub enum EngineError {
     CallExists(String),
     #[error("call {0} has ended")]
     CallEnded(String),
+    #[error("call flow {0} not found")]
+    CallFlowNotFound(String),
+    #[error("call flow {0} already exists")]
+    CallFlowExists(String),
+    #[error("call flow {0} was changed by another request meanwhile; read it again and retry")]
+    CallFlowChanged(String),
     #[error("no free RTP port: every port pair in the configured range is in use or resting")]
     PortsExhausted,
     #[error("the engine is shutting down and takes no new calls or recordings")]

@@ -27,6 +27,7 @@
 mod access;
 mod calls;
 pub mod error;
+pub mod flows;
 mod metrics;
 pub mod model;
 mod outcomes;

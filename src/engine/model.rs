@@ -218,6 +218,9 @@ pub struct CallView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<String>,
     pub sample_rate: u32,
+    /// The call flow whose rule started its recording.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_flow_id: Option<String>,
     pub legs: Vec<LegView>,
     pub recordings: Vec<RecordingView>,
 }
@@ -245,4 +248,7 @@ pub struct RecordingView {
     pub failure_reason: Option<String>,
     #[serde(flatten)]
     pub owner: OwnerFields,
+    /// The call flow whose rule started it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_flow_id: Option<String>,
 }

@@ -145,6 +145,17 @@ impl Engine {
         call_id: &str,
         req: RecordingRequest,
     ) -> Result<RecordingView, EngineError> {
+        self.start_recording_for(who, call_id, req, None)
+    }
+
+    /// Starts a recording; `call_flow_id` names the rule it is for.
+    pub(super) fn start_recording_for(
+        &self,
+        who: &Principal,
+        call_id: &str,
+        req: RecordingRequest,
+        call_flow_id: Option<String>,
+    ) -> Result<RecordingView, EngineError> {
         self.check_accepting()?;
         let _one_start_at_a_time = lock(&self.starts);
         if let Some(id) = &req.recording_id {
@@ -188,7 +199,8 @@ impl Engine {
             self.catalog
                 .put_recording(&first_row(&call, &options, &id, &path, now_wall)),
         );
-        let info = first_info(&call, &options, &id, &path, &started_at);
+        let mut info = first_info(&call, &options, &id, &path, &started_at);
+        info.call_flow_id = call_flow_id.clone();
         let shared = Arc::new(RecordingShared::default());
         let setup = RecordingSetup {
             id: key.clone(),
@@ -219,6 +231,7 @@ impl Engine {
             participant: options.participant.clone(),
             pause_behavior: options.pause_behavior,
             owner: options.owner.clone(),
+            call_flow_id: call_flow_id.clone(),
             started_at: started_at.clone(),
             started_mono: now,
             stopped_at: None,
@@ -727,5 +740,6 @@ fn first_info(
             .collect(),
         recovered: false,
         owner: o.owner.clone(),
+        call_flow_id: None,
     }
 }

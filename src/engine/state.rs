@@ -93,6 +93,8 @@ pub(super) struct Call {
     /// When it ended, on the engine's clock.
     pub(super) ended_mono: Option<Duration>,
     pub(super) rate: u32,
+    /// The call flow that started its recording, if one did.
+    pub(super) call_flow_id: Option<String>,
     pub(super) legs: Vec<Leg>,
     pub(super) shared: Arc<CallShared>,
     /// Keys of the call's recordings.
@@ -115,6 +117,7 @@ pub(super) struct Recording {
     pub(super) participant: ParticipantRequest,
     pub(super) pause_behavior: PauseBehavior,
     pub(super) owner: OwnerFields,
+    pub(super) call_flow_id: Option<String>,
     pub(super) started_at: String,
     pub(super) started_mono: Duration,
     pub(super) stopped_at: Option<String>,
@@ -152,6 +155,7 @@ pub(super) fn recording_view(r: &Recording) -> RecordingView {
         checksum: r.info.as_ref().map(|i| i.checksum.clone()),
         failure_reason: r.failure.map(|f| f.reason().to_owned()),
         owner: r.owner.clone(),
+        call_flow_id: r.call_flow_id.clone(),
     }
 }
 

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::core::call::Failure;
 use crate::core::mixer::PauseInterval;
+use crate::engine::flows::CallFlow;
 use crate::engine::model::{ParticipantRequest, ReferenceType};
 use crate::recording::{Checksum, Role};
 
@@ -23,6 +24,9 @@ pub enum Event {
         from: String,
         to: String,
         reference_type: ReferenceType,
+        /// The call flow that records it, if a rule matched.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        call_flow_id: Option<String>,
         /// `leg_id`, `role`, `label`, `port` of each leg.
         legs: Vec<Value>,
     },
@@ -107,6 +111,15 @@ pub enum Event {
         duration_ms: u64,
         min_duration_s: u32,
     },
+    /// A rule's whole state (customer, number, direction, recording
+    /// options, version).
+    #[serde(rename = "call_flow.created")]
+    CallFlowCreated(Box<CallFlow>),
+    #[serde(rename = "call_flow.updated")]
+    CallFlowUpdated(Box<CallFlow>),
+    /// The rule as it was.
+    #[serde(rename = "call_flow.deleted")]
+    CallFlowDeleted(Box<CallFlow>),
     #[serde(rename = "recording.deleted")]
     RecordingDeleted {
         recording_id: String,

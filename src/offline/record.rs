@@ -230,6 +230,7 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
             .collect(),
         recovered: false,
         owner: Default::default(),
+        call_flow_id: None,
     };
     let sidecar = opts.output_dir.join(format!("{recording_id}.json"));
     write_sidecar(&sidecar, &info)

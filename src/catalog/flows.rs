@@ -1,0 +1,163 @@
+//! Call flows (auto-record rules) as stored: one row per (customer, id)
+//! holding the rule as JSON, whether it is enabled, and a version that
+//! every change raises. What a rule means is the engine's
+//! (`engine::flows`); this module only keeps them.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Catalog, CatalogError, scope};
+
+/// One stored call flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowRow {
+    pub customer_id: Option<String>,
+    pub call_flow_id: String,
+    /// The rule's own fields, as the engine serialized them.
+    pub body_json: String,
+    pub version: u32,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const FLOW_COLUMNS: &str = "customer_id, call_flow_id, body_json, version, created_at, updated_at";
+
+fn row_to_flow(r: &rusqlite::Row<'_>) -> rusqlite::Result<FlowRow> {
+    Ok(FlowRow {
+        customer_id: Some(r.get::<_, String>(0)?).filter(|c| !c.is_empty()),
+        call_flow_id: r.get(1)?,
+        body_json: r.get(2)?,
+        version: r.get(3)?,
+        created_at: r.get(4)?,
+        updated_at: r.get(5)?,
+    })
+}
+
+impl Catalog {
+    /// Stores a new flow at version 1; false when the customer already
+    /// has one with this id.
+    pub fn insert_flow(
+        &self,
+        customer_id: Option<&str>,
+        call_flow_id: &str,
+        body_json: &str,
+        enabled: bool,
+        now: &str,
+    ) -> Result<bool, CatalogError> {
+        let n = self.conn().execute(
+            "INSERT OR IGNORE INTO call_flows
+                 (customer_id, call_flow_id, body_json, enabled, version, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)",
+            params![scope(customer_id), call_flow_id, body_json, enabled, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Replaces a flow's body if it is still at `version` (raising it by
+    /// one); false when it is gone or was changed meanwhile.
+    pub fn update_flow(
+        &self,
+        customer_id: Option<&str>,
+        call_flow_id: &str,
+        version: u32,
+        body_json: &str,
+        enabled: bool,
+        now: &str,
+    ) -> Result<bool, CatalogError> {
+        let n = self.conn().execute(
+            "UPDATE call_flows SET body_json = ?4, enabled = ?5, version = version + 1, updated_at = ?6
+             WHERE customer_id = ?1 AND call_flow_id = ?2 AND version = ?3",
+            params![
+                scope(customer_id),
+                call_flow_id,
+                version,
+                body_json,
+                enabled,
+                now
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn delete_flow(
+        &self,
+        customer_id: Option<&str>,
+        call_flow_id: &str,
+    ) -> Result<bool, CatalogError> {
+        let n = self.conn().execute(
+            "DELETE FROM call_flows WHERE customer_id = ?1 AND call_flow_id = ?2",
+            params![scope(customer_id), call_flow_id],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn get_flow(
+        &self,
+        customer_id: Option<&str>,
+        call_flow_id: &str,
+    ) -> Result<Option<FlowRow>, CatalogError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!(
+                    "SELECT {FLOW_COLUMNS} FROM call_flows WHERE customer_id = ?1 AND call_flow_id = ?2"
+                ),
+                params![scope(customer_id), call_flow_id],
+                row_to_flow,
+            )
+            .optional()?)
+    }
+
+    /// Every customer's flow with this id (for the admin).
+    pub fn flows_with_id(&self, call_flow_id: &str) -> Result<Vec<FlowRow>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {FLOW_COLUMNS} FROM call_flows WHERE call_flow_id = ?1 ORDER BY customer_id"
+        ))?;
+        let rows = stmt
+            .query_map([call_flow_id], row_to_flow)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// A page of flows, oldest first: one customer's (`Some`), or every
+    /// customer's (`None`, the admin); with the total.
+    pub fn list_flows(
+        &self,
+        customer_id: Option<Option<&str>>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<(Vec<FlowRow>, u64), CatalogError> {
+        let (filter, args): (&str, Vec<String>) = match customer_id {
+            Some(c) => ("customer_id = ?1", vec![scope(c).to_owned()]),
+            None => ("1 = 1", Vec::new()),
+        };
+        let conn = self.conn();
+        let total: i64 = conn.query_row(
+            &format!("SELECT COUNT(*) FROM call_flows WHERE {filter}"),
+            rusqlite::params_from_iter(args.iter()),
+            |r| r.get(0),
+        )?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {FLOW_COLUMNS} FROM call_flows WHERE {filter}
+             ORDER BY created_at, customer_id, call_flow_id LIMIT {limit} OFFSET {}",
+            offset.min(i64::MAX as u64)
+        ))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args.iter()), row_to_flow)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((rows, total.max(0) as u64))
+    }
+
+    /// A customer's enabled flows, oldest first (the order ties are broken in).
+    pub fn enabled_flows(&self, customer_id: Option<&str>) -> Result<Vec<FlowRow>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {FLOW_COLUMNS} FROM call_flows WHERE customer_id = ?1 AND enabled = 1
+             ORDER BY created_at, call_flow_id"
+        ))?;
+        let rows = stmt
+            .query_map([scope(customer_id)], row_to_flow)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
