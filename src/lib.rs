@@ -24,6 +24,7 @@
 //! The README's "Code map" lists every folder and file with its job.
 
 pub mod api;
+pub mod audio_file;
 pub mod capture;
 pub mod catalog;
 pub mod config;
@@ -39,6 +40,7 @@ pub mod http_client;
 pub mod ids;
 pub mod io;
 pub mod loadgen;
+pub mod notices;
 pub mod offline;
 pub mod recording;
 pub mod storage_path;

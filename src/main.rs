@@ -104,7 +104,7 @@ enum Command {
     },
     /// Control a running daemon: calls, recordings, downloads, webhook
     /// deliveries (`recengine ctl --help`).
-    Ctl(recengine::ctl::CtlArgs),
+    Ctl(Box<recengine::ctl::CtlArgs>),
     /// Validate a configuration file and print every problem with its line.
     Check {
         /// The file to check.
@@ -288,7 +288,7 @@ fn main() -> ExitCode {
             config,
         } => events(since, socket, config),
         Command::Reindex { config } => reindex(config),
-        Command::Ctl(args) => recengine::ctl::run(args),
+        Command::Ctl(args) => recengine::ctl::run(*args),
         Command::Loadgen {
             api,
             token,

@@ -120,6 +120,21 @@ pub struct OwnerFields {
     pub on_end_flow_id: Option<String>,
 }
 
+/// The recording notice a recording played.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AnnouncementInfo {
+    /// The announcement as given (a prompt name or the text).
+    pub prompt: String,
+    /// `builtin`, `file` or `text`.
+    pub source: String,
+    /// `recording`, `parties`.
+    pub to: Vec<String>,
+    pub duration_ms: u64,
+    /// Seconds between reminder tones; absent = none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reminder_interval_s: Option<u32>,
+}
+
 /// Everything the sidecar states.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecordingInfo {
@@ -155,4 +170,7 @@ pub struct RecordingInfo {
     /// The call flow whose rule started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_flow_id: Option<String>,
+    /// The recording notice it played.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announcement: Option<AnnouncementInfo>,
 }

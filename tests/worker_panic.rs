@@ -110,6 +110,7 @@ fn start_call(
         recovered: false,
         owner: Default::default(),
         call_flow_id: None,
+        announcement: None,
     };
     pool.send(
         call,
@@ -129,6 +130,7 @@ fn start_call(
                 path,
                 flush_interval: Duration::from_millis(100),
                 min_duration: Duration::ZERO,
+                notices: Vec::new(),
                 sink: writers.sink(id),
                 info: Box::new(info),
                 shared: Arc::new(RecordingShared::default()),

@@ -17,8 +17,8 @@ use thiserror::Error;
 
 pub use schema::{
     ApiSection, Channels, Config, EventsSection, Format, FormatDefaults, JitterSection, LogFormat,
-    LogSection, PauseBehavior, RecordingSection, Relatch, RtpSection, StorageSection, TenantEntry,
-    TokenEntry, WebhookEntry, WorkersSection,
+    LogSection, NoticesSection, PauseBehavior, RecordingSection, Relatch, RtpSection,
+    StorageSection, TenantEntry, TokenEntry, WebhookEntry, WorkersSection,
 };
 
 /// One problem in a configuration file.

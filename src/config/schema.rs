@@ -19,6 +19,7 @@ pub struct Config {
     pub workers: WorkersSection,
     pub recording: RecordingSection,
     pub storage: StorageSection,
+    pub notices: NoticesSection,
     pub webhooks: Vec<WebhookEntry>,
     pub tenants: Vec<TenantEntry>,
 }
@@ -187,6 +188,7 @@ pub const EVENT_NAMES: &[&str] = &[
     "leg.muted",
     "leg.unmuted",
     "recording.started",
+    "recording.announced",
     "recording.paused",
     "recording.resumed",
     "recording.stopped",
@@ -428,6 +430,37 @@ impl Default for RecordingSection {
     }
 }
 
+/// Recording notices: where prompts come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NoticesSection {
+    /// Directory of operator prompts, `<name>.wav` or `<name>.mp3`;
+    /// empty = only the built-in `beep`.
+    pub prompts_dir: String,
+    /// Text to speech: a command line (split on spaces, no shell) given
+    /// the text on stdin and writing a WAV file to stdout; empty = text
+    /// announcements are refused.
+    pub tts_command: String,
+    /// Seconds the TTS command may run.
+    pub tts_timeout_s: u32,
+    /// What `"announce": true` plays when no announcement is named.
+    pub default_prompt: String,
+    /// Longest prompt, in seconds.
+    pub max_prompt_s: u32,
+}
+
+impl Default for NoticesSection {
+    fn default() -> Self {
+        Self {
+            prompts_dir: String::new(),
+            tts_command: String::new(),
+            tts_timeout_s: 10,
+            default_prompt: "beep".into(),
+            max_prompt_s: 60,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSection {
@@ -556,6 +589,24 @@ impl Config {
                     format!("{:?} is not a valid id", t.customer_id),
                 );
             }
+        }
+        if !(1..=120).contains(&self.notices.tts_timeout_s) {
+            bad(
+                "notices.tts_timeout_s",
+                format!("{} is outside 1-120", self.notices.tts_timeout_s),
+            );
+        }
+        if !(1..=600).contains(&self.notices.max_prompt_s) {
+            bad(
+                "notices.max_prompt_s",
+                format!("{} is outside 1-600", self.notices.max_prompt_s),
+            );
+        }
+        if self.notices.default_prompt.trim().is_empty() {
+            bad(
+                "notices.default_prompt",
+                "must name a prompt (\"beep\" is built in)".into(),
+            );
         }
         let mut tenants = std::collections::HashSet::new();
         for (i, t) in self.tenants.iter().enumerate() {

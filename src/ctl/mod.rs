@@ -25,7 +25,7 @@ use thiserror::Error;
 
 use crate::catalog::outbox::DeliveryStatus;
 use crate::config::{Channels, Format, PauseBehavior};
-use crate::engine::model::{DtmfPolicy, ParticipantRequest, RecordingRequest};
+use crate::engine::model::{AnnounceTarget, DtmfPolicy, ParticipantRequest, RecordingRequest};
 use crate::http_client::{HttpClient, HttpError};
 
 #[derive(Debug, Error)]
@@ -194,6 +194,16 @@ struct RecordOpts {
     /// Opaque flow id, stored and returned with the recording.
     #[arg(long)]
     on_end_flow_id: Option<String>,
+    /// Play a recording notice: a prompt name (beep, or a file in
+    /// notices.prompts_dir) or text for notices.tts_command.
+    #[arg(long, value_name = "PROMPT_OR_TEXT")]
+    announce: Option<String>,
+    /// Where the notice goes: recording, parties, or recording,parties.
+    #[arg(long, value_delimiter = ',', value_parser = api_word::<AnnounceTarget>)]
+    announce_to: Vec<AnnounceTarget>,
+    /// A reminder tone every this many seconds (5-3600).
+    #[arg(long, value_name = "SECONDS")]
+    reminder_interval: Option<u32>,
 }
 
 impl RecordOpts {
@@ -213,6 +223,10 @@ impl RecordOpts {
             owner_type: self.owner_type.clone(),
             owner_id: self.owner_id.clone(),
             on_end_flow_id: self.on_end_flow_id.clone(),
+            announce: None,
+            announcement: self.announce.clone(),
+            announce_to: (!self.announce_to.is_empty()).then(|| self.announce_to.clone()),
+            reminder_interval_s: self.reminder_interval,
         }
     }
 }

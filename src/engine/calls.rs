@@ -121,7 +121,7 @@ impl Engine {
                     })
                     .collect();
                 let spec = self
-                    .recording_options(&r, &legs)
+                    .recording_options(&r, &legs, rate)
                     .map_err(|e| match (&flow_id, e) {
                         (Some(f), EngineError::InvalidRequest(m)) => EngineError::InvalidRequest(
                             format!("recording (from call flow {f}): {m}"),

@@ -240,7 +240,15 @@ impl Engine {
             role,
             label: None,
         });
-        self.recording_options(r, &legs).map_err(|e| match e {
+        // Prompts are cached per rate, so this loads the announcement once.
+        self.recording_options(
+            r,
+            &legs,
+            self.cfg
+                .recording
+                .sample_rate_for(self.cfg.recording.format),
+        )
+        .map_err(|e| match e {
             EngineError::InvalidRequest(m) => EngineError::InvalidRequest(format!("recording.{m}")),
             EngineError::InvalidFormat(m) => EngineError::InvalidFormat(format!("recording: {m}")),
             other => other,

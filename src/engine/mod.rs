@@ -76,6 +76,8 @@ pub struct Engine {
     storage: PathBuf,
     advertise: String,
     catalog: Arc<Catalog>,
+    /// Recording-notice prompts, decoded and cached.
+    prompts: crate::notices::Prompts,
     /// Stop → completed latencies, and bytes finalized.
     finalize_ms: Mutex<Histogram>,
     bytes_finalized: AtomicU64,
@@ -102,6 +104,7 @@ impl Engine {
             cfg.rtp.advertise.clone()
         };
         Self {
+            prompts: crate::notices::Prompts::new(cfg.notices.clone()),
             storage: PathBuf::from(&cfg.storage.dir),
             advertise,
             cfg,

@@ -108,6 +108,18 @@ pub enum DtmfPolicy {
     Suppress,
 }
 
+/// Where a recording notice is played.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AnnounceTarget {
+    /// Laid over the recording's start (and its reminders over the
+    /// recording): the file itself documents the notice.
+    Recording,
+    /// Sent as RTP to each party, from the leg's port to the leg's source,
+    /// in the codec the party sends.
+    Parties,
+}
+
 /// Recording options (all optional: defaults come from `[recording]`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -149,6 +161,23 @@ pub struct RecordingRequest {
     #[schema(max_length = 256)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_end_flow_id: Option<String>,
+    /// Play a recording notice (`announcement`, else
+    /// `notices.default_prompt`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub announce: Option<bool>,
+    /// A prompt name (`beep`, or a file in `notices.prompts_dir`), or text
+    /// for `notices.tts_command`. Implies `announce`.
+    #[schema(max_length = 2000)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub announcement: Option<String>,
+    /// Where the notice goes (default `["recording"]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub announce_to: Option<Vec<AnnounceTarget>>,
+    /// A short reminder tone every this many seconds (5-3600), wherever
+    /// the notice goes; 0 or absent = none.
+    #[schema(maximum = 3600)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reminder_interval_s: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]

@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use crate::catalog::RecordingRow;
 use crate::config::{Channels, Format, PauseBehavior};
+use crate::core::call::Notice;
 use crate::core::call::plan::{PlanLeg, Selection, plan};
 use crate::core::encode::EncoderSpec;
 use crate::core::mixer::MixInput;
 use crate::events::{Event, StopReason};
 use crate::ids::random_id;
 use crate::io::worker::{RecordingSetup, RecordingShared, WorkerCmd};
-use crate::recording::{Checksum, LegInfo, RecordingInfo, Role};
+use crate::notices::PromptKind;
+use crate::recording::{AnnouncementInfo, Checksum, LegInfo, RecordingInfo, Role};
 use crate::timefmt::{rfc3339, unix_now};
 
 use super::access::{Principal, scoped_key};
@@ -51,6 +53,7 @@ impl Engine {
             id: c.id.clone(),
             num: c.num,
             tenant: c.tenant.clone(),
+            rate: c.rate,
             reference: c.reference_type,
             legs: c
                 .legs
@@ -70,6 +73,7 @@ impl Engine {
         &self,
         r: &RecordingRequest,
         call_legs: &[CallLeg],
+        call_rate: u32,
     ) -> Result<RecordingOptions, EngineError> {
         let d = &self.cfg.recording;
         let format = r.format.unwrap_or(d.format);
@@ -122,7 +126,10 @@ impl Engine {
                 check_text(field, v)?;
             }
         }
+        let (notices, announcement) = self.notices(r, call_rate)?;
         Ok(RecordingOptions {
+            notices,
+            announcement,
             spec,
             inputs: planned.inputs,
             all_legs_mono: selection == Selection::All && channels == Channels::Mono,
@@ -162,7 +169,7 @@ impl Engine {
             check_id("recording_id", id)?;
         }
         let call = self.call_for_recording(who, call_id)?;
-        let options = self.recording_options(&req, &call.legs)?;
+        let options = self.recording_options(&req, &call.legs, call.rate)?;
         let id = req
             .recording_id
             .clone()
@@ -213,6 +220,7 @@ impl Engine {
             path,
             flush_interval: Duration::from_millis(u64::from(self.cfg.storage.flush_interval_ms)),
             min_duration: Duration::from_secs(u64::from(self.cfg.recording.min_duration_s)),
+            notices: options.notices.clone(),
             sink,
             info: Box::new(info),
             shared: shared.clone(),
@@ -243,15 +251,28 @@ impl Engine {
         };
         self.register_recording(&call, recording, setup, now)?;
         self.emit(Event::RecordingStarted {
-            recording_id: id,
-            call_id: call.id,
-            customer_id: call.tenant,
+            recording_id: id.clone(),
+            call_id: call.id.clone(),
+            customer_id: call.tenant.clone(),
             format: options.spec.format,
             sample_rate: options.spec.sample_rate,
             channels: options.channels,
             participant: options.participant,
-            started_at,
+            started_at: started_at.clone(),
         });
+        if let Some(a) = options.announcement {
+            self.emit(Event::RecordingAnnounced {
+                recording_id: id,
+                call_id: call.id,
+                customer_id: call.tenant,
+                prompt: a.prompt,
+                source: a.source,
+                to: a.to,
+                at: started_at,
+                duration_ms: a.duration_ms,
+                reminder_interval_s: a.reminder_interval_s,
+            });
+        }
         self.recording_view_by_key(&key)
     }
 
@@ -628,6 +649,8 @@ struct CallForRecording {
     id: String,
     num: u64,
     tenant: Option<String>,
+    /// The call's media rate.
+    rate: u32,
     reference: ReferenceType,
     legs: Vec<CallLeg>,
 }
@@ -652,6 +675,8 @@ pub(super) struct RecordingOptions {
     channels: Channels,
     retention_days: Option<u32>,
     owner: OwnerFields,
+    notices: Vec<Notice>,
+    announcement: Option<AnnouncementInfo>,
 }
 
 /// The recording's catalog row as it starts.
@@ -741,5 +766,101 @@ fn first_info(
         recovered: false,
         owner: o.owner.clone(),
         call_flow_id: None,
+        announcement: o.announcement.clone(),
+    }
+}
+
+impl Engine {
+    /// The notices a recording request asks for, with their audio at the
+    /// call's media rate, and what the sidecar and `recording.announced`
+    /// say about them. A prompt that cannot be had refuses the request.
+    fn notices(
+        &self,
+        r: &RecordingRequest,
+        rate: u32,
+    ) -> Result<(Vec<Notice>, Option<AnnouncementInfo>), EngineError> {
+        let reminder = match r.reminder_interval_s.unwrap_or(0) {
+            0 => None,
+            s if (5..=3600).contains(&s) => Some(s),
+            s => {
+                return Err(EngineError::InvalidRequest(format!(
+                    "reminder_interval_s: {s} is outside 5-3600 (0 = no reminder)"
+                )));
+            }
+        };
+        let announce = r.announce.unwrap_or(r.announcement.is_some());
+        if !announce && reminder.is_none() {
+            if r.announce_to.is_some() {
+                return Err(EngineError::InvalidRequest(
+                    "announce_to: only with announce, announcement or reminder_interval_s".into(),
+                ));
+            }
+            return Ok((Vec::new(), None));
+        }
+        let to = r
+            .announce_to
+            .clone()
+            .unwrap_or_else(|| vec![AnnounceTarget::Recording]);
+        if to.is_empty() {
+            return Err(EngineError::InvalidRequest(
+                "announce_to: name recording, parties or both".into(),
+            ));
+        }
+        let into_recording = to.contains(&AnnounceTarget::Recording);
+        let to_parties = to.contains(&AnnounceTarget::Parties);
+        let mut seed = [0u8; 4];
+        crate::ids::fill_random(&mut seed);
+        let notice = |audio, delay, every| Notice {
+            audio,
+            delay,
+            every,
+            into_recording,
+            to_parties,
+            ssrc_seed: u32::from_be_bytes(seed),
+        };
+        let mut notices = Vec::new();
+        let mut info = None;
+        if announce {
+            let name = r
+                .announcement
+                .clone()
+                .unwrap_or_else(|| self.prompts.default_prompt().to_owned());
+            if name.trim().is_empty() {
+                return Err(EngineError::InvalidRequest(
+                    "announcement: empty; name a prompt or give the text".into(),
+                ));
+            }
+            let audio = self
+                .prompts
+                .audio(&name, rate)
+                .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+            info = Some(AnnouncementInfo {
+                source: match self.prompts.kind(&name) {
+                    PromptKind::BuiltIn => "builtin",
+                    PromptKind::File => "file",
+                    PromptKind::Text => "text",
+                }
+                .to_owned(),
+                prompt: name,
+                to: to
+                    .iter()
+                    .map(|t| match t {
+                        AnnounceTarget::Recording => "recording",
+                        AnnounceTarget::Parties => "parties",
+                    })
+                    .map(str::to_owned)
+                    .collect(),
+                duration_ms: audio.len() as u64 * 1000 / u64::from(rate.max(1)),
+                reminder_interval_s: reminder,
+            });
+            notices.push(notice(audio, Duration::ZERO, None));
+        }
+        if let Some(every) = reminder {
+            // The first reminder comes one interval in: the notice (or
+            // nothing) marks the start.
+            let every = Duration::from_secs(u64::from(every));
+            notices.push(notice(self.prompts.reminder(rate), every, Some(every)));
+        }
+        Ok((notices, info))
     }
 }

@@ -68,6 +68,25 @@ pub enum Event {
         /// RFC 3339.
         started_at: String,
     },
+    /// A recording notice was scheduled at the recording's start: into the
+    /// recording at once, to each party once its codec is known.
+    #[serde(rename = "recording.announced")]
+    RecordingAnnounced {
+        recording_id: String,
+        call_id: String,
+        customer_id: Option<String>,
+        /// The announcement as given (a prompt name, or the text).
+        prompt: String,
+        /// `builtin`, `file` or `text`.
+        source: String,
+        /// `recording`, `parties`.
+        to: Vec<String>,
+        /// RFC 3339.
+        at: String,
+        duration_ms: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reminder_interval_s: Option<u32>,
+    },
     #[serde(rename = "recording.paused")]
     RecordingPaused {
         recording_id: String,

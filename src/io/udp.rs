@@ -32,6 +32,8 @@ pub struct IngestStats {
     /// `MSG_TRUNC`): dropped and counted. Buffers hold 64 KiB, the largest
     /// UDP payload, so this stays zero unless something is badly wrong.
     pub truncated: AtomicU64,
+    /// Recording-notice RTP packets sent to the leg's source.
+    pub notice_packets_sent: AtomicU64,
 }
 
 impl IngestStats {
@@ -44,6 +46,7 @@ impl IngestStats {
             relatches: self.relatches.load(Ordering::Relaxed),
             rtcp: self.rtcp.load(Ordering::Relaxed),
             truncated: self.truncated.load(Ordering::Relaxed),
+            notice_packets_sent: self.notice_packets_sent.load(Ordering::Relaxed),
         }
     }
 }
@@ -57,6 +60,8 @@ pub struct IngestSnapshot {
     pub relatches: u64,
     pub rtcp: u64,
     pub truncated: u64,
+    /// Recording-notice RTP packets sent to the leg's source.
+    pub notice_packets_sent: u64,
 }
 
 /// When a leg follows its sender to a new address (`rtp.relatch`).
@@ -289,6 +294,22 @@ impl LegSocket {
             },
             stats,
         })
+    }
+
+    /// Sends a datagram from the leg's port to its latched source
+    /// (symmetric RTP); false when no source has latched yet or the send
+    /// failed (a full socket buffer drops it, as the network would).
+    pub fn send_to_source(&self, datagram: &[u8]) -> bool {
+        let Some(to) = self.latch.addr else {
+            return false;
+        };
+        let sent = self.socket.send_to(datagram, to).is_ok();
+        if sent {
+            self.stats
+                .notice_packets_sent
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        sent
     }
 
     /// Receives one batch (`recvmmsg`) of at most `limit` queued

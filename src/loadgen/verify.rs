@@ -28,6 +28,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{LoadCodec, LoadgenOptions, LoadgenReport, http_json, http_request};
+pub use crate::audio_file::Decoded;
 use crate::core::decode::{alaw_to_linear, ulaw_to_linear};
 use crate::error::Error;
 use crate::testkit::correlation_of;
@@ -385,72 +386,9 @@ fn fetch(
     Ok(Some((decode(bytes)?, detail)))
 }
 
-/// Decoded audio, one vector per channel.
-pub struct Decoded {
-    pub channels: Vec<Vec<i16>>,
-    pub rate: u32,
-    pub lossy: bool,
-}
-
 /// Decodes a WAV or MP3 file held in memory.
 pub fn decode(bytes: Vec<u8>) -> Result<Decoded, Error> {
-    use symphonia::core::codecs::audio::AudioDecoderOptions;
-    use symphonia::core::formats::probe::Hint;
-    use symphonia::core::formats::{FormatOptions, TrackType};
-    use symphonia::core::io::MediaSourceStream;
-    use symphonia::core::meta::MetadataOptions;
-
-    let lossy = !bytes.starts_with(b"RIFF");
-    let bad = |what: &str, e: &dyn std::fmt::Display| Error::Invalid(format!("{what}: {e}"));
-    let mss = MediaSourceStream::new(Box::new(std::io::Cursor::new(bytes)), Default::default());
-    let mut hint = Hint::new();
-    hint.with_extension(if lossy { "mp3" } else { "wav" });
-    let mut format = symphonia::default::get_probe()
-        .probe(
-            &hint,
-            mss,
-            FormatOptions::default(),
-            MetadataOptions::default(),
-        )
-        .map_err(|e| bad("probing the file", &e))?;
-    let track = format
-        .default_track(TrackType::Audio)
-        .ok_or_else(|| Error::Invalid("no audio track".into()))?;
-    let track_id = track.id;
-    let params = track
-        .codec_params
-        .as_ref()
-        .and_then(|p| p.audio())
-        .ok_or_else(|| Error::Invalid("no audio parameters".into()))?;
-    let mut decoder = symphonia::default::get_codecs()
-        .make_audio_decoder(params, &AudioDecoderOptions::default())
-        .map_err(|e| bad("no decoder", &e))?;
-    let mut out = Decoded {
-        channels: Vec::new(),
-        rate: 0,
-        lossy,
-    };
-    let mut buf: Vec<i16> = Vec::new();
-    while let Some(packet) = format
-        .next_packet()
-        .map_err(|e| bad("reading the file", &e))?
-    {
-        if packet.track_id != track_id {
-            continue;
-        }
-        let audio = decoder.decode(&packet).map_err(|e| bad("decoding", &e))?;
-        let n = audio.spec().channels().count().max(1);
-        out.rate = audio.spec().rate();
-        out.channels.resize_with(n, Vec::new);
-        buf.resize(audio.samples_interleaved(), 0);
-        audio.copy_to_slice_interleaved(&mut buf);
-        for frame in buf.chunks_exact(n) {
-            for (c, &s) in frame.iter().enumerate() {
-                out.channels[c].push(s);
-            }
-        }
-    }
-    Ok(out)
+    crate::audio_file::decode(bytes).map_err(Error::Invalid)
 }
 
 /// One channel to check and the legs heard in it.

@@ -154,6 +154,7 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
             start: Duration::ZERO,
             flush_interval: opts.flush_interval,
             min_duration: Duration::ZERO,
+            notices: Vec::new(),
         })
         .map_err(|e| Error::Invalid(e.to_string()))?;
 
@@ -231,6 +232,7 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
         recovered: false,
         owner: Default::default(),
         call_flow_id: None,
+        announcement: None,
     };
     let sidecar = opts.output_dir.join(format!("{recording_id}.json"));
     write_sidecar(&sidecar, &info)

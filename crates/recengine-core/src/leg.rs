@@ -154,6 +154,9 @@ pub struct LegReceiver {
     noise_floor: Option<f64>,
     /// Fraction of a sample a stretching correction has earned so far.
     stretch_credit: f64,
+    /// The payload type and codec of the last audio packet taken: what
+    /// the sender speaks, so what it is answered in.
+    audio_payload: Option<(u8, Codec)>,
     stats: LegStats,
 }
 
@@ -178,6 +181,7 @@ impl LegReceiver {
             last_arrival: None,
             noise_floor: None,
             stretch_credit: 0.0,
+            audio_payload: None,
             stats: LegStats::default(),
         }
     }
@@ -201,6 +205,11 @@ impl LegReceiver {
     /// Position up to which audio has been written to the sink.
     pub fn written_to(&self) -> Option<i64> {
         self.written_to
+    }
+
+    /// The payload type and codec of the last audio packet taken.
+    pub fn audio_payload(&self) -> Option<(u8, Codec)> {
+        self.audio_payload
     }
 
     pub fn payload_map(&self) -> &PayloadMap {
@@ -307,6 +316,9 @@ impl LegReceiver {
             clock_rate: codec.clock_rate(),
             duration: payload_duration(codec, packet.payload),
         };
+        if info.kind == MediaKind::Audio {
+            self.audio_payload = Some((packet.payload_type, codec));
+        }
         if info.kind == MediaKind::Audio && info.duration == 0 && !packet.payload.is_empty() {
             // An audio payload whose length cannot be told (a broken Opus
             // TOC): nothing can be placed or decoded.

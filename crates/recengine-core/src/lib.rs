@@ -28,6 +28,7 @@ pub mod format;
 pub mod jitter;
 pub mod leg;
 pub mod mixer;
+pub mod notice;
 pub mod opus;
 pub mod recorder;
 pub mod repair;

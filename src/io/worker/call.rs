@@ -31,6 +31,9 @@ pub(crate) trait LegSource {
         at: DrainTime,
         deliver: impl FnMut(&[u8], Duration),
     ) -> bool;
+
+    /// See [`LegSocket::send_to_source`].
+    fn send_to_source(&self, datagram: &[u8]) -> bool;
 }
 
 impl LegSource for LegSocket {
@@ -42,6 +45,10 @@ impl LegSource for LegSocket {
         deliver: impl FnMut(&[u8], Duration),
     ) -> bool {
         LegSocket::receive_batch(self, batch, limit, at, deliver)
+    }
+
+    fn send_to_source(&self, datagram: &[u8]) -> bool {
+        LegSocket::send_to_source(self, datagram)
     }
 }
 
@@ -167,7 +174,7 @@ pub(super) fn advance<S: LegSource>(
 
 /// Mixes and encodes each recording of the call up to `now`'s mix point
 /// and carries out what that produced.
-pub(super) fn step_recordings<S>(
+pub(super) fn step_recordings<S: LegSource>(
     c: &mut CallState<S>,
     now: Duration,
     reports: &Sender<WorkerReport>,
@@ -179,6 +186,19 @@ pub(super) fn step_recordings<S>(
     let rel = c.relative(now);
     timed(c, |media| media.mix(rel));
     carry_out(c, reports);
+    send_notices(c, rel);
+}
+
+/// Sends the recording-notice packets due to the parties, each from its
+/// leg's port to the leg's source.
+fn send_notices<S: LegSource>(c: &mut CallState<S>, now_rel: Duration) {
+    let mut packets = Vec::new();
+    c.media.party_packets(now_rel, &mut packets);
+    for (leg, packet) in packets {
+        if let Some(socket) = c.sockets.get(leg) {
+            socket.send_to_source(&packet);
+        }
+    }
 }
 
 /// Recordings whose file the writer pool gave up on (it has reported the
@@ -283,6 +303,7 @@ pub(super) fn start_recording<S>(
         start: setup.start,
         flush_interval: setup.flush_interval,
         min_duration: setup.min_duration,
+        notices: setup.notices.clone(),
     };
     let handle = match c.media.start_recording(plan) {
         Ok(h) => h,

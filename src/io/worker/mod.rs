@@ -68,6 +68,8 @@ pub struct RecordingSetup {
     pub sidecar: PathBuf,
     pub flush_interval: Duration,
     pub min_duration: Duration,
+    /// Recording notices and reminder tones.
+    pub notices: Vec<crate::core::call::Notice>,
     pub sink: SinkHandle,
     /// Metadata filled in as the recording ends.
     pub info: Box<RecordingInfo>,

@@ -47,6 +47,10 @@ impl LegSource for Replay {
         // As a socket: a full batch says more may be queued.
         n > 0 && n == limit
     }
+
+    fn send_to_source(&self, _datagram: &[u8]) -> bool {
+        false // a capture has no one to answer
+    }
 }
 
 const DELAY: Duration = Duration::from_millis(60);
@@ -156,6 +160,7 @@ fn through_the_worker(input: &Path, pcap: &RecordingInfo, end: Duration, out: &P
         path: path.clone(),
         flush_interval: FLUSH,
         min_duration: Duration::ZERO,
+        notices: Vec::new(),
         sink: writers.sink("worker"),
         info: Box::new(info),
         shared: Arc::new(RecordingShared::default()),

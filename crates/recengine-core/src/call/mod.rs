@@ -36,6 +36,9 @@
 //! 4. After each call, [`poll_output`](CallMedia::poll_output) until it
 //!    answers `None`, and carry out each [`Output`] in order (bytes before
 //!    the flush or the finish that follows them).
+//! 5. After each step, [`party_packets`](CallMedia::party_packets): the
+//!    RTP packets of recording notices due to each party, to send from the
+//!    leg's port to the leg's source.
 //!
 //! Methods rather than one `handle_input(Input)`: the inputs answer
 //! different things (a leg index, a recording handle, whether a datagram
@@ -44,12 +47,14 @@
 pub mod plan;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::encode::{EncodeError, EncoderSpec};
 use crate::format::PauseBehavior;
 use crate::leg::{Dropped, LegConfig, LegReceiver, share_drift_reference};
 use crate::mixer::{DEFAULT_MARGIN, MixInput, Mixer, MixerError, PauseInterval};
+use crate::notice::{PartyStream, RtpStart};
 use crate::recorder::Recorder;
 use crate::time::nanos_to_ticks;
 use crate::track::Track;
@@ -78,6 +83,56 @@ pub struct RecordingPlan {
     pub flush_interval: Duration,
     /// Shorter recordings are discarded.
     pub min_duration: Duration,
+    /// Recording notices and reminder tones.
+    pub notices: Vec<Notice>,
+}
+
+/// A recording notice (see [`crate::notice`]): audio at the call's media
+/// rate, `delay` after the recording's start and again every `every` when
+/// given.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub audio: Arc<[i16]>,
+    pub delay: Duration,
+    pub every: Option<Duration>,
+    /// Laid over the recording itself, on every channel.
+    pub into_recording: bool,
+    /// Sent to every party as RTP in the codec it sends (from when its
+    /// first audio packet tells which).
+    pub to_parties: bool,
+    /// Makes the parties' streams' SSRCs and first sequence numbers; a
+    /// driver gives a random value (RFC 3550 §5.1).
+    pub ssrc_seed: u32,
+}
+
+/// One notice being sent to the parties.
+struct PartyNotice {
+    recording: RecordingHandle,
+    audio: Arc<[i16]>,
+    every: Option<Duration>,
+    ssrc_seed: u32,
+    /// Start of the current occurrence.
+    at: Duration,
+    legs: Vec<PartyLeg>,
+}
+
+/// One party's stream of a notice.
+struct PartyLeg {
+    /// The current occurrence has been started for this party.
+    served: bool,
+    stream: Option<PartyStream>,
+}
+
+/// What a party's notice packets share: one SSRC, sequence numbers that
+/// go on from notice to notice, timestamps that run with the clock, and
+/// one notice at a time.
+struct PartyRtp {
+    ssrc: u32,
+    next_seq: u16,
+    /// When its first packet went, and that packet's timestamp.
+    first: (Duration, u32),
+    /// A later notice waits until the one playing is over.
+    busy_until: Duration,
 }
 
 /// Why a recording could not go on (serialized as its
@@ -204,6 +259,9 @@ pub struct CallMedia {
     recordings: Vec<RecordingMedia>,
     next_handle: u32,
     outputs: VecDeque<Output>,
+    party_notices: Vec<PartyNotice>,
+    /// Per leg, once it has been sent a notice.
+    party_rtp: Vec<Option<PartyRtp>>,
 }
 
 impl CallMedia {
@@ -217,6 +275,8 @@ impl CallMedia {
             recordings: Vec::new(),
             next_handle: 0,
             outputs: VecDeque::new(),
+            party_notices: Vec::new(),
+            party_rtp: Vec::new(),
         }
     }
 
@@ -293,16 +353,29 @@ impl CallMedia {
     /// Starts a recording. An encoder that cannot be made is an error
     /// here, not an output: nothing was started.
     pub fn start_recording(&mut self, plan: RecordingPlan) -> Result<RecordingHandle, EncodeError> {
-        let mixer = Mixer::new(
+        let mut mixer = Mixer::new(
             self.rate,
             plan.spec.channels,
             &plan.inputs,
             plan.pause_behavior,
             plan.start,
         );
+        for n in plan.notices.iter().filter(|n| n.into_recording) {
+            mixer.overlay(plan.start + n.delay, n.audio.clone(), n.every);
+        }
         let recorder = Recorder::new(mixer, plan.spec)?;
         let handle = RecordingHandle(self.next_handle);
         self.next_handle += 1;
+        for n in plan.notices.iter().filter(|n| n.to_parties) {
+            self.party_notices.push(PartyNotice {
+                recording: handle,
+                audio: n.audio.clone(),
+                every: n.every,
+                ssrc_seed: n.ssrc_seed,
+                at: plan.start + n.delay,
+                legs: Vec::new(),
+            });
+        }
         self.recordings.push(RecordingMedia {
             handle,
             spec: plan.spec,
@@ -493,6 +566,84 @@ impl CallMedia {
     /// Step 4: the next thing to carry out.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
+    }
+
+    /// Step 5: appends `(leg, RTP packet)` for every notice packet due to
+    /// a party by `now`, paced at 20 ms. A party is answered in the payload
+    /// type and codec of its last audio packet; one that has sent none yet
+    /// gets the notice once it has. A notice stops with its recording.
+    pub fn party_packets(&mut self, now: Duration, out: &mut Vec<(usize, Vec<u8>)>) {
+        if self.party_notices.is_empty() {
+            return;
+        }
+        let live: Vec<RecordingHandle> = self.recordings.iter().map(|r| r.handle).collect();
+        self.party_notices.retain(|n| live.contains(&n.recording));
+        let mut packets = Vec::new();
+        for n in &mut self.party_notices {
+            if let Some(every) = n.every.filter(|e| !e.is_zero()) {
+                while now >= n.at + every {
+                    n.at += every;
+                    n.legs.iter_mut().for_each(|l| l.served = false);
+                }
+            }
+            if now < n.at {
+                continue;
+            }
+            n.legs.resize_with(self.legs.len(), || PartyLeg {
+                served: false,
+                stream: None,
+            });
+            self.party_rtp.resize_with(self.legs.len(), || None);
+            for (i, (pl, leg)) in n.legs.iter_mut().zip(&self.legs).enumerate() {
+                let free = self.party_rtp[i]
+                    .as_ref()
+                    .is_none_or(|r| now >= r.busy_until);
+                if !pl.served
+                    && free
+                    && let Some((pt, codec)) = leg.receiver.audio_payload()
+                {
+                    pl.served = true;
+                    let rtp = self.party_rtp[i].get_or_insert_with(|| {
+                        let ssrc = n.ssrc_seed ^ (i as u32 + 1).wrapping_mul(0x9e37_79b9);
+                        PartyRtp {
+                            ssrc,
+                            next_seq: (ssrc >> 16) as u16,
+                            first: (now, ssrc.rotate_left(7)),
+                            busy_until: Duration::ZERO,
+                        }
+                    });
+                    let ticks = now.saturating_sub(rtp.first.0).as_nanos()
+                        * u128::from(codec.clock_rate())
+                        / 1_000_000_000;
+                    pl.stream = PartyStream::new(
+                        &n.audio,
+                        self.rate,
+                        codec,
+                        RtpStart {
+                            payload_type: pt,
+                            ssrc: rtp.ssrc,
+                            sequence: rtp.next_seq,
+                            timestamp: rtp.first.1.wrapping_add(ticks as u32),
+                        },
+                        now,
+                    )
+                    .ok();
+                    if let Some(s) = &pl.stream {
+                        let count = s.packet_count();
+                        rtp.next_seq = rtp.next_seq.wrapping_add(count as u16);
+                        rtp.busy_until = now + crate::notice::PACKET_TIME * count as u32;
+                    }
+                }
+                if let Some(s) = &mut pl.stream {
+                    packets.clear();
+                    if s.due(now, &mut packets).is_err() {
+                        pl.stream = None;
+                        continue;
+                    }
+                    out.extend(packets.drain(..).map(|p| (i, p)));
+                }
+            }
+        }
     }
 }
 

@@ -218,6 +218,7 @@ fn recording(inputs: &[(usize, u16)], channels: u16) -> RecordingPlan {
         start: Duration::ZERO,
         flush_interval: ms(1000),
         min_duration: Duration::ZERO,
+        notices: Vec::new(),
     }
 }
 
@@ -523,4 +524,105 @@ fn a_recording_whose_file_failed_is_removed_without_output() {
     d.collect();
     assert_eq!(d.files.get(&h).map_or(0, Vec::len), before);
     assert!(d.finished.is_empty() && d.failed.is_empty());
+}
+
+#[test]
+fn a_notice_opens_the_recording_and_reaches_each_party_in_its_codec() {
+    let caller = Party::new(0, 440.0, ms(0), ms(3000));
+    let callee = Party::new(1, 697.0, ms(300), ms(2700));
+    let mut d = Drive::new(2, &[&caller, &callee]);
+    let prompt: Arc<[i16]> = Arc::from(crate::notice::beep(RATE, 1000.0, ms(400), 8000));
+    let reminder: Arc<[i16]> = Arc::from(vec![500i16; 80]);
+    let mut plan = recording(&[(0, 0), (1, 1)], 2);
+    for (audio, delay, every) in [
+        (prompt.clone(), Duration::ZERO, None),
+        (reminder.clone(), ms(1000), Some(ms(1000))),
+    ] {
+        plan.notices.push(Notice {
+            audio,
+            delay,
+            every,
+            into_recording: true,
+            to_parties: true,
+            ssrc_seed: 77,
+        });
+    }
+    let h = d.media.start_recording(plan).unwrap();
+    let mut sent: Vec<(Duration, usize, Vec<u8>)> = Vec::new();
+    while d.now < ms(2900) {
+        d.run_to(d.now + TICK);
+        let mut out = Vec::new();
+        d.media.party_packets(d.now, &mut out);
+        sent.extend(out.into_iter().map(|(leg, p)| (d.now, leg, p)));
+    }
+    d.stop(h, ms(2900));
+    // Into the recording: the prompt over both channels from the start,
+    // then the reminder at 1 s and 2 s, on top of each party's audio.
+    let ch = d.channels(h, 2);
+    let caller_audio = caller.sent();
+    for pos in 0..samples(ms(2500)) {
+        let over = if pos < prompt.len() {
+            i32::from(prompt[pos])
+        } else if pos >= 8000 && (pos - 8000) % 8000 < 80 {
+            500
+        } else {
+            0
+        };
+        let want = (i32::from(caller_audio[pos]) + over).clamp(-32_768, 32_767) as i16;
+        assert_eq!(ch[0][pos], want, "caller channel at {pos}");
+    }
+    // To the parties: each leg gets the 20 packets of the prompt in PCMU
+    // (the codec it sends), paced one per tick, with its own SSRC; the
+    // callee, silent until 300 ms, gets it from then. Then a reminder
+    // packet for each at 1 s and 2 s.
+    for leg in 0..2 {
+        let mine: Vec<&(Duration, usize, Vec<u8>)> =
+            sent.iter().filter(|(_, l, _)| *l == leg).collect();
+        assert_eq!(mine.len(), 20 + 2, "leg {leg}");
+        let first = crate::rtp::RtpPacket::parse(&mine[0].2).unwrap();
+        assert!(first.marker);
+        assert_eq!(first.payload_type, 0);
+        let heard: Vec<i16> = mine[..20]
+            .iter()
+            .flat_map(|(_, _, p)| {
+                let p = crate::rtp::RtpPacket::parse(p).unwrap();
+                assert_eq!(p.ssrc, first.ssrc);
+                p.payload
+                    .iter()
+                    .map(|&c| ulaw_to_linear(c))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(
+            crate::testkit::correlation(&heard, &prompt) > 0.99,
+            "leg {leg} hears the prompt"
+        );
+        let times: Vec<Duration> = mine[..20].iter().map(|(t, _, _)| *t).collect();
+        assert!(
+            times.windows(2).all(|w| w[1] - w[0] == TICK),
+            "paced: {times:?}"
+        );
+        let seqs: Vec<u16> = mine
+            .iter()
+            .map(|(_, _, p)| crate::rtp::RtpPacket::parse(p).unwrap().sequence)
+            .collect();
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+            "sequence numbers go on across the notice and its reminders: {seqs:?}"
+        );
+    }
+    let callee_first = sent.iter().find(|(_, l, _)| *l == 1).unwrap().0;
+    assert!(callee_first >= ms(300), "{callee_first:?}");
+    assert_ne!(
+        crate::rtp::RtpPacket::parse(&sent.iter().find(|(_, l, _)| *l == 0).unwrap().2)
+            .unwrap()
+            .ssrc,
+        crate::rtp::RtpPacket::parse(&sent.iter().find(|(_, l, _)| *l == 1).unwrap().2)
+            .unwrap()
+            .ssrc
+    );
+    // Nothing more once the recording has stopped.
+    let mut out = Vec::new();
+    d.media.party_packets(ms(3500), &mut out);
+    assert!(out.is_empty());
 }

@@ -23,6 +23,7 @@
 //! Like the rest of the core the mixer has no clock: callers say up to which
 //! call position to mix, and convert times with [`Mixer::position_at`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -86,6 +87,46 @@ impl Span {
     }
 }
 
+/// Audio laid over every channel (a recording notice): `samples` from
+/// call position `start`, and again every `every` positions when given.
+#[derive(Debug, Clone)]
+struct Overlay {
+    start: i64,
+    samples: Arc<[i16]>,
+    every: Option<i64>,
+}
+
+impl Overlay {
+    /// Adds the overlay's samples over call positions `[from, from + n)`
+    /// to every channel of `sums`.
+    fn add_to(&self, from: i64, n: usize, ch: usize, sums: &mut [i32]) {
+        let len = self.samples.len() as i64;
+        let to = from + n as i64;
+        if len == 0 || to <= self.start {
+            return;
+        }
+        // Occurrences k start at start + k·every; those overlapping [from, to).
+        let (first, last) = match self.every {
+            Some(every) if every > 0 => (
+                ((from - self.start - len + 1).max(0) + every - 1) / every,
+                (to - 1 - self.start) / every,
+            ),
+            _ => (0, 0),
+        };
+        for k in first..=last {
+            let at = self.start + k * self.every.unwrap_or(0);
+            let (a, b) = (from.max(at), to.min(at + len));
+            for pos in a..b {
+                let s = i32::from(self.samples[(pos - at) as usize]);
+                let frame = (pos - from) as usize * ch;
+                for sum in &mut sums[frame..frame + ch] {
+                    *sum += s;
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct InputState {
     input: MixInput,
@@ -106,6 +147,7 @@ pub struct Mixer {
     pauses: Vec<Span>,
     frames_out: u64,
     sums: Vec<i32>,
+    overlays: Vec<Overlay>,
 }
 
 impl Mixer {
@@ -129,6 +171,7 @@ impl Mixer {
             pauses: Vec::new(),
             frames_out: 0,
             sums: vec![0; usize::from(channels.max(1)) * 160],
+            overlays: Vec::new(),
         };
         for &input in inputs {
             m.add_input(input);
@@ -237,6 +280,18 @@ impl Mixer {
         });
     }
 
+    /// Lays `samples` over every channel from call time `at` (a recording
+    /// notice), and again every `every` (a reminder tone) when given.
+    /// Paused stretches take it out like any audio.
+    pub fn overlay(&mut self, at: Duration, samples: Arc<[i16]>, every: Option<Duration>) {
+        let every = every.map(|e| self.position_at(e)).filter(|&e| e > 0);
+        self.overlays.push(Overlay {
+            start: self.position_at(at),
+            samples,
+            every,
+        });
+    }
+
     /// Mutes (`true`) or unmutes one input from call time `at`.
     pub fn set_muted(&mut self, track: usize, muted: bool, at: Duration) -> Result<(), MixerError> {
         let pos = self.position_at(at).max(self.cursor);
@@ -334,6 +389,9 @@ impl Mixer {
             self.sums.resize(n * ch, 0);
             for st in &self.inputs {
                 read_input(st, tracks, from, n, ch, &mut self.sums);
+            }
+            for o in &self.overlays {
+                o.add_to(from, n, ch, &mut self.sums);
             }
             self.cursor = end;
             if paused {

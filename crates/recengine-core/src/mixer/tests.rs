@@ -161,3 +161,44 @@ fn mute_silences_only_that_party() {
     assert!(out[2400..3000].iter().all(|&s| s == 21));
     assert!(out[3000..3200].iter().all(|&s| s == 20));
 }
+
+#[test]
+fn a_notice_is_laid_over_every_channel_and_repeats_on_its_period() {
+    let voice: Vec<i16> = (0..4000).map(|i| (i % 100) as i16).collect();
+    let tracks = [track_with(0, &voice), track_with(0, &voice)];
+    let inputs = [
+        MixInput {
+            track: 0,
+            channel: 0,
+        },
+        MixInput {
+            track: 1,
+            channel: 1,
+        },
+    ];
+    let mut m = mixer(&inputs, 2, PauseBehavior::Silence);
+    let beep: Arc<[i16]> = Arc::from(vec![1000i16; 80]); // 10 ms
+    m.overlay(ms(0), beep.clone(), None);
+    m.overlay(ms(100), Arc::from(vec![7i16; 8]), Some(ms(150)));
+    let mut out = Vec::new();
+    // Mixed in uneven steps, so occurrences straddle block edges.
+    for upto in [37, 800, 1203, 2000, 4000] {
+        m.mix(&tracks, upto, &mut out);
+    }
+    assert_eq!(out.len(), 8000);
+    for pos in 0..4000usize {
+        let v = (pos % 100) as i16;
+        let notice = if pos < 80 { 1000 } else { 0 };
+        let reminder = if pos >= 800 && (pos - 800) % 1200 < 8 {
+            7
+        } else {
+            0
+        };
+        let want = v + notice + reminder;
+        assert_eq!(
+            (out[2 * pos], out[2 * pos + 1]),
+            (want, want),
+            "position {pos}"
+        );
+    }
+}
