@@ -1,6 +1,6 @@
-//! Audio files read whole from memory (WAV, MP3) through Symphonia: the
-//! recordings `loadgen --verify` checks and the prompts recording notices
-//! play.
+//! Audio files read whole from memory: WAV and MP3 through Symphonia, Ogg
+//! Opus through the core's libopus decoder. The recordings `loadgen
+//! --verify` checks and the prompts recording notices play.
 
 /// Decoded audio, one vector per channel.
 pub struct Decoded {
@@ -9,9 +9,12 @@ pub struct Decoded {
     pub lossy: bool,
 }
 
-/// Decodes a WAV or MP3 file held in memory; the error says which step
-/// failed.
+/// Decodes a WAV, MP3 or Ogg Opus file held in memory; the error says
+/// which step failed.
 pub fn decode(mut bytes: Vec<u8>) -> Result<Decoded, String> {
+    if bytes.starts_with(b"OggS") {
+        return decode_ogg_opus(&bytes);
+    }
     fix_streamed_wav(&mut bytes);
     use symphonia::core::codecs::audio::AudioDecoderOptions;
     use symphonia::core::formats::probe::Hint;
@@ -95,4 +98,57 @@ fn fix_streamed_wav(bytes: &mut Vec<u8>) {
             dst.copy_from_slice(&patch);
         }
     }
+}
+
+/// The packets of an Ogg stream, in order (one logical stream: a file the
+/// operator made for a prompt).
+fn ogg_packets(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut packets = Vec::new();
+    let mut current = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let cut = || format!("an Ogg page cut short at byte {at}");
+        let header = bytes.get(at..at + 27).ok_or_else(cut)?;
+        if &header[..4] != b"OggS" {
+            return Err(format!("no Ogg page at byte {at}"));
+        }
+        let segments = usize::from(header[26]);
+        let table = bytes.get(at + 27..at + 27 + segments).ok_or_else(cut)?;
+        let mut body = at + 27 + segments;
+        for &lace in table {
+            let lace = usize::from(lace);
+            current.extend_from_slice(bytes.get(body..body + lace).ok_or_else(cut)?);
+            body += lace;
+            if lace < 255 {
+                packets.push(std::mem::take(&mut current));
+            }
+        }
+        at = body;
+    }
+    Ok(packets)
+}
+
+/// An Ogg Opus file (RFC 7845) as mono 48 kHz: its channels are mixed
+/// down by the decoder, its pre-skip dropped.
+fn decode_ogg_opus(bytes: &[u8]) -> Result<Decoded, String> {
+    let packets = ogg_packets(bytes)?;
+    let head = packets
+        .first()
+        .filter(|p| p.starts_with(b"OpusHead") && p.len() >= 19)
+        .ok_or("not an Ogg Opus file (no OpusHead)")?;
+    let pre_skip = usize::from(u16::from_le_bytes([head[10], head[11]]));
+    let mut decoder =
+        crate::core::opus::OpusDecoder::new(48_000).map_err(|e| format!("opus: {e}"))?;
+    let mut pcm = Vec::new();
+    for packet in packets.iter().skip(2) {
+        decoder
+            .decode(packet, &mut pcm)
+            .map_err(|e| format!("decoding: {e}"))?;
+    }
+    pcm.drain(..pre_skip.min(pcm.len()));
+    Ok(Decoded {
+        channels: vec![pcm],
+        rate: 48_000,
+        lossy: true,
+    })
 }

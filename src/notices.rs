@@ -32,7 +32,7 @@ pub const MAX_TEXT: usize = 2000;
 #[non_exhaustive]
 pub enum PromptError {
     #[error(
-        "announcement: no prompt {0:?} (\"beep\" is built in; others are notices.prompts_dir/<name>.wav or .mp3), and no notices.tts_command to speak it as text"
+        "announcement: no prompt {0:?} (\"beep\" is built in; others are notices.prompts_dir/<name>.wav, .mp3 or .opus), and no notices.tts_command to speak it as text"
     )]
     Unknown(String),
     #[error("announcement: text longer than {MAX_TEXT} bytes")]
@@ -100,7 +100,7 @@ impl Prompts {
         if self.cfg.prompts_dir.is_empty() || !is_prompt_name(name) {
             return None;
         }
-        ["wav", "mp3"]
+        ["wav", "mp3", "opus", "ogg"]
             .iter()
             .map(|ext| PathBuf::from(&self.cfg.prompts_dir).join(format!("{name}.{ext}")))
             .find(|p| p.is_file())
@@ -312,6 +312,36 @@ mod tests {
         let t = p.audio("This call is recorded", 8000).unwrap();
         assert_eq!(t.len(), 4000);
         assert_eq!(p.audio("beep", 8000).unwrap().len(), 3200);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_ogg_opus_prompt_is_decoded() {
+        use crate::core::encode::{EncoderSpec, encoder_for};
+        let dir =
+            std::env::temp_dir().join(format!("recengine-prompts-ogg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tone = crate::testkit::tone(16_000, 500.0, 8000.0, 16_000);
+        let mut enc = encoder_for(EncoderSpec {
+            format: crate::config::Format::Opus,
+            sample_rate: 16_000,
+            channels: 1,
+            bitrate_kbps: 32,
+            mp3_quality: 5,
+            opus_complexity: 5,
+        })
+        .unwrap();
+        let mut file = Vec::new();
+        enc.encode(&tone, &mut file).unwrap();
+        enc.finish(&mut file).unwrap();
+        std::fs::write(dir.join("hold.opus"), file).unwrap();
+        let p = prompts(&dir, "");
+        assert_eq!(p.kind("hold"), PromptKind::File);
+        let a = p.audio("hold", 8000).unwrap();
+        assert!((7900..=8100).contains(&a.len()), "1 s: {}", a.len());
+        let power = crate::testkit::tone_power(&a[1000..7000], 8000, 500.0);
+        let other = crate::testkit::tone_power(&a[1000..7000], 8000, 1300.0);
+        assert!(power > 100.0 * other.max(1.0), "{power} vs {other}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

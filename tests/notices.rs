@@ -156,6 +156,16 @@ fn the_beep_opens_the_recording_and_reaches_the_party() {
     )
     .unwrap();
     assert_eq!(sidecar["announcement"]["prompt"], "beep", "{sidecar}");
+    let (_, detail) = d.admin(
+        "GET",
+        &format!("/v1/recordings/{}", done["recording_id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(
+        detail["announcement"]["to"],
+        json!(["recording", "parties"]),
+        "{detail}"
+    );
     let (_, call) = d.admin(
         "GET",
         &format!("/v1/calls/{}", done["call_id"].as_str().unwrap()),

@@ -57,6 +57,7 @@ fn detail(s: &ApiState, row: &RecordingRow) -> RecordingDetail {
         #[serde(flatten)]
         owner: crate::recording::OwnerFields,
         call_flow_id: Option<String>,
+        announcement: Option<crate::recording::AnnouncementInfo>,
     }
     let info: SidecarPart = row
         .info_json
@@ -80,6 +81,7 @@ fn detail(s: &ApiState, row: &RecordingRow) -> RecordingDetail {
         channel_count: info.channel_count,
         owner: info.owner,
         call_flow_id: info.call_flow_id,
+        announcement: info.announcement,
         transcription_id: None,
         transcription_status: None,
         metadata: None,

@@ -70,6 +70,9 @@ pub struct RecordingDetail {
     /// The call flow whose rule started it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call_flow_id: Option<String>,
+    /// The recording notice it played.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub announcement: Option<crate::recording::AnnouncementInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transcription_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -434,7 +434,7 @@ impl Default for RecordingSection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NoticesSection {
-    /// Directory of operator prompts, `<name>.wav` or `<name>.mp3`;
+    /// Directory of operator prompts, `<name>.wav`, `.mp3` or `.opus`;
     /// empty = only the built-in `beep`.
     pub prompts_dir: String,
     /// Text to speech: a command line (split on spaces, no shell) given
