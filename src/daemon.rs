@@ -360,6 +360,7 @@ async fn serve(
                         if deleted > 0 {
                             tracing::info!(deleted, "retention sweep deleted expired recordings");
                         }
+                        engine.expire_audit(crate::timefmt::unix_now().as_millis() as i64);
                     }
                 });
                 if let Err(e) = chores.await {

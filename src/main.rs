@@ -44,6 +44,11 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// The audit trail in the catalog.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Generate RTP load against a running daemon (loopback only): create
     /// calls, stream two legs each in real time, end them, report.
     Loadgen {
@@ -288,6 +293,9 @@ fn main() -> ExitCode {
             config,
         } => events(since, socket, config),
         Command::Reindex { config } => reindex(config),
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => audit_verify(config),
         Command::Ctl(args) => recengine::ctl::run(*args),
         Command::Loadgen {
             api,
@@ -565,6 +573,48 @@ fn events(since: Option<u64>, socket: Option<PathBuf>, config: Option<PathBuf>) 
         }
     }
     ExitCode::SUCCESS
+}
+
+#[derive(clap::Subcommand)]
+enum AuditCommand {
+    /// Check the audit trail's hash chain: exit 0 when every record is
+    /// intact, 1 naming the first edited or missing record.
+    Verify {
+        /// Configuration naming storage.dir (built-in defaults otherwise).
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn audit_verify(config: Option<PathBuf>) -> ExitCode {
+    use recengine::catalog::audit::AuditVerdict;
+    let cfg = match config.map(|c| Config::load(&c)).transpose() {
+        Ok(c) => c.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let path = PathBuf::from(&cfg.storage.dir).join("catalog.db");
+    if !path.is_file() {
+        eprintln!("recengine audit verify: no catalog at {}", path.display());
+        return ExitCode::FAILURE;
+    }
+    let verdict = recengine::catalog::Catalog::open(&path).and_then(|c| c.verify_audit());
+    match verdict {
+        Ok(AuditVerdict::Intact { records }) => {
+            println!("audit trail intact: {records} record(s) chain from the anchor");
+            ExitCode::SUCCESS
+        }
+        Ok(AuditVerdict::Broken { seq, reason }) => {
+            eprintln!("audit trail BROKEN at record {seq}: {reason}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("recengine audit verify: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn reindex(config: Option<PathBuf>) -> ExitCode {

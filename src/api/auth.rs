@@ -12,8 +12,9 @@ use super::{ApiError, ErrorCode};
 use crate::config::TokenEntry;
 use crate::engine::Principal;
 
-/// A configured token: the SHA-256 of the secret and who it stands for.
-type TokenHash = ([u8; 32], Principal);
+/// A configured token: the SHA-256 of the secret, who it stands for, and
+/// its name (for the audit trail).
+type TokenHash = ([u8; 32], Principal, String);
 
 #[derive(Clone, Default)]
 pub struct Tokens {
@@ -62,7 +63,7 @@ impl Tokens {
                 } else {
                     Principal::Tenant(e.customer_id.clone())
                 };
-                Some((hash, who))
+                Some((hash, who, e.name.clone()))
             })
             .collect();
         *self.entries.write().unwrap_or_else(|e| e.into_inner()) = parsed;
@@ -70,6 +71,17 @@ impl Tokens {
 
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
         self.identify(headers).map(|(who, _)| who)
+    }
+
+    /// The configured name of the request's token (the admin token made at
+    /// start is `admin`), if it presents a valid one.
+    pub fn name_of(&self, headers: &HeaderMap) -> Option<String> {
+        let (_, digest) = self.identify(headers).ok()?;
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries
+            .iter()
+            .find(|(hash, _, _)| constant_time_eq(hash, &digest))
+            .map(|(_, _, name)| name.clone())
     }
 
     /// Who the token stands for, and the SHA-256 that names the token (for
@@ -95,7 +107,7 @@ impl Tokens {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         // Compare against every entry so timing does not reveal which matched.
         let mut found = None;
-        for (hash, who) in entries.iter() {
+        for (hash, who, _) in entries.iter() {
             if constant_time_eq(hash, &digest) && found.is_none() {
                 found = Some(who.clone());
             }

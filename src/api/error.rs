@@ -66,11 +66,12 @@ pub enum ErrorCode {
     ShuttingDown,
     OutOfResources,
     TooManyConnections,
+    AuditUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the enum.
-    pub const ALL: [ErrorCode; 41] = [
+    pub const ALL: [ErrorCode; 42] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidFormat,
@@ -112,6 +113,7 @@ impl ErrorCode {
         ErrorCode::ShuttingDown,
         ErrorCode::OutOfResources,
         ErrorCode::TooManyConnections,
+        ErrorCode::AuditUnavailable,
     ];
 
     /// The HTTP status every answer with this code has.
@@ -143,9 +145,8 @@ impl ErrorCode {
             RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             RateLimited | QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            PortsExhausted | ShuttingDown | OutOfResources | TooManyConnections => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            PortsExhausted | ShuttingDown | OutOfResources | TooManyConnections
+            | AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -194,6 +195,7 @@ impl ErrorCode {
             ShuttingDown => "shutting_down",
             OutOfResources => "out_of_resources",
             TooManyConnections => "too_many_connections",
+            AuditUnavailable => "audit_unavailable",
         }
     }
 }

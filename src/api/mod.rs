@@ -4,6 +4,7 @@
 //! `{"error":{"code":"…","message":"…"}}`. The OpenAPI document of it all
 //! is `openapi`.
 
+pub mod audit;
 mod auth;
 pub mod error;
 mod flows;
@@ -166,8 +167,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/v1/call-flows/{id}",
             get(flows::get).patch(flows::update).delete(flows::delete),
         )
+        .route("/v1/audit", get(audit::list))
         .route("/v1/webhooks/deliveries", get(webhooks::list))
         .route("/v1/webhooks/deliveries/{id}/retry", post(webhooks::retry))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))

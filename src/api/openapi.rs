@@ -53,6 +53,7 @@ use super::error::{ErrorBody, ErrorCode};
         super::flows::get,
         super::flows::update,
         super::flows::delete,
+        super::audit::list,
         super::webhooks::list,
         super::webhooks::retry,
     ),
@@ -62,6 +63,7 @@ use super::error::{ErrorBody, ErrorCode};
         (name = "recording control", description = "Start, stop, pause and resume a call's recording; mute a leg"),
         (name = "recordings", description = "Catalogued recordings, downloads and recording logs"),
         (name = "call flows", description = "Rules that record every call to or from a number"),
+        (name = "audit", description = "The audit trail of recording accesses and control actions"),
         (name = "webhooks", description = "Webhook delivery state (admin tokens)"),
         (name = "operations", description = "Health, metrics and this document"),
     )
@@ -129,7 +131,14 @@ pub fn errors_of(method: &str, path: &str) -> Vec<ErrorCode> {
         ("get", "/v1/call-flows/{id}") => vec![FLOW],
         ("patch", "/v1/call-flows/{id}") => vec![BODY, FLOW, &[InvalidFormat, CallFlowChanged]],
         ("delete", "/v1/call-flows/{id}") => vec![FLOW],
-        ("get", "/v1/calls" | "/v1/recordings" | "/v1/call-flows" | "/v1/webhooks/deliveries") => {
+        (
+            "get",
+            "/v1/calls"
+            | "/v1/recordings"
+            | "/v1/call-flows"
+            | "/v1/webhooks/deliveries"
+            | "/v1/audit",
+        ) => {
             vec![&[InvalidRequest]]
         }
         ("get", "/v1/calls/{id}") => vec![CALL],
@@ -174,6 +183,9 @@ pub fn errors_of(method: &str, path: &str) -> Vec<ErrorCode> {
         _ => vec![],
     };
     let mut codes = vec![RequestTimeout, TooManyConnections, Internal];
+    if super::audit::action_of(&method_of(method), path).is_some() {
+        codes.push(AuditUnavailable);
+    }
     if !public(path) {
         codes.extend_from_slice(TOKEN);
     }
@@ -183,6 +195,13 @@ pub fn errors_of(method: &str, path: &str) -> Vec<ErrorCode> {
         }
     }
     codes
+}
+
+fn method_of(method: &str) -> axum::http::Method {
+    method
+        .to_ascii_uppercase()
+        .parse()
+        .unwrap_or(axum::http::Method::GET)
 }
 
 /// What the token check and `X-Customer-Id` can answer.

@@ -242,9 +242,13 @@ pub async fn download(
         let who = principal(&s, &headers)?;
         let row = s.engine.catalogued(&who, &id)?;
         downloadable(&row)?;
-        let (url, _) = s
-            .urls
-            .sign(row.customer_id.as_deref(), &row.recording_id, unix_now());
+        let by = s.tokens.name_of(&headers).unwrap_or_default();
+        let (url, _) = s.urls.sign(
+            row.customer_id.as_deref(),
+            &row.recording_id,
+            unix_now(),
+            &by,
+        );
         Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response())
     })
     .await
@@ -266,9 +270,13 @@ pub async fn call_recording(
         let row = s.engine.latest_recording(&who, &call)?;
         let (url, expires) = if row.status == RecordingStatus::Completed && row.deleted_at.is_none()
         {
-            let (u, e) = s
-                .urls
-                .sign(row.customer_id.as_deref(), &row.recording_id, unix_now());
+            let by = s.tokens.name_of(&headers).unwrap_or_default();
+            let (u, e) = s.urls.sign(
+                row.customer_id.as_deref(),
+                &row.recording_id,
+                unix_now(),
+                &by,
+            );
             (
                 Some(format!("{}{u}", s.public_url)),
                 Some(rfc3339(std::time::Duration::from_secs(e))),
@@ -334,6 +342,7 @@ fn canonical_u64(s: &str) -> Option<u64> {
     params(("id" = String, Path, description = "The recording id"),
         ("customer" = Option<String>, Query, description = "The recording's customer, as signed"),
         ("expires" = u64, Query, description = "Unix time the URL expires, as signed"),
+        ("by" = Option<String>, Query, description = "The token that asked for the URL, as signed"),
         ("sig" = String, Query, description = "The signature"),
         ("Range" = Option<String>, Header, description = "One byte range: `bytes=a-b`, `bytes=a-`, `bytes=-n`"),
         ("If-None-Match" = Option<String>, Header, description = "ETags already held")),
@@ -358,7 +367,7 @@ pub async fn file(
         // the expiry and the signature; nothing else.
         if let Some(other) = q
             .keys()
-            .find(|k| !["customer", "expires", "sig"].contains(&k.as_str()))
+            .find(|k| !["customer", "expires", "by", "sig"].contains(&k.as_str()))
         {
             return Err(forbidden(
                 ErrorCode::InvalidSignature,
@@ -381,7 +390,8 @@ pub async fn file(
                 "the URL does not name a recording",
             ));
         }
-        match s.urls.verify(customer, &id, expires, sig, unix_now()) {
+        let by = q.get("by").map(String::as_str);
+        match s.urls.verify(customer, &id, expires, by, sig, unix_now()) {
             Ok(()) => {}
             Err(UrlRefused::Expired) => {
                 return Err(forbidden(

@@ -1,7 +1,7 @@
 //! The recording catalog: one SQLite file (`<storage.dir>/catalog.db`, WAL
 //! mode) holding calls, recordings (with their full sidecar metadata),
-//! recording logs, idempotency keys, the webhook outbox ([`outbox`]) and
-//! call flows ([`flows`]). Schema migrations are numbered in
+//! recording logs, idempotency keys, the webhook outbox ([`outbox`]), call
+//! flows ([`flows`]) and the audit trail ([`audit`]). Schema migrations are numbered in
 //! code ([`MIGRATIONS`]); a database written by a newer recengine is refused
 //! at startup rather than misread. Sidecars and catalog carry the same
 //! facts, and `recengine reindex` rebuilds the catalog from the sidecars.
@@ -13,6 +13,7 @@
 //! names the customer it is for, and only [`Catalog::recordings_with_id`]
 //! and [`Catalog::calls_with_id`] look across customers (for the admin).
 
+pub mod audit;
 pub mod flows;
 pub mod outbox;
 pub mod reindex;
@@ -207,6 +208,26 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (customer_id, call_flow_id)
     );
     CREATE INDEX call_flows_id ON call_flows(call_flow_id);",
+    // 5: the audit trail, hash-chained (see `audit`).
+    "CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        customer_id TEXT NOT NULL DEFAULT '',
+        peer TEXT NOT NULL,
+        action TEXT NOT NULL,
+        call_id TEXT NOT NULL DEFAULT '',
+        recording_id TEXT NOT NULL DEFAULT '',
+        status INTEGER NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_at ON audit(at_ms);
+    CREATE INDEX audit_recording ON audit(customer_id, recording_id);
+    CREATE INDEX audit_call ON audit(customer_id, call_id);
+    CREATE TABLE audit_anchor (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, value TEXT NOT NULL);",
 ];
 
 /// How a customer is stored: the admin's own objects under `''`.

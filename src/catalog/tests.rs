@@ -232,3 +232,55 @@ fn recording_logs_upsert_and_idempotency_keys() {
         "an expired in-progress claim is claimed afresh"
     );
 }
+
+#[test]
+fn the_audit_chain_finds_edits_deletions_and_survives_retention() {
+    use super::audit::{AuditEntry, AuditVerdict};
+    let cat = Catalog::open(&temp("audit")).unwrap();
+    let entry = |i: i64| AuditEntry {
+        at: format!("2026-01-01T00:00:{i:02}Z"),
+        at_ms: i * 1000,
+        actor: "pbx-1".into(),
+        customer_id: Some("acme".into()),
+        peer: "127.0.0.1:5000".into(),
+        action: "recording.get".into(),
+        call_id: Some("c1".into()),
+        recording_id: Some(format!("r{i}")),
+        status: 200,
+        detail: None,
+    };
+    for i in 1..=6 {
+        let r = cat.append_audit(&entry(i)).unwrap();
+        assert_eq!(r.seq, i);
+    }
+    assert_eq!(
+        cat.verify_audit().unwrap(),
+        AuditVerdict::Intact { records: 6 }
+    );
+    // Retention drops the oldest and keeps the chain checkable.
+    assert_eq!(cat.expire_audit(3000).unwrap(), 2);
+    assert_eq!(
+        cat.verify_audit().unwrap(),
+        AuditVerdict::Intact { records: 4 }
+    );
+    assert_eq!(cat.append_audit(&entry(7)).unwrap().seq, 7);
+    // An edit is found at its record...
+    cat.conn()
+        .execute("UPDATE audit SET status = 404 WHERE seq = 5", [])
+        .unwrap();
+    assert!(matches!(
+        cat.verify_audit().unwrap(),
+        AuditVerdict::Broken { seq: 5, .. }
+    ));
+    cat.conn()
+        .execute("UPDATE audit SET status = 200 WHERE seq = 5", [])
+        .unwrap();
+    // ... and a deletion at the record after the gap.
+    cat.conn()
+        .execute("DELETE FROM audit WHERE seq = 4", [])
+        .unwrap();
+    assert!(matches!(
+        cat.verify_audit().unwrap(),
+        AuditVerdict::Broken { seq: 5, .. }
+    ));
+}

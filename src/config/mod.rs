@@ -16,9 +16,9 @@ use std::path::Path;
 use thiserror::Error;
 
 pub use schema::{
-    ApiSection, Channels, Config, EventsSection, Format, FormatDefaults, JitterSection, LogFormat,
-    LogSection, NoticesSection, PauseBehavior, RecordingSection, Relatch, RtpSection,
-    StorageSection, TenantEntry, TokenEntry, WebhookEntry, WorkersSection,
+    ApiSection, AuditSection, Channels, Config, EventsSection, Format, FormatDefaults,
+    JitterSection, LogFormat, LogSection, NoticesSection, PauseBehavior, RecordingSection, Relatch,
+    RtpSection, StorageSection, TenantEntry, TokenEntry, WebhookEntry, WorkersSection,
 };
 
 /// One problem in a configuration file.

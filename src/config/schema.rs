@@ -20,6 +20,7 @@ pub struct Config {
     pub recording: RecordingSection,
     pub storage: StorageSection,
     pub notices: NoticesSection,
+    pub audit: AuditSection,
     pub webhooks: Vec<WebhookEntry>,
     pub tenants: Vec<TenantEntry>,
 }
@@ -426,6 +427,22 @@ impl Default for RecordingSection {
             max_duration_s: 14_400,
             min_duration_s: 0,
             media_timeout_s: 60,
+        }
+    }
+}
+
+/// The audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSection {
+    /// Days audit records are kept (apart from recordings'); 0 = forever.
+    pub retention_days: u32,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        Self {
+            retention_days: 400,
         }
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::client::Api;
 use super::render::{
-    call_tables, calls_table, deliveries_table, enc, flows_table, recording_detail,
+    audit_table, call_tables, calls_table, deliveries_table, enc, flows_table, recording_detail,
     recordings_table, s,
 };
 use super::{CtlError, RecordOpts, table};
@@ -465,5 +465,48 @@ pub(super) async fn flows(api: &Api, out: &Output, command: FlowCommand) -> Resu
         }
     };
     out.show(&v, one);
+    Ok(())
+}
+
+/// `audit`'s filters.
+#[derive(clap::Args)]
+pub(super) struct AuditFilter {
+    /// Records about this recording.
+    #[arg(long)]
+    recording_id: Option<String>,
+    /// Records about this call.
+    #[arg(long)]
+    call_id: Option<String>,
+    /// A token's name, or signed-url:<issuer>.
+    #[arg(long)]
+    actor: Option<String>,
+    /// e.g. recording.fetch, call.create
+    #[arg(long)]
+    action: Option<String>,
+    /// At or after (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Most rows (up to 1000).
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+}
+
+pub(super) async fn audit(api: &Api, out: &Output, f: AuditFilter) -> Result<(), CtlError> {
+    let mut query = vec![format!("limit={}", f.limit)];
+    for (name, value) in [
+        ("recording_id", &f.recording_id),
+        ("call_id", &f.call_id),
+        ("actor", &f.actor),
+        ("action", &f.action),
+        ("since", &f.since),
+    ] {
+        if let Some(v) = value {
+            query.push(format!("{name}={}", enc(v)));
+        }
+    }
+    let v = api
+        .call("GET", &format!("/v1/audit?{}", query.join("&")), None)
+        .await?;
+    out.show(&v, audit_table);
     Ok(())
 }

@@ -139,6 +139,9 @@ enum CtlCommand {
         /// The recording's id.
         recording_id: String,
     },
+    /// The audit trail: who accessed which recording, and every control
+    /// action (newest first).
+    Audit(commands::AuditFilter),
     /// Call flows: rules that record every call to or from a number.
     Flows {
         #[command(subcommand)]
@@ -297,6 +300,7 @@ async fn run_async(args: CtlArgs) -> Result<(), CtlError> {
         } => commands::download(&api, &out, &recording_id, output, quiet).await,
         CtlCommand::Delete { recording_id } => commands::delete(&api, &out, &recording_id).await,
         CtlCommand::Flows { command } => commands::flows(&api, &out, command).await,
+        CtlCommand::Audit(filter) => commands::audit(&api, &out, filter).await,
         CtlCommand::Deliveries {
             status,
             endpoint,

@@ -186,6 +186,42 @@ pub(super) fn recordings_table(v: &Value) -> String {
 }
 
 /// `deliveries`: one row per webhook delivery.
+/// `audit`: one row per record.
+pub(super) fn audit_table(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = list(&v["data"])
+        .iter()
+        .map(|a| {
+            vec![
+                s(&a["seq"]),
+                s(&a["at"]),
+                s(&a["actor"]),
+                s(&a["customer_id"]),
+                s(&a["action"]),
+                s(&a["call_id"]),
+                s(&a["recording_id"]),
+                s(&a["status"]),
+                s(&a["peer"]),
+                s(&a["detail"]),
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "seq",
+            "at",
+            "actor",
+            "customer",
+            "action",
+            "call",
+            "recording",
+            "status",
+            "peer",
+            "detail",
+        ],
+        &rows,
+    )
+}
+
 /// `flows`: one row per call flow.
 pub(super) fn flows_table(v: &Value) -> String {
     let rows: Vec<Vec<String>> = list(&v["data"])

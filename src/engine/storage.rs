@@ -56,6 +56,24 @@ impl Engine {
         Ok(())
     }
 
+    /// Deletes audit records older than `audit.retention_days` at `now_ms`
+    /// (the chain's anchor moves with them).
+    pub fn expire_audit(&self, now_ms: i64) {
+        let days = self.cfg.audit.retention_days;
+        if days == 0 {
+            return;
+        }
+        let before = now_ms - i64::from(days) * 86_400_000;
+        match self.catalog.expire_audit(before) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                deleted = n,
+                "audit records past audit.retention_days deleted"
+            ),
+            Err(e) => tracing::error!(error = %e, "audit retention could not delete old records"),
+        }
+    }
+
     /// Deletes recordings past their retention at `now_ms` (Unix ms): file
     /// and sidecar go, the catalog keeps a tombstone, `recording.deleted`
     /// is announced. Returns how many were deleted.

@@ -1,0 +1,285 @@
+//! The audit trail as stored: append-only rows, each carrying the SHA-256
+//! of the row before it and its own, so that editing or deleting any row
+//! (short of rewriting every later one) is found by [`Catalog::verify_audit`].
+//! Rows past their retention are deleted from the oldest end only; the
+//! hash of the last one deleted is kept as the anchor the first remaining
+//! row must chain to.
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use super::{Catalog, CatalogError, scope};
+
+/// The `prev_hash` of the very first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One access or action, as the API describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    /// RFC 3339.
+    pub at: String,
+    #[serde(skip)]
+    pub at_ms: i64,
+    /// The token's name, `signed-url:<issuer>` for a signed download, or
+    /// `unauthenticated`.
+    pub actor: String,
+    /// The tenant whose object it was (absent: the admin's own, or none).
+    pub customer_id: Option<String>,
+    /// The client's address and port.
+    pub peer: String,
+    /// What was done, e.g. `recording.download`, `call.create`.
+    pub action: String,
+    pub call_id: Option<String>,
+    pub recording_id: Option<String>,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// More about it (a download's Range, a call flow's id).
+    pub detail: Option<String>,
+}
+
+/// A stored record: the entry, its place and its chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct AuditRecord {
+    pub seq: i64,
+    #[serde(flatten)]
+    pub entry: AuditEntry,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// `GET /v1/audit` filters (all optional) and the page.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// `Some(c)`: one customer's records (`Some(None)`: the admin's own);
+    /// `None`: everyone's.
+    pub customer_id: Option<Option<String>>,
+    pub recording_id: Option<String>,
+    pub call_id: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+/// What [`Catalog::verify_audit`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditVerdict {
+    /// Every record chains; `records` checked.
+    Intact { records: u64 },
+    /// The first record that does not: its `seq` and why.
+    Broken { seq: i64, reason: String },
+}
+
+/// The hash of a record: SHA-256 over its fields and the previous hash,
+/// each length-prefixed so no two records can render the same.
+fn record_hash(seq: i64, e: &AuditEntry, prev_hash: &str) -> String {
+    let fields = [
+        seq.to_string(),
+        e.at.clone(),
+        e.actor.clone(),
+        e.customer_id.clone().unwrap_or_default(),
+        e.peer.clone(),
+        e.action.clone(),
+        e.call_id.clone().unwrap_or_default(),
+        e.recording_id.clone().unwrap_or_default(),
+        e.status.to_string(),
+        e.detail.clone().unwrap_or_default(),
+        prev_hash.to_owned(),
+    ];
+    let mut text = String::new();
+    for f in fields {
+        text.push_str(&format!("{}:{f};", f.len()));
+    }
+    crate::crypto::sha256_hex(text.as_bytes())
+}
+
+const AUDIT_COLUMNS: &str = "seq, at, at_ms, actor, customer_id, peer, action, call_id, recording_id, status, detail, prev_hash, hash";
+
+fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+    let opt = |s: String| Some(s).filter(|s| !s.is_empty());
+    Ok(AuditRecord {
+        seq: r.get(0)?,
+        entry: AuditEntry {
+            at: r.get(1)?,
+            at_ms: r.get(2)?,
+            actor: r.get(3)?,
+            customer_id: opt(r.get(4)?),
+            peer: r.get(5)?,
+            action: r.get(6)?,
+            call_id: opt(r.get(7)?),
+            recording_id: opt(r.get(8)?),
+            status: r.get(9)?,
+            detail: opt(r.get(10)?),
+        },
+        prev_hash: r.get(11)?,
+        hash: r.get(12)?,
+    })
+}
+
+impl Catalog {
+    /// Appends one record to the chain, in one transaction; answers it.
+    pub fn append_audit(&self, e: &AuditEntry) -> Result<AuditRecord, CatalogError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let last: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (seq, prev_hash) = match last {
+            Some((seq, hash)) => (seq + 1, hash),
+            None => {
+                let anchor: Option<String> = tx
+                    .query_row("SELECT value FROM audit_anchor WHERE id = 1", [], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                let next: Option<i64> = tx
+                    .query_row("SELECT seq FROM audit_anchor WHERE id = 1", [], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                (
+                    next.map_or(1, |s| s + 1),
+                    anchor.unwrap_or_else(|| GENESIS.to_owned()),
+                )
+            }
+        };
+        let hash = record_hash(seq, e, &prev_hash);
+        tx.execute(
+            &format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+            params![
+                seq,
+                e.at,
+                e.at_ms,
+                e.actor,
+                scope(e.customer_id.as_deref()),
+                e.peer,
+                e.action,
+                e.call_id.clone().unwrap_or_default(),
+                e.recording_id.clone().unwrap_or_default(),
+                e.status,
+                e.detail.clone().unwrap_or_default(),
+                prev_hash,
+                hash
+            ],
+        )?;
+        tx.commit()?;
+        Ok(AuditRecord {
+            seq,
+            entry: e.clone(),
+            prev_hash,
+            hash,
+        })
+    }
+
+    /// A page of records, newest first, with the total.
+    pub fn list_audit(&self, f: &AuditFilter) -> Result<(Vec<AuditRecord>, u64), CatalogError> {
+        let mut clauses = vec!["1 = 1".to_owned()];
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut arg = |clause: &str, v: rusqlite::types::Value| {
+            args.push(v);
+            clauses.push(clause.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(c) = &f.customer_id {
+            arg("customer_id = ?", scope(c.as_deref()).to_owned().into());
+        }
+        for (column, value) in [
+            ("recording_id", &f.recording_id),
+            ("call_id", &f.call_id),
+            ("actor", &f.actor),
+            ("action", &f.action),
+        ] {
+            if let Some(v) = value {
+                arg(&format!("{column} = ?"), v.clone().into());
+            }
+        }
+        if let Some(t) = f.since_ms {
+            arg("at_ms >= ?", t.into());
+        }
+        if let Some(t) = f.until_ms {
+            arg("at_ms < ?", t.into());
+        }
+        let filter = clauses.join(" AND ");
+        let conn = self.conn();
+        let total: i64 = conn.query_row(
+            &format!("SELECT COUNT(*) FROM audit WHERE {filter}"),
+            rusqlite::params_from_iter(args.iter()),
+            |r| r.get(0),
+        )?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit WHERE {filter} ORDER BY seq DESC LIMIT {} OFFSET {}",
+            f.limit,
+            f.offset.min(i64::MAX as u64)
+        ))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args.iter()), row_to_record)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((rows, total.max(0) as u64))
+    }
+
+    /// Checks the whole chain from the anchor (or the genesis) on: every
+    /// record's hash is its own, its `prev_hash` its predecessor's, and
+    /// the sequence has no gap.
+    pub fn verify_audit(&self) -> Result<AuditVerdict, CatalogError> {
+        let conn = self.conn();
+        let anchor: Option<(i64, String)> = conn
+            .query_row(
+                "SELECT seq, value FROM audit_anchor WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (mut expect_seq, mut prev) =
+            anchor.map_or((1, GENESIS.to_owned()), |(s, h)| (s + 1, h));
+        let mut stmt = conn.prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))?;
+        let mut rows = stmt.query([])?;
+        let mut records = 0u64;
+        while let Some(row) = rows.next()? {
+            let r = row_to_record(row)?;
+            let broken = |reason: String| Ok(AuditVerdict::Broken { seq: r.seq, reason });
+            if r.seq != expect_seq {
+                return broken(format!("records {expect_seq}-{} are missing", r.seq - 1));
+            }
+            if r.prev_hash != prev {
+                return broken("its prev_hash is not the previous record's hash".into());
+            }
+            if record_hash(r.seq, &r.entry, &r.prev_hash) != r.hash {
+                return broken("its content does not match its hash (edited)".into());
+            }
+            prev = r.hash;
+            expect_seq += 1;
+            records += 1;
+        }
+        Ok(AuditVerdict::Intact { records })
+    }
+
+    /// Deletes records older than `before_ms` from the oldest end, moving
+    /// the anchor to the last one deleted; answers how many went.
+    pub fn expire_audit(&self, before_ms: i64) -> Result<usize, CatalogError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let last: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT seq, hash FROM audit WHERE at_ms < ?1 ORDER BY seq DESC LIMIT 1",
+                [before_ms],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((seq, hash)) = last else {
+            return Ok(0);
+        };
+        let n = tx.execute("DELETE FROM audit WHERE seq <= ?1", [seq])?;
+        tx.execute(
+            "INSERT INTO audit_anchor (id, seq, value) VALUES (1, ?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, value = excluded.value",
+            params![seq, hash],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+}
