@@ -133,6 +133,13 @@ fn every_access_is_recorded_scoped_and_chained() {
         "{theirs:#?}"
     );
     assert!(audit(&d, ADMIN, "actor=signed-url:acme").len() == 2);
+    let (s, e) = d.request("GET", "/v1/audit?recording_id=%C3%BBw", None, Some(ACME));
+    assert_eq!(s, 400, "{e}");
+    // A full page of the trail is answered whole (it is not read back).
+    for _ in 0..40 {
+        audit(&d, ADMIN, "limit=1000");
+    }
+    assert!(audit(&d, ADMIN, "limit=1000").len() > 40);
     // The chain holds, and ctl shows it.
     let (ok, said) = verify(&d);
     assert!(ok, "{said}");

@@ -30,9 +30,10 @@ use crate::catalog::audit::{AuditEntry, AuditFilter, AuditRecord};
 use crate::engine::{EngineError, Principal};
 use crate::timefmt::{parse_rfc3339, rfc3339, unix_now};
 
-/// Largest answer read back for the ids it names; bigger ones are
-/// recorded without them.
-const MAX_READ_BACK: usize = 256 * 1024;
+/// Largest answer read back for the ids it names (a call view with 64
+/// legs is a few tens of KiB); the read-back never applies to the trail's
+/// own pages.
+const MAX_READ_BACK: usize = 16 << 20;
 
 /// The audit action of a route, or `None` for routes not audited (health,
 /// metrics, the document, lists of calls and recordings, webhook state).
@@ -171,7 +172,7 @@ pub async fn record(State(s): State<Arc<ApiState>>, req: Request, next: Next) ->
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    let response = if is_json && status.is_success() {
+    let response = if is_json && status.is_success() && p.action != "audit.read" {
         let (parts, body) = response.into_parts();
         match axum::body::to_bytes(body, MAX_READ_BACK).await {
             Ok(bytes) => {
@@ -291,6 +292,13 @@ pub async fn list(
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
     let (limit, offset) = page(q.limit, q.offset)?;
+    for (name, id) in [("recording_id", &q.recording_id), ("call_id", &q.call_id)] {
+        if let Some(id) = id
+            && !crate::ids::is_valid_id(id)
+        {
+            return Err(super::recordings::bad_param(name, "not a valid id"));
+        }
+    }
     let time = |name: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
         v.as_deref()
             .map(|t| {

@@ -8,7 +8,7 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Catalog, CatalogError, scope};
+use super::{Catalog, CatalogError, Where, scope};
 
 /// The `prev_hash` of the very first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -179,47 +179,28 @@ impl Catalog {
 
     /// A page of records, newest first, with the total.
     pub fn list_audit(&self, f: &AuditFilter) -> Result<(Vec<AuditRecord>, u64), CatalogError> {
-        let mut clauses = vec!["1 = 1".to_owned()];
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        let mut arg = |clause: &str, v: rusqlite::types::Value| {
-            args.push(v);
-            clauses.push(clause.replace('?', &format!("?{}", args.len())));
-        };
+        let mut w = Where::default();
         if let Some(c) = &f.customer_id {
-            arg("customer_id = ?", scope(c.as_deref()).to_owned().into());
+            w.eq("customer_id", Some(scope(c.as_deref())));
         }
-        for (column, value) in [
-            ("recording_id", &f.recording_id),
-            ("call_id", &f.call_id),
-            ("actor", &f.actor),
-            ("action", &f.action),
-        ] {
-            if let Some(v) = value {
-                arg(&format!("{column} = ?"), v.clone().into());
-            }
-        }
+        w.eq("recording_id", f.recording_id.as_deref());
+        w.eq("call_id", f.call_id.as_deref());
+        w.eq("actor", f.actor.as_deref());
+        w.eq("action", f.action.as_deref());
         if let Some(t) = f.since_ms {
-            arg("at_ms >= ?", t.into());
+            w.and("at_ms >= ?", t);
         }
         if let Some(t) = f.until_ms {
-            arg("at_ms < ?", t.into());
+            w.and("at_ms < ?", t);
         }
-        let filter = clauses.join(" AND ");
-        let conn = self.conn();
-        let total: i64 = conn.query_row(
-            &format!("SELECT COUNT(*) FROM audit WHERE {filter}"),
-            rusqlite::params_from_iter(args.iter()),
-            |r| r.get(0),
-        )?;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit WHERE {filter} ORDER BY seq DESC LIMIT {} OFFSET {}",
-            f.limit,
-            f.offset.min(i64::MAX as u64)
-        ))?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(args.iter()), row_to_record)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((rows, total.max(0) as u64))
+        w.page(
+            &self.conn(),
+            "audit",
+            AUDIT_COLUMNS,
+            "seq DESC",
+            (f.limit, f.offset),
+            row_to_record,
+        )
     }
 
     /// Checks the whole chain from the anchor (or the genesis) on: every

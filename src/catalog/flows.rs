@@ -5,7 +5,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Catalog, CatalogError, scope};
+use super::{Catalog, CatalogError, Where, scope};
 
 /// One stored call flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,25 +127,18 @@ impl Catalog {
         limit: u32,
         offset: u64,
     ) -> Result<(Vec<FlowRow>, u64), CatalogError> {
-        let (filter, args): (&str, Vec<String>) = match customer_id {
-            Some(c) => ("customer_id = ?1", vec![scope(c).to_owned()]),
-            None => ("1 = 1", Vec::new()),
-        };
-        let conn = self.conn();
-        let total: i64 = conn.query_row(
-            &format!("SELECT COUNT(*) FROM call_flows WHERE {filter}"),
-            rusqlite::params_from_iter(args.iter()),
-            |r| r.get(0),
-        )?;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {FLOW_COLUMNS} FROM call_flows WHERE {filter}
-             ORDER BY created_at, customer_id, call_flow_id LIMIT {limit} OFFSET {}",
-            offset.min(i64::MAX as u64)
-        ))?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(args.iter()), row_to_flow)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((rows, total.max(0) as u64))
+        let mut w = Where::default();
+        if let Some(c) = customer_id {
+            w.eq("customer_id", Some(scope(c)));
+        }
+        w.page(
+            &self.conn(),
+            "call_flows",
+            FLOW_COLUMNS,
+            "created_at, customer_id, call_flow_id",
+            (limit, offset),
+            row_to_flow,
+        )
     }
 
     /// A customer's enabled flows, oldest first (the order ties are broken in).

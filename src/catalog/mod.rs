@@ -230,6 +230,62 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TABLE audit_anchor (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, value TEXT NOT NULL);",
 ];
 
+/// The `WHERE` of a filtered list: clauses joined by `AND`, each `?` in a
+/// clause bound to its value.
+#[derive(Default)]
+pub(crate) struct Where {
+    clauses: Vec<String>,
+    args: Vec<rusqlite::types::Value>,
+}
+
+impl Where {
+    /// Adds `clause` (with one `?`) bound to `value`.
+    pub(crate) fn and(&mut self, clause: &str, value: impl Into<rusqlite::types::Value>) {
+        self.args.push(value.into());
+        self.clauses
+            .push(clause.replace('?', &format!("?{}", self.args.len())));
+    }
+
+    /// Adds `column = value` when there is a value.
+    pub(crate) fn eq(&mut self, column: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.and(&format!("{column} = ?"), v.to_owned());
+        }
+    }
+
+    /// A page of `table`'s rows matching the filter, in `order`, and how
+    /// many match in total.
+    pub(crate) fn page<T>(
+        &self,
+        conn: &Connection,
+        table: &str,
+        columns: &str,
+        order: &str,
+        (limit, offset): (u32, u64),
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<(Vec<T>, u64), CatalogError> {
+        let filter = if self.clauses.is_empty() {
+            "1 = 1".to_owned()
+        } else {
+            self.clauses.join(" AND ")
+        };
+        let args = || rusqlite::params_from_iter(self.args.iter());
+        let total: i64 = conn.query_row(
+            &format!("SELECT COUNT(*) FROM {table} WHERE {filter}"),
+            args(),
+            |r| r.get(0),
+        )?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {columns} FROM {table} WHERE {filter} ORDER BY {order} LIMIT {limit} OFFSET {}",
+            offset.min(i64::MAX as u64)
+        ))?;
+        let rows = stmt
+            .query_map(args(), row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((rows, total.max(0) as u64))
+    }
+}
+
 /// How a customer is stored: the admin's own objects under `''`.
 fn scope(customer: Option<&str>) -> &str {
     customer.unwrap_or("")
@@ -532,47 +588,27 @@ impl Catalog {
 
     /// A page of recordings, newest first, and how many match in total.
     pub fn list(&self, f: &ListFilter) -> Result<(Vec<RecordingRow>, u64), CatalogError> {
-        let mut clauses = vec!["1 = 1".to_owned()];
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        let mut arg = |clause: &str, v: rusqlite::types::Value| {
-            args.push(v);
-            clauses.push(clause.replace('?', &format!("?{}", args.len())));
-        };
+        let mut w = Where::default();
         if let Some(c) = &f.customer_id {
-            arg("customer_id = ?", scope(Some(c)).to_owned().into());
+            w.eq("customer_id", Some(scope(Some(c))));
         }
-        if let Some(c) = &f.call_id {
-            arg("call_id = ?", c.clone().into());
-        }
-        if let Some(s) = f.status {
-            arg("status = ?", s.as_str().to_owned().into());
-        }
-        if let Some(s) = &f.format {
-            arg("format = ?", s.clone().into());
-        }
+        w.eq("call_id", f.call_id.as_deref());
+        w.eq("status", f.status.map(RecordingStatus::as_str));
+        w.eq("format", f.format.as_deref());
         if let Some(t) = f.since_ms {
-            arg("started_ms >= ?", t.into());
+            w.and("started_ms >= ?", t);
         }
         if let Some(t) = f.until_ms {
-            arg("started_ms < ?", t.into());
+            w.and("started_ms < ?", t);
         }
-        let filter = clauses.join(" AND ");
-        let conn = self.conn();
-        let total: i64 = conn.query_row(
-            &format!("SELECT COUNT(*) FROM recordings WHERE {filter}"),
-            rusqlite::params_from_iter(args.iter()),
-            |r| r.get(0),
-        )?;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM recordings WHERE {filter}
-             ORDER BY started_ms DESC, recording_id DESC LIMIT {} OFFSET {}",
-            f.limit,
-            f.offset.min(i64::MAX as u64)
-        ))?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(args.iter()), row_to_recording)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((rows, total as u64))
+        w.page(
+            &self.conn(),
+            "recordings",
+            COLUMNS,
+            "started_ms DESC, recording_id DESC",
+            (f.limit, f.offset),
+            row_to_recording,
+        )
     }
 
     /// Whether a recording that is not deleted has its file at `path`.
