@@ -181,6 +181,19 @@ fn tampering_is_found_and_an_unwritable_trail_withholds_answers() {
     let (s, bytes) = d.request_raw("GET", &url, None, None, &[]);
     assert_eq!(s, 503);
     assert!(!bytes.starts_with(b"RIFF"), "no audio went out unaudited");
+    let (s, e) = d.admin(
+        "POST",
+        "/v1/calls",
+        Some(r#"{"call_id": "at-2", "legs": [{"role": "caller"}]}"#),
+    );
+    assert_eq!(s, 503, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("carried out"),
+        "a change that took effect says so: {e}"
+    );
     db.execute_batch("DROP TRIGGER block_audit;").unwrap();
     assert_eq!(d.request_raw("GET", &url, None, None, &[]).0, 200);
     assert!(verify(&d).0);

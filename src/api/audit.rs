@@ -164,6 +164,9 @@ pub async fn record(State(s): State<Arc<ApiState>>, req: Request, next: Next) ->
         return next.run(req).await;
     };
     let mut p = pending(&s, action, &route, &req);
+    // A change (not a read) that succeeded stays made even if its record
+    // cannot be written: the refusal says so.
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
     let response = next.run(req).await;
     let status = response.status();
     // Ids the answer names: a created call's, a started recording's, and
@@ -227,18 +230,18 @@ pub async fn record(State(s): State<Arc<ApiState>>, req: Request, next: Next) ->
     let written = tokio::task::spawn_blocking(move || catalog.append_audit(&entry)).await;
     match written {
         Ok(Ok(_)) => response,
-        Ok(Err(e)) => refuse(&e.to_string(), status),
-        Err(e) => refuse(&e.to_string(), status),
+        Ok(Err(e)) => refuse(&e.to_string(), changes && status.is_success()),
+        Err(e) => refuse(&e.to_string(), changes && status.is_success()),
     }
 }
 
 /// Fail closed: the answer that could not be audited is not given.
-fn refuse(error: &str, status: StatusCode) -> Response {
+fn refuse(error: &str, carried_out: bool) -> Response {
     tracing::error!(
         error,
         "could not write an audit record; the answer is withheld"
     );
-    let done = if status.is_success() && status != StatusCode::OK {
+    let done = if carried_out {
         " (the action itself was carried out)"
     } else {
         ""
