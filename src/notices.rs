@@ -53,8 +53,36 @@ pub enum PromptKind {
     Text,
 }
 
-/// Decoded prompts by (announcement, rate).
-type PromptCache = HashMap<(String, u32), Arc<[i16]>>;
+impl PromptKind {
+    /// As `recording.announced` and the sidecar name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromptKind::BuiltIn => "builtin",
+            PromptKind::File => "file",
+            PromptKind::Text => "text",
+        }
+    }
+}
+
+/// Where an announcement's audio comes from.
+enum Source {
+    BuiltIn,
+    File(PathBuf),
+    Text,
+}
+
+impl Source {
+    fn kind(&self) -> PromptKind {
+        match self {
+            Source::BuiltIn => PromptKind::BuiltIn,
+            Source::File(_) => PromptKind::File,
+            Source::Text => PromptKind::Text,
+        }
+    }
+}
+
+/// Decoded prompts, and what they were, by (announcement, rate).
+type PromptCache = HashMap<(String, u32), (PromptKind, Arc<[i16]>)>;
 
 /// See the module documentation.
 pub struct Prompts {
@@ -81,12 +109,16 @@ impl Prompts {
 
     /// What `announcement` is: the built-in beep, a prompt file, or text.
     pub fn kind(&self, announcement: &str) -> PromptKind {
+        self.source(announcement).kind()
+    }
+
+    fn source(&self, announcement: &str) -> Source {
         if announcement == BEEP {
-            PromptKind::BuiltIn
-        } else if self.file(announcement).is_some() {
-            PromptKind::File
+            Source::BuiltIn
+        } else if let Some(path) = self.file(announcement) {
+            Source::File(path)
         } else {
-            PromptKind::Text
+            Source::Text
         }
     }
 
@@ -111,31 +143,35 @@ impl Prompts {
         Arc::from(beep(rate, 1400.0, Duration::from_millis(200), 6000))
     }
 
-    /// The audio of `announcement` at `rate` Hz (mono), from the cache
-    /// or made now: decoding a file or running the TTS command, which can
-    /// take a while (call it off the async runtime).
-    pub fn audio(&self, announcement: &str, rate: u32) -> Result<Arc<[i16]>, PromptError> {
+    /// What `announcement` is and its audio at `rate` Hz (mono), from the
+    /// cache or made now: decoding a file or running the TTS command,
+    /// which can take a while (call it off the async runtime).
+    pub fn audio(
+        &self,
+        announcement: &str,
+        rate: u32,
+    ) -> Result<(PromptKind, Arc<[i16]>), PromptError> {
         let key = (announcement.to_owned(), rate);
-        if let Some(a) = self
+        if let Some(cached) = self
             .cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
         {
-            return Ok(a.clone());
+            return Ok(cached.clone());
         }
-        let audio: Arc<[i16]> = match self.kind(announcement) {
-            PromptKind::BuiltIn => Arc::from(beep(rate, 1000.0, Duration::from_millis(400), 8000)),
-            PromptKind::File => {
-                let path = self.file(announcement).unwrap_or_default();
+        let source = self.source(announcement);
+        let audio: Arc<[i16]> = match &source {
+            Source::BuiltIn => Arc::from(beep(rate, 1000.0, Duration::from_millis(400), 8000)),
+            Source::File(path) => {
                 let bad = |message: String| PromptError::BadFile {
                     path: path.display().to_string(),
                     message,
                 };
-                let bytes = read_capped(&path).map_err(|e| bad(e.to_string()))?;
+                let bytes = read_capped(path).map_err(|e| bad(e.to_string()))?;
                 Arc::from(self.to_rate(bytes, rate).map_err(bad)?)
             }
-            PromptKind::Text => {
+            Source::Text => {
                 if self.cfg.tts_command.trim().is_empty() {
                     return Err(PromptError::Unknown(announcement.to_owned()));
                 }
@@ -157,8 +193,9 @@ impl Prompts {
         if cache.len() >= CACHE_ENTRIES {
             cache.clear();
         }
-        cache.insert(key, audio.clone());
-        Ok(audio)
+        let entry = (source.kind(), audio);
+        cache.insert(key, entry.clone());
+        Ok(entry)
     }
 
     /// A WAV or MP3 file's audio, mixed down to mono, at `rate`.
@@ -299,19 +336,20 @@ mod tests {
         assert_eq!(p.kind("welcome"), PromptKind::File);
         assert_eq!(p.kind("This call is recorded"), PromptKind::Text);
         assert_eq!(p.kind("../welcome"), PromptKind::Text, "never a path");
-        let a = p.audio("welcome", 8000).unwrap();
+        let (kind, a) = p.audio("welcome", 8000).unwrap();
+        assert_eq!(kind, PromptKind::File);
         assert!(
             (7990..=8010).contains(&a.len()),
             "1 s at 8 kHz: {}",
             a.len()
         );
         assert!(
-            Arc::ptr_eq(&a, &p.audio("welcome", 8000).unwrap()),
+            Arc::ptr_eq(&a, &p.audio("welcome", 8000).unwrap().1),
             "cached"
         );
-        let t = p.audio("This call is recorded", 8000).unwrap();
-        assert_eq!(t.len(), 4000);
-        assert_eq!(p.audio("beep", 8000).unwrap().len(), 3200);
+        let (kind, t) = p.audio("This call is recorded", 8000).unwrap();
+        assert_eq!((kind, t.len()), (PromptKind::Text, 4000));
+        assert_eq!(p.audio("beep", 8000).unwrap().1.len(), 3200);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -337,7 +375,7 @@ mod tests {
         std::fs::write(dir.join("hold.opus"), file).unwrap();
         let p = prompts(&dir, "");
         assert_eq!(p.kind("hold"), PromptKind::File);
-        let a = p.audio("hold", 8000).unwrap();
+        let (_, a) = p.audio("hold", 8000).unwrap();
         assert!((7900..=8100).contains(&a.len()), "1 s: {}", a.len());
         let power = crate::testkit::tone_power(&a[1000..7000], 8000, 500.0);
         let other = crate::testkit::tone_power(&a[1000..7000], 8000, 1300.0);

@@ -23,12 +23,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::params::TypedQuery;
-use super::recordings::page;
+use super::recordings::{check_id_param, page, time_param};
 use super::views::{Page, Pagination};
 use super::{ApiError, ApiResult, ApiState, ErrorCode, blocking, ok, principal};
 use crate::catalog::audit::{AuditEntry, AuditFilter, AuditRecord};
 use crate::engine::{EngineError, Principal};
-use crate::timefmt::{parse_rfc3339, rfc3339, unix_now};
+use crate::timefmt::{rfc3339, unix_now};
 
 /// Largest answer read back for the ids it names (a call view with 64
 /// legs is a few tens of KiB); the read-back never applies to the trail's
@@ -295,22 +295,8 @@ pub async fn list(
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
     let (limit, offset) = page(q.limit, q.offset)?;
-    for (name, id) in [("recording_id", &q.recording_id), ("call_id", &q.call_id)] {
-        if let Some(id) = id
-            && !crate::ids::is_valid_id(id)
-        {
-            return Err(super::recordings::bad_param(name, "not a valid id"));
-        }
-    }
-    let time = |name: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
-        v.as_deref()
-            .map(|t| {
-                parse_rfc3339(t)
-                    .map(|d| d.as_millis() as i64)
-                    .ok_or_else(|| super::recordings::bad_param(name, "not an RFC 3339 time"))
-            })
-            .transpose()
-    };
+    check_id_param("recording_id", &q.recording_id)?;
+    check_id_param("call_id", &q.call_id)?;
     let filter = AuditFilter {
         customer_id: match &who {
             Principal::Admin => None,
@@ -320,8 +306,8 @@ pub async fn list(
         call_id: q.call_id,
         actor: q.actor,
         action: q.action,
-        since_ms: time("since", &q.since)?,
-        until_ms: time("until", &q.until)?,
+        since_ms: time_param("since", &q.since)?,
+        until_ms: time_param("until", &q.until)?,
         limit,
         offset,
     };

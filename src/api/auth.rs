@@ -70,23 +70,23 @@ impl Tokens {
     }
 
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
-        self.identify(headers).map(|(who, _)| who)
+        self.lookup(headers).map(|(who, _, _)| who)
     }
 
-    /// The configured name of the request's token (the admin token made at
-    /// start is `admin`), if it presents a valid one.
+    /// The configured name of the request's token (for the audit trail),
+    /// if it presents a valid one.
     pub fn name_of(&self, headers: &HeaderMap) -> Option<String> {
-        let (_, digest) = self.identify(headers).ok()?;
-        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        entries
-            .iter()
-            .find(|(hash, _, _)| constant_time_eq(hash, &digest))
-            .map(|(_, _, name)| name.clone())
+        self.lookup(headers).ok().map(|(_, _, name)| name)
     }
 
     /// Who the token stands for, and the SHA-256 that names the token (for
     /// per-token limits; never logged).
     pub fn identify(&self, headers: &HeaderMap) -> Result<(Principal, [u8; 32]), ApiError> {
+        self.lookup(headers).map(|(who, digest, _)| (who, digest))
+    }
+
+    /// The presented token's principal, SHA-256 and configured name.
+    fn lookup(&self, headers: &HeaderMap) -> Result<(Principal, [u8; 32], String), ApiError> {
         let presented = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -107,13 +107,13 @@ impl Tokens {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         // Compare against every entry so timing does not reveal which matched.
         let mut found = None;
-        for (hash, who, _) in entries.iter() {
+        for (hash, who, name) in entries.iter() {
             if constant_time_eq(hash, &digest) && found.is_none() {
-                found = Some(who.clone());
+                found = Some((who.clone(), name.clone()));
             }
         }
         found
-            .map(|who| (who, digest))
+            .map(|(who, name)| (who, digest, name))
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "invalid token"))
     }
 }

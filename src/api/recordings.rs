@@ -44,6 +44,27 @@ pub(super) fn page(limit: Option<u32>, offset: Option<i64>) -> Result<(u32, u64)
     Ok((limit, offset))
 }
 
+/// A list's id filter: absent, or a valid id (400 naming it otherwise).
+pub(super) fn check_id_param(name: &str, value: &Option<String>) -> Result<(), ApiError> {
+    match value {
+        Some(id) if !is_valid_id(id) => Err(bad_param(name, "not a valid id")),
+        _ => Ok(()),
+    }
+}
+
+/// A list's time filter as Unix ms: absent, or RFC 3339 (400 naming it
+/// otherwise).
+pub(super) fn time_param(name: &str, value: &Option<String>) -> Result<Option<i64>, ApiError> {
+    value
+        .as_deref()
+        .map(|v| {
+            parse_rfc3339(v)
+                .map(|t| t.as_millis() as i64)
+                .ok_or_else(|| bad_param(name, format!("{v:?} is not an RFC 3339 time")))
+        })
+        .transpose()
+}
+
 /// A catalogued recording in full.
 fn detail(s: &ApiState, row: &RecordingRow) -> RecordingDetail {
     #[derive(Default, Deserialize)]
@@ -142,28 +163,14 @@ pub async fn list(
     blocking(move || {
         let who = principal(&s, &headers)?;
         let (limit, offset) = page(q.limit, q.offset)?;
-        if let Some(call) = &q.call_id
-            && !is_valid_id(call)
-        {
-            return Err(bad_param("call_id", "not a valid id"));
-        }
-        let time = |name: &str, value: &Option<String>| -> Result<Option<i64>, ApiError> {
-            value
-                .as_deref()
-                .map(|v| {
-                    parse_rfc3339(v)
-                        .map(|t| t.as_millis() as i64)
-                        .ok_or_else(|| bad_param(name, format!("{v:?} is not an RFC 3339 time")))
-                })
-                .transpose()
-        };
+        check_id_param("call_id", &q.call_id)?;
         let f = ListFilter {
             customer_id: match &who {
                 Principal::Admin => None,
                 Principal::Tenant(t) => Some(t.clone()),
             },
-            since_ms: time("since", &q.since)?,
-            until_ms: time("until", &q.until)?,
+            since_ms: time_param("since", &q.since)?,
+            until_ms: time_param("until", &q.until)?,
             call_id: q.call_id,
             status: q.status,
             format: q.format.map(|f| f.extension().to_owned()),

@@ -133,20 +133,14 @@ impl Catalog {
         let (seq, prev_hash) = match last {
             Some((seq, hash)) => (seq + 1, hash),
             None => {
-                let anchor: Option<String> = tx
-                    .query_row("SELECT value FROM audit_anchor WHERE id = 1", [], |r| {
-                        r.get(0)
-                    })
+                let anchor: Option<(i64, String)> = tx
+                    .query_row(
+                        "SELECT seq, value FROM audit_anchor WHERE id = 1",
+                        [],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
                     .optional()?;
-                let next: Option<i64> = tx
-                    .query_row("SELECT seq FROM audit_anchor WHERE id = 1", [], |r| {
-                        r.get(0)
-                    })
-                    .optional()?;
-                (
-                    next.map_or(1, |s| s + 1),
-                    anchor.unwrap_or_else(|| GENESIS.to_owned()),
-                )
+                anchor.map_or((1, GENESIS.to_owned()), |(s, h)| (s + 1, h))
             }
         };
         let hash = record_hash(seq, e, &prev_hash);

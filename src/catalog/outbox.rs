@@ -264,24 +264,17 @@ impl Catalog {
         limit: u32,
         offset: u64,
     ) -> Result<(Vec<DeliveryRow>, u64), CatalogError> {
-        let conn = self.conn();
-        let filter = "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR endpoint = ?2)";
-        let total: i64 = conn.query_row(
-            &format!("SELECT COUNT(*) FROM webhook_deliveries WHERE {filter}"),
-            params![status, endpoint],
-            |r| r.get(0),
-        )?;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE {filter}
-             ORDER BY delivery_id DESC LIMIT ?3 OFFSET ?4"
-        ))?;
-        let rows = stmt
-            .query_map(
-                params![status, endpoint, limit, offset as i64],
-                row_to_delivery,
-            )?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((rows, total.max(0) as u64))
+        let mut w = super::Where::default();
+        w.eq("status", status);
+        w.eq("endpoint", endpoint);
+        w.page(
+            &self.conn(),
+            "webhook_deliveries",
+            DELIVERY_COLUMNS,
+            "delivery_id DESC",
+            (limit, offset),
+            row_to_delivery,
+        )
     }
 }
 

@@ -337,24 +337,15 @@ pub struct RecordingSection {
     pub media_timeout_s: u32,
 }
 
-/// A format's own sample rate and bit rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A format's own sample rate and bit rate (zero, the default: "the
+/// built-in one" for both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct FormatDefaults {
     /// Hz; 0 = the built-in one.
     pub sample_rate: u32,
     /// kbit/s (MP3 and Opus; WAV has none); 0 = the encoder's default.
     pub bitrate_kbps: u32,
-}
-
-impl Default for FormatDefaults {
-    /// Zero: "the built-in one" for both.
-    fn default() -> Self {
-        Self {
-            sample_rate: 0,
-            bitrate_kbps: 0,
-        }
-    }
 }
 
 impl FormatDefaults {

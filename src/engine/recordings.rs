@@ -18,7 +18,6 @@ use crate::core::mixer::MixInput;
 use crate::events::{Event, StopReason};
 use crate::ids::random_id;
 use crate::io::worker::{RecordingSetup, RecordingShared, WorkerCmd};
-use crate::notices::PromptKind;
 use crate::recording::{AnnouncementInfo, Checksum, LegInfo, RecordingInfo, Role};
 use crate::timefmt::{rfc3339, unix_now};
 
@@ -830,17 +829,12 @@ impl Engine {
                     "announcement: empty; name a prompt or give the text".into(),
                 ));
             }
-            let audio = self
+            let (kind, audio) = self
                 .prompts
                 .audio(&name, rate)
                 .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
             info = Some(AnnouncementInfo {
-                source: match self.prompts.kind(&name) {
-                    PromptKind::BuiltIn => "builtin",
-                    PromptKind::File => "file",
-                    PromptKind::Text => "text",
-                }
-                .to_owned(),
+                source: kind.as_str().to_owned(),
                 prompt: name,
                 to: to
                     .iter()
