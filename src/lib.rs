@@ -33,6 +33,7 @@ pub use recengine_core as core;
 pub mod crypto;
 pub mod ctl;
 pub mod daemon;
+pub mod encryption;
 pub mod engine;
 pub mod error;
 pub mod events;

@@ -16,9 +16,10 @@ use std::path::Path;
 use thiserror::Error;
 
 pub use schema::{
-    ApiSection, AuditSection, Channels, Config, EventsSection, Format, FormatDefaults,
-    JitterSection, LogFormat, LogSection, NoticesSection, PauseBehavior, RecordingSection, Relatch,
-    RtpSection, StorageSection, TenantEntry, TokenEntry, WebhookEntry, WorkersSection,
+    ApiSection, AuditSection, Channels, Config, EncryptionSection, EventsSection, Format,
+    FormatDefaults, JitterSection, KekEntry, LogFormat, LogSection, NoticesSection, PauseBehavior,
+    RecordingSection, Relatch, RtpSection, StorageSection, TenantEntry, TokenEntry, WebhookEntry,
+    WorkersSection,
 };
 
 /// One problem in a configuration file.
@@ -207,6 +208,7 @@ fn element_schema(path: &str) -> toml::Table {
         "api.tokens" => toml::Table::try_from(TokenEntry::default()).unwrap_or_default(),
         "webhooks" => toml::Table::try_from(WebhookEntry::default()).unwrap_or_default(),
         "tenants" => toml::Table::try_from(TenantEntry::default()).unwrap_or_default(),
+        "storage.encryption.keys" => toml::Table::try_from(KekEntry::default()).unwrap_or_default(),
         _ => toml::Table::new(),
     }
 }

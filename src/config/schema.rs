@@ -498,6 +498,31 @@ pub struct StorageSection {
     /// leave the directory; {customer_id} and {recording_id} are required
     /// (ids are per customer).
     pub path_pattern: String,
+    /// Encryption at rest (`[storage.encryption]`).
+    pub encryption: EncryptionSection,
+}
+
+/// `[storage.encryption]`: recordings sealed with AES-256-GCM under a data
+/// key per recording, wrapped by a key-encryption key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncryptionSection {
+    /// Encrypt new recordings.
+    pub enabled: bool,
+    /// The key new recordings' data keys are wrapped with.
+    pub key_id: String,
+    /// Every key-encryption key (old ones stay until rewrapped away).
+    pub keys: Vec<KekEntry>,
+}
+
+/// One key-encryption key (`[[storage.encryption.keys]]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KekEntry {
+    /// Stored with every data key it wraps; never reuse an id for another key.
+    pub id: String,
+    /// 32 random bytes (or 64 hex digits), mode 0600 or stricter.
+    pub file: String,
 }
 
 impl Default for StorageSection {
@@ -512,6 +537,7 @@ impl Default for StorageSection {
             min_free_bytes: 0,
             url_lifetime_s: 86_400,
             path_pattern: "{customer_id}/{yyyy}/{mm}/{dd}/{recording_id}.{ext}".into(),
+            encryption: EncryptionSection::default(),
         }
     }
 }
@@ -614,6 +640,41 @@ impl Config {
             bad(
                 "notices.default_prompt",
                 "must name a prompt (\"beep\" is built in)".into(),
+            );
+        }
+        let enc = &self.storage.encryption;
+        let mut kek_ids = std::collections::HashSet::new();
+        for (i, k) in enc.keys.iter().enumerate() {
+            if !crate::ids::is_valid_id(&k.id) {
+                bad(
+                    &format!("storage.encryption.keys.{i}.id"),
+                    format!("{:?} is not a valid id", k.id),
+                );
+            } else if !kek_ids.insert(k.id.as_str()) {
+                bad(
+                    &format!("storage.encryption.keys.{i}.id"),
+                    format!("{:?} names two keys", k.id),
+                );
+            }
+            if k.file.trim().is_empty() {
+                bad(
+                    &format!("storage.encryption.keys.{i}.file"),
+                    "must name the key file".into(),
+                );
+            }
+        }
+        if enc.enabled && enc.key_id.is_empty() {
+            bad(
+                "storage.encryption.key_id",
+                "must name the key new recordings are wrapped with (one of [[storage.encryption.keys]])".into(),
+            );
+        } else if !enc.key_id.is_empty() && !kek_ids.contains(enc.key_id.as_str()) {
+            bad(
+                "storage.encryption.key_id",
+                format!(
+                    "{:?} names no [[storage.encryption.keys]] entry",
+                    enc.key_id
+                ),
             );
         }
         let mut tenants = std::collections::HashSet::new();
