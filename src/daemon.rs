@@ -187,8 +187,17 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
     catalog
         .init_webhook_cursor(events.last_seq())
         .map_err(|e| Error::Invalid(e.to_string()))?;
+    let keyring = Arc::new(
+        crate::encryption::Keyring::load(&cfg.storage.encryption)
+            .map_err(|e| Error::Invalid(e.to_string()))?,
+    );
+    crate::engine::encryption::check_keys(&keyring, &catalog)
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    if let Some(id) = keyring.current_id() {
+        tracing::info!(key = %id, keys = ?keyring.ids(), "encryption at rest is on: new recordings are sealed with AES-256-GCM");
+    }
     let url_secret = url_secret(&storage)?;
-    let recovered = crate::io::recovery::recover(&catalog, &events);
+    let recovered = crate::io::recovery::recover(&catalog, &events, &keyring);
     if !recovered.recovered.is_empty() || !recovered.failed.is_empty() {
         tracing::warn!(
             recovered = recovered.recovered.len(),
@@ -235,6 +244,7 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
         writers,
         events.clone(),
         catalog.clone(),
+        keyring,
     ));
 
     // Outcomes from workers and writers back into the engine.

@@ -49,6 +49,15 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Encryption-at-rest keys: make a key file, rewrap stored data keys to
+    /// the current key, make a customer key pair.
+    Keys {
+        #[command(subcommand)]
+        command: recengine::encryption::cli::KeysCommand,
+    },
+    /// Decrypt an encrypted recording file offline (with a customer's
+    /// private key, or the operator's keys).
+    Decrypt(recengine::encryption::cli::DecryptArgs),
     /// Generate RTP load against a running daemon (loopback only): create
     /// calls, stream two legs each in real time, end them, report.
     Loadgen {
@@ -297,6 +306,8 @@ fn main() -> ExitCode {
             command: AuditCommand::Verify { config },
         } => audit_verify(config),
         Command::Ctl(args) => recengine::ctl::run(*args),
+        Command::Keys { command } => recengine::encryption::cli::run_keys(command),
+        Command::Decrypt(args) => recengine::encryption::cli::run_decrypt(args),
         Command::Loadgen {
             api,
             token,

@@ -173,4 +173,7 @@ pub struct RecordingInfo {
     /// The recording notice it played.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announcement: Option<AnnouncementInfo>,
+    /// How the file is encrypted at rest (absent: it is not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crate::encryption::EncryptionInfo>,
 }

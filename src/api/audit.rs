@@ -61,10 +61,18 @@ pub fn action_of(method: &Method, route: &str) -> Option<&'static str> {
         ("GET", "/v1/call-flows/{id}") => "call_flow.get",
         ("PATCH", "/v1/call-flows/{id}") => "call_flow.update",
         ("DELETE", "/v1/call-flows/{id}") => "call_flow.delete",
+        ("POST", "/v1/encryption-keys") => "encryption_key.register",
+        ("DELETE", "/v1/encryption-keys/{id}") => "encryption_key.revoke",
         ("GET", "/v1/audit") => "audit.read",
         _ => return None,
     })
 }
+
+/// Set by a handler on its answer when the access it recorded is more
+/// than the route says: a file fetch that decrypted the recording is
+/// `recording.decrypt`.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditAction(pub &'static str);
 
 /// The value of each `{param}` of `route` in `path`, percent-decoded.
 fn path_params(route: &str, path: &str) -> Vec<(String, String)> {
@@ -133,6 +141,8 @@ fn pending(s: &ApiState, action: &'static str, route: &str, req: &Request) -> Pe
         recording_id = param("id");
     } else if route.starts_with("/v1/call-flows/{id}") {
         detail = param("id").map(|f| format!("call_flow_id={f}"));
+    } else if route.starts_with("/v1/encryption-keys/{id}") {
+        detail = param("id").map(|k| format!("key_id={k}"));
     }
     if let Some(leg) = param("leg") {
         detail = Some(format!("leg_id={leg}"));
@@ -169,6 +179,9 @@ pub async fn record(State(s): State<Arc<ApiState>>, req: Request, next: Next) ->
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
     let response = next.run(req).await;
     let status = response.status();
+    if let Some(AuditAction(a)) = response.extensions().get::<AuditAction>() {
+        p.action = a;
+    }
     // Ids the answer names: a created call's, a started recording's, and
     // the tenant whose object it was.
     let is_json = response
@@ -188,6 +201,9 @@ pub async fn record(State(s): State<Arc<ApiState>>, req: Request, next: Next) ->
                     }
                     if p.action.starts_with("call_flow.") {
                         p.detail = text("call_flow_id").map(|f| format!("call_flow_id={f}"));
+                    }
+                    if p.action.starts_with("encryption_key.") {
+                        p.detail = text("key_id").map(|k| format!("key_id={k}"));
                     }
                 }
                 Response::from_parts(parts, Body::from(bytes))

@@ -20,6 +20,7 @@ pub enum ErrorCode {
     InvalidRequest,
     InvalidFormat,
     InvalidAction,
+    InvalidPublicKey,
     // 401, 403
     Unauthorized,
     Forbidden,
@@ -34,6 +35,7 @@ pub enum ErrorCode {
     RecordingNotStarted,
     DeliveryNotFound,
     CallFlowNotFound,
+    EncryptionKeyNotFound,
     // 408
     RequestTimeout,
     // 409
@@ -50,6 +52,7 @@ pub enum ErrorCode {
     DeliveryNotFailed,
     CallFlowExists,
     CallFlowChanged,
+    EncryptionDisabled,
     // 410
     RecordingDeleted,
     FileMissing,
@@ -61,6 +64,7 @@ pub enum ErrorCode {
     QuotaExceeded,
     // 500
     Internal,
+    FileCorrupt,
     // 503
     PortsExhausted,
     ShuttingDown,
@@ -71,11 +75,12 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the enum.
-    pub const ALL: [ErrorCode; 42] = [
+    pub const ALL: [ErrorCode; 46] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidFormat,
         ErrorCode::InvalidAction,
+        ErrorCode::InvalidPublicKey,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::InvalidSignature,
@@ -88,6 +93,7 @@ impl ErrorCode {
         ErrorCode::RecordingNotStarted,
         ErrorCode::DeliveryNotFound,
         ErrorCode::CallFlowNotFound,
+        ErrorCode::EncryptionKeyNotFound,
         ErrorCode::RequestTimeout,
         ErrorCode::CallExists,
         ErrorCode::CallEnded,
@@ -102,6 +108,7 @@ impl ErrorCode {
         ErrorCode::DeliveryNotFailed,
         ErrorCode::CallFlowExists,
         ErrorCode::CallFlowChanged,
+        ErrorCode::EncryptionDisabled,
         ErrorCode::RecordingDeleted,
         ErrorCode::FileMissing,
         ErrorCode::PayloadTooLarge,
@@ -109,6 +116,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::QuotaExceeded,
         ErrorCode::Internal,
+        ErrorCode::FileCorrupt,
         ErrorCode::PortsExhausted,
         ErrorCode::ShuttingDown,
         ErrorCode::OutOfResources,
@@ -120,11 +128,13 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            InvalidJson | InvalidRequest | InvalidFormat | InvalidAction => StatusCode::BAD_REQUEST,
+            InvalidJson | InvalidRequest | InvalidFormat | InvalidAction | InvalidPublicKey => {
+                StatusCode::BAD_REQUEST
+            }
             Unauthorized => StatusCode::UNAUTHORIZED,
             Forbidden | InvalidSignature | UrlExpired => StatusCode::FORBIDDEN,
             NotFound | CallNotFound | LegNotFound | RecordingNotFound | RecordingNotStarted
-            | DeliveryNotFound | CallFlowNotFound => StatusCode::NOT_FOUND,
+            | DeliveryNotFound | CallFlowNotFound | EncryptionKeyNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             CallExists
@@ -139,12 +149,13 @@ impl ErrorCode {
             | IdempotencyKeyInUse
             | DeliveryNotFailed
             | CallFlowExists
-            | CallFlowChanged => StatusCode::CONFLICT,
+            | CallFlowChanged
+            | EncryptionDisabled => StatusCode::CONFLICT,
             RecordingDeleted | FileMissing => StatusCode::GONE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             RateLimited | QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
-            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Internal | FileCorrupt => StatusCode::INTERNAL_SERVER_ERROR,
             PortsExhausted | ShuttingDown | OutOfResources | TooManyConnections
             | AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -158,6 +169,10 @@ impl ErrorCode {
             InvalidRequest => "invalid_request",
             InvalidAction => "invalid_action",
             InvalidFormat => "invalid_format",
+            InvalidPublicKey => "invalid_public_key",
+            EncryptionKeyNotFound => "encryption_key_not_found",
+            EncryptionDisabled => "encryption_disabled",
+            FileCorrupt => "file_corrupt",
             Unauthorized => "unauthorized",
             Forbidden => "forbidden",
             InvalidSignature => "invalid_signature",
@@ -226,6 +241,9 @@ impl From<&EngineError> for ErrorCode {
             EngineError::PathInUse(_) => ErrorCode::RecordingPathInUse,
             EngineError::AmbiguousId { .. } => ErrorCode::AmbiguousId,
             EngineError::Internal(_) => ErrorCode::Internal,
+            EngineError::InvalidPublicKey(_) => ErrorCode::InvalidPublicKey,
+            EngineError::EncryptionKeyNotFound(_) => ErrorCode::EncryptionKeyNotFound,
+            EngineError::EncryptionDisabled => ErrorCode::EncryptionDisabled,
         }
     }
 }

@@ -9,10 +9,12 @@ mod auth;
 pub mod error;
 mod flows;
 mod guard;
+mod keys;
 pub mod openapi;
 mod params;
 mod recordings;
 pub mod server;
+mod stored;
 mod urls;
 mod views;
 mod webhooks;
@@ -167,6 +169,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/v1/call-flows/{id}",
             get(flows::get).patch(flows::update).delete(flows::delete),
         )
+        .route("/v1/encryption-keys", post(keys::register).get(keys::list))
+        .route("/v1/encryption-keys/{id}", axum::routing::delete(keys::revoke))
         .route("/v1/audit", get(audit::list))
         .route("/v1/webhooks/deliveries", get(webhooks::list))
         .route("/v1/webhooks/deliveries/{id}/retry", post(webhooks::retry))

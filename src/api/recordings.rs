@@ -2,7 +2,6 @@
 //! `Range`, delete with tombstone, the latest recording of a call, and
 //! recording logs with idempotency keys.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -12,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::audit::AuditAction;
 use super::params::{Params, TypedQuery};
+use super::stored::Stored;
 use super::urls::UrlRefused;
 use super::views::{CallRecordingLink, Page, Pagination, RecordingDetail, RecordingLogView};
 use super::{
@@ -28,6 +29,8 @@ use crate::timefmt::{parse_rfc3339, rfc3339, unix_now};
 
 pub(super) const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 1000;
+/// Bytes per chunk of a plain file download.
+const CHUNK: usize = 64 * 1024;
 
 pub(super) fn bad_param(name: &str, msg: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorCode::InvalidRequest, format!("{name}: {msg}"))
@@ -103,6 +106,7 @@ fn detail(s: &ApiState, row: &RecordingRow) -> RecordingDetail {
         owner: info.owner,
         call_flow_id: info.call_flow_id,
         announcement: info.announcement,
+        encryption: row.encryption.clone(),
         transcription_id: None,
         transcription_status: None,
         metadata: None,
@@ -424,15 +428,9 @@ pub async fn file(
             .path
             .clone()
             .ok_or_else(|| ApiError::new(ErrorCode::RecordingDeleted, "no file"))?;
-        let etag = format!("\"{}\"", row.checksum.clone().unwrap_or_default());
-        let mut f = std::fs::File::open(&path).map_err(|e| {
-            tracing::error!(file = %path, error = %e, "catalogued recording file missing");
-            ApiError::new(
-                ErrorCode::FileMissing,
-                "the recording's file is missing from storage",
-            )
-        })?;
-        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let stored = Stored::open(s.engine.keyring(), &row, &path)?;
+        let etag = stored.etag(&row);
+        let size = stored.size();
         if headers
             .get(header::IF_NONE_MATCH)
             .and_then(|v| v.to_str().ok())
@@ -463,63 +461,86 @@ pub async fn file(
         };
         let mut resp = Response::builder()
             .status(status)
-            .header(header::CONTENT_TYPE, Format::content_type_of(&row.format))
+            .header(header::CONTENT_TYPE, stored.content_type(&row))
             .header(header::ETAG, &etag)
             .header(header::ACCEPT_RANGES, "bytes")
             .header(header::CONTENT_LENGTH, len.to_string())
             .header(
                 header::CONTENT_DISPOSITION,
-                format!(
-                    "attachment; filename=\"{}.{}\"",
-                    row.recording_id, row.format
-                ),
+                format!("attachment; filename=\"{}\"", stored.filename(&row)),
             );
+        for (name, value) in stored.headers() {
+            resp = resp.header(name, value);
+        }
         if range.is_some() {
             resp = resp.header(
                 header::CONTENT_RANGE,
                 format!("bytes {}-{}/{size}", start, start + len - 1),
             );
         }
+        if stored.decrypts() {
+            resp = resp.extension(AuditAction("recording.decrypt"));
+        }
         if method == Method::HEAD {
             return resp
                 .body(Body::empty())
                 .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())));
         }
-        f.seek(SeekFrom::Start(start))
-            .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?;
-        // Stream in 64 KiB chunks so large files never sit in memory whole.
-        let stream = futures_util::stream::unfold((Some(f), len), |(f, left)| async move {
-            let mut f = f?;
-            if left == 0 {
-                return None;
-            }
-            // Off the runtime's threads, as every file read.
-            let want = left.min(64 * 1024) as usize;
-            let read = tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0u8; want];
-                let n = f.read(&mut buf);
-                (
-                    f,
-                    n.map(|n| {
-                        buf.truncate(n);
-                        buf
-                    }),
-                )
-            })
-            .await;
-            match read {
-                Err(e) => Some((Err(std::io::Error::other(e)), (None, 0))),
-                Ok((_, Ok(buf))) if buf.is_empty() => None,
-                Ok((f, Ok(buf))) => {
-                    let n = buf.len() as u64;
-                    Some((
-                        Ok::<Bytes, std::io::Error>(Bytes::from(buf)),
-                        (Some(f), left - n),
-                    ))
+        // The first chunk is read (for an encrypted file: authenticated)
+        // before the answer starts, so a damaged file is a clear error
+        // rather than a cut-off download.
+        let first = if len == 0 {
+            Vec::new()
+        } else {
+            stored
+                .read_chunk(start, len.min(CHUNK as u64) as usize)
+                .map_err(|e| {
+                    tracing::error!(recording = %row.recording_id, error = %e, "reading a stored recording failed");
+                    ApiError::new(
+                        ErrorCode::FileCorrupt,
+                        format!("the stored recording could not be read: {e}. Tell the operator"),
+                    )
+                })?
+        };
+        let stored = Arc::new(stored);
+        let recording = row.recording_id.clone();
+        // Stream chunk by chunk (64 KiB, or one encrypted segment), so large
+        // files never sit in memory whole.
+        let stream = futures_util::stream::unfold(
+            (Some(first), start, len),
+            move |(first, at, left)| {
+                let stored = stored.clone();
+                let recording = recording.clone();
+                async move {
+                    if left == 0 {
+                        return None;
+                    }
+                    let chunk = match first {
+                        Some(c) => Ok(c),
+                        // Off the runtime's threads, as every file read.
+                        None => tokio::task::spawn_blocking(move || {
+                            stored.read_chunk(at, left.min(CHUNK as u64) as usize)
+                        })
+                        .await
+                        .unwrap_or_else(|e| Err(std::io::Error::other(e))),
+                    };
+                    match chunk {
+                        Ok(buf) if buf.is_empty() => None,
+                        Ok(buf) => {
+                            let n = (buf.len() as u64).min(left);
+                            let mut buf = buf;
+                            buf.truncate(n as usize);
+                            Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), (None, at + n, left - n)))
+                        }
+                        Err(e) => {
+                            tracing::error!(recording = %recording, error = %e,
+                                "a stored recording failed mid-download; the answer is cut off");
+                            Some((Err(e), (None, at, 0)))
+                        }
+                    }
                 }
-                Ok((_, Err(e))) => Some((Err(e), (None, 0))),
-            }
-        });
+            },
+        );
         resp.body(Body::from_stream(stream))
             .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))
     })
@@ -900,6 +921,8 @@ fn store_recording_log(
             recovered: false,
             external: true,
             info_json: None,
+            encryption: None,
+            recovery_key: None,
         };
         let _ = s.engine.catalog().put_recording(&row);
     }

@@ -73,6 +73,11 @@ pub struct RecordingDetail {
     /// The recording notice it played.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub announcement: Option<crate::recording::AnnouncementInfo>,
+    /// How the file is encrypted at rest (absent: it is not). For a
+    /// customer-held recording, `wrapped_key` is what `recengine decrypt
+    /// --key private.pem` needs besides the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crate::encryption::EncryptionInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transcription_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

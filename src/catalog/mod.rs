@@ -15,6 +15,7 @@
 
 pub mod audit;
 pub mod flows;
+pub mod keys;
 pub mod outbox;
 pub mod reindex;
 
@@ -25,6 +26,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::encryption::EncryptionInfo;
 use crate::recording::RecordingStatus;
 
 #[derive(Debug, Error)]
@@ -228,6 +230,24 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_recording ON audit(customer_id, recording_id);
     CREATE INDEX audit_call ON audit(customer_id, call_id);
     CREATE TABLE audit_anchor (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, value TEXT NOT NULL);",
+    // 6: encryption at rest (see `keys`): how each recording is sealed, the
+    // key-encryption keys' check values, tenants' public keys.
+    "ALTER TABLE recordings ADD COLUMN encryption TEXT;
+    ALTER TABLE recordings ADD COLUMN recovery_key TEXT;
+    CREATE TABLE encryption_keys (
+        key_id TEXT PRIMARY KEY,
+        check_value TEXT NOT NULL,
+        first_used_at TEXT NOT NULL
+    );
+    CREATE TABLE customer_keys (
+        customer_id TEXT NOT NULL DEFAULT '',
+        key_id TEXT NOT NULL,
+        algorithm TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT,
+        PRIMARY KEY (customer_id, key_id)
+    );",
 ];
 
 /// The `WHERE` of a filtered list: clauses joined by `AND`, each `?` in a
@@ -341,6 +361,14 @@ pub struct RecordingRow {
     pub external: bool,
     #[serde(skip)]
     pub info_json: Option<String>,
+    /// How the file is encrypted (absent: it is not).
+    #[serde(skip)]
+    pub encryption: Option<EncryptionInfo>,
+    /// While a customer-held recording is being made: its data key wrapped
+    /// by the operator's key too, so a crash can still be recovered.
+    /// Cleared when the recording ends.
+    #[serde(skip)]
+    pub recovery_key: Option<EncryptionInfo>,
 }
 
 /// List filters (all optional) and the page.
@@ -362,11 +390,12 @@ pub struct Catalog {
     conn: Mutex<Connection>,
 }
 
-const COLUMNS: &str = "recording_id, call_id, customer_id, reference_type, status, format, sample_rate, channels,
+pub(crate) const COLUMNS: &str = "recording_id, call_id, customer_id, reference_type, status, format, sample_rate, channels,
     bitrate_kbps, participant, path, duration_ms, file_size_bytes, checksum, failure_reason, started_at, started_ms,
-    stopped_at, completed_at, completed_ms, created_at, updated_at, deleted_at, retention_days, recovered, external, info_json";
+    stopped_at, completed_at, completed_ms, created_at, updated_at, deleted_at, retention_days, recovered, external, info_json,
+    encryption, recovery_key";
 
-fn row_to_recording(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRow> {
+pub(crate) fn row_to_recording(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRow> {
     Ok(RecordingRow {
         recording_id: r.get(0)?,
         call_id: r.get(1)?,
@@ -404,7 +433,26 @@ fn row_to_recording(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRow> {
         recovered: r.get::<_, i64>(24)? != 0,
         external: r.get::<_, i64>(25)? != 0,
         info_json: r.get(26)?,
+        encryption: json_column(r, 27)?,
+        recovery_key: json_column(r, 28)?,
     })
+}
+
+/// A JSON text column as `T` (NULL: `None`).
+fn json_column<T: serde::de::DeserializeOwned>(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+) -> rusqlite::Result<Option<T>> {
+    let Some(text) = r.get::<_, Option<String>>(i)? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+pub(crate) fn to_json_column<T: serde::Serialize>(v: &Option<T>) -> Option<String> {
+    v.as_ref().and_then(|v| serde_json::to_string(v).ok())
 }
 
 impl Catalog {
@@ -413,6 +461,9 @@ impl Catalog {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Cleared recovery keys (and deleted rows) are overwritten, not
+        // left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let supported = MIGRATIONS.len() as i64;
@@ -502,7 +553,7 @@ impl Catalog {
         self.conn().execute(
             &format!(
                 "INSERT OR REPLACE INTO recordings ({COLUMNS})
-                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27)"
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29)"
             ),
             params![
                 r.recording_id,
@@ -532,6 +583,8 @@ impl Catalog {
                 i64::from(r.recovered),
                 i64::from(r.external),
                 r.info_json,
+                to_json_column(&r.encryption),
+                to_json_column(&r.recovery_key),
             ],
         )?;
         Ok(())
@@ -549,7 +602,8 @@ impl Catalog {
     ) -> Result<(), CatalogError> {
         self.conn().execute(
             "UPDATE recordings SET status = ?3, updated_at = ?4,
-                 failure_reason = COALESCE(?5, failure_reason), stopped_at = COALESCE(?6, stopped_at)
+                 failure_reason = COALESCE(?5, failure_reason), stopped_at = COALESCE(?6, stopped_at),
+                 recovery_key = CASE WHEN ?3 IN ('completed', 'failed', 'deleted') THEN NULL ELSE recovery_key END
              WHERE customer_id = ?1 AND recording_id = ?2",
             params![scope(customer_id), id, status.as_str(), updated_at, failure, stopped_at],
         )?;

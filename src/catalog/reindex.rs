@@ -104,6 +104,10 @@ pub fn row_from_sidecar(path: &Path, text: &str) -> Result<RecordingRow, Sidecar
         recovered: v.get("recovered").and_then(Value::as_bool).unwrap_or(false),
         external: false,
         info_json: Some(text.trim().to_owned()),
+        encryption: v
+            .get("encryption")
+            .and_then(|e| serde_json::from_value(e.clone()).ok()),
+        recovery_key: None,
     })
 }
 

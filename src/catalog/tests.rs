@@ -42,6 +42,8 @@ fn row(
         recovered: false,
         external: false,
         info_json: None,
+        encryption: None,
+        recovery_key: None,
     }
 }
 

@@ -412,5 +412,8 @@ bitrate_kbps = \"fast\"
         let tenants = commented_example(text, "tenants");
         let (shown, all) = fields(&tenants, TenantEntry::default());
         assert_eq!(shown, all, "[[tenants]] example in engine.toml");
+        let keys = commented_example(text, "storage.encryption.keys");
+        let (shown, all) = fields(&keys, KekEntry::default());
+        assert_eq!(shown, all, "[[storage.encryption.keys]] example in engine.toml");
     }
 }

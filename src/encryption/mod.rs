@@ -9,9 +9,11 @@
 //! and its key id live in the sidecar and the catalog ([`EncryptionInfo`]);
 //! plain keys live in memory only while in use and are zeroized.
 
+pub mod cli;
 pub mod customer;
 pub mod keyring;
 pub mod segments;
+pub mod tools;
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;

@@ -58,6 +58,14 @@ pub enum EngineError {
         id: String,
         customers: String,
     },
+    #[error("public_key: {0}")]
+    InvalidPublicKey(String),
+    #[error("encryption key {0} not found")]
+    EncryptionKeyNotFound(String),
+    #[error(
+        "encryption at rest is off on this server ([storage.encryption] enabled = false): a customer key would wrap nothing"
+    )]
+    EncryptionDisabled,
     #[error("internal error")]
     Internal(String),
 }

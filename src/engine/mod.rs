@@ -26,6 +26,7 @@
 
 mod access;
 mod calls;
+pub mod encryption;
 pub mod error;
 pub mod flows;
 mod metrics;
@@ -78,6 +79,8 @@ pub struct Engine {
     catalog: Arc<Catalog>,
     /// Recording-notice prompts, decoded and cached.
     prompts: crate::notices::Prompts,
+    /// Key-encryption keys (encryption at rest).
+    keyring: Arc<crate::encryption::Keyring>,
     /// Stop → completed latencies, and bytes finalized.
     finalize_ms: Mutex<Histogram>,
     bytes_finalized: AtomicU64,
@@ -97,6 +100,7 @@ impl Engine {
         writers: WriterPool,
         events: Arc<EventBus>,
         catalog: Arc<Catalog>,
+        keyring: Arc<crate::encryption::Keyring>,
     ) -> Self {
         let advertise = if cfg.rtp.advertise.is_empty() {
             cfg.rtp.bind.clone()
@@ -118,6 +122,7 @@ impl Engine {
             next_call: AtomicU64::new(1),
             accepting: AtomicBool::new(true),
             catalog,
+            keyring,
             finalize_ms: Mutex::new(Histogram::default()),
             bytes_finalized: AtomicU64::new(0),
         }

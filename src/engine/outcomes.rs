@@ -220,6 +220,10 @@ impl Engine {
         row.updated_at = rfc3339(now);
         row.recovered = info.recovered;
         row.info_json = serde_json::to_string(info).ok();
+        row.encryption = info.encryption.clone();
+        // The recording is finished: a customer-held data key is the
+        // customer's alone from now on.
+        row.recovery_key = None;
         self.note("completed", self.catalog.put_recording(&row));
     }
 }

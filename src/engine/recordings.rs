@@ -200,13 +200,17 @@ impl Engine {
             None => return Err(EngineError::ShuttingDown),
         };
         let started_at = rfc3339(now_wall);
-        self.note(
-            "recording",
-            self.catalog
-                .put_recording(&first_row(&call, &options, &id, &path, now_wall)),
-        );
+        let sealing = self.new_data_key(call.tenant.as_deref())?;
+        let mut row = first_row(&call, &options, &id, &path, now_wall);
         let mut info = first_info(&call, &options, &id, &path, &started_at);
         info.call_flow_id = call_flow_id.clone();
+        let data_key = sealing.map(|s| {
+            row.encryption = Some(s.encryption.clone());
+            row.recovery_key = s.recovery_key;
+            info.encryption = Some(s.encryption);
+            s.key
+        });
+        self.note("recording", self.catalog.put_recording(&row));
         let shared = Arc::new(RecordingShared::default());
         let setup = RecordingSetup {
             id: key.clone(),
@@ -221,6 +225,7 @@ impl Engine {
             min_duration: Duration::from_secs(u64::from(self.cfg.recording.min_duration_s)),
             notices: options.notices.clone(),
             sink,
+            data_key,
             info: Box::new(info),
             shared: shared.clone(),
         };
@@ -715,6 +720,8 @@ fn first_row(
         recovered: false,
         external: false,
         info_json: None,
+        encryption: None,
+        recovery_key: None,
     }
 }
 
@@ -766,6 +773,7 @@ fn first_info(
         owner: o.owner.clone(),
         call_flow_id: None,
         announcement: o.announcement.clone(),
+        encryption: None,
     }
 }
 

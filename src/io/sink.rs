@@ -9,6 +9,12 @@
 //! running hash. A WAV header states the length and is rewritten at the
 //! front when the recording ends, so for WAV the file is hashed once more at
 //! finalize, from the page cache (about 70 ms per hour of 8 kHz mono).
+//!
+//! With a data key the file is sealed as it is written
+//! ([`crate::encryption::segments`]): the part file never holds plaintext,
+//! the WAV header is patched into segment 0 once, at the end, and the
+//! finished file is read back once to authenticate every segment and hash
+//! both the plaintext (the checksum) and the stored bytes.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -16,6 +22,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+
+use crate::encryption::{DataKey, SealedWriter};
+
+/// The sealing half of an encrypted recording file.
+struct Sealed {
+    writer: SealedWriter,
+    key: DataKey,
+}
 
 /// A recording file being written.
 pub struct RecordingFile {
@@ -29,6 +43,7 @@ pub struct RecordingFile {
     flush_interval: Duration,
     last_flush: Duration,
     header_written: bool,
+    sealed: Option<Sealed>,
 }
 
 /// A finalized recording file.
@@ -36,8 +51,11 @@ pub struct RecordingFile {
 pub struct FinalFile {
     pub path: PathBuf,
     pub size: u64,
-    /// Lower-case hex SHA-256 of the whole file.
+    /// Lower-case hex SHA-256 of the whole file (of its plaintext, when
+    /// encrypted; `size` is the plaintext's too).
     pub sha256: String,
+    /// SHA-256 and size of the bytes stored, when encrypted.
+    pub stored: Option<(String, u64)>,
 }
 
 use crate::crypto::hex;
@@ -63,8 +81,13 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 impl RecordingFile {
     /// Creates `path` + `.part` (and its directories). `now` starts the
-    /// flush timer.
-    pub fn create(path: &Path, flush_interval: Duration, now: Duration) -> io::Result<Self> {
+    /// flush timer. With `key`, the file is encrypted under it.
+    pub fn create(
+        path: &Path,
+        flush_interval: Duration,
+        now: Duration,
+        key: Option<DataKey>,
+    ) -> io::Result<Self> {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
         }
@@ -74,10 +97,18 @@ impl RecordingFile {
         // Recording ids are unique, so an existing part file can only be a
         // leftover of the same id; it is replaced.
         let file = OpenOptions::new()
+            .read(true)
             .write(true)
             .create(true)
             .truncate(true)
             .open(&part)?;
+        let sealed = match key {
+            Some(key) => Some(Sealed {
+                writer: SealedWriter::create(&key, &file)?,
+                key,
+            }),
+            None => None,
+        };
         Ok(Self {
             part,
             path: path.to_path_buf(),
@@ -88,6 +119,7 @@ impl RecordingFile {
             flush_interval,
             last_flush: now,
             header_written: false,
+            sealed,
         })
     }
 
@@ -132,6 +164,14 @@ impl RecordingFile {
 
     /// Writes buffered bytes to the OS now.
     pub fn flush(&mut self, header: Option<&[u8]>) -> io::Result<()> {
+        if let Some(sealed) = self.sealed.as_mut() {
+            // The header waits for the end: rewriting segment 0 at every
+            // flush would cost a decrypt and a seal each time, and recovery
+            // repairs the header of a part file anyway.
+            sealed.writer.write(&self.file, &self.buffer)?;
+            self.buffer = Vec::new();
+            return sealed.writer.flush(&self.file);
+        }
         if !self.buffer.is_empty() {
             self.file.write_all(&self.buffer)?;
             // Nothing is held between flushes: idle recordings cost no buffer.
@@ -151,6 +191,21 @@ impl RecordingFile {
     /// Finishes the file: final header, fsync, rename into place, fsync the
     /// directory. Returns its path, size and checksum.
     pub fn finalize(mut self, header: Option<&[u8]>) -> io::Result<FinalFile> {
+        if let Some(Sealed { mut writer, key }) = self.sealed.take() {
+            writer.write(&self.file, &self.buffer)?;
+            self.buffer = Vec::new();
+            let header = header.filter(|h| self.size >= h.len() as u64);
+            writer.finish(&self.file, header)?;
+            self.file.sync_all()?;
+            let digest = crate::encryption::segments::digest(&self.file, &key)?;
+            self.rename_into_place()?;
+            return Ok(FinalFile {
+                path: self.path.clone(),
+                size: digest.plain_len,
+                sha256: digest.plain_sha256,
+                stored: Some((digest.stored_sha256, digest.stored_len)),
+            });
+        }
         self.flush(header)?;
         self.file.sync_all()?;
         let sha256 = if self.header_written {
@@ -158,15 +213,21 @@ impl RecordingFile {
         } else {
             hex(&std::mem::take(&mut self.hasher).finalize())
         };
-        fs::rename(&self.part, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            sync_dir(dir)?;
-        }
+        self.rename_into_place()?;
         Ok(FinalFile {
             path: self.path.clone(),
             size: self.size,
             sha256,
+            stored: None,
         })
+    }
+
+    fn rename_into_place(&self) -> io::Result<()> {
+        fs::rename(&self.part, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            sync_dir(dir)?;
+        }
+        Ok(())
     }
 }
 
@@ -200,7 +261,8 @@ mod tests {
         for (name, header) in [("a.mp3", None), ("b.wav", Some(&b"HEAD"[..]))] {
             let path = dir.join("2026/11/22").join(name);
             let mut f =
-                RecordingFile::create(&path, Duration::from_secs(1), Duration::ZERO).unwrap();
+                RecordingFile::create(&path, Duration::from_secs(1), Duration::ZERO, None)
+                    .unwrap();
             f.write(b"xxxx");
             f.write(&[7u8; 10_000]);
             assert!(f.maybe_flush(Duration::from_secs(2), header).unwrap());

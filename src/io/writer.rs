@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::encryption::DataKey;
 use crate::io::FileError;
 use crate::io::sink::{FinalFile, RecordingFile, write_sidecar};
 use crate::recording::{Checksum, RecordingInfo};
@@ -32,6 +33,8 @@ pub enum SinkMsg {
     Create {
         path: PathBuf,
         flush_interval: Duration,
+        /// Encrypt the file under this data key.
+        key: Option<DataKey>,
     },
     Bytes(Vec<u8>),
     /// Hand buffered bytes to the OS, rewriting the header first.
@@ -235,8 +238,9 @@ fn apply(
         SinkMsg::Create {
             path,
             flush_interval,
+            key,
         } => {
-            let f = RecordingFile::create(&path, flush_interval, Duration::ZERO)
+            let f = RecordingFile::create(&path, flush_interval, Duration::ZERO, key)
                 .map_err(FileError::at("creating", &path))?;
             *file = Some(f);
         }
@@ -262,6 +266,10 @@ fn apply(
                 .map_err(FileError::at("finalizing", &part))?;
             info.file_size_bytes = done.size;
             info.checksum = Checksum::sha256(done.sha256.clone());
+            if let (Some(enc), Some((sha, size))) = (info.encryption.as_mut(), &done.stored) {
+                enc.stored_sha256 = Some(sha.clone());
+                enc.stored_size_bytes = Some(*size);
+            }
             write_sidecar(&sidecar, info.as_ref()).map_err(FileError::at("writing", &sidecar))?;
             let _ = reports.send(SinkReport::Finalized {
                 id: q.id.clone(),

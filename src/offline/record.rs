@@ -189,6 +189,7 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
     // its duration.
     let started = clock.epoch + clock.first_seen;
     let info = RecordingInfo {
+        encryption: None,
         recording_id: recording_id.clone(),
         call_id: stem,
         customer_id: None,
@@ -408,7 +409,7 @@ impl FileOut {
         let mut part_path = path.clone().into_os_string();
         part_path.push(".part");
         let _ = std::fs::remove_file(&part_path);
-        let file = RecordingFile::create(&path, opts.flush_interval, Duration::ZERO)
+        let file = RecordingFile::create(&path, opts.flush_interval, Duration::ZERO, None)
             .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
         Ok(Self {
             path,

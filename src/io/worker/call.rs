@@ -292,7 +292,7 @@ pub(super) fn play_out<S: LegSource>(
 
 pub(super) fn start_recording<S>(
     c: &mut CallState<S>,
-    setup: Box<RecordingSetup>,
+    mut setup: Box<RecordingSetup>,
     reports: &Sender<WorkerReport>,
 ) {
     let plan = RecordingPlan {
@@ -319,6 +319,7 @@ pub(super) fn start_recording<S>(
     if let Err(e) = setup.sink.send(SinkMsg::Create {
         path: setup.path.clone(),
         flush_interval: setup.flush_interval,
+        key: setup.data_key.take(),
     }) {
         c.media.remove(handle);
         let _ = reports.send(WorkerReport::Failed {

@@ -71,6 +71,8 @@ pub struct RecordingSetup {
     /// Recording notices and reminder tones.
     pub notices: Vec<crate::core::call::Notice>,
     pub sink: SinkHandle,
+    /// The file's data key, when encrypted (handed to the writer pool).
+    pub data_key: Option<crate::encryption::DataKey>,
     /// Metadata filled in as the recording ends.
     pub info: Box<RecordingInfo>,
     pub shared: Arc<RecordingShared>,

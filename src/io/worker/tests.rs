@@ -162,6 +162,7 @@ fn through_the_worker(input: &Path, pcap: &RecordingInfo, end: Duration, out: &P
         min_duration: Duration::ZERO,
         notices: Vec::new(),
         sink: writers.sink("worker"),
+        data_key: None,
         info: Box::new(info),
         shared: Arc::new(RecordingShared::default()),
     };
