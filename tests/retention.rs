@@ -49,6 +49,8 @@ fn row(
         recovered: false,
         external: false,
         info_json: None,
+        encryption: None,
+        recovery_key: None,
     }
 }
 
@@ -98,6 +100,7 @@ fn sweeper_deletes_only_what_has_expired() {
         writers,
         events.clone(),
         catalog.clone(),
+        Arc::new(recengine::encryption::Keyring::empty()),
     );
 
     assert_eq!(engine.sweep_retention(t0 + 29 * day), 0);

@@ -86,6 +86,7 @@ fn start_call(
     };
     let path = dir.join(format!("{id}.wav"));
     let info = RecordingInfo {
+        encryption: None,
         recording_id: id.into(),
         call_id: format!("call-{call}"),
         customer_id: None,
@@ -131,6 +132,7 @@ fn start_call(
                 flush_interval: Duration::from_millis(100),
                 min_duration: Duration::ZERO,
                 notices: Vec::new(),
+                data_key: None,
                 sink: writers.sink(id),
                 info: Box::new(info),
                 shared: Arc::new(RecordingShared::default()),

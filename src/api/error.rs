@@ -133,8 +133,14 @@ impl ErrorCode {
             }
             Unauthorized => StatusCode::UNAUTHORIZED,
             Forbidden | InvalidSignature | UrlExpired => StatusCode::FORBIDDEN,
-            NotFound | CallNotFound | LegNotFound | RecordingNotFound | RecordingNotStarted
-            | DeliveryNotFound | CallFlowNotFound | EncryptionKeyNotFound => StatusCode::NOT_FOUND,
+            NotFound
+            | CallNotFound
+            | LegNotFound
+            | RecordingNotFound
+            | RecordingNotStarted
+            | DeliveryNotFound
+            | CallFlowNotFound
+            | EncryptionKeyNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             CallExists

@@ -170,7 +170,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(flows::get).patch(flows::update).delete(flows::delete),
         )
         .route("/v1/encryption-keys", post(keys::register).get(keys::list))
-        .route("/v1/encryption-keys/{id}", axum::routing::delete(keys::revoke))
+        .route(
+            "/v1/encryption-keys/{id}",
+            axum::routing::delete(keys::revoke),
+        )
         .route("/v1/audit", get(audit::list))
         .route("/v1/webhooks/deliveries", get(webhooks::list))
         .route("/v1/webhooks/deliveries/{id}/retry", post(webhooks::retry))

@@ -49,7 +49,11 @@ fn corrupt(row: &RecordingRow, e: impl std::fmt::Display) -> ApiError {
 
 impl Stored {
     /// Opens `row`'s file at `path`.
-    pub(super) fn open(keyring: &Keyring, row: &RecordingRow, path: &str) -> Result<Self, ApiError> {
+    pub(super) fn open(
+        keyring: &Keyring,
+        row: &RecordingRow,
+        path: &str,
+    ) -> Result<Self, ApiError> {
         let file = File::open(path).map_err(|e| {
             tracing::error!(file = %path, error = %e, "catalogued recording file missing");
             ApiError::new(

@@ -70,7 +70,9 @@ impl Catalog {
              GROUP BY key_id ORDER BY key_id",
         )?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
@@ -191,7 +193,9 @@ impl Catalog {
         )?;
         Ok(conn
             .query_row(
-                &format!("SELECT {KEY_COLUMNS} FROM customer_keys WHERE customer_id = ?1 AND key_id = ?2"),
+                &format!(
+                    "SELECT {KEY_COLUMNS} FROM customer_keys WHERE customer_id = ?1 AND key_id = ?2"
+                ),
                 params![scope(customer_id), key_id],
                 row_to_key,
             )

@@ -414,6 +414,9 @@ bitrate_kbps = \"fast\"
         assert_eq!(shown, all, "[[tenants]] example in engine.toml");
         let keys = commented_example(text, "storage.encryption.keys");
         let (shown, all) = fields(&keys, KekEntry::default());
-        assert_eq!(shown, all, "[[storage.encryption.keys]] example in engine.toml");
+        assert_eq!(
+            shown, all,
+            "[[storage.encryption.keys]] example in engine.toml"
+        );
     }
 }

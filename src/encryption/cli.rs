@@ -141,9 +141,8 @@ pub fn run_decrypt(args: DecryptArgs) -> ExitCode {
         },
         (None, Some(config)) => match Config::load(config)
             .map_err(|e| e.to_string())
-            .and_then(|c| {
-                super::Keyring::load(&c.storage.encryption).map_err(|e| e.to_string())
-            }) {
+            .and_then(|c| super::Keyring::load(&c.storage.encryption).map_err(|e| e.to_string()))
+        {
             Ok(k) => Opener::Operator(k),
             Err(e) => return fail(e),
         },

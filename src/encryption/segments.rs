@@ -496,10 +496,7 @@ pub fn salvage(file: &File, key: &DataKey) -> Result<Salvaged, SealError> {
         complete: false,
     };
     let mut index = 0u64;
-    loop {
-        let Ok(f) = open_frame(file, &cipher, &header, index) else {
-            break;
-        };
+    while let Ok(f) = open_frame(file, &cipher, &header, index) {
         let full = f.plain.len() == SEGMENT_SIZE;
         out.plain.extend_from_slice(&f.plain);
         out.segments += 1;

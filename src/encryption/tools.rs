@@ -51,7 +51,9 @@ pub enum ToolError {
 pub fn rewrap(cfg: &Config) -> Result<RewrapReport, ToolError> {
     let keyring = Keyring::load(&cfg.storage.encryption)?;
     let Some(current) = keyring.current_id().map(str::to_owned) else {
-        return Err(ToolError::NoCurrentKey(cfg.storage.encryption.key_id.clone()));
+        return Err(ToolError::NoCurrentKey(
+            cfg.storage.encryption.key_id.clone(),
+        ));
     };
     let catalog = Catalog::open(&PathBuf::from(&cfg.storage.dir).join("catalog.db"))?;
     // A swapped key file is refused here too; a key no longer configured is
@@ -188,8 +190,7 @@ pub fn decrypt(
             .map_err(|e| ToolError::Decrypt(e.to_string()))?,
         Opener::Operator(ring) => ring.unwrap(info)?,
     };
-    let f = File::open(file)
-        .map_err(|e| ToolError::Decrypt(format!("{}: {e}", file.display())))?;
+    let f = File::open(file).map_err(|e| ToolError::Decrypt(format!("{}: {e}", file.display())))?;
     let reader = segments::SealedReader::open(&f, &key)
         .map_err(|e| ToolError::Decrypt(format!("{}: {e}", file.display())))?;
     let mut hash = Sha256::new();

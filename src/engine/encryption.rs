@@ -119,10 +119,7 @@ impl Engine {
             return Ok(None);
         };
         let key = DataKey::generate().map_err(internal)?;
-        let customer = self
-            .catalog
-            .active_customer_key(tenant)
-            .map_err(internal)?;
+        let customer = self.catalog.active_customer_key(tenant).map_err(internal)?;
         if let Some(row) = customer {
             let parsed = parse_public_key(&row.public_key).map_err(internal)?;
             let encryption = parsed.key.wrap(&key, &row.key_id).map_err(internal)?;

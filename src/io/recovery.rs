@@ -19,13 +19,13 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use crate::catalog::{Catalog, RecordingRow};
-use crate::encryption::customer::parse_public_key;
-use crate::encryption::{DataKey, EncryptionInfo, Keyring, KeyringError, SealError, segments};
 use crate::core::call::Failure;
 use crate::core::repair::{
     Repair, mp3_duration_ms, ogg_opus_duration_ms, repair_mp3, repair_ogg, repair_wav,
     wav_duration_ms,
 };
+use crate::encryption::customer::parse_public_key;
+use crate::encryption::{DataKey, EncryptionInfo, Keyring, KeyringError, SealError, segments};
 use crate::events::{Completed, Event, EventBus};
 use crate::io::FileError;
 use crate::io::sink::{sha256_file, write_sidecar};
@@ -146,7 +146,10 @@ fn rewrap_like(
         .into_iter()
         .find(|k| k.key_id == original.key_id)
         .ok_or_else(|| {
-            RecoveryError::CustomerKey(format!("customer key {:?} is not registered", original.key_id))
+            RecoveryError::CustomerKey(format!(
+                "customer key {:?} is not registered",
+                original.key_id
+            ))
         })?;
     let parsed = parse_public_key(&customer.public_key)
         .map_err(|e| RecoveryError::CustomerKey(e.to_string()))?;

@@ -261,8 +261,7 @@ mod tests {
         for (name, header) in [("a.mp3", None), ("b.wav", Some(&b"HEAD"[..]))] {
             let path = dir.join("2026/11/22").join(name);
             let mut f =
-                RecordingFile::create(&path, Duration::from_secs(1), Duration::ZERO, None)
-                    .unwrap();
+                RecordingFile::create(&path, Duration::from_secs(1), Duration::ZERO, None).unwrap();
             f.write(b"xxxx");
             f.write(&[7u8; 10_000]);
             assert!(f.maybe_flush(Duration::from_secs(2), header).unwrap());

@@ -184,6 +184,20 @@ flush_interval_ms = 200
         token: Option<&str>,
         headers: &[(&str, &str)],
     ) -> (u16, Vec<u8>) {
+        let (status, _, body) = self.request_with_head(method, path, body, token, headers);
+        (status, body)
+    }
+
+    /// As [`Daemon::request_raw`], with the answer's head (status line and
+    /// headers, lower-cased names kept as sent).
+    pub fn request_with_head(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (u16, String, Vec<u8>) {
         // An absolute URL the API answered with must name this daemon.
         let path = match path.strip_prefix("http://") {
             Some(rest) => rest
@@ -232,7 +246,7 @@ flush_interval_ms = 200
         {
             body = recengine::loadgen::dechunk(&body).expect("a well-formed chunked body");
         }
-        (status, body)
+        (status, head, body)
     }
 
     pub fn admin(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
