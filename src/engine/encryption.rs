@@ -24,7 +24,7 @@ pub struct CustomerKeyRequest {
     /// at least 2048 bits (`openssl genpkey -algorithm X25519 -out k.pem;
     /// openssl pkey -in k.pem -pubout`, or `recengine keys
     /// customer-keypair`).
-    #[schema(max_length = 16384)]
+    #[schema(max_length = 8192)]
     pub public_key: String,
 }
 
@@ -67,7 +67,7 @@ pub struct NewDataKey {
     pub recovery_key: Option<EncryptionInfo>,
 }
 
-const MAX_PUBLIC_KEY: usize = 16 * 1024;
+const MAX_PUBLIC_KEY: usize = 8 * 1024;
 
 fn internal(e: impl std::fmt::Display) -> EngineError {
     EngineError::Internal(e.to_string())
