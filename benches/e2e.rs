@@ -13,6 +13,7 @@
 //!     E2E_SEARCH=1 E2E_CALLS=200 E2E_CASES=wav8 cargo bench --bench e2e
 //!         # doubles N from 200 until the engine drops a packet (at most
 //!         # E2E_SEARCH_MAX, default 1600), then bisects to within 5 %
+//!     E2E_ENCRYPT=1 cargo bench --bench e2e           # encryption at rest on
 //!
 //! The load generator runs in this process on the same machine, as it
 //! would in a single-box benchmark; its own schedule slip is reported so a
@@ -127,6 +128,16 @@ fn start_daemon(dir: &Path, rate: u32, calls: usize) -> (Child, std::net::Socket
         24_000 + pairs * 2 - 1,
         dir.display()
     );
+    let mut config = config;
+    if std::env::var_os("E2E_ENCRYPT").is_some() {
+        // Encryption at rest: every recording sealed under its own data key.
+        let key = dir.join("kek.key");
+        recengine::encryption::keyring::generate_key_file(&key).unwrap();
+        config.push_str(&format!(
+            "[storage.encryption]\nenabled = true\nkey_id = \"bench\"\nkeys = [{{ id = \"bench\", file = \"{}\" }}]\n",
+            key.display()
+        ));
+    }
     std::fs::write(dir.join("engine.toml"), config).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_recengine"))
         .args(["run", "-c"])

@@ -706,6 +706,17 @@ fn customer_held_keys_leave_only_the_customer_able_to_listen() {
     let rec = done["recording_id"].as_str().unwrap();
     let (_, detail) = d.request("GET", &format!("/v1/recordings/{rec}"), None, Some(ACME));
     assert_eq!(detail["encryption"]["wrapping"], "kek", "{detail}");
+    // Deleting a recording destroys its wrapped key with the file: a copy
+    // of the file kept elsewhere stays sealed for good.
+    let (s, deleted) = d.request("DELETE", &format!("/v1/recordings/{rec}"), None, Some(ACME));
+    assert_eq!(s, 200, "{deleted}");
+    let (_, detail) = d.request("GET", &format!("/v1/recordings/{rec}"), None, Some(ACME));
+    assert_eq!(detail["status"], "deleted");
+    assert_eq!(detail["encryption"]["key_id"], "kek-1", "{detail}");
+    assert!(
+        detail["encryption"].get("wrapped_key").is_none(),
+        "{detail}"
+    );
     let (s, err) = d.request("DELETE", "/v1/encryption-keys/ck-nope", None, Some(ACME));
     assert_eq!(
         (s, err["error"]["code"].as_str()),

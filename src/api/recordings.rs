@@ -478,13 +478,13 @@ pub async fn file(
                 format!("bytes {}-{}/{size}", start, start + len - 1),
             );
         }
-        if stored.decrypts() {
-            resp = resp.extension(AuditAction("recording.decrypt"));
-        }
         if method == Method::HEAD {
             return resp
                 .body(Body::empty())
                 .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())));
+        }
+        if stored.decrypts() {
+            resp = resp.extension(AuditAction("recording.decrypt"));
         }
         // The first chunk is read (for an encrypted file: authenticated)
         // before the answer starts, so a damaged file is a clear error
@@ -504,7 +504,7 @@ pub async fn file(
         };
         let stored = Arc::new(stored);
         let recording = row.recording_id.clone();
-        // Stream chunk by chunk (64 KiB, or one encrypted segment), so large
+        // Stream chunk by chunk (64 KiB, or one encrypted segment of 16 KiB), so large
         // files never sit in memory whole.
         let stream = futures_util::stream::unfold(
             (Some(first), start, len),

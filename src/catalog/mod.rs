@@ -718,7 +718,10 @@ impl Catalog {
         Ok(rows)
     }
 
-    /// Marks a recording deleted (the row stays as a tombstone).
+    /// Marks a recording deleted (the row stays as a tombstone). An
+    /// encrypted recording's wrapped data key goes with the file (with
+    /// `secure_delete`, overwritten in the database too), so a copy of the
+    /// file kept elsewhere (a backup) can no longer be decrypted.
     pub fn mark_deleted(
         &self,
         customer_id: Option<&str>,
@@ -726,7 +729,10 @@ impl Catalog {
         at: &str,
     ) -> Result<(), CatalogError> {
         self.conn().execute(
-            "UPDATE recordings SET deleted_at = ?3, updated_at = ?3, status = 'deleted'
+            "UPDATE recordings SET deleted_at = ?3, updated_at = ?3, status = 'deleted',
+                 encryption = json_remove(encryption, '$.wrapped_key'), recovery_key = NULL,
+                 info_json = CASE WHEN json_valid(info_json)
+                     THEN json_remove(info_json, '$.encryption.wrapped_key') ELSE info_json END
              WHERE customer_id = ?1 AND recording_id = ?2",
             params![scope(customer_id), id, at],
         )?;

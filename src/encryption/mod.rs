@@ -1,7 +1,7 @@
 //! Encryption at rest (`[storage.encryption]`).
 //!
 //! Every recording file is sealed under its own random 256-bit **data key**
-//! ([`segments`]: AES-256-GCM in 64 KiB segments). The data key is stored
+//! ([`segments`]: AES-256-GCM in 16 KiB segments). The data key is stored
 //! only wrapped: by the operator's **key-encryption key** ([`keyring`],
 //! from key files, with ids so keys rotate), or, for a tenant that
 //! registered a public key, for that key alone ([`customer`]: HPKE X25519
@@ -83,7 +83,9 @@ pub struct EncryptionInfo {
     pub wrapping: Wrapping,
     /// The key-encryption key's id, or the customer key's id.
     pub key_id: String,
-    /// The wrapped data key, base64.
+    /// The wrapped data key, base64 (absent once the recording is
+    /// deleted: the key is destroyed with the file).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub wrapped_key: String,
     /// SHA-256 (hex) of the bytes stored (the ciphertext), so storage
     /// corruption is told apart from a bad download.

@@ -133,16 +133,26 @@ impl RecordingFile {
 
     /// Appends bytes (buffered until the next flush).
     pub fn write(&mut self, bytes: &[u8]) {
-        self.hasher.update(bytes);
+        self.hash(bytes);
         self.buffer.extend_from_slice(bytes);
         self.size += bytes.len() as u64;
+    }
+
+    /// The running hash is the checksum only of a file never rewritten: once
+    /// a header has been rewritten at the front (WAV), or when the file is
+    /// encrypted, the checksum comes from reading the file back at the end,
+    /// and hashing as it goes would be wasted work.
+    fn hash(&mut self, bytes: &[u8]) {
+        if !self.header_written && self.sealed.is_none() {
+            self.hasher.update(bytes);
+        }
     }
 
     /// Appends bytes it may keep as its buffer (no copy when nothing else
     /// is buffered).
     pub fn write_owned(&mut self, bytes: Vec<u8>) {
         if self.buffer.is_empty() {
-            self.hasher.update(&bytes);
+            self.hash(&bytes);
             self.size += bytes.len() as u64;
             self.buffer = bytes;
         } else {
