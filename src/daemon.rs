@@ -267,6 +267,20 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
             .map_err(|e| Error::io("starting the report thread", e))?
     };
 
+    let siprec = crate::siprec::server::SiprecServer::start(
+        &cfg.siprec,
+        crate::siprec::sessions::sources(&cfg.siprec),
+        engine.clone(),
+    )
+    .map_err(|e| Error::io("starting the SIPREC listeners ([siprec])", e))?;
+    if let Some(s) = &siprec {
+        // Where clients (and tests, with port 0) find the listeners.
+        for (name, addr) in [("siprec.udp.addr", s.udp), ("siprec.tcp.addr", s.tcp)] {
+            if let Some(a) = addr {
+                let _ = std::fs::write(storage.join(name), a.to_string());
+            }
+        }
+    }
     let webhooks = Webhooks::start(cfg.webhooks.clone(), events.clone(), catalog)
         .map_err(|e| Error::io("starting the webhook thread", e))?;
     let result = runtime.block_on(serve(
@@ -278,6 +292,9 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
         url_secret,
         webhooks.stats.clone(),
     ));
+    if let Some(s) = siprec {
+        s.stop();
+    }
     engine.finish_shutdown();
     let _ = pump.join();
     // After the last events (recordings finalized at shutdown) are logged.

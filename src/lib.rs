@@ -44,6 +44,7 @@ pub mod loadgen;
 pub mod notices;
 pub mod offline;
 pub mod recording;
+pub mod siprec;
 pub mod storage_path;
 pub mod testkit;
 pub mod timefmt;

@@ -176,4 +176,7 @@ pub struct RecordingInfo {
     /// How the file is encrypted at rest (absent: it is not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<crate::encryption::EncryptionInfo>,
+    /// For a call a SIPREC client sent: its metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub siprec: Option<Box<crate::siprec::SiprecCall>>,
 }

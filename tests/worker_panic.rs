@@ -87,6 +87,7 @@ fn start_call(
     let path = dir.join(format!("{id}.wav"));
     let info = RecordingInfo {
         encryption: None,
+        siprec: None,
         recording_id: id.into(),
         call_id: format!("call-{call}"),
         customer_id: None,

@@ -82,6 +82,7 @@ fn detail(s: &ApiState, row: &RecordingRow) -> RecordingDetail {
         owner: crate::recording::OwnerFields,
         call_flow_id: Option<String>,
         announcement: Option<crate::recording::AnnouncementInfo>,
+        siprec: Option<Box<crate::siprec::SiprecCall>>,
     }
     let info: SidecarPart = row
         .info_json
@@ -107,6 +108,7 @@ fn detail(s: &ApiState, row: &RecordingRow) -> RecordingDetail {
         call_flow_id: info.call_flow_id,
         announcement: info.announcement,
         encryption: row.encryption.clone(),
+        siprec: info.siprec,
         transcription_id: None,
         transcription_status: None,
         metadata: None,

@@ -78,6 +78,9 @@ pub struct RecordingDetail {
     /// --key private.pem` needs besides the file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encryption: Option<crate::encryption::EncryptionInfo>,
+    /// For a call a SIPREC client sent: its metadata.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub siprec: Option<Box<crate::siprec::SiprecCall>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transcription_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -18,8 +18,8 @@ use thiserror::Error;
 pub use schema::{
     ApiSection, AuditSection, Channels, Config, EncryptionSection, EventsSection, Format,
     FormatDefaults, JitterSection, KekEntry, LogFormat, LogSection, NoticesSection, PauseBehavior,
-    RecordingSection, Relatch, RtpSection, StorageSection, TenantEntry, TokenEntry, WebhookEntry,
-    WorkersSection,
+    RecordingSection, Relatch, RtpSection, SiprecSection, SiprecSourceEntry, StorageSection,
+    TenantEntry, TokenEntry, WebhookEntry, WorkersSection,
 };
 
 /// One problem in a configuration file.
@@ -209,6 +209,7 @@ fn element_schema(path: &str) -> toml::Table {
         "webhooks" => toml::Table::try_from(WebhookEntry::default()).unwrap_or_default(),
         "tenants" => toml::Table::try_from(TenantEntry::default()).unwrap_or_default(),
         "storage.encryption.keys" => toml::Table::try_from(KekEntry::default()).unwrap_or_default(),
+        "siprec.sources" => toml::Table::try_from(SiprecSourceEntry::default()).unwrap_or_default(),
         _ => toml::Table::new(),
     }
 }
@@ -412,6 +413,9 @@ bitrate_kbps = \"fast\"
         let tenants = commented_example(text, "tenants");
         let (shown, all) = fields(&tenants, TenantEntry::default());
         assert_eq!(shown, all, "[[tenants]] example in engine.toml");
+        let sources = commented_example(text, "siprec.sources");
+        let (shown, all) = fields(&sources, SiprecSourceEntry::default());
+        assert_eq!(shown, all, "[[siprec.sources]] example in engine.toml");
         let keys = commented_example(text, "storage.encryption.keys");
         let (shown, all) = fields(&keys, KekEntry::default());
         assert_eq!(

@@ -21,8 +21,54 @@ pub struct Config {
     pub storage: StorageSection,
     pub notices: NoticesSection,
     pub audit: AuditSection,
+    pub siprec: SiprecSection,
     pub webhooks: Vec<WebhookEntry>,
     pub tenants: Vec<TenantEntry>,
+}
+
+/// `[siprec]`: the Session Recording Server (RFC 7866).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SiprecSection {
+    /// Listen for SIPREC clients.
+    pub enabled: bool,
+    /// UDP listen address; "" = no UDP.
+    pub udp: String,
+    /// TCP listen address; "" = no TCP.
+    pub tcp: String,
+    /// host:port put in our Contact header; "" = the bound address.
+    pub advertise: String,
+    /// Most TCP connections at once.
+    pub max_connections: u32,
+    /// Which clients are admitted, and for whom they record.
+    pub sources: Vec<SiprecSourceEntry>,
+}
+
+impl Default for SiprecSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            udp: "127.0.0.1:5060".into(),
+            tcp: "127.0.0.1:5060".into(),
+            advertise: String::new(),
+            max_connections: 256,
+            sources: Vec::new(),
+        }
+    }
+}
+
+/// One admitted SIPREC client network (`[[siprec.sources]]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SiprecSourceEntry {
+    /// An address or network: "10.0.0.5", "10.0.0.0/24", "::1".
+    pub network: String,
+    /// The tenant its calls are recorded for; "" = the admin's own.
+    pub customer_id: String,
+    /// wav | mp3 | opus; "" = [recording] format.
+    pub format: String,
+    /// mono | dual; "" = [recording] channels.
+    pub channels: String,
 }
 
 /// Limits of one tenant (`[[tenants]]`), besides the global ones.
@@ -640,6 +686,56 @@ impl Config {
             bad(
                 "notices.default_prompt",
                 "must name a prompt (\"beep\" is built in)".into(),
+            );
+        }
+        for (i, s) in self.siprec.sources.iter().enumerate() {
+            let key = |k: &str| format!("siprec.sources.{i}.{k}");
+            if crate::siprec::sessions::parse_network(&s.network).is_none() {
+                bad(
+                    &key("network"),
+                    format!(
+                        "{:?} is not an address or network (10.0.0.0/8, ::1)",
+                        s.network
+                    ),
+                );
+            }
+            if !s.customer_id.is_empty() && !crate::ids::is_valid_id(&s.customer_id) {
+                bad(
+                    &key("customer_id"),
+                    format!("{:?} is not a valid id", s.customer_id),
+                );
+            }
+            if !["", "wav", "mp3", "opus"].contains(&s.format.as_str()) {
+                bad(
+                    &key("format"),
+                    format!("{:?}: wav, mp3, opus or \"\"", s.format),
+                );
+            }
+            if !["", "mono", "dual"].contains(&s.channels.as_str()) {
+                bad(
+                    &key("channels"),
+                    format!("{:?}: mono, dual or \"\"", s.channels),
+                );
+            }
+        }
+        if self.siprec.enabled && self.siprec.udp.is_empty() && self.siprec.tcp.is_empty() {
+            bad(
+                "siprec.udp",
+                "[siprec] is enabled: set udp, tcp or both".into(),
+            );
+        }
+        for (k, v) in [
+            ("siprec.udp", &self.siprec.udp),
+            ("siprec.tcp", &self.siprec.tcp),
+        ] {
+            if !v.is_empty() && v.parse::<std::net::SocketAddr>().is_err() {
+                bad(k, format!("{v:?} is not an address:port"));
+            }
+        }
+        if !(1..=65_536).contains(&self.siprec.max_connections) {
+            bad(
+                "siprec.max_connections",
+                format!("{} is outside 1-65536", self.siprec.max_connections),
             );
         }
         let enc = &self.storage.encryption;

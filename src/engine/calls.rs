@@ -29,7 +29,59 @@ impl Engine {
     pub fn create_call(
         &self,
         who: &Principal,
+        req: CreateCallRequest,
+    ) -> Result<CallView, EngineError> {
+        self.create_call_with(who, req, None)
+    }
+
+    /// A call a SIPREC client offered: recorded by the tenant's matching
+    /// call flow, else with `default_recording`; `siprec` (the client's
+    /// metadata) is kept with the call, its recordings' sidecars and
+    /// `call.created`.
+    pub fn create_siprec_call(
+        &self,
+        who: &Principal,
         mut req: CreateCallRequest,
+        default_recording: RecordingRequest,
+        siprec: crate::siprec::SiprecCall,
+    ) -> Result<CallView, EngineError> {
+        if req.recording.is_none()
+            && self
+                .matching_flow(who.scope(), &req.from, &req.to)?
+                .is_none()
+        {
+            req.recording = Some(RecordingRequest {
+                enabled: Some(true),
+                ..default_recording
+            });
+        }
+        self.create_call_with(who, req, Some(Box::new(siprec)))
+    }
+
+    /// Replaces a SIPREC call's metadata (a re-INVITE or UPDATE with new
+    /// metadata: participants joining or leaving).
+    pub fn update_siprec_metadata(
+        &self,
+        who: &Principal,
+        call_id: &str,
+        metadata: crate::siprec::metadata::Metadata,
+        raw: Option<String>,
+    ) {
+        let mut reg = lock(&self.registry);
+        if let Ok(key) = reg.call(who, call_id).map(|c| c.key.clone())
+            && let Some(c) = reg.calls.get_mut(&key)
+            && let Some(s) = c.siprec.as_mut()
+        {
+            s.metadata = Some(metadata);
+            s.raw_metadata = raw;
+        }
+    }
+
+    fn create_call_with(
+        &self,
+        who: &Principal,
+        mut req: CreateCallRequest,
+        siprec: Option<Box<crate::siprec::SiprecCall>>,
     ) -> Result<CallView, EngineError> {
         self.check_accepting()?;
         let call_id = match req.call_id.take() {
@@ -187,6 +239,7 @@ impl Engine {
                     legs: Vec::new(),
                     shared: shared.clone(),
                     recordings: Vec::new(),
+                    siprec: siprec.clone(),
                 },
             );
         }
@@ -227,6 +280,7 @@ impl Engine {
             to: req.to.clone(),
             reference_type: req.reference_type,
             legs: self.leg_summaries(&key),
+            siprec,
         });
         if let Some(r) = recording
             && let Err(e) = self.start_recording_for(who, &call_id, r, flow_id)
@@ -500,6 +554,7 @@ impl Engine {
             ended_at: c.ended_at.clone(),
             sample_rate: c.rate,
             call_flow_id: c.call_flow_id.clone(),
+            siprec: c.siprec.clone(),
             legs: c
                 .legs
                 .iter()

@@ -250,6 +250,10 @@ pub struct CallView {
     /// The call flow whose rule started its recording.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call_flow_id: Option<String>,
+    /// For a call a SIPREC client sent: its address, the INVITE's Call-ID
+    /// and the recording metadata (parsed and as sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub siprec: Option<Box<crate::siprec::SiprecCall>>,
     pub legs: Vec<LegView>,
     pub recordings: Vec<RecordingView>,
 }

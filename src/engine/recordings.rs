@@ -54,6 +54,7 @@ impl Engine {
             tenant: c.tenant.clone(),
             rate: c.rate,
             reference: c.reference_type,
+            siprec: c.siprec.clone(),
             legs: c
                 .legs
                 .iter()
@@ -657,6 +658,7 @@ struct CallForRecording {
     rate: u32,
     reference: ReferenceType,
     legs: Vec<CallLeg>,
+    siprec: Option<Box<crate::siprec::SiprecCall>>,
 }
 
 /// One of the call's legs, as a recording names it.
@@ -774,6 +776,7 @@ fn first_info(
         call_flow_id: None,
         announcement: o.announcement.clone(),
         encryption: None,
+        siprec: call.siprec.clone(),
     }
 }
 

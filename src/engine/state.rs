@@ -99,6 +99,8 @@ pub(super) struct Call {
     pub(super) shared: Arc<CallShared>,
     /// Keys of the call's recordings.
     pub(super) recordings: Vec<String>,
+    /// What a SIPREC client said about the call, if one made it.
+    pub(super) siprec: Option<Box<crate::siprec::SiprecCall>>,
 }
 
 pub(super) struct Recording {

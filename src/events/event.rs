@@ -29,6 +29,9 @@ pub enum Event {
         call_flow_id: Option<String>,
         /// `leg_id`, `role`, `label`, `port` of each leg.
         legs: Vec<Value>,
+        /// For a call a SIPREC client sent: its metadata.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        siprec: Option<Box<crate::siprec::SiprecCall>>,
     },
     #[serde(rename = "call.leg_added")]
     LegAdded {

@@ -190,6 +190,7 @@ pub fn record(opts: &RecordOptions) -> Result<RecordingInfo, Error> {
     let started = clock.epoch + clock.first_seen;
     let info = RecordingInfo {
         encryption: None,
+        siprec: None,
         recording_id: recording_id.clone(),
         call_id: stem,
         customer_id: None,
