@@ -290,7 +290,10 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
         tokens,
         log_handle,
         url_secret,
-        webhooks.stats.clone(),
+        ServiceStats {
+            webhooks: webhooks.stats.clone(),
+            siprec: siprec.as_ref().map(|s| s.stats()),
+        },
     ));
     if let Some(s) = siprec {
         s.stop();
@@ -303,6 +306,12 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
     result
 }
 
+/// Counters of the services beside the engine, for /metrics.
+struct ServiceStats {
+    webhooks: Arc<WebhookStats>,
+    siprec: Option<Arc<crate::siprec::uas::UasStats>>,
+}
+
 async fn serve(
     cfg: Arc<Config>,
     config_path: Option<PathBuf>,
@@ -310,7 +319,7 @@ async fn serve(
     tokens: Tokens,
     log_handle: FilterHandle,
     url_secret: Vec<u8>,
-    webhook_stats: Arc<WebhookStats>,
+    stats: ServiceStats,
 ) -> Result<(), Error> {
     // Before anything can be observed from outside (the API address file,
     // READY=1), so that no signal meets the default action.
@@ -356,7 +365,8 @@ async fn serve(
         } else {
             cfg.api.public_url.trim_end_matches('/').to_owned()
         },
-        webhooks: webhook_stats,
+        webhooks: stats.webhooks,
+        siprec: stats.siprec,
     });
     let app = api::router(state);
 

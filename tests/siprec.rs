@@ -459,6 +459,11 @@ fn refusals_a_recording_client_understands() {
         &offer,
     ));
     assert_eq!(status(&link2.recv()), 403);
+    // Counted in /metrics.
+    let (_, text) = d.request_raw("GET", "/metrics", None, None, &[]);
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("recengine_siprec_sessions_total{outcome=\"refused\"} 2"), "{text}");
+    assert!(text.contains("recengine_siprec_requests_total "), "{text}");
     // Nothing was created by any of it.
     let (_, calls) = d.admin("GET", "/v1/calls", None);
     assert_eq!(calls["data"].as_array().map(Vec::len), Some(0), "{calls}");

@@ -53,6 +53,8 @@ pub struct ApiState {
     /// absolute URLs in answers, without a trailing `/`.
     pub public_url: String,
     pub webhooks: Arc<crate::events::webhooks::WebhookStats>,
+    /// The SIPREC server's counters, when `[siprec]` is on.
+    pub siprec: Option<Arc<crate::siprec::uas::UasStats>>,
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -610,6 +612,42 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
             ("{outcome=\"failed\"}".into(), load(&hooks.failed)),
         ],
     );
+    if let Some(sip) = &s.siprec {
+        metric(
+            "recengine_siprec_requests_total",
+            "SIP requests received by the SIPREC server (retransmissions included).",
+            "counter",
+            vec![(String::new(), load(&sip.requests))],
+        );
+        metric(
+            "recengine_siprec_malformed_total",
+            "SIP messages that could not be parsed (dropped).",
+            "counter",
+            vec![(String::new(), load(&sip.malformed))],
+        );
+        metric(
+            "recengine_siprec_retransmissions_total",
+            "Retransmitted requests answered again from their transaction.",
+            "counter",
+            vec![(String::new(), load(&sip.retransmissions))],
+        );
+        metric(
+            "recengine_siprec_sessions_total",
+            "SIPREC sessions by outcome.",
+            "counter",
+            vec![
+                ("{outcome=\"started\"}".into(), load(&sip.sessions_started)),
+                ("{outcome=\"refused\"}".into(), load(&sip.sessions_refused)),
+                ("{outcome=\"ended\"}".into(), load(&sip.sessions_ended)),
+            ],
+        );
+        metric(
+            "recengine_siprec_dialogs",
+            "SIPREC dialogs open.",
+            "gauge",
+            vec![(String::new(), load(&sip.dialogs))],
+        );
+    }
     out.push_str(
         "# HELP recengine_encode_seconds_total Time spent mixing and encoding, by format.\n",
     );

@@ -126,7 +126,7 @@ impl SiprecServer {
         }))
     }
 
-    pub fn stats(&self) -> UasStats {
+    pub fn stats(&self) -> Arc<UasStats> {
         lock(&self.uas).stats()
     }
 

@@ -20,6 +20,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rsip::prelude::{HeadersExt, ToTypedHeader, UntypedHeader};
@@ -159,15 +161,20 @@ struct Answered {
     expires: Duration,
 }
 
-/// Counters (`recengine_siprec_*`).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// Counters (`recengine_siprec_*` in /metrics).
+#[derive(Debug, Default)]
 pub struct UasStats {
-    pub requests: u64,
-    pub malformed: u64,
-    pub retransmissions: u64,
-    pub sessions_started: u64,
-    pub sessions_refused: u64,
-    pub sessions_ended: u64,
+    pub requests: AtomicU64,
+    pub malformed: AtomicU64,
+    pub retransmissions: AtomicU64,
+    pub sessions_started: AtomicU64,
+    pub sessions_refused: AtomicU64,
+    pub sessions_ended: AtomicU64,
+    pub dialogs: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
 }
 
 pub struct Uas<S> {
@@ -179,7 +186,7 @@ pub struct Uas<S> {
     /// The address put in Contact.
     contact_host: String,
     next_tag: u64,
-    stats: UasStats,
+    stats: Arc<UasStats>,
 }
 
 /// The parts of a request every answer needs.
@@ -221,12 +228,13 @@ impl<S: Sessions> Uas<S> {
             answered: HashMap::new(),
             contact_host,
             next_tag: 1,
-            stats: UasStats::default(),
+            stats: Arc::default(),
         }
     }
 
-    pub fn stats(&self) -> UasStats {
-        self.stats
+    /// The counters, shared (for /metrics).
+    pub fn stats(&self) -> Arc<UasStats> {
+        self.stats.clone()
     }
 
     /// Sessions with a dialog.
@@ -250,15 +258,15 @@ impl<S: Sessions> Uas<S> {
         now: Duration,
     ) -> Vec<Outgoing> {
         let Ok(msg) = SipMessage::try_from(bytes) else {
-            self.stats.malformed += 1;
+            bump(&self.stats.malformed);
             return Vec::new();
         };
         let SipMessage::Request(req) = msg else {
             return Vec::new(); // we send no requests that need answers
         };
-        self.stats.requests += 1;
+        bump(&self.stats.requests);
         let Some(p) = parts(&req) else {
-            self.stats.malformed += 1;
+            bump(&self.stats.malformed);
             return Vec::new();
         };
         let out = |bytes: Vec<u8>| {
@@ -277,7 +285,7 @@ impl<S: Sessions> Uas<S> {
         if !p.branch.is_empty()
             && let Some(a) = self.answered.get(&key)
         {
-            self.stats.retransmissions += 1;
+            bump(&self.stats.retransmissions);
             return out(a.bytes.clone());
         }
         if !self.sessions.admits(peer) {
@@ -356,7 +364,7 @@ impl<S: Sessions> Uas<S> {
         let offer = match parse_offer(&content_type, &req.body) {
             Ok(o) => o,
             Err(e) => {
-                self.stats.sessions_refused += 1;
+                bump(&self.stats.sessions_refused);
                 let tag = self.new_tag();
                 return self.respond(req, &Refusal::from(e), Some(&tag), None, transport);
             }
@@ -382,7 +390,7 @@ impl<S: Sessions> Uas<S> {
         let version = 1;
         match self.sessions.open(peer, &offer, &sip, version) {
             Ok((handle, answer)) => {
-                self.stats.sessions_started += 1;
+                bump(&self.stats.sessions_started);
                 let tag = self.new_tag();
                 let bytes = self.respond(
                     req,
@@ -411,7 +419,7 @@ impl<S: Sessions> Uas<S> {
                 bytes
             }
             Err(refusal) => {
-                self.stats.sessions_refused += 1;
+                bump(&self.stats.sessions_refused);
                 let tag = self.new_tag();
                 self.respond(req, &refusal, Some(&tag), None, transport)
             }
@@ -496,7 +504,7 @@ impl<S: Sessions> Uas<S> {
         match dialog {
             Some(d) => {
                 self.sessions.close(&d.handle, CloseReason::Bye);
-                self.stats.sessions_ended += 1;
+                bump(&self.stats.sessions_ended);
                 self.respond(req, &Refusal::new(200, "OK"), None, None, transport)
             }
             None => self.respond(
@@ -541,10 +549,13 @@ impl<S: Sessions> Uas<S> {
                 }
                 // A session that ended on its own is only forgotten here.
                 self.sessions.close(&d.handle, why);
-                self.stats.sessions_ended += 1;
+                bump(&self.stats.sessions_ended);
             }
         }
         self.answered.retain(|_, a| a.expires > now);
+        self.stats
+            .dialogs
+            .store(self.dialogs.len() as u64, Ordering::Relaxed);
         out
     }
 
