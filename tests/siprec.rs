@@ -462,7 +462,10 @@ fn refusals_a_recording_client_understands() {
     // Counted in /metrics.
     let (_, text) = d.request_raw("GET", "/metrics", None, None, &[]);
     let text = String::from_utf8_lossy(&text);
-    assert!(text.contains("recengine_siprec_sessions_total{outcome=\"refused\"} 2"), "{text}");
+    assert!(
+        text.contains("recengine_siprec_sessions_total{outcome=\"refused\"} 2"),
+        "{text}"
+    );
     assert!(text.contains("recengine_siprec_requests_total "), "{text}");
     // Nothing was created by any of it.
     let (_, calls) = d.admin("GET", "/v1/calls", None);
@@ -671,4 +674,81 @@ fn stream_pcmu_or_pcma(sdp: &str, legs: &[Leg<'_>]) {
             std::thread::sleep(wait);
         }
     }
+}
+
+/// A session that ends on the recorder's side (here the API ends the call;
+/// a media timeout or shutdown does the same) is ended toward the client
+/// with a BYE, resent over UDP until answered.
+#[test]
+fn a_call_ended_here_sends_the_client_a_bye() {
+    let Some(offer) = acme_offer() else { return };
+    let d = Daemon::start("siprec-bye", &config());
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut link = Link::Udp(sock.try_clone().unwrap(), sip_addr(&d, "udp"));
+    let call_id = "bye-1@127.0.0.1";
+    let mut ev = d.events(None);
+    std::thread::sleep(Duration::from_millis(100));
+    link.send(&request(
+        &link,
+        "INVITE",
+        call_id,
+        1,
+        None,
+        "bi1",
+        Some("multipart/mixed;boundary=unique-boundary-1"),
+        &offer,
+    ));
+    let ok = link.recv();
+    assert_eq!(status(&ok), 200);
+    let tag = to_tag(&ok);
+    link.send(&request(
+        &link,
+        "ACK",
+        call_id,
+        1,
+        Some(&tag),
+        "ba1",
+        None,
+        b"",
+    ));
+    let created = ev.until("call.created", 5 * SECOND);
+    let call = created.last().unwrap()["data"]["call_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, _) = d.request("POST", &format!("/v1/calls/{call}/end"), None, Some(ACME));
+    assert_eq!(s, 200);
+    // Our BYE arrives (and again, while unanswered).
+    sock.set_read_timeout(Some(5 * SECOND)).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let (n, from) = sock.recv_from(&mut buf).expect("a BYE");
+    let bye = rsip::Request::try_from(&buf[..n]).expect("a well-formed request");
+    assert_eq!(bye.method, rsip::Method::Bye, "{bye}");
+    let text = bye.to_string();
+    assert!(text.contains(&format!("Call-ID: {call_id}")), "{text}");
+    assert!(
+        text.contains(&format!("tag={tag}")) && text.contains("tag=src-tag"),
+        "{text}"
+    );
+    let (n2, _) = sock.recv_from(&mut buf).expect("the BYE again, unanswered");
+    assert!(String::from_utf8_lossy(&buf[..n2]).starts_with("BYE "));
+    // Answered: no more.
+    use rsip::prelude::HeadersExt;
+    let via = bye.via_header().unwrap().to_string();
+    let cseq = bye.cseq_header().unwrap().to_string();
+    let answer = format!(
+        "SIP/2.0 200 OK\r\n{via}\r\n{}\r\n{}\r\nCall-ID: {call_id}\r\n{cseq}\r\nContent-Length: 0\r\n\r\n",
+        bye.from_header().unwrap(),
+        bye.to_header().unwrap()
+    );
+    sock.send_to(answer.as_bytes(), from).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(2500)))
+        .unwrap();
+    let mut more = 0;
+    while let Ok((n, _)) = sock.recv_from(&mut buf) {
+        if String::from_utf8_lossy(&buf[..n]).starts_with("BYE ") {
+            more += 1;
+        }
+    }
+    assert!(more <= 1, "BYE resent {more} times after its 200 OK");
 }

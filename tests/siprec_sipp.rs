@@ -19,14 +19,20 @@ fn sipp() -> bool {
     match Command::new("sipp").arg("-v").output() {
         Ok(_) => true,
         Err(_) => {
-            eprintln!("SKIP: sipp is not installed (Debian package sip-tester); the SIPp interop test needs it");
+            eprintln!(
+                "SKIP: sipp is not installed (Debian package sip-tester); the SIPp interop test needs it"
+            );
             false
         }
     }
 }
 
 fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -55,11 +61,14 @@ sources = [{ network = "127.0.0.1", format = "wav", channels = "dual" }]
         std::fs::File::create(d.dir.join("caller.pcap")).unwrap(),
     )
     .unwrap();
-    let (from, to): (SocketAddr, SocketAddr) =
-        ("127.0.0.1:7000".parse().unwrap(), "127.0.0.1:7002".parse().unwrap());
+    let (from, to): (SocketAddr, SocketAddr) = (
+        "127.0.0.1:7000".parse().unwrap(),
+        "127.0.0.1:7002".parse().unwrap(),
+    );
     for (i, f) in recengine::testkit::pcmu_frames(&speech).iter().enumerate() {
         let p = recengine::testkit::rtp_packet(0, i == 0, 500 + i as u16, 160 * i as u32, 4242, f);
-        w.write_udp(Duration::from_millis(20 * i as u64), from, to, &p).unwrap();
+        w.write_udp(Duration::from_millis(20 * i as u64), from, to, &p)
+            .unwrap();
     }
     drop(w);
     std::fs::copy(
@@ -72,9 +81,31 @@ sources = [{ network = "127.0.0.1", format = "wav", channels = "dual" }]
     let media = free_udp_port();
     let out = Command::new("sipp")
         .current_dir(&d.dir)
-        .args(["-sf", "siprec-src.xml", "-m", "1", "-l", "1", "-t", "u1", "-i", "127.0.0.1"])
-        .args(["-p", &free_udp_port().to_string(), "-mp", &media.to_string()])
-        .args(["-timeout", "30s", "-timeout_error", "-nostdin", "-trace_err"])
+        .args([
+            "-sf",
+            "siprec-src.xml",
+            "-m",
+            "1",
+            "-l",
+            "1",
+            "-t",
+            "u1",
+            "-i",
+            "127.0.0.1",
+        ])
+        .args([
+            "-p",
+            &free_udp_port().to_string(),
+            "-mp",
+            &media.to_string(),
+        ])
+        .args([
+            "-timeout",
+            "30s",
+            "-timeout_error",
+            "-nostdin",
+            "-trace_err",
+        ])
         .arg(sip.to_string())
         .output()
         .unwrap();
@@ -87,17 +118,28 @@ sources = [{ network = "127.0.0.1", format = "wav", channels = "dual" }]
     );
     let events = ev.until("recording.completed", Duration::from_secs(10));
     let names: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
-    for e in ["call.created", "recording.started", "recording.paused", "recording.resumed"] {
+    for e in [
+        "call.created",
+        "recording.started",
+        "recording.paused",
+        "recording.resumed",
+    ] {
         assert!(names.contains(&e), "{e} missing: {names:?}");
     }
-    let created = events.iter().find(|e| e["event"] == "call.created").unwrap();
+    let created = events
+        .iter()
+        .find(|e| e["event"] == "call.created")
+        .unwrap();
     assert_eq!(created["data"]["from"], "sip:alice@example.com");
     assert_eq!(created["data"]["to"], "sip:bob@example.com");
     let done = &events.last().unwrap()["data"];
     let (samples, channels, _) = read_wav(Path::new(done["path"].as_str().unwrap()));
     assert_eq!(channels, 2);
     let left = channel(&samples, 2, 0);
-    let sent: Vec<i16> = speech.iter().map(|&s| ulaw_to_linear(linear_to_ulaw(s))).collect();
+    let sent: Vec<i16> = speech
+        .iter()
+        .map(|&s| ulaw_to_linear(linear_to_ulaw(s)))
+        .collect();
     // SIPp re-stamps what it replays, so its packets are not placed on
     // the recording's timeline to the sample as our own sender's are (the
     // in-process SIPREC tests check that); what SIPp sent is there, packet

@@ -5,6 +5,7 @@
 //! skipped (RFC 5626 3.5.1). Limits: 64 KiB per message, `max_connections`
 //! TCP connections, each closed after 5 minutes without a message.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,6 +24,32 @@ const TCP_IDLE: Duration = Duration::from_secs(300);
 const TICK: Duration = Duration::from_millis(100);
 
 type SharedUas = Arc<Mutex<Uas<EngineSessions>>>;
+
+/// Open TCP connections by peer, for requests of ours (a BYE) that go to
+/// a client connected over TCP.
+type Conns = Arc<Mutex<HashMap<SocketAddr, TcpStream>>>;
+
+/// Sends what the UAS produced: datagrams from `udp`, TCP messages on the
+/// peer's open connection (none open: dropped, as the client left).
+fn deliver(out: Vec<Outgoing>, udp: Option<&UdpSocket>, conns: &Conns) {
+    for o in out {
+        let sent = match (o.transport, udp) {
+            (Transport::Udp, Some(s)) => s.send_to(&o.bytes, o.to).map(|_| ()),
+            (Transport::Tcp, _) => match conns
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&o.to)
+            {
+                Some(c) => c.write_all(&o.bytes),
+                None => Err(std::io::Error::other("no open connection")),
+            },
+            (Transport::Udp, None) => Err(std::io::Error::other("no UDP socket")),
+        };
+        if let Err(e) = sent {
+            tracing::debug!(to = %o.to, error = %e, "SIP send failed");
+        }
+    }
+}
 
 /// The running listeners.
 pub struct SiprecServer {
@@ -81,37 +108,39 @@ impl SiprecServer {
         )));
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
+        let conns: Conns = Arc::default();
         let mut threads = Vec::new();
         let has_udp = udp.is_some();
         if let Some(sock) = udp {
             sock.set_read_timeout(Some(TICK))?;
-            let (uas, stop) = (uas.clone(), stop.clone());
+            let (uas, stop, conns) = (uas.clone(), stop.clone(), conns.clone());
             threads.push(
                 std::thread::Builder::new()
                     .name("recengine-sip-udp".into())
-                    .spawn(move || udp_loop(&sock, &uas, &stop, started))?,
+                    .spawn(move || udp_loop(&sock, &uas, &stop, started, &conns))?,
             );
         }
         if let Some(listener) = tcp {
             listener.set_nonblocking(true)?;
-            let (uas, stop) = (uas.clone(), stop.clone());
+            let (uas, stop, conns) = (uas.clone(), stop.clone(), conns.clone());
             let max = cfg.max_connections as usize;
             threads.push(
                 std::thread::Builder::new()
                     .name("recengine-sip-tcp".into())
-                    .spawn(move || accept_loop(&listener, &uas, &stop, started, max))?,
+                    .spawn(move || accept_loop(&listener, &uas, &stop, started, max, &conns))?,
             );
         }
         if !has_udp {
             // The timers run on the UDP thread when there is one.
-            let (uas, stop) = (uas.clone(), stop.clone());
+            let (uas, stop, conns) = (uas.clone(), stop.clone(), conns.clone());
             threads.push(
                 std::thread::Builder::new()
                     .name("recengine-sip-timers".into())
                     .spawn(move || {
                         while !stop.load(Ordering::Relaxed) {
                             std::thread::sleep(TICK);
-                            let _ = lock(&uas).tick(started.elapsed());
+                            let out = lock(&uas).tick(started.elapsed());
+                            deliver(out, None, &conns);
                         }
                     })?,
             );
@@ -145,18 +174,10 @@ impl SiprecServer {
     }
 }
 
-fn udp_loop(sock: &UdpSocket, uas: &SharedUas, stop: &AtomicBool, started: Instant) {
+fn udp_loop(sock: &UdpSocket, uas: &SharedUas, stop: &AtomicBool, started: Instant, conns: &Conns) {
     let mut buf = vec![0u8; MAX_MESSAGE];
     let mut last_tick = Duration::ZERO;
-    let send = |out: Vec<Outgoing>| {
-        for o in out {
-            if o.transport == Transport::Udp
-                && let Err(e) = sock.send_to(&o.bytes, o.to)
-            {
-                tracing::debug!(to = %o.to, error = %e, "SIP send failed");
-            }
-        }
-    };
+    let send = |out: Vec<Outgoing>| deliver(out, Some(sock), conns);
     while !stop.load(Ordering::Relaxed) {
         if let Ok((n, peer)) = sock.recv_from(&mut buf) {
             let out = lock(uas).receive(&buf[..n], peer, Transport::Udp, started.elapsed());
@@ -177,6 +198,7 @@ fn accept_loop(
     stop: &Arc<AtomicBool>,
     started: Instant,
     max: usize,
+    conns: &Conns,
 ) {
     let open = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
@@ -187,11 +209,16 @@ fn accept_loop(
                     continue;
                 }
                 open.fetch_add(1, Ordering::Relaxed);
-                let (uas, stop, open) = (uas.clone(), stop.clone(), open.clone());
+                let (uas, stop, open, conns) =
+                    (uas.clone(), stop.clone(), open.clone(), conns.clone());
                 let spawned = std::thread::Builder::new()
                     .name("recengine-sip-conn".into())
                     .spawn(move || {
+                        if let Ok(w) = stream.try_clone() {
+                            lock_conns(&conns).insert(peer, w);
+                        }
                         connection(stream, peer, &uas, &stop, started);
+                        lock_conns(&conns).remove(&peer);
                         open.fetch_sub(1, Ordering::Relaxed);
                     });
                 if spawned.is_err() {
@@ -205,6 +232,10 @@ fn accept_loop(
             }
         }
     }
+}
+
+fn lock_conns(c: &Conns) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, TcpStream>> {
+    c.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Where the first message in `buf` ends: `Some(Ok(n))`, `None` when more

@@ -153,6 +153,23 @@ struct Dialog {
     remote_cseq: u32,
     session_version: u64,
     unacked: Option<Unacked>,
+    /// For a BYE of ours: where it goes (the client's Contact), and the
+    /// dialog's From (ours: the INVITE's To with our tag) and To (theirs).
+    remote_target: String,
+    local_party: rsip::headers::To,
+    remote_party: rsip::headers::From,
+}
+
+/// A BYE of ours waiting for its answer (UDP: resent from T1 doubling to
+/// T2, given up after 32 s; TCP: sent once).
+struct OurBye {
+    call_id: String,
+    bytes: Vec<u8>,
+    to: SocketAddr,
+    transport: Transport,
+    next: Duration,
+    interval: Duration,
+    give_up: Duration,
 }
 
 /// An answered request, kept for its retransmissions.
@@ -187,6 +204,7 @@ pub struct Uas<S> {
     contact_host: String,
     next_tag: u64,
     stats: Arc<UasStats>,
+    byes: Vec<OurBye>,
 }
 
 /// The parts of a request every answer needs.
@@ -229,6 +247,7 @@ impl<S: Sessions> Uas<S> {
             contact_host,
             next_tag: 1,
             stats: Arc::default(),
+            byes: Vec::new(),
         }
     }
 
@@ -261,8 +280,17 @@ impl<S: Sessions> Uas<S> {
             bump(&self.stats.malformed);
             return Vec::new();
         };
-        let SipMessage::Request(req) = msg else {
-            return Vec::new(); // we send no requests that need answers
+        let req = match msg {
+            SipMessage::Request(req) => req,
+            SipMessage::Response(resp) => {
+                // The answer to a BYE of ours ends its retransmissions.
+                if let Ok(call_id) = resp.call_id_header().map(|c| c.value().to_owned())
+                    && resp.status_code.code() >= 200
+                {
+                    self.byes.retain(|b| b.call_id != call_id);
+                }
+                return Vec::new();
+            }
         };
         bump(&self.stats.requests);
         let Some(p) = parts(&req) else {
@@ -399,9 +427,35 @@ impl<S: Sessions> Uas<S> {
                     Some(&answer),
                     transport,
                 );
+                let remote_target = req
+                    .headers
+                    .iter()
+                    .find_map(|h| match h {
+                        Header::Contact(c) => c.typed().ok().map(|c| c.uri.to_string()),
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| format!("sip:{peer}"));
+                let local_party = req
+                    .to_header()
+                    .ok()
+                    .and_then(|t| t.clone().with_tag(rsip::param::Tag::new(tag.clone())).ok())
+                    .unwrap_or_else(|| {
+                        rsip::headers::To::new(format!(
+                            "<sip:recengine@{}>;tag={tag}",
+                            self.contact_host
+                        ))
+                    });
+                let remote_party = req
+                    .from_header()
+                    .ok()
+                    .cloned()
+                    .unwrap_or_else(|| rsip::headers::From::new(format!("<sip:{peer}>")));
                 self.dialogs.insert(
                     (p.call_id.clone(), tag),
                     Dialog {
+                        remote_target,
+                        local_party,
+                        remote_party,
                         handle,
                         peer,
                         transport,
@@ -547,9 +601,39 @@ impl<S: Sessions> Uas<S> {
                 if why == CloseReason::NoAck {
                     tracing::warn!(call_id = %key.0, "the SRC never acknowledged our 200 OK: ending its recording");
                 }
-                // A session that ended on its own is only forgotten here.
                 self.sessions.close(&d.handle, why);
                 bump(&self.stats.sessions_ended);
+                // The session ended here (no media, an API call, shutdown,
+                // no ACK): the client hears it by our BYE.
+                let bye = self.bye_request(&key.0, &d);
+                out.push(Outgoing {
+                    to: d.peer,
+                    transport: d.transport,
+                    bytes: bye.clone(),
+                });
+                if d.transport == Transport::Udp {
+                    self.byes.push(OurBye {
+                        call_id: key.0.clone(),
+                        bytes: bye,
+                        to: d.peer,
+                        transport: d.transport,
+                        next: now + T1,
+                        interval: T1,
+                        give_up: now + TXN_LIFETIME,
+                    });
+                }
+            }
+        }
+        self.byes.retain(|b| b.give_up > now);
+        for b in &mut self.byes {
+            if now >= b.next {
+                out.push(Outgoing {
+                    to: b.to,
+                    transport: b.transport,
+                    bytes: b.bytes.clone(),
+                });
+                b.interval = (b.interval * 2).min(T2);
+                b.next = now + b.interval;
             }
         }
         self.answered.retain(|_, a| a.expires > now);
@@ -557,6 +641,31 @@ impl<S: Sessions> Uas<S> {
             .dialogs
             .store(self.dialogs.len() as u64, Ordering::Relaxed);
         out
+    }
+
+    /// A BYE for dialog `d` (RFC 3261 15.1.1: From is our side of the
+    /// dialog, To theirs, the Request-URI their Contact).
+    fn bye_request(&mut self, call_id: &str, d: &Dialog) -> Vec<u8> {
+        let mut branch = [0u8; 8];
+        crate::ids::fill_random(&mut branch);
+        let from = d.local_party.value().to_owned();
+        let to = d.remote_party.value().to_owned();
+        let msg = format!(
+            "BYE {} SIP/2.0\r\nVia: SIP/2.0/{} {};branch=z9hG4bK{}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+            d.remote_target,
+            d.transport.via_name(),
+            self.contact_host,
+            crate::crypto::hex(&branch)
+        );
+        // Built from the dialog's own parsed parts, and parsed back before
+        // it leaves, so nothing malformed is sent.
+        match SipMessage::try_from(msg.as_bytes()) {
+            Ok(m) => m.to_string().into_bytes(),
+            Err(e) => {
+                tracing::error!(error = %e, "could not build a BYE");
+                Vec::new()
+            }
+        }
     }
 
     /// Ends every session (shutdown).
