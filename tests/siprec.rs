@@ -752,3 +752,59 @@ fn a_call_ended_here_sends_the_client_a_bye() {
     }
     assert!(more <= 1, "BYE resent {more} times after its 200 OK");
 }
+
+/// `[siprec] caller = "second"` swaps who is the caller of a two-party
+/// session (the left channel of a dual recording).
+#[test]
+fn the_caller_can_be_the_second_party() {
+    let Some(offer) = acme_offer() else { return };
+    let d = Daemon::start(
+        "siprec-second",
+        &config().replace("enabled = true", "enabled = true\ncaller = \"second\""),
+    );
+    let mut link = Link::Udp(UdpSocket::bind("127.0.0.1:0").unwrap(), sip_addr(&d, "udp"));
+    let mut ev = d.events(None);
+    std::thread::sleep(Duration::from_millis(100));
+    link.send(&request(
+        &link,
+        "INVITE",
+        "second@x",
+        1,
+        None,
+        "s1",
+        Some("multipart/mixed;boundary=unique-boundary-1"),
+        &offer,
+    ));
+    let ok = link.recv();
+    assert_eq!(status(&ok), 200);
+    let created = ev.until("call.created", 5 * SECOND);
+    let data = &created.last().unwrap()["data"];
+    assert_eq!(data["from"], "sip:1002@192.168.50.10", "{data}");
+    assert_eq!(data["to"], "sip:9000@192.168.50.102");
+    let legs = data["legs"].as_array().unwrap();
+    assert_eq!(
+        (legs[0]["leg_id"].as_str(), legs[0]["role"].as_str()),
+        (Some("stream-16777227"), Some("callee"))
+    );
+    link.send(&request(
+        &link,
+        "ACK",
+        "second@x",
+        1,
+        Some(&to_tag(&ok)),
+        "s2",
+        None,
+        b"",
+    ));
+    link.send(&request(
+        &link,
+        "BYE",
+        "second@x",
+        2,
+        Some(&to_tag(&ok)),
+        "s3",
+        None,
+        b"",
+    ));
+    assert_eq!(status(&link.recv()), 200);
+}

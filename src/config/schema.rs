@@ -40,6 +40,10 @@ pub struct SiprecSection {
     pub advertise: String,
     /// Most TCP connections at once.
     pub max_connections: u32,
+    /// Which party of a two-party session is the caller: "first" (the one
+    /// the client marks calling, else the first described, else the first
+    /// stream's sender) or "second" (the other one).
+    pub caller: String,
     /// Which clients are admitted, and for whom they record.
     pub sources: Vec<SiprecSourceEntry>,
 }
@@ -52,6 +56,7 @@ impl Default for SiprecSection {
             tcp: "127.0.0.1:5060".into(),
             advertise: String::new(),
             max_connections: 256,
+            caller: "first".into(),
             sources: Vec::new(),
         }
     }
@@ -731,6 +736,12 @@ impl Config {
             if !v.is_empty() && v.parse::<std::net::SocketAddr>().is_err() {
                 bad(k, format!("{v:?} is not an address:port"));
             }
+        }
+        if !["first", "second"].contains(&self.siprec.caller.as_str()) {
+            bad(
+                "siprec.caller",
+                format!("{:?}: \"first\" or \"second\"", self.siprec.caller),
+            );
         }
         if !(1..=65_536).contains(&self.siprec.max_connections) {
             bad(

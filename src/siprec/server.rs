@@ -103,7 +103,7 @@ impl SiprecServer {
             tracing::warn!("[siprec] has no sources: every SIPREC client is refused with 403");
         }
         let uas: SharedUas = Arc::new(Mutex::new(Uas::new(
-            EngineSessions::new(engine, sources, media_host),
+            EngineSessions::new(engine, sources, media_host, cfg.caller == "second"),
             contact,
         )));
         let stop = Arc::new(AtomicBool::new(false));

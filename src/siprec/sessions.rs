@@ -72,6 +72,8 @@ struct Session {
 pub struct EngineSessions {
     engine: Arc<Engine>,
     sources: Vec<Source>,
+    /// `[siprec] caller = "second"`: the roles of a two-party session swapped.
+    swap_roles: bool,
     /// The host our SDP answers name when the legs' own is not an IP.
     media_host: IpAddr,
     sessions: HashMap<String, Session>,
@@ -134,10 +136,16 @@ fn text(s: Option<&str>) -> String {
 }
 
 impl EngineSessions {
-    pub fn new(engine: Arc<Engine>, sources: Vec<Source>, media_host: IpAddr) -> Self {
+    pub fn new(
+        engine: Arc<Engine>,
+        sources: Vec<Source>,
+        media_host: IpAddr,
+        swap_roles: bool,
+    ) -> Self {
         Self {
             engine,
             sources,
+            swap_roles,
             media_host,
             sessions: HashMap::new(),
         }
@@ -217,6 +225,17 @@ impl Sessions for EngineSessions {
         if !offer.streams.iter().any(|s| s.recordable()) {
             return Err(OfferError::NoCodec.into());
         }
+        let mut offer = offer.clone();
+        if self.swap_roles {
+            for s in &mut offer.streams {
+                s.role = match s.role {
+                    Role::Caller => Role::Callee,
+                    Role::Callee => Role::Caller,
+                    other => other,
+                };
+            }
+        }
+        let offer = &offer;
         let conference = offer.is_conference();
         let mut legs = Vec::new();
         let mut stream_legs = vec![None; offer.streams.len()];

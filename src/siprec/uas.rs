@@ -146,6 +146,18 @@ struct Unacked {
     give_up: Duration,
 }
 
+impl Unacked {
+    fn new(bytes: &[u8], cseq: u32, now: Duration) -> Self {
+        Self {
+            bytes: bytes.to_vec(),
+            cseq,
+            next: now + T1,
+            interval: T1,
+            give_up: now + TXN_LIFETIME,
+        }
+    }
+}
+
 struct Dialog {
     handle: String,
     peer: SocketAddr,
@@ -461,13 +473,7 @@ impl<S: Sessions> Uas<S> {
                         transport,
                         remote_cseq: p.cseq,
                         session_version: version,
-                        unacked: Some(Unacked {
-                            bytes: bytes.clone(),
-                            cseq: p.cseq,
-                            next: now + T1,
-                            interval: T1,
-                            give_up: now + TXN_LIFETIME,
-                        }),
+                        unacked: Some(Unacked::new(&bytes, p.cseq, now)),
                     },
                 );
                 bytes
@@ -534,13 +540,7 @@ impl<S: Sessions> Uas<S> {
                     d.remote_cseq = p.cseq;
                     d.session_version = version;
                     if p.method == Method::Invite {
-                        d.unacked = Some(Unacked {
-                            bytes: bytes.clone(),
-                            cseq: p.cseq,
-                            next: now + T1,
-                            interval: T1,
-                            give_up: now + TXN_LIFETIME,
-                        });
+                        d.unacked = Some(Unacked::new(&bytes, p.cseq, now));
                     }
                 }
                 bytes
