@@ -281,6 +281,12 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
             }
         }
     }
+    let nats = crate::events::nats::NatsPublisher::start(
+        &cfg.events.nats,
+        events.clone(),
+        catalog.clone(),
+    )
+    .map_err(|e| Error::io("starting the NATS publisher ([events.nats])", e))?;
     let webhooks = Webhooks::start(cfg.webhooks.clone(), events.clone(), catalog)
         .map_err(|e| Error::io("starting the webhook thread", e))?;
     let result = runtime.block_on(serve(
@@ -293,6 +299,7 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
         ServiceStats {
             webhooks: webhooks.stats.clone(),
             siprec: siprec.as_ref().map(|s| s.stats()),
+            nats: nats.as_ref().map(|n| n.stats.clone()),
         },
     ));
     if let Some(s) = siprec {
@@ -302,6 +309,9 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
     let _ = pump.join();
     // After the last events (recordings finalized at shutdown) are logged.
     webhooks.shutdown();
+    if let Some(n) = nats {
+        n.shutdown();
+    }
     tracing::info!(last_event = events.last_seq(), "recengine stopped");
     result
 }
@@ -310,6 +320,7 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
 struct ServiceStats {
     webhooks: Arc<WebhookStats>,
     siprec: Option<Arc<crate::siprec::uas::UasStats>>,
+    nats: Option<Arc<crate::events::nats::NatsStats>>,
 }
 
 async fn serve(
@@ -367,6 +378,7 @@ async fn serve(
         },
         webhooks: stats.webhooks,
         siprec: stats.siprec,
+        nats: stats.nats,
     });
     let app = api::router(state);
 

@@ -55,6 +55,8 @@ pub struct ApiState {
     pub webhooks: Arc<crate::events::webhooks::WebhookStats>,
     /// The SIPREC server's counters, when `[siprec]` is on.
     pub siprec: Option<Arc<crate::siprec::uas::UasStats>>,
+    /// The NATS publisher's counters, when `[events.nats]` is on.
+    pub nats: Option<Arc<crate::events::nats::NatsStats>>,
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -612,6 +614,32 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
             ("{outcome=\"failed\"}".into(), load(&hooks.failed)),
         ],
     );
+    if let Some(n) = &s.nats {
+        metric(
+            "recengine_nats_published_total",
+            "Events JetStream acknowledged.",
+            "counter",
+            vec![(String::new(), load(&n.published))],
+        );
+        metric(
+            "recengine_nats_publish_failures_total",
+            "Connections or publishes to NATS that failed (retried with backoff).",
+            "counter",
+            vec![(String::new(), load(&n.failures))],
+        );
+        metric(
+            "recengine_nats_backlog",
+            "Events logged and not yet acknowledged by JetStream.",
+            "gauge",
+            vec![(String::new(), load(&n.backlog))],
+        );
+        metric(
+            "recengine_nats_connected",
+            "1 while connected to NATS.",
+            "gauge",
+            vec![(String::new(), load(&n.connected))],
+        );
+    }
     if let Some(sip) = &s.siprec {
         metric(
             "recengine_siprec_requests_total",

@@ -83,6 +83,38 @@ fn row_to_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
 const CURSOR_KEY: &str = "webhook_cursor";
 
 impl Catalog {
+    /// A named event-log cursor (0 when never set).
+    pub fn cursor(&self, name: &str) -> Result<u64, CatalogError> {
+        let v: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Starts a cursor at `seq` unless it exists.
+    pub fn init_cursor(&self, name: &str, seq: u64) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+            params![name, seq as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Moves a cursor forward to `seq` (never back).
+    pub fn set_cursor(&self, name: &str, seq: u64) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)",
+            params![name, seq as i64],
+        )?;
+        Ok(())
+    }
+
     /// The last event `seq` already copied into the outbox.
     pub fn webhook_cursor(&self) -> Result<u64, CatalogError> {
         let v: Option<i64> = self

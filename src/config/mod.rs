@@ -17,9 +17,9 @@ use thiserror::Error;
 
 pub use schema::{
     ApiSection, AuditSection, Channels, Config, EncryptionSection, EventsSection, Format,
-    FormatDefaults, JitterSection, KekEntry, LogFormat, LogSection, NoticesSection, PauseBehavior,
-    RecordingSection, Relatch, RtpSection, SiprecSection, SiprecSourceEntry, StorageSection,
-    TenantEntry, TokenEntry, WebhookEntry, WorkersSection,
+    FormatDefaults, JitterSection, KekEntry, LogFormat, LogSection, NatsSection, NoticesSection,
+    PauseBehavior, RecordingSection, Relatch, RtpSection, SiprecSection, SiprecSourceEntry,
+    StorageSection, TenantEntry, TokenEntry, WebhookEntry, WorkersSection,
 };
 
 /// One problem in a configuration file.

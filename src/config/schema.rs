@@ -260,6 +260,8 @@ pub struct EventsSection {
     pub socket_path: String,
     /// Permissions of the socket, octal.
     pub socket_mode: String,
+    /// Events on NATS JetStream (`[events.nats]`).
+    pub nats: NatsSection,
 }
 
 impl Default for EventsSection {
@@ -267,6 +269,32 @@ impl Default for EventsSection {
         Self {
             socket_path: "./recordings/recengine.sock".into(),
             socket_mode: "0660".into(),
+            nats: NatsSection::default(),
+        }
+    }
+}
+
+/// `[events.nats]`: every event published to a JetStream stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsSection {
+    /// "nats://host:4222"; "" = off.
+    pub url: String,
+    /// Subjects are `<subject_prefix>.<event>`.
+    pub subject_prefix: String,
+    /// The JetStream stream (created when missing).
+    pub stream: String,
+    /// This node's name in message ids; "" = the host name.
+    pub node_id: String,
+}
+
+impl Default for NatsSection {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            subject_prefix: "recengine".into(),
+            stream: "RECENGINE_EVENTS".into(),
+            node_id: String::new(),
         }
     }
 }
@@ -747,6 +775,42 @@ impl Config {
             bad(
                 "siprec.max_connections",
                 format!("{} is outside 1-65536", self.siprec.max_connections),
+            );
+        }
+        let nats = &self.events.nats;
+        if !nats.url.is_empty()
+            && !nats.url.starts_with("nats://")
+            && !nats.url.starts_with("tls://")
+        {
+            bad(
+                "events.nats.url",
+                format!("{:?}: nats://host:port (or tls://)", nats.url),
+            );
+        }
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        };
+        if !nats.subject_prefix.split('.').all(token) {
+            bad(
+                "events.nats.subject_prefix",
+                format!(
+                    "{:?}: dot-separated tokens of A-Z a-z 0-9 _ -",
+                    nats.subject_prefix
+                ),
+            );
+        }
+        if !token(&nats.stream) {
+            bad(
+                "events.nats.stream",
+                format!("{:?}: A-Z a-z 0-9 _ - only", nats.stream),
+            );
+        }
+        if !nats.node_id.is_empty() && !crate::ids::is_valid_id(&nats.node_id) {
+            bad(
+                "events.nats.node_id",
+                format!("{:?} is not a valid id", nats.node_id),
             );
         }
         let enc = &self.storage.encryption;

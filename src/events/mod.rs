@@ -16,6 +16,7 @@
 //! more than a page in memory.
 
 pub mod event;
+pub mod nats;
 pub mod socket;
 pub mod webhooks;
 

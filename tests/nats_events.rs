@@ -1,0 +1,163 @@
+//! Events on NATS JetStream against the NATS server on 127.0.0.1:4222: the
+//! events made while NATS could not be reached are published, in order and
+//! gap-free, once it can (the event log is the outbox); live events follow;
+//! every message carries its seq and node in `Nats-Msg-Id`. Skipped with a
+//! message when no NATS server listens there.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use support::*;
+
+fn nats_up() -> bool {
+    let ok = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:4222".parse().unwrap(),
+        Duration::from_secs(1),
+    )
+    .is_ok();
+    if !ok {
+        eprintln!("SKIP: no NATS server on 127.0.0.1:4222; the JetStream test needs one");
+    }
+    ok
+}
+
+fn nats_config(url: &str, stream: &str, prefix: &str) -> String {
+    format!(
+        "[events.nats]\nurl = \"{url}\"\nstream = \"{stream}\"\nsubject_prefix = \"{prefix}\"\nnode_id = \"node-a\"\n"
+    )
+}
+
+fn call_and_end(d: &Daemon) {
+    let (s, call) = d.request(
+        "POST",
+        "/v1/calls",
+        Some(&json!({"legs": [{"role": "caller"}]}).to_string()),
+        Some(ACME),
+    );
+    assert_eq!(s, 201, "{call}");
+    let id = call["call_id"].as_str().unwrap();
+    let (s, _) = d.request("POST", &format!("/v1/calls/{id}/end"), None, Some(ACME));
+    assert_eq!(s, 200);
+}
+
+/// Every message now in `stream`: (subject, Nats-Msg-Id, event JSON).
+async fn read_stream(stream: &str, want: usize) -> Vec<(String, String, Value)> {
+    use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+    let client = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = js.get_stream(stream).await.unwrap();
+        let consumer = s
+            .create_consumer(pull::Config {
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1000)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        while let Some(Ok(m)) = batch.next().await {
+            let id = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            let v: Value = serde_json::from_slice(&m.payload).unwrap();
+            out.push((m.subject.to_string(), id, v));
+            let _ = m.ack().await;
+        }
+        if out.len() >= want || tokio::time::Instant::now() > deadline {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[test]
+fn events_made_while_nats_was_away_follow_in_order_then_live_ones() {
+    if !nats_up() {
+        return;
+    }
+    let tag = format!(
+        "{}{}",
+        std::process::id(),
+        recengine::ids::random_id("").get(..8).unwrap_or("x")
+    );
+    let stream = format!("RECENGINE_TEST_{tag}");
+    let prefix = format!("rectest{tag}");
+    // NATS unreachable (nothing listens on port 1): events wait in the log.
+    let mut d = Daemon::start(
+        "nats-away",
+        &nats_config("nats://127.0.0.1:1", &stream, &prefix),
+    );
+    call_and_end(&d);
+    call_and_end(&d);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, metrics) = d.request_raw("GET", "/metrics", None, None, &[]);
+    let metrics = String::from_utf8_lossy(&metrics).into_owned();
+    assert!(metrics.contains("recengine_nats_connected 0"), "{metrics}");
+    assert!(
+        !metrics.contains("recengine_nats_publish_failures_total 0\n"),
+        "{metrics}"
+    );
+    assert!(d.terminate().success());
+    // NATS reachable: the backlog goes out, then live events.
+    let dir = d.dir.clone();
+    let d = Daemon::launch(
+        "nats-away",
+        &dir,
+        &nats_config("nats://127.0.0.1:4222", &stream, &prefix),
+        4,
+    );
+    call_and_end(&d);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let msgs = rt.block_on(read_stream(&stream, 6));
+    let seqs: Vec<u64> = msgs
+        .iter()
+        .filter_map(|(_, _, v)| v["seq"].as_u64())
+        .collect();
+    assert!(seqs.len() >= 6, "{msgs:#?}");
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "in order, gap-free, once each"
+    );
+    for (subject, id, v) in &msgs {
+        assert_eq!(
+            subject,
+            &format!("{prefix}.{}", v["event"].as_str().unwrap())
+        );
+        assert_eq!(id, &format!("node-a-{}", v["seq"]));
+    }
+    let names: Vec<&str> = msgs
+        .iter()
+        .filter_map(|(_, _, v)| v["event"].as_str())
+        .collect();
+    assert_eq!(
+        names.iter().filter(|n| **n == "call.created").count(),
+        3,
+        "{names:?}"
+    );
+    let (_, metrics) = d.request_raw("GET", "/metrics", None, None, &[]);
+    assert!(String::from_utf8_lossy(&metrics).contains("recengine_nats_connected 1"));
+    rt.block_on(async {
+        let client = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
+        let _ = async_nats::jetstream::new(client)
+            .delete_stream(&stream)
+            .await;
+    });
+}
