@@ -189,6 +189,32 @@ fn seq_of(line: &str) -> Option<u64> {
         .as_u64()
 }
 
+/// Runs the future `work` makes on a thread of its own with a
+/// current-thread runtime, so a slow or absent receiver (webhooks, NATS)
+/// never touches the API's or the media's threads. `what` names it in the
+/// log if the runtime cannot start.
+pub(crate) fn spawn_on_own_runtime<F, W>(
+    name: &str,
+    what: &'static str,
+    work: W,
+) -> io::Result<std::thread::JoinHandle<()>>
+where
+    W: FnOnce() -> F + Send + 'static,
+    F: std::future::Future<Output = ()>,
+{
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(work()),
+                Err(e) => tracing::error!(error = %e, what, "cannot start its runtime; events stay in the log"),
+            }
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

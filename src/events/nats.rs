@@ -98,21 +98,9 @@ impl NatsPublisher {
             cfg.node_id.clone()
         };
         let (cfg, s, st) = (cfg.clone(), stop.clone(), stats.clone());
-        let thread = std::thread::Builder::new()
-            .name("recengine-nats".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!(error = %e, "no runtime for the NATS publisher");
-                        return;
-                    }
-                };
-                rt.block_on(run(cfg, node, bus, catalog, key, s, st));
-            })?;
+        let thread = super::spawn_on_own_runtime("recengine-nats", "NATS publisher", move || {
+            run(cfg, node, bus, catalog, key, s, st)
+        })?;
         Ok(Some(Self {
             stop,
             thread: Some(thread),

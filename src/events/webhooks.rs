@@ -112,21 +112,9 @@ impl Webhooks {
             in_flight: AtomicU64::new(0),
         };
         let stop2 = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("recengine-webhooks".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!(error = %e, "webhooks: cannot start their runtime; events stay in the outbox");
-                        return;
-                    }
-                };
-                rt.block_on(dispatcher.run(stop2));
-            })?;
+        let thread = super::spawn_on_own_runtime("recengine-webhooks", "webhooks", move || {
+            dispatcher.run(stop2)
+        })?;
         Ok(Self {
             stop,
             thread: Some(thread),
