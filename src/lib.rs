@@ -27,6 +27,7 @@ pub mod api;
 pub mod audio_file;
 pub mod capture;
 pub mod catalog;
+pub mod check;
 pub mod config;
 /// The sans-IO media core: the `recengine-core` crate.
 pub use recengine_core as core;

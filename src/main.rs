@@ -124,6 +124,10 @@ enum Command {
         /// The file to check.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// Also try what it names beyond the file: the encryption key files
+        /// and the NATS server.
+        #[arg(long)]
+        connect: bool,
     },
     /// Decode the RTP streams of a pcap/pcapng capture into one WAV each.
     Pcap {
@@ -425,10 +429,20 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check { config } => match Config::load(&config) {
-            Ok(_) => {
+        Command::Check { config, connect } => match Config::load(&config) {
+            Ok(cfg) => {
                 println!("{}: OK", config.display());
-                ExitCode::SUCCESS
+                let mut code = ExitCode::SUCCESS;
+                if connect {
+                    for o in recengine::check::backends(&cfg) {
+                        let mark = if o.ok { "OK" } else { "FAILED" };
+                        println!("{}: {mark}: {}", o.what, o.detail);
+                        if !o.ok {
+                            code = ExitCode::FAILURE;
+                        }
+                    }
+                }
+                code
             }
             Err(e) => {
                 eprintln!("{e}");

@@ -161,3 +161,66 @@ fn events_made_while_nats_was_away_follow_in_order_then_live_ones() {
             .await;
     });
 }
+
+/// `/healthz` shows the publisher's state; `recengine check --connect`
+/// tries the NATS server a configuration names.
+#[test]
+fn health_and_check_report_the_nats_backend() {
+    if !nats_up() {
+        return;
+    }
+    let d = Daemon::start(
+        "nats-health",
+        &nats_config(
+            "nats://127.0.0.1:4222",
+            "RECENGINE_TEST_HEALTH",
+            "rectesthealth",
+        ),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, h) = d.request("GET", "/healthz", None, None);
+        assert_eq!(s, 200);
+        if h["nats"]["connected"] == true {
+            assert_eq!(h["status"], "ok");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{h}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let run = |url: &str| {
+        let cfg = d.dir.join("check.toml");
+        std::fs::write(
+            &cfg,
+            nats_config(url, "RECENGINE_TEST_HEALTH", "rectesthealth"),
+        )
+        .unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_recengine"))
+            .args(["check", "--connect", "-c"])
+            .arg(&cfg)
+            .output()
+            .unwrap()
+    };
+    let good = run("nats://127.0.0.1:4222");
+    let text = String::from_utf8_lossy(&good.stdout).into_owned();
+    assert!(
+        good.status.success() && text.contains("nats nats://127.0.0.1:4222: OK: reachable"),
+        "{text}"
+    );
+    let bad = run("nats://127.0.0.1:1");
+    let text = String::from_utf8_lossy(&bad.stdout).into_owned();
+    assert!(
+        !bad.status.success() && text.contains("nats nats://127.0.0.1:1: FAILED: cannot connect"),
+        "{text}"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
+        let _ = async_nats::jetstream::new(client)
+            .delete_stream("RECENGINE_TEST_HEALTH")
+            .await;
+    });
+}

@@ -205,11 +205,24 @@ async fn method_not_allowed() -> ApiError {
 
 /// Liveness
 ///
-/// Answers while the daemon runs; no token.
+/// Answers while the daemon runs; no token. With NATS or SIPREC on, also
+/// their state (a NATS server that is away does not make the daemon
+/// unhealthy: events wait in the log).
 #[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
     responses((status = 200, description = "The daemon answers", body = views::Health)))]
-async fn healthz() -> Response {
-    axum::Json(views::Health { status: "ok" }).into_response()
+async fn healthz(State(s): State<Arc<ApiState>>) -> Response {
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    axum::Json(views::Health {
+        status: "ok",
+        nats: s.nats.as_ref().map(|n| views::NatsHealth {
+            connected: load(&n.connected) == 1,
+            backlog: load(&n.backlog),
+        }),
+        siprec: s.siprec.as_ref().map(|sip| views::SiprecHealth {
+            dialogs: load(&sip.dialogs),
+        }),
+    })
+    .into_response()
 }
 
 /// Who the request is from. An admin token may act within one customer's

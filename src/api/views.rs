@@ -151,4 +151,25 @@ impl From<DeliveryRow> for DeliveryView {
 pub struct Health {
     /// Always `ok` while the daemon answers.
     pub status: &'static str,
+    /// The NATS publisher, when `[events.nats]` is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats: Option<NatsHealth>,
+    /// The SIPREC server, when `[siprec]` is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub siprec: Option<SiprecHealth>,
+}
+
+/// The NATS publisher's state.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NatsHealth {
+    pub connected: bool,
+    /// Events logged and not yet acknowledged by JetStream.
+    pub backlog: u64,
+}
+
+/// The SIPREC server's state.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SiprecHealth {
+    /// SIPREC dialogs open.
+    pub dialogs: u64,
 }
