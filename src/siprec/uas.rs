@@ -137,25 +137,45 @@ pub enum CloseReason {
     NoAck,
 }
 
-/// A 2xx to an INVITE waiting for its ACK.
-struct Unacked {
+/// A message of ours resent over UDP from T1, doubling to T2, until it is
+/// answered or given up after 32 s (RFC 3261 13.3.1.4 for a 2xx awaiting
+/// its ACK, 17.1.2.2 for a BYE awaiting its answer).
+struct Resend {
     bytes: Vec<u8>,
-    cseq: u32,
     next: Duration,
     interval: Duration,
     give_up: Duration,
 }
 
-impl Unacked {
-    fn new(bytes: &[u8], cseq: u32, now: Duration) -> Self {
+impl Resend {
+    fn new(bytes: &[u8], now: Duration) -> Self {
         Self {
             bytes: bytes.to_vec(),
-            cseq,
             next: now + T1,
             interval: T1,
             give_up: now + TXN_LIFETIME,
         }
     }
+
+    fn expired(&self, now: Duration) -> bool {
+        now >= self.give_up
+    }
+
+    /// The bytes to send again, if it is time (the timer moves on).
+    fn due(&mut self, now: Duration) -> Option<Vec<u8>> {
+        if now < self.next {
+            return None;
+        }
+        self.interval = (self.interval * 2).min(T2);
+        self.next = now + self.interval;
+        Some(self.bytes.clone())
+    }
+}
+
+/// A 2xx to an INVITE waiting for its ACK.
+struct Unacked {
+    cseq: u32,
+    resend: Resend,
 }
 
 struct Dialog {
@@ -172,16 +192,12 @@ struct Dialog {
     remote_party: rsip::headers::From,
 }
 
-/// A BYE of ours waiting for its answer (UDP: resent from T1 doubling to
-/// T2, given up after 32 s; TCP: sent once).
+/// A BYE of ours over UDP waiting for its answer (over TCP it is sent
+/// once).
 struct OurBye {
     call_id: String,
-    bytes: Vec<u8>,
     to: SocketAddr,
-    transport: Transport,
-    next: Duration,
-    interval: Duration,
-    give_up: Duration,
+    resend: Resend,
 }
 
 /// An answered request, kept for its retransmissions.
@@ -473,7 +489,10 @@ impl<S: Sessions> Uas<S> {
                         transport,
                         remote_cseq: p.cseq,
                         session_version: version,
-                        unacked: Some(Unacked::new(&bytes, p.cseq, now)),
+                        unacked: Some(Unacked {
+                            cseq: p.cseq,
+                            resend: Resend::new(&bytes, now),
+                        }),
                     },
                 );
                 bytes
@@ -540,7 +559,10 @@ impl<S: Sessions> Uas<S> {
                     d.remote_cseq = p.cseq;
                     d.session_version = version;
                     if p.method == Method::Invite {
-                        d.unacked = Some(Unacked::new(&bytes, p.cseq, now));
+                        d.unacked = Some(Unacked {
+                            cseq: p.cseq,
+                            resend: Resend::new(&bytes, now),
+                        });
                     }
                 }
                 bytes
@@ -578,18 +600,18 @@ impl<S: Sessions> Uas<S> {
         let mut ended = Vec::new();
         for (key, d) in self.dialogs.iter_mut() {
             if let Some(u) = d.unacked.as_mut() {
-                if now >= u.give_up {
+                if u.resend.expired(now) {
                     ended.push((key.clone(), CloseReason::NoAck));
                     continue;
                 }
-                if d.transport == Transport::Udp && now >= u.next {
+                if d.transport == Transport::Udp
+                    && let Some(bytes) = u.resend.due(now)
+                {
                     out.push(Outgoing {
                         to: d.peer,
                         transport: d.transport,
-                        bytes: u.bytes.clone(),
+                        bytes,
                     });
-                    u.interval = (u.interval * 2).min(T2);
-                    u.next = now + u.interval;
                 }
             }
             if !self.sessions.alive(&d.handle) {
@@ -606,34 +628,28 @@ impl<S: Sessions> Uas<S> {
                 // The session ended here (no media, an API call, shutdown,
                 // no ACK): the client hears it by our BYE.
                 let bye = self.bye_request(&key.0, &d);
-                out.push(Outgoing {
-                    to: d.peer,
-                    transport: d.transport,
-                    bytes: bye.clone(),
-                });
                 if d.transport == Transport::Udp {
                     self.byes.push(OurBye {
                         call_id: key.0.clone(),
-                        bytes: bye,
                         to: d.peer,
-                        transport: d.transport,
-                        next: now + T1,
-                        interval: T1,
-                        give_up: now + TXN_LIFETIME,
+                        resend: Resend::new(&bye, now),
                     });
                 }
+                out.push(Outgoing {
+                    to: d.peer,
+                    transport: d.transport,
+                    bytes: bye,
+                });
             }
         }
-        self.byes.retain(|b| b.give_up > now);
+        self.byes.retain(|b| !b.resend.expired(now));
         for b in &mut self.byes {
-            if now >= b.next {
+            if let Some(bytes) = b.resend.due(now) {
                 out.push(Outgoing {
                     to: b.to,
-                    transport: b.transport,
-                    bytes: b.bytes.clone(),
+                    transport: Transport::Udp,
+                    bytes,
                 });
-                b.interval = (b.interval * 2).min(T2);
-                b.next = now + b.interval;
             }
         }
         self.answered.retain(|_, a| a.expires > now);
