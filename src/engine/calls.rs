@@ -494,6 +494,14 @@ impl Engine {
         self.call_view_by_key(&key)
     }
 
+    /// Whether `who`'s call `call_id` exists and has not ended: one
+    /// registry lookup, for callers that ask often (the SIPREC timers).
+    pub fn call_is_active(&self, who: &Principal, call_id: &str) -> bool {
+        lock(&self.registry)
+            .call(who, call_id)
+            .is_ok_and(|c| c.ended_at.is_none())
+    }
+
     pub fn get_call(&self, who: &Principal, call_id: &str) -> Result<CallView, EngineError> {
         let reg = lock(&self.registry);
         let c = reg.call(who, call_id)?;

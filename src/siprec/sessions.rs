@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::offer::{Flow, Offer, OfferError, answer};
 use super::uas::{CloseReason, Refusal, Sessions, SipContext};
 use super::{SiprecCall, metadata::Participant};
-use crate::engine::model::{CallStatus, CreateCallRequest, LegRequest, RecordingRequest};
+use crate::engine::model::{CreateCallRequest, LegRequest, RecordingRequest};
 use crate::engine::{Engine, EngineError, Principal};
 use crate::recording::Role;
 
@@ -390,10 +390,8 @@ impl Sessions for EngineSessions {
     }
 
     fn alive(&self, handle: &str) -> bool {
-        self.sessions.get(handle).is_some_and(|s| {
-            self.engine
-                .get_call(&s.who, &s.call_id)
-                .is_ok_and(|c| c.status == CallStatus::Active)
-        })
+        self.sessions
+            .get(handle)
+            .is_some_and(|s| self.engine.call_is_active(&s.who, &s.call_id))
     }
 }
