@@ -720,7 +720,7 @@ impl<S: Sessions> Uas<S> {
                 _ => {}
             }
         }
-        if r.status == 200 && req.method == Method::Invite || req.method == Method::Update {
+        if r.status == 200 && matches!(req.method, Method::Invite | Method::Update) {
             headers.push(Header::Contact(rsip::headers::Contact::new(format!(
                 "<sip:recengine@{};transport={}>",
                 self.contact_host,
