@@ -72,6 +72,10 @@ pub enum KeyringError {
     CustomerHeld(String),
     #[error(transparent)]
     Random(io::Error),
+    /// The catalog, where key check values and wrapped keys are kept,
+    /// could not be read or written.
+    #[error("catalog: {0}")]
+    Catalog(String),
 }
 
 struct Kek {

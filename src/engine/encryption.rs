@@ -87,7 +87,7 @@ pub fn check_keys(keyring: &Keyring, catalog: &Catalog) -> Result<(), KeyringErr
     for (id, path, check) in keyring.check_values() {
         let stored = catalog
             .key_check_value(&id, &check, &now)
-            .map_err(|e| KeyringError::Random(std::io::Error::other(e.to_string())))?;
+            .map_err(|e| KeyringError::Catalog(e.to_string()))?;
         if stored != check {
             return Err(KeyringError::WrongKey { id, path });
         }
@@ -95,7 +95,7 @@ pub fn check_keys(keyring: &Keyring, catalog: &Catalog) -> Result<(), KeyringErr
     let configured = keyring.ids();
     for (id, count) in catalog
         .kek_ids_in_use()
-        .map_err(|e| KeyringError::Random(std::io::Error::other(e.to_string())))?
+        .map_err(|e| KeyringError::Catalog(e.to_string()))?
     {
         if !configured.contains(&id.as_str()) {
             return Err(KeyringError::Missing { id, count });
