@@ -23,7 +23,7 @@
 //! file's own.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 
 use aes_gcm::aead::AeadInOut;
@@ -492,15 +492,6 @@ pub fn digest(file: &File, key: &DataKey) -> Result<SealedDigest, SealError> {
     })
 }
 
-/// Decrypts a whole finished file into `out`; returns the plaintext length.
-pub fn decrypt_to(file: &File, key: &DataKey, out: &mut impl Write) -> Result<u64, SealError> {
-    let reader = SealedReader::open(file, key)?;
-    for i in 0..reader.segments {
-        out.write_all(&reader.segment(file, i)?)?;
-    }
-    Ok(reader.plain_len)
-}
-
 /// What [`salvage`] kept of a file cut short.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Salvaged {
@@ -577,6 +568,16 @@ mod tests {
 
     fn sample(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i * 7 + i / 300) as u8).collect()
+    }
+
+    /// A whole file's plaintext, as `recengine decrypt` reads it.
+    fn decrypt_to(file: &File, key: &DataKey, out: &mut Vec<u8>) -> Result<u64, SealError> {
+        let reader = SealedReader::open(file, key)?;
+        reader.read_range(file, 0, reader.plain_len(), |b| {
+            out.extend_from_slice(b);
+            Ok(())
+        })?;
+        Ok(reader.plain_len())
     }
 
     fn plain_of(f: &File, key: &DataKey) -> Vec<u8> {
