@@ -79,6 +79,13 @@ impl Link {
         }
     }
 
+    /// Sends a bodyless in-dialog request (ACK, BYE) for the dialog with
+    /// our peer's `tag`.
+    fn in_dialog(&mut self, method: &str, call_id: &str, cseq: u32, tag: &str, branch: &str) {
+        let msg = request(self, method, call_id, cseq, Some(tag), branch, None, b"");
+        self.send(&msg);
+    }
+
     /// The next response.
     fn recv(&mut self) -> rsip::Response {
         match self {
@@ -213,16 +220,7 @@ fn record_session(d: &Daemon, mut link: Link, call_id: &str) {
         let again = link.recv();
         assert_eq!((status(&again), to_tag(&again)), (200, tag.clone()));
     }
-    link.send(&request(
-        &link,
-        "ACK",
-        call_id,
-        1,
-        Some(&tag),
-        "ack1",
-        None,
-        b"",
-    ));
+    link.in_dialog("ACK", call_id, 1, &tag, "ack1");
 
     let caller = recengine::testkit::speech(8000, 8000 * 2);
     let callee: Vec<i16> = recengine::testkit::tone(8000, 700.0, 5000.0, 8000 * 2);
@@ -272,16 +270,7 @@ fn record_session(d: &Daemon, mut link: Link, call_id: &str) {
                 .count(),
             2
         );
-        link.send(&request(
-            &link,
-            "ACK",
-            call_id,
-            cseq,
-            Some(&tag),
-            "ack2",
-            None,
-            b"",
-        ));
+        link.in_dialog("ACK", call_id, cseq, &tag, "ack2");
         seen.extend(ev.until("recording.paused", 5 * SECOND));
         cseq += 1;
         link.send(&request(
@@ -295,29 +284,11 @@ fn record_session(d: &Daemon, mut link: Link, call_id: &str) {
             &offer,
         ));
         assert_eq!(status(&link.recv()), 200);
-        link.send(&request(
-            &link,
-            "ACK",
-            call_id,
-            cseq,
-            Some(&tag),
-            "ack3",
-            None,
-            b"",
-        ));
+        link.in_dialog("ACK", call_id, cseq, &tag, "ack3");
         seen.extend(ev.until("recording.resumed", 5 * SECOND));
     }
     cseq += 1;
-    link.send(&request(
-        &link,
-        "BYE",
-        call_id,
-        cseq,
-        Some(&tag),
-        "bye1",
-        None,
-        b"",
-    ));
+    link.in_dialog("BYE", call_id, cseq, &tag, "bye1");
     let bye = link.recv();
     assert_eq!(status(&bye), 200, "{bye}");
     seen.extend(ev.until("recording.completed", 10 * SECOND));
@@ -407,16 +378,7 @@ fn refusals_a_recording_client_understands() {
     let r = link.recv();
     assert_eq!(status(&r), 415, "{r}");
     assert!(header(&r, "Accept").unwrap().contains("application/sdp"));
-    link.send(&request(
-        &link,
-        "ACK",
-        "t@x",
-        1,
-        Some(&to_tag(&r)),
-        "i1",
-        None,
-        b"",
-    ));
+    link.in_dialog("ACK", "t@x", 1, &to_tag(&r), "i1");
     // No codec we decode: 488.
     let g729 = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\na=sendonly\r\na=label:1\r\n";
     link.send(&request(
@@ -433,16 +395,7 @@ fn refusals_a_recording_client_understands() {
     assert_eq!(status(&r), 488, "{r}");
     assert!(header(&r, "Warning").unwrap().contains("codec"));
     // In-dialog requests for no dialog: 481.
-    link.send(&request(
-        &link,
-        "BYE",
-        "none@x",
-        2,
-        Some("nope"),
-        "b1",
-        None,
-        b"",
-    ));
+    link.in_dialog("BYE", "none@x", 2, "nope", "b1");
     assert_eq!(status(&link.recv()), 481);
     // Not a configured source (127.0.0.2 is loopback too): 403.
     let stranger = UdpSocket::bind("127.0.0.2:0").unwrap();
@@ -526,16 +479,7 @@ fn every_shared_offer_is_recorded_over_udp_and_tcp() {
             let ok = link.recv();
             assert_eq!(status(&ok), 200, "{name} over {transport}: {ok}");
             let tag = to_tag(&ok);
-            link.send(&request(
-                &link,
-                "ACK",
-                &call_id,
-                1,
-                Some(&tag),
-                &format!("b{n}{transport}"),
-                None,
-                b"",
-            ));
+            link.in_dialog("ACK", &call_id, 1, &tag, &format!("b{n}{transport}"));
             let mut cseq = 1;
             if text.contains("a=inactive") {
                 cseq += 1;
@@ -551,16 +495,7 @@ fn every_shared_offer_is_recorded_over_udp_and_tcp() {
                     sending.as_bytes(),
                 ));
                 assert_eq!(status(&link.recv()), 200, "{name}");
-                link.send(&request(
-                    &link,
-                    "ACK",
-                    &call_id,
-                    cseq,
-                    Some(&tag),
-                    &format!("d{n}{transport}"),
-                    None,
-                    b"",
-                ));
+                link.in_dialog("ACK", &call_id, cseq, &tag, &format!("d{n}{transport}"));
             }
             let ports = answered_ports(&ok);
             let (a, b) = (udp(), udp());
@@ -582,16 +517,7 @@ fn every_shared_offer_is_recorded_over_udp_and_tcp() {
             }
             stream_pcmu_or_pcma(&text, &legs);
             cseq += 1;
-            link.send(&request(
-                &link,
-                "BYE",
-                &call_id,
-                cseq,
-                Some(&tag),
-                &format!("e{n}{transport}"),
-                None,
-                b"",
-            ));
+            link.in_dialog("BYE", &call_id, cseq, &tag, &format!("e{n}{transport}"));
             assert_eq!(status(&link.recv()), 200, "{name}");
             let events = ev.until("recording.completed", 10 * SECOND);
             let done = &events.last().unwrap()["data"];
@@ -701,16 +627,7 @@ fn a_call_ended_here_sends_the_client_a_bye() {
     let ok = link.recv();
     assert_eq!(status(&ok), 200);
     let tag = to_tag(&ok);
-    link.send(&request(
-        &link,
-        "ACK",
-        call_id,
-        1,
-        Some(&tag),
-        "ba1",
-        None,
-        b"",
-    ));
+    link.in_dialog("ACK", call_id, 1, &tag, "ba1");
     let created = ev.until("call.created", 5 * SECOND);
     let call = created.last().unwrap()["data"]["call_id"]
         .as_str()
@@ -786,25 +703,7 @@ fn the_caller_can_be_the_second_party() {
         (legs[0]["leg_id"].as_str(), legs[0]["role"].as_str()),
         (Some("stream-16777227"), Some("callee"))
     );
-    link.send(&request(
-        &link,
-        "ACK",
-        "second@x",
-        1,
-        Some(&to_tag(&ok)),
-        "s2",
-        None,
-        b"",
-    ));
-    link.send(&request(
-        &link,
-        "BYE",
-        "second@x",
-        2,
-        Some(&to_tag(&ok)),
-        "s3",
-        None,
-        b"",
-    ));
+    link.in_dialog("ACK", "second@x", 1, &to_tag(&ok), "s2");
+    link.in_dialog("BYE", "second@x", 2, &to_tag(&ok), "s3");
     assert_eq!(status(&link.recv()), 200);
 }
