@@ -44,6 +44,14 @@ fn encryption(keys: &[(&str, &Path)], current: &str) -> String {
     )
 }
 
+/// Runs the `recengine` command line with `args`.
+fn recengine(args: &[&dyn AsRef<std::ffi::OsStr>]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_recengine"))
+        .args(args.iter().map(|a| a.as_ref()))
+        .output()
+        .unwrap()
+}
+
 /// What the recording of `signal` sent as PCMU holds.
 fn through_ulaw(signal: &[i16]) -> Vec<i16> {
     signal
@@ -254,14 +262,14 @@ fn recordings_are_sealed_on_disk_and_served_decrypted_sample_for_sample() {
 
     // The operator can decrypt offline with the configured keys.
     let out = d.dir.join("offline.wav");
-    let run = Command::new(env!("CARGO_BIN_EXE_recengine"))
-        .args(["decrypt", "-c"])
-        .arg(d.dir.join("engine.toml"))
-        .arg("-o")
-        .arg(&out)
-        .arg(&path)
-        .output()
-        .unwrap();
+    let run = recengine(&[
+        &"decrypt",
+        &"-c",
+        &d.dir.join("engine.toml"),
+        &"-o",
+        &out,
+        &path,
+    ]);
     assert!(
         run.status.success(),
         "{}",
@@ -495,11 +503,7 @@ fn wrong_or_missing_keys_stop_the_start_and_rewrap_moves_every_data_key() {
     );
     let path = PathBuf::from(done["path"].as_str().unwrap());
     let audio_before = std::fs::read(&path).unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_recengine"))
-        .args(["keys", "rewrap", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let run = recengine(&[&"keys", &"rewrap", &"-c", &cfg]);
     let out = String::from_utf8_lossy(&run.stdout);
     assert!(
         run.status.success(),
@@ -540,13 +544,14 @@ fn customer_held_keys_leave_only_the_customer_able_to_listen() {
 
     // ACME makes an X25519 key pair and registers the public half.
     let (private, public) = (keys.join("acme.pem"), keys.join("acme.pub.pem"));
-    let run = Command::new(env!("CARGO_BIN_EXE_recengine"))
-        .args(["keys", "customer-keypair", "--private"])
-        .arg(&private)
-        .arg("--public")
-        .arg(&public)
-        .output()
-        .unwrap();
+    let run = recengine(&[
+        &"keys",
+        &"customer-keypair",
+        &"--private",
+        &private,
+        &"--public",
+        &public,
+    ]);
     assert!(
         run.status.success(),
         "{}",
@@ -640,16 +645,16 @@ fn customer_held_keys_leave_only_the_customer_able_to_listen() {
 
         // Only the customer's private key opens it…
         let out = d.dir.join(format!("{rec}.wav"));
-        let run = Command::new(env!("CARGO_BIN_EXE_recengine"))
-            .args(["decrypt", "--key"])
-            .arg(&private_key)
-            .arg("--info")
-            .arg(&info_path)
-            .arg("-o")
-            .arg(&out)
-            .arg(&file)
-            .output()
-            .unwrap();
+        let run = recengine(&[
+            &"decrypt",
+            &"--key",
+            &private_key,
+            &"--info",
+            &info_path,
+            &"-o",
+            &out,
+            &file,
+        ]);
         assert!(
             run.status.success(),
             "{}",
@@ -665,16 +670,16 @@ fn customer_held_keys_leave_only_the_customer_able_to_listen() {
             done["checksum"]["value"].as_str().unwrap()
         );
         // …not the operator's keys.
-        let run = Command::new(env!("CARGO_BIN_EXE_recengine"))
-            .args(["decrypt", "-c"])
-            .arg(d.dir.join("engine.toml"))
-            .arg("--info")
-            .arg(&info_path)
-            .arg("-o")
-            .arg(d.dir.join("operator.wav"))
-            .arg(&file)
-            .output()
-            .unwrap();
+        let run = recengine(&[
+            &"decrypt",
+            &"-c",
+            &d.dir.join("engine.toml"),
+            &"--info",
+            &info_path,
+            &"-o",
+            &d.dir.join("operator.wav"),
+            &file,
+        ]);
         assert!(!run.status.success());
         assert!(
             String::from_utf8_lossy(&run.stderr).contains("customer's own key"),
