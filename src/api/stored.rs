@@ -145,11 +145,15 @@ impl Stored {
                 Ok(buf)
             }
             Self::Sealed { file, reader } => {
-                let index = at / SEGMENT_SIZE as u64;
-                let seg = reader.segment(file, index)?;
-                let from = (at - index * SEGMENT_SIZE as u64) as usize;
-                let to = (from + max).min(seg.len());
-                Ok(seg.get(from..to).unwrap_or_default().to_vec())
+                // One segment at most: the rest of the one `at` is in.
+                let segment = SEGMENT_SIZE as u64;
+                let len = (max as u64).min(segment - at % segment);
+                let mut out = Vec::with_capacity(len as usize);
+                reader.read_range(file, at, len, |b| {
+                    out.extend_from_slice(b);
+                    Ok(())
+                })?;
+                Ok(out)
             }
         }
     }
