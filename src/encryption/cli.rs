@@ -2,12 +2,11 @@
 //! encryption at rest (arguments, messages, exit codes). The work is in
 //! [`super::tools`], [`super::keyring`] and [`super::customer`].
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::customer::{CustomerPrivateKey, generate_x25519};
-use super::keyring::generate_key_file;
+use super::keyring::{generate_key_file, write_new_file};
 use super::tools::{Opener, decrypt, encryption_info_from_json, rewrap, sidecar_of};
 use crate::config::Config;
 
@@ -106,10 +105,10 @@ pub fn run_keys(command: KeysCommand) -> ExitCode {
                 Ok(k) => k,
                 Err(e) => return fail(e.to_string()),
             };
-            if let Err(e) = write_new(&private, sk.as_bytes(), 0o600) {
+            if let Err(e) = write_new_file(&private, sk.as_bytes(), 0o600) {
                 return fail(format!("{}: {e}", private.display()));
             }
-            if let Err(e) = write_new(&public, pk.as_bytes(), 0o644) {
+            if let Err(e) = write_new_file(&public, pk.as_bytes(), 0o644) {
                 return fail(format!("{}: {e}", public.display()));
             }
             println!(
@@ -188,17 +187,6 @@ pub fn run_decrypt(args: DecryptArgs) -> ExitCode {
             fail(e)
         }
     }
-}
-
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {

@@ -145,16 +145,22 @@ pub fn read_key_file(id: &str, path: &Path) -> Result<Zeroizing<[u8; 32]>, Keyri
 
 /// Writes a new random key file (mode 0600); refuses to overwrite one.
 pub fn generate_key_file(path: &Path) -> io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let mut key = Zeroizing::new([0u8; 32]);
     getrandom::fill(key.as_mut()).map_err(io::Error::other)?;
+    write_new_file(path, key.as_ref(), 0o600)
+}
+
+/// Writes `bytes` to a new file of `mode` (never over an existing one),
+/// synced: for key material.
+pub(crate) fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(mode)
         .open(path)?;
-    f.write_all(key.as_ref())?;
+    f.write_all(bytes)?;
     f.sync_all()
 }
 
