@@ -51,6 +51,7 @@ fn row(
         info_json: None,
         encryption: None,
         recovery_key: None,
+        node_id: String::new(),
     }
 }
 

@@ -925,6 +925,7 @@ fn store_recording_log(
             info_json: None,
             encryption: None,
             recovery_key: None,
+            node_id: String::new(),
         };
         let _ = s.engine.catalog().put_recording(&row);
     }

@@ -5,9 +5,9 @@
 //! hash of the last one deleted is kept as the anchor the first remaining
 //! row must chain to.
 
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
+use super::db::{Row, Sql, args};
 use super::{Catalog, CatalogError, Where, scope};
 
 /// The `prev_hash` of the very first record.
@@ -97,7 +97,7 @@ fn record_hash(seq: i64, e: &AuditEntry, prev_hash: &str) -> String {
 
 const AUDIT_COLUMNS: &str = "seq, at, at_ms, actor, customer_id, peer, action, call_id, recording_id, status, detail, prev_hash, hash";
 
-fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+fn row_to_record(r: &Row) -> Result<AuditRecord, CatalogError> {
     let opt = |s: String| Some(s).filter(|s| !s.is_empty());
     Ok(AuditRecord {
         seq: r.get(0)?,
@@ -118,56 +118,56 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
     })
 }
 
+/// The anchor the chain starts from: (seq before the first record, hash).
+fn anchor(db: &mut dyn Sql) -> Result<(i64, String), CatalogError> {
+    Ok(
+        match db.query_opt("SELECT seq, value FROM audit_anchor WHERE id = 1", &[])? {
+            Some(r) => (r.get(0)?, r.get(1)?),
+            None => (0, GENESIS.to_owned()),
+        },
+    )
+}
+
 impl Catalog {
     /// Appends one record to the chain, in one transaction; answers it.
+    /// Appends from every node of a fleet are serialized, so the chain
+    /// stays one line.
     pub fn append_audit(&self, e: &AuditEntry) -> Result<AuditRecord, CatalogError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let last: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let (seq, prev_hash) = match last {
-            Some((seq, hash)) => (seq + 1, hash),
-            None => {
-                let anchor: Option<(i64, String)> = tx
-                    .query_row(
-                        "SELECT seq, value FROM audit_anchor WHERE id = 1",
-                        [],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?;
-                anchor.map_or((1, GENESIS.to_owned()), |(s, h)| (s + 1, h))
-            }
-        };
-        let hash = record_hash(seq, e, &prev_hash);
-        tx.execute(
-            &format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
-            params![
+        self.tx(|db| {
+            db.lock("recengine.audit")?;
+            let (seq, prev_hash) =
+                match db.query_opt("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", &[])? {
+                    Some(r) => (r.get::<i64>(0)? + 1, r.get(1)?),
+                    None => {
+                        let (s, h) = anchor(db)?;
+                        (s + 1, h)
+                    }
+                };
+            let hash = record_hash(seq, e, &prev_hash);
+            db.execute(
+                &format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                args![
+                    seq,
+                    &e.at,
+                    e.at_ms,
+                    &e.actor,
+                    scope(e.customer_id.as_deref()),
+                    &e.peer,
+                    &e.action,
+                    e.call_id.clone().unwrap_or_default(),
+                    e.recording_id.clone().unwrap_or_default(),
+                    e.status,
+                    e.detail.clone().unwrap_or_default(),
+                    &prev_hash,
+                    &hash
+                ],
+            )?;
+            Ok(AuditRecord {
                 seq,
-                e.at,
-                e.at_ms,
-                e.actor,
-                scope(e.customer_id.as_deref()),
-                e.peer,
-                e.action,
-                e.call_id.clone().unwrap_or_default(),
-                e.recording_id.clone().unwrap_or_default(),
-                e.status,
-                e.detail.clone().unwrap_or_default(),
+                entry: e.clone(),
                 prev_hash,
-                hash
-            ],
-        )?;
-        tx.commit()?;
-        Ok(AuditRecord {
-            seq,
-            entry: e.clone(),
-            prev_hash,
-            hash,
+                hash,
+            })
         })
     }
 
@@ -187,74 +187,80 @@ impl Catalog {
         if let Some(t) = f.until_ms {
             w.and("at_ms < ?", t);
         }
-        w.page(
-            &self.conn(),
-            "audit",
-            AUDIT_COLUMNS,
-            "seq DESC",
-            (f.limit, f.offset),
-            row_to_record,
-        )
+        self.run(|db| {
+            w.page(
+                db,
+                "audit",
+                AUDIT_COLUMNS,
+                "seq DESC",
+                (f.limit, f.offset),
+                row_to_record,
+            )
+        })
     }
 
     /// Checks the whole chain from the anchor (or the genesis) on: every
     /// record's hash is its own, its `prev_hash` its predecessor's, and
-    /// the sequence has no gap.
+    /// the sequence has no gap. Reads in pages, so a long trail does not
+    /// have to fit in memory.
     pub fn verify_audit(&self) -> Result<AuditVerdict, CatalogError> {
-        let conn = self.conn();
-        let anchor: Option<(i64, String)> = conn
-            .query_row(
-                "SELECT seq, value FROM audit_anchor WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let (mut expect_seq, mut prev) =
-            anchor.map_or((1, GENESIS.to_owned()), |(s, h)| (s + 1, h));
-        let mut stmt = conn.prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))?;
-        let mut rows = stmt.query([])?;
+        const PAGE: i64 = 1000;
+        let (anchor_seq, anchor_hash) = self.run(anchor)?;
+        let (mut expect_seq, mut prev) = (anchor_seq + 1, anchor_hash);
         let mut records = 0u64;
-        while let Some(row) = rows.next()? {
-            let r = row_to_record(row)?;
-            let broken = |reason: String| Ok(AuditVerdict::Broken { seq: r.seq, reason });
-            if r.seq != expect_seq {
-                return broken(format!("records {expect_seq}-{} are missing", r.seq - 1));
+        let mut after = anchor_seq;
+        loop {
+            let rows = self.run(|db| {
+                db.query(
+                    &format!(
+                        "SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                    ),
+                    args![after, PAGE],
+                )
+            })?;
+            if rows.is_empty() {
+                return Ok(AuditVerdict::Intact { records });
             }
-            if r.prev_hash != prev {
-                return broken("its prev_hash is not the previous record's hash".into());
+            for row in &rows {
+                let r = row_to_record(row)?;
+                let broken = |reason: String| Ok(AuditVerdict::Broken { seq: r.seq, reason });
+                if r.seq != expect_seq {
+                    return broken(format!("records {expect_seq}-{} are missing", r.seq - 1));
+                }
+                if r.prev_hash != prev {
+                    return broken("its prev_hash is not the previous record's hash".into());
+                }
+                if record_hash(r.seq, &r.entry, &r.prev_hash) != r.hash {
+                    return broken("its content does not match its hash (edited)".into());
+                }
+                after = r.seq;
+                prev = r.hash;
+                expect_seq += 1;
+                records += 1;
             }
-            if record_hash(r.seq, &r.entry, &r.prev_hash) != r.hash {
-                return broken("its content does not match its hash (edited)".into());
-            }
-            prev = r.hash;
-            expect_seq += 1;
-            records += 1;
         }
-        Ok(AuditVerdict::Intact { records })
     }
 
     /// Deletes records older than `before_ms` from the oldest end, moving
     /// the anchor to the last one deleted; answers how many went.
     pub fn expire_audit(&self, before_ms: i64) -> Result<usize, CatalogError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let last: Option<(i64, String)> = tx
-            .query_row(
+        self.tx(|db| {
+            db.lock("recengine.audit")?;
+            let Some(last) = db.query_opt(
                 "SELECT seq, hash FROM audit WHERE at_ms < ?1 ORDER BY seq DESC LIMIT 1",
-                [before_ms],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let Some((seq, hash)) = last else {
-            return Ok(0);
-        };
-        let n = tx.execute("DELETE FROM audit WHERE seq <= ?1", [seq])?;
-        tx.execute(
-            "INSERT INTO audit_anchor (id, seq, value) VALUES (1, ?1, ?2)
-             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, value = excluded.value",
-            params![seq, hash],
-        )?;
-        tx.commit()?;
-        Ok(n)
+                args![before_ms],
+            )?
+            else {
+                return Ok(0);
+            };
+            let (seq, hash): (i64, String) = (last.get(0)?, last.get(1)?);
+            let n = db.execute("DELETE FROM audit WHERE seq <= ?1", args![seq])?;
+            db.execute(
+                "INSERT INTO audit_anchor (id, seq, value) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, value = excluded.value",
+                args![seq, hash],
+            )?;
+            Ok(n as usize)
+        })
     }
 }

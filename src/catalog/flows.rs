@@ -3,9 +3,8 @@
 //! every change raises. What a rule means is the engine's
 //! (`engine::flows`); this module only keeps them.
 
-use rusqlite::{OptionalExtension, params};
-
-use super::{Catalog, CatalogError, Where, scope};
+use super::db::{Row, args};
+use super::{Catalog, CatalogError, Where, all, scope};
 
 /// One stored call flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,9 +20,9 @@ pub struct FlowRow {
 
 const FLOW_COLUMNS: &str = "customer_id, call_flow_id, body_json, version, created_at, updated_at";
 
-fn row_to_flow(r: &rusqlite::Row<'_>) -> rusqlite::Result<FlowRow> {
+fn row_to_flow(r: &Row) -> Result<FlowRow, CatalogError> {
     Ok(FlowRow {
-        customer_id: Some(r.get::<_, String>(0)?).filter(|c| !c.is_empty()),
+        customer_id: Some(r.get::<String>(0)?).filter(|c| !c.is_empty()),
         call_flow_id: r.get(1)?,
         body_json: r.get(2)?,
         version: r.get(3)?,
@@ -43,12 +42,14 @@ impl Catalog {
         enabled: bool,
         now: &str,
     ) -> Result<bool, CatalogError> {
-        let n = self.conn().execute(
-            "INSERT OR IGNORE INTO call_flows
-                 (customer_id, call_flow_id, body_json, enabled, version, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)",
-            params![scope(customer_id), call_flow_id, body_json, enabled, now],
-        )?;
+        let n = self.run(|db| {
+            db.execute(
+                "INSERT INTO call_flows
+                     (customer_id, call_flow_id, body_json, enabled, version, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5) ON CONFLICT DO NOTHING",
+                args![scope(customer_id), call_flow_id, body_json, enabled, now],
+            )
+        })?;
         Ok(n == 1)
     }
 
@@ -63,18 +64,13 @@ impl Catalog {
         enabled: bool,
         now: &str,
     ) -> Result<bool, CatalogError> {
-        let n = self.conn().execute(
-            "UPDATE call_flows SET body_json = ?4, enabled = ?5, version = version + 1, updated_at = ?6
-             WHERE customer_id = ?1 AND call_flow_id = ?2 AND version = ?3",
-            params![
-                scope(customer_id),
-                call_flow_id,
-                version,
-                body_json,
-                enabled,
-                now
-            ],
-        )?;
+        let n = self.run(|db| {
+            db.execute(
+                "UPDATE call_flows SET body_json = ?4, enabled = ?5, version = version + 1, updated_at = ?6
+                 WHERE customer_id = ?1 AND call_flow_id = ?2 AND version = ?3",
+                args![scope(customer_id), call_flow_id, version, body_json, enabled, now],
+            )
+        })?;
         Ok(n == 1)
     }
 
@@ -83,10 +79,12 @@ impl Catalog {
         customer_id: Option<&str>,
         call_flow_id: &str,
     ) -> Result<bool, CatalogError> {
-        let n = self.conn().execute(
-            "DELETE FROM call_flows WHERE customer_id = ?1 AND call_flow_id = ?2",
-            params![scope(customer_id), call_flow_id],
-        )?;
+        let n = self.run(|db| {
+            db.execute(
+                "DELETE FROM call_flows WHERE customer_id = ?1 AND call_flow_id = ?2",
+                args![scope(customer_id), call_flow_id],
+            )
+        })?;
         Ok(n == 1)
     }
 
@@ -95,28 +93,30 @@ impl Catalog {
         customer_id: Option<&str>,
         call_flow_id: &str,
     ) -> Result<Option<FlowRow>, CatalogError> {
-        Ok(self
-            .conn()
-            .query_row(
+        self.run(|db| {
+            db.query_opt(
                 &format!(
                     "SELECT {FLOW_COLUMNS} FROM call_flows WHERE customer_id = ?1 AND call_flow_id = ?2"
                 ),
-                params![scope(customer_id), call_flow_id],
-                row_to_flow,
-            )
-            .optional()?)
+                args![scope(customer_id), call_flow_id],
+            )?
+            .as_ref()
+            .map(row_to_flow)
+            .transpose()
+        })
     }
 
     /// Every customer's flow with this id (for the admin).
     pub fn flows_with_id(&self, call_flow_id: &str) -> Result<Vec<FlowRow>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {FLOW_COLUMNS} FROM call_flows WHERE call_flow_id = ?1 ORDER BY customer_id"
-        ))?;
-        let rows = stmt
-            .query_map([call_flow_id], row_to_flow)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        let rows = self.run(|db| {
+            db.query(
+                &format!(
+                    "SELECT {FLOW_COLUMNS} FROM call_flows WHERE call_flow_id = ?1 ORDER BY customer_id"
+                ),
+                args![call_flow_id],
+            )
+        })?;
+        all(rows, row_to_flow)
     }
 
     /// A page of flows, oldest first: one customer's (`Some`), or every
@@ -131,26 +131,29 @@ impl Catalog {
         if let Some(c) = customer_id {
             w.eq("customer_id", Some(scope(c)));
         }
-        w.page(
-            &self.conn(),
-            "call_flows",
-            FLOW_COLUMNS,
-            "created_at, customer_id, call_flow_id",
-            (limit, offset),
-            row_to_flow,
-        )
+        self.run(|db| {
+            w.page(
+                db,
+                "call_flows",
+                FLOW_COLUMNS,
+                "created_at, customer_id, call_flow_id",
+                (limit, offset),
+                row_to_flow,
+            )
+        })
     }
 
     /// A customer's enabled flows, oldest first (the order ties are broken in).
     pub fn enabled_flows(&self, customer_id: Option<&str>) -> Result<Vec<FlowRow>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {FLOW_COLUMNS} FROM call_flows WHERE customer_id = ?1 AND enabled = 1
-             ORDER BY created_at, call_flow_id"
-        ))?;
-        let rows = stmt
-            .query_map([scope(customer_id)], row_to_flow)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        let rows = self.run(|db| {
+            db.query(
+                &format!(
+                    "SELECT {FLOW_COLUMNS} FROM call_flows WHERE customer_id = ?1 AND enabled = 1
+                     ORDER BY created_at, call_flow_id"
+                ),
+                args![scope(customer_id)],
+            )
+        })?;
+        all(rows, row_to_flow)
     }
 }

@@ -14,26 +14,36 @@
 //! and [`Catalog::calls_with_id`] look across customers (for the admin).
 
 pub mod audit;
+pub(crate) mod db;
 pub mod flows;
 pub mod keys;
 pub mod outbox;
+mod postgres;
 pub mod reindex;
+#[cfg(test)]
+pub(crate) mod testdb;
 
 use std::path::Path;
-use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::config::{CatalogBackend, CatalogConfig};
 use crate::encryption::EncryptionInfo;
 use crate::recording::RecordingStatus;
+use db::{Db, Dialect, Row, Sql, Value, args};
+pub use postgres::is_plain_name as is_plain_schema_name;
 
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum CatalogError {
     #[error("catalog: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("catalog (PostgreSQL): {0}")]
+    Postgres(#[from] ::postgres::Error),
+    #[error("catalog (PostgreSQL pool): {0}")]
+    Pool(#[from] r2d2_postgres::r2d2::Error),
     #[error(
         "catalog {path} has schema version {found}, newer than this recengine understands ({supported}); upgrade recengine or restore a backup"
     )]
@@ -46,7 +56,9 @@ pub enum CatalogError {
     Invalid(String),
 }
 
-/// Schema steps; `PRAGMA user_version` is the number applied.
+/// SQLite's schema steps; `PRAGMA user_version` is the number applied.
+/// PostgreSQL catalogs start at the schema of [`postgres::FIRST_VERSION`]
+/// (`postgres::SCHEMA`); every step after that is written for both.
 pub const MIGRATIONS: &[&str] = &[
     // 1: calls, recordings, recording logs, idempotency keys.
     "CREATE TABLE calls (
@@ -248,6 +260,12 @@ pub const MIGRATIONS: &[&str] = &[
         revoked_at TEXT,
         PRIMARY KEY (customer_id, key_id)
     );",
+    // 7: the fleet: which recorder made each call, recording and webhook
+    // delivery (event seqs are per recorder).
+    "ALTER TABLE calls ADD COLUMN node_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE recordings ADD COLUMN node_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE webhook_deliveries ADD COLUMN node_id TEXT NOT NULL DEFAULT '';
+    CREATE INDEX recordings_node ON recordings(node_id, status);",
 ];
 
 /// The `WHERE` of a filtered list: clauses joined by `AND`, each `?` in a
@@ -255,12 +273,12 @@ pub const MIGRATIONS: &[&str] = &[
 #[derive(Default)]
 pub(crate) struct Where {
     clauses: Vec<String>,
-    args: Vec<rusqlite::types::Value>,
+    args: Vec<Value>,
 }
 
 impl Where {
     /// Adds `clause` (with one `?`) bound to `value`.
-    pub(crate) fn and(&mut self, clause: &str, value: impl Into<rusqlite::types::Value>) {
+    pub(crate) fn and(&mut self, clause: &str, value: impl Into<Value>) {
         self.args.push(value.into());
         self.clauses
             .push(clause.replace('?', &format!("?{}", self.args.len())));
@@ -277,31 +295,32 @@ impl Where {
     /// many match in total.
     pub(crate) fn page<T>(
         &self,
-        conn: &Connection,
+        db: &mut dyn Sql,
         table: &str,
         columns: &str,
         order: &str,
         (limit, offset): (u32, u64),
-        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+        row: impl FnMut(&Row) -> Result<T, CatalogError>,
     ) -> Result<(Vec<T>, u64), CatalogError> {
         let filter = if self.clauses.is_empty() {
             "1 = 1".to_owned()
         } else {
             self.clauses.join(" AND ")
         };
-        let args = || rusqlite::params_from_iter(self.args.iter());
-        let total: i64 = conn.query_row(
-            &format!("SELECT COUNT(*) FROM {table} WHERE {filter}"),
-            args(),
-            |r| r.get(0),
+        let total: i64 = db
+            .query_one(
+                &format!("SELECT COUNT(*) FROM {table} WHERE {filter}"),
+                &self.args,
+            )?
+            .get(0)?;
+        let rows = db.query(
+            &format!(
+                "SELECT {columns} FROM {table} WHERE {filter} ORDER BY {order} LIMIT {limit} OFFSET {}",
+                offset.min(i64::MAX as u64)
+            ),
+            &self.args,
         )?;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {columns} FROM {table} WHERE {filter} ORDER BY {order} LIMIT {limit} OFFSET {}",
-            offset.min(i64::MAX as u64)
-        ))?;
-        let rows = stmt
-            .query_map(args(), row)?
-            .collect::<Result<Vec<_>, _>>()?;
+        let rows = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
         Ok((rows, total.max(0) as u64))
     }
 }
@@ -369,6 +388,10 @@ pub struct RecordingRow {
     /// Cleared when the recording ends.
     #[serde(skip)]
     pub recovery_key: Option<EncryptionInfo>,
+    /// The recorder that made it (`catalog.node_id`); empty in a new row
+    /// means this one.
+    #[serde(skip)]
+    pub node_id: String,
 }
 
 /// List filters (all optional) and the page.
@@ -386,29 +409,29 @@ pub struct ListFilter {
     pub offset: u64,
 }
 
+/// The catalog: its rows (in SQLite or PostgreSQL) and this recorder's
+/// name in the fleet.
 pub struct Catalog {
-    conn: Mutex<Connection>,
+    db: Db,
+    /// Written on the calls, recordings and deliveries this recorder makes.
+    node_id: String,
 }
 
 pub(crate) const COLUMNS: &str = "recording_id, call_id, customer_id, reference_type, status, format, sample_rate, channels,
     bitrate_kbps, participant, path, duration_ms, file_size_bytes, checksum, failure_reason, started_at, started_ms,
     stopped_at, completed_at, completed_ms, created_at, updated_at, deleted_at, retention_days, recovered, external, info_json,
-    encryption, recovery_key";
+    encryption, recovery_key, node_id";
 
-pub(crate) fn row_to_recording(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRow> {
+pub(crate) fn row_to_recording(r: &Row) -> Result<RecordingRow, CatalogError> {
     Ok(RecordingRow {
         recording_id: r.get(0)?,
         call_id: r.get(1)?,
-        customer_id: Some(r.get::<_, String>(2)?).filter(|c| !c.is_empty()),
+        customer_id: Some(r.get::<String>(2)?).filter(|c| !c.is_empty()),
         reference_type: r.get(3)?,
         status: {
             let name: String = r.get(4)?;
             RecordingStatus::parse(&name).ok_or_else(|| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    4,
-                    rusqlite::types::Type::Text,
-                    format!("unknown recording status {name:?}").into(),
-                )
+                CatalogError::Invalid(format!("unknown recording status {name:?}"))
             })?
         },
         format: r.get(5)?,
@@ -417,8 +440,8 @@ pub(crate) fn row_to_recording(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record
         bitrate_kbps: r.get(8)?,
         participant: r.get(9)?,
         path: r.get(10)?,
-        duration_ms: r.get::<_, i64>(11)? as u64,
-        file_size_bytes: r.get::<_, Option<i64>>(12)?.map(|v| v as u64),
+        duration_ms: r.get::<i64>(11)?.max(0) as u64,
+        file_size_bytes: r.get::<Option<i64>>(12)?.map(|v| v.max(0) as u64),
         checksum: r.get(13)?,
         failure_reason: r.get(14)?,
         started_at: r.get(15)?,
@@ -430,34 +453,64 @@ pub(crate) fn row_to_recording(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record
         updated_at: r.get(21)?,
         deleted_at: r.get(22)?,
         retention_days: r.get(23)?,
-        recovered: r.get::<_, i64>(24)? != 0,
-        external: r.get::<_, i64>(25)? != 0,
+        recovered: r.get(24)?,
+        external: r.get(25)?,
         info_json: r.get(26)?,
         encryption: json_column(r, 27)?,
         recovery_key: json_column(r, 28)?,
+        node_id: r.get(29)?,
     })
 }
 
 /// A JSON text column as `T` (NULL: `None`).
 fn json_column<T: serde::de::DeserializeOwned>(
-    r: &rusqlite::Row<'_>,
+    r: &Row,
     i: usize,
-) -> rusqlite::Result<Option<T>> {
-    let Some(text) = r.get::<_, Option<String>>(i)? else {
+) -> Result<Option<T>, CatalogError> {
+    let Some(text) = r.get::<Option<String>>(i)? else {
         return Ok(None);
     };
-    serde_json::from_str(&text).map(Some).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-    })
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| CatalogError::Invalid(format!("column {i} is not the JSON it should be: {e}")))
 }
 
 pub(crate) fn to_json_column<T: serde::Serialize>(v: &Option<T>) -> Option<String> {
     v.as_ref().and_then(|v| serde_json::to_string(v).ok())
 }
 
+/// Every row of `rows` through `f`.
+pub(crate) fn all<T>(
+    rows: Vec<Row>,
+    f: impl FnMut(&Row) -> Result<T, CatalogError>,
+) -> Result<Vec<T>, CatalogError> {
+    rows.iter().map(f).collect()
+}
+
 impl Catalog {
-    /// Opens or creates the catalog and brings its schema up to date.
+    /// Opens or creates a SQLite catalog at `path` and brings its schema up
+    /// to date (the single-box catalog; its rows carry this host's name).
     pub fn open(path: &Path) -> Result<Self, CatalogError> {
+        Self::open_sqlite(path, &crate::events::nats::hostname())
+    }
+
+    /// Opens the catalog `cfg` names: SQLite at `<storage>/catalog.db`, or
+    /// the PostgreSQL database at `cfg.url`.
+    pub fn open_configured(cfg: &CatalogConfig, storage: &Path) -> Result<Self, CatalogError> {
+        match cfg.backend {
+            CatalogBackend::Sqlite => {
+                let node = if cfg.node_id.is_empty() {
+                    crate::events::nats::hostname()
+                } else {
+                    cfg.node_id.clone()
+                };
+                Self::open_sqlite(&storage.join("catalog.db"), &node)
+            }
+            CatalogBackend::Postgres => postgres::open(cfg),
+        }
+    }
+
+    fn open_sqlite(path: &Path, node_id: &str) -> Result<Self, CatalogError> {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -481,12 +534,70 @@ impl Catalog {
             tx.commit()?;
         }
         Ok(Self {
-            conn: Mutex::new(conn),
+            db: Db::Sqlite(std::sync::Mutex::new(conn)),
+            node_id: node_id.to_owned(),
         })
     }
 
-    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    /// The schema version the catalog is at.
+    pub fn schema_version(&self) -> Result<i64, CatalogError> {
+        match &self.db {
+            Db::Sqlite(_) => self.db.run(|db| {
+                db.query_one("SELECT user_version FROM pragma_user_version", &[])?
+                    .get(0)
+            }),
+            Db::Postgres(_) => self.db.run(|db| {
+                db.query_one("SELECT MAX(version) FROM schema_version", &[])?
+                    .get(0)
+            }),
+        }
+    }
+
+    /// This recorder's name, as written on the rows it makes.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Whether other recorders share this catalog (PostgreSQL): then work
+    /// on files (crash recovery, retention) is limited to this node's rows.
+    pub fn is_shared(&self) -> bool {
+        self.db.dialect() == Dialect::Postgres
+    }
+
+    /// The node filter for rows only this node may act on: `Some(node)`
+    /// when the catalog is shared.
+    fn mine(&self) -> Option<&str> {
+        self.is_shared().then_some(self.node_id.as_str())
+    }
+
+    pub(crate) fn run<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, CatalogError>,
+    ) -> Result<T, CatalogError> {
+        self.db.run(f)
+    }
+
+    pub(crate) fn tx<T, E: From<CatalogError>>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.db.tx(f)
+    }
+
+    /// Whether the catalog answers (for `/healthz`).
+    pub fn ping(&self) -> Result<(), CatalogError> {
+        self.run(|db| db.query_one("SELECT 1", &[]).map(drop))
+    }
+
+    /// The connection pool's state (PostgreSQL only): (open, idle).
+    pub fn pool_state(&self) -> Option<(u32, u32)> {
+        match &self.db {
+            Db::Sqlite(_) => None,
+            Db::Postgres(pool) => {
+                let s = pool.state();
+                Some((s.connections, s.idle_connections))
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -500,12 +611,14 @@ impl Catalog {
         reference_type: &str,
         created_at: &str,
     ) -> Result<(), CatalogError> {
-        self.conn().execute(
-            "INSERT INTO calls (call_id, customer_id, from_number, to_number, direction, reference_type, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT(customer_id, call_id) DO UPDATE SET ended_at = NULL",
-            params![call_id, scope(customer_id), from, to, direction, reference_type, created_at],
-        )?;
+        self.run(|db| {
+            db.execute(
+                "INSERT INTO calls (call_id, customer_id, from_number, to_number, direction, reference_type, created_at, node_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT(customer_id, call_id) DO UPDATE SET ended_at = NULL, node_id = excluded.node_id",
+                args![call_id, scope(customer_id), from, to, direction, reference_type, created_at, &self.node_id],
+            )
+        })?;
         Ok(())
     }
 
@@ -515,78 +628,114 @@ impl Catalog {
         call_id: &str,
         ended_at: &str,
     ) -> Result<(), CatalogError> {
-        self.conn().execute(
-            "UPDATE calls SET ended_at = ?3 WHERE customer_id = ?1 AND call_id = ?2",
-            params![scope(customer_id), call_id, ended_at],
-        )?;
+        self.run(|db| {
+            db.execute(
+                "UPDATE calls SET ended_at = ?3 WHERE customer_id = ?1 AND call_id = ?2",
+                args![scope(customer_id), call_id, ended_at],
+            )
+        })?;
         Ok(())
     }
 
     /// Whether the customer has (or had) a call with this id.
     pub fn has_call(&self, customer_id: Option<&str>, call_id: &str) -> Result<bool, CatalogError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT 1 FROM calls WHERE customer_id = ?1 AND call_id = ?2",
-                params![scope(customer_id), call_id],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
+        self.run(|db| {
+            Ok(db
+                .query_opt(
+                    "SELECT 1 FROM calls WHERE customer_id = ?1 AND call_id = ?2",
+                    args![scope(customer_id), call_id],
+                )?
+                .is_some())
+        })
+    }
+
+    /// Which node holds the customer's call while it is not ended (on
+    /// a shared catalog, a call another recorder is making).
+    pub fn open_call_node(
+        &self,
+        customer_id: Option<&str>,
+        call_id: &str,
+    ) -> Result<Option<String>, CatalogError> {
+        self.run(|db| {
+            db.query_opt(
+                "SELECT node_id FROM calls WHERE customer_id = ?1 AND call_id = ?2 AND ended_at IS NULL",
+                args![scope(customer_id), call_id],
+            )?
+            .map(|r| r.get(0))
+            .transpose()
+        })
     }
 
     /// The customers that have a call with this id (for the admin, who
     /// sees them all).
     pub fn calls_with_id(&self, call_id: &str) -> Result<Vec<Option<String>>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT customer_id FROM calls WHERE call_id = ?1 ORDER BY customer_id")?;
-        let rows = stmt
-            .query_map(params![call_id], |r| r.get::<_, String>(0))?
-            .map(|c| c.map(|c| Some(c).filter(|c| !c.is_empty())))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        let rows = self.run(|db| {
+            db.query(
+                "SELECT customer_id FROM calls WHERE call_id = ?1 ORDER BY customer_id",
+                args![call_id],
+            )
+        })?;
+        all(rows, |r| {
+            Ok(Some(r.get::<String>(0)?).filter(|c| !c.is_empty()))
+        })
     }
 
-    /// Inserts or replaces a recording row.
+    /// Inserts or replaces a recording row (a replaced row keeps the node
+    /// that made it).
     pub fn put_recording(&self, r: &RecordingRow) -> Result<(), CatalogError> {
-        self.conn().execute(
-            &format!(
-                "INSERT OR REPLACE INTO recordings ({COLUMNS})
-                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29)"
-            ),
-            params![
-                r.recording_id,
-                r.call_id,
-                scope(r.customer_id.as_deref()),
-                r.reference_type,
-                r.status.as_str(),
-                r.format,
-                r.sample_rate,
-                r.channels,
-                r.bitrate_kbps,
-                r.participant,
-                r.path,
-                r.duration_ms as i64,
-                r.file_size_bytes.map(|v| v as i64),
-                r.checksum,
-                r.failure_reason,
-                r.started_at,
-                r.started_ms,
-                r.stopped_at,
-                r.completed_at,
-                r.completed_ms,
-                r.created_at,
-                r.updated_at,
-                r.deleted_at,
-                r.retention_days,
-                i64::from(r.recovered),
-                i64::from(r.external),
-                r.info_json,
-                to_json_column(&r.encryption),
-                to_json_column(&r.recovery_key),
-            ],
-        )?;
+        let updates = COLUMNS
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !["customer_id", "recording_id", "node_id"].contains(c))
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let node = if r.node_id.is_empty() {
+            self.node_id.as_str()
+        } else {
+            r.node_id.as_str()
+        };
+        self.run(|db| {
+            db.execute(
+                &format!(
+                    "INSERT INTO recordings ({COLUMNS})
+                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30)
+                     ON CONFLICT (customer_id, recording_id) DO UPDATE SET {updates}"
+                ),
+                args![
+                    &r.recording_id,
+                    &r.call_id,
+                    scope(r.customer_id.as_deref()),
+                    &r.reference_type,
+                    r.status.as_str(),
+                    &r.format,
+                    r.sample_rate,
+                    &r.channels,
+                    r.bitrate_kbps,
+                    &r.participant,
+                    r.path.as_deref(),
+                    r.duration_ms,
+                    r.file_size_bytes,
+                    r.checksum.as_deref(),
+                    r.failure_reason.as_deref(),
+                    &r.started_at,
+                    r.started_ms,
+                    r.stopped_at.as_deref(),
+                    r.completed_at.as_deref(),
+                    r.completed_ms,
+                    &r.created_at,
+                    &r.updated_at,
+                    r.deleted_at.as_deref(),
+                    r.retention_days,
+                    r.recovered,
+                    r.external,
+                    r.info_json.as_deref(),
+                    to_json_column(&r.encryption),
+                    to_json_column(&r.recovery_key),
+                    node,
+                ],
+            )
+        })?;
         Ok(())
     }
 
@@ -600,13 +749,19 @@ impl Catalog {
         failure: Option<&str>,
         stopped_at: Option<&str>,
     ) -> Result<(), CatalogError> {
-        self.conn().execute(
-            "UPDATE recordings SET status = ?3, updated_at = ?4,
-                 failure_reason = COALESCE(?5, failure_reason), stopped_at = COALESCE(?6, stopped_at),
-                 recovery_key = CASE WHEN ?3 IN ('completed', 'failed', 'deleted') THEN NULL ELSE recovery_key END
-             WHERE customer_id = ?1 AND recording_id = ?2",
-            params![scope(customer_id), id, status.as_str(), updated_at, failure, stopped_at],
-        )?;
+        let ended = matches!(
+            status,
+            RecordingStatus::Completed | RecordingStatus::Failed | RecordingStatus::Deleted
+        );
+        self.run(|db| {
+            db.execute(
+                "UPDATE recordings SET status = ?3, updated_at = ?4,
+                     failure_reason = COALESCE(?5, failure_reason), stopped_at = COALESCE(?6, stopped_at),
+                     recovery_key = CASE WHEN ?7 = 1 THEN NULL ELSE recovery_key END
+                 WHERE customer_id = ?1 AND recording_id = ?2",
+                args![scope(customer_id), id, status.as_str(), updated_at, failure, stopped_at, ended],
+            )
+        })?;
         Ok(())
     }
 
@@ -616,28 +771,30 @@ impl Catalog {
         customer_id: Option<&str>,
         id: &str,
     ) -> Result<Option<RecordingRow>, CatalogError> {
-        Ok(self
-            .conn()
-            .query_row(
+        self.run(|db| {
+            db.query_opt(
                 &format!(
                     "SELECT {COLUMNS} FROM recordings WHERE customer_id = ?1 AND recording_id = ?2"
                 ),
-                params![scope(customer_id), id],
-                row_to_recording,
-            )
-            .optional()?)
+                args![scope(customer_id), id],
+            )?
+            .as_ref()
+            .map(row_to_recording)
+            .transpose()
+        })
     }
 
     /// Every customer's recording with this id (for the admin).
     pub fn recordings_with_id(&self, id: &str) -> Result<Vec<RecordingRow>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM recordings WHERE recording_id = ?1 ORDER BY customer_id"
-        ))?;
-        let rows = stmt
-            .query_map(params![id], row_to_recording)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        let rows = self.run(|db| {
+            db.query(
+                &format!(
+                    "SELECT {COLUMNS} FROM recordings WHERE recording_id = ?1 ORDER BY customer_id"
+                ),
+                args![id],
+            )
+        })?;
+        all(rows, row_to_recording)
     }
 
     /// A page of recordings, newest first, and how many match in total.
@@ -655,27 +812,31 @@ impl Catalog {
         if let Some(t) = f.until_ms {
             w.and("started_ms < ?", t);
         }
-        w.page(
-            &self.conn(),
-            "recordings",
-            COLUMNS,
-            "started_ms DESC, recording_id DESC",
-            (f.limit, f.offset),
-            row_to_recording,
-        )
+        self.run(|db| {
+            w.page(
+                db,
+                "recordings",
+                COLUMNS,
+                "started_ms DESC, recording_id DESC",
+                (f.limit, f.offset),
+                row_to_recording,
+            )
+        })
     }
 
-    /// Whether a recording that is not deleted has its file at `path`.
+    /// Whether a recording of this node that is not deleted has its file
+    /// at `path`.
     pub fn live_recording_at(&self, path: &str) -> Result<bool, CatalogError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT 1 FROM recordings WHERE path = ?1 AND deleted_at IS NULL LIMIT 1",
-                params![path],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
+        let node = self.mine().unwrap_or("");
+        self.run(|db| {
+            Ok(db
+                .query_opt(
+                    "SELECT 1 FROM recordings WHERE path = ?1 AND deleted_at IS NULL
+                        AND (?2 = '' OR node_id = ?2) LIMIT 1",
+                    args![path, node],
+                )?
+                .is_some())
+        })
     }
 
     /// The latest recording of the customer's call.
@@ -684,79 +845,117 @@ impl Catalog {
         customer_id: Option<&str>,
         call_id: &str,
     ) -> Result<Option<RecordingRow>, CatalogError> {
-        Ok(self
-            .conn()
-            .query_row(
+        self.run(|db| {
+            db.query_opt(
                 &format!(
                     "SELECT {COLUMNS} FROM recordings
                      WHERE customer_id = ?1 AND call_id = ?2 AND external = 0
                      ORDER BY started_ms DESC, recording_id DESC LIMIT 1"
                 ),
-                params![scope(customer_id), call_id],
-                row_to_recording,
-            )
-            .optional()?)
+                args![scope(customer_id), call_id],
+            )?
+            .as_ref()
+            .map(row_to_recording)
+            .transpose()
+        })
     }
 
     /// Completed recordings whose retention has run out at `now_ms`
-    /// (`default_days` for rows without their own; 0 = keep forever).
+    /// (`default_days` for rows without their own; 0 = keep forever). On a
+    /// shared catalog, only this node's (their files are here).
     pub fn expired(
         &self,
         now_ms: i64,
         default_days: u32,
     ) -> Result<Vec<RecordingRow>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM recordings
-             WHERE deleted_at IS NULL AND completed_ms IS NOT NULL AND external = 0
-               AND COALESCE(retention_days, ?1) > 0
-               AND completed_ms + COALESCE(retention_days, ?1) * 86400000 <= ?2"
-        ))?;
-        let rows = stmt
-            .query_map(params![default_days, now_ms], row_to_recording)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        let node = self.mine().unwrap_or("");
+        let rows = self.run(|db| {
+            db.query(
+                &format!(
+                    "SELECT {COLUMNS} FROM recordings
+                     WHERE deleted_at IS NULL AND completed_ms IS NOT NULL AND external = 0
+                       AND COALESCE(retention_days, ?1) > 0
+                       AND completed_ms + COALESCE(retention_days, ?1) * 86400000 <= ?2
+                       AND (?3 = '' OR node_id = ?3)"
+                ),
+                args![default_days, now_ms, node],
+            )
+        })?;
+        all(rows, row_to_recording)
     }
 
     /// Marks a recording deleted (the row stays as a tombstone). An
-    /// encrypted recording's wrapped data key goes with the file (with
-    /// `secure_delete`, overwritten in the database too), so a copy of the
-    /// file kept elsewhere (a backup) can no longer be decrypted.
+    /// encrypted recording's wrapped data key goes with the file (on SQLite
+    /// with `secure_delete`, overwritten in the database too), so a copy of
+    /// the file kept elsewhere (a backup) can no longer be decrypted.
     pub fn mark_deleted(
         &self,
         customer_id: Option<&str>,
         id: &str,
         at: &str,
     ) -> Result<(), CatalogError> {
-        self.conn().execute(
-            "UPDATE recordings SET deleted_at = ?3, updated_at = ?3, status = 'deleted',
-                 encryption = json_remove(encryption, '$.wrapped_key'), recovery_key = NULL,
-                 info_json = CASE WHEN json_valid(info_json)
-                     THEN json_remove(info_json, '$.encryption.wrapped_key') ELSE info_json END
-             WHERE customer_id = ?1 AND recording_id = ?2",
-            params![scope(customer_id), id, at],
-        )?;
-        Ok(())
+        self.tx(|db| {
+            let Some(row) = db.query_opt(
+                "SELECT encryption, info_json FROM recordings WHERE customer_id = ?1 AND recording_id = ?2",
+                args![scope(customer_id), id],
+            )?
+            else {
+                return Ok(());
+            };
+            let shred = |text: Option<String>, pointer: &[&str]| -> Option<String> {
+                let text = text?;
+                let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&text) else {
+                    return Some(text);
+                };
+                let (last, parents) = pointer.split_last()?;
+                let mut at = &mut v;
+                for p in parents {
+                    match at.get_mut(*p) {
+                        Some(next) => at = next,
+                        None => return Some(text),
+                    }
+                }
+                if let Some(obj) = at.as_object_mut() {
+                    obj.remove(*last);
+                }
+                Some(v.to_string())
+            };
+            let encryption = shred(row.get(0)?, &["wrapped_key"]);
+            let info = shred(row.get(1)?, &["encryption", "wrapped_key"]);
+            db.execute(
+                "UPDATE recordings SET deleted_at = ?3, updated_at = ?3, status = 'deleted',
+                     encryption = ?4, recovery_key = NULL, info_json = ?5
+                 WHERE customer_id = ?1 AND recording_id = ?2",
+                args![scope(customer_id), id, at, encryption, info],
+            )?;
+            Ok(())
+        })
     }
 
-    /// Bytes of recordings on disk.
+    /// Bytes of recordings on this node's disk.
     pub fn stored_bytes(&self) -> Result<u64, CatalogError> {
-        let v: i64 = self.conn().query_row(
-            "SELECT COALESCE(SUM(file_size_bytes), 0) FROM recordings WHERE deleted_at IS NULL AND external = 0",
-            [],
-            |r| r.get(0),
-        )?;
+        let node = self.mine().unwrap_or("");
+        let v: i64 = self.run(|db| {
+            db.query_one(
+                "SELECT CAST(COALESCE(SUM(file_size_bytes), 0) AS BIGINT) FROM recordings
+                 WHERE deleted_at IS NULL AND external = 0 AND (?1 = '' OR node_id = ?1)",
+                args![node],
+            )?
+            .get(0)
+        })?;
         Ok(v.max(0) as u64)
     }
 
-    /// Bytes of one customer's recordings on disk.
+    /// Bytes of one customer's recordings (on every node).
     pub fn stored_bytes_of(&self, customer_id: Option<&str>) -> Result<u64, CatalogError> {
-        let v: i64 = self.conn().query_row(
-            "SELECT COALESCE(SUM(file_size_bytes), 0) FROM recordings
-             WHERE customer_id = ?1 AND deleted_at IS NULL AND external = 0",
-            [scope(customer_id)],
-            |r| r.get(0),
-        )?;
+        let v: i64 = self.run(|db| {
+            db.query_one(
+                "SELECT CAST(COALESCE(SUM(file_size_bytes), 0) AS BIGINT) FROM recordings
+                 WHERE customer_id = ?1 AND deleted_at IS NULL AND external = 0",
+                args![scope(customer_id)],
+            )?
+            .get(0)
+        })?;
         Ok(v.max(0) as u64)
     }
 
@@ -771,28 +970,27 @@ impl Catalog {
         now: &str,
         merge: impl FnOnce(Option<&str>) -> Result<String, E>,
     ) -> Result<bool, E> {
-        let conn = self.conn();
-        let tx = conn.unchecked_transaction().map_err(CatalogError::from)?;
-        let stored: Option<String> = tx
-            .query_row(
-                "SELECT body_json FROM recording_logs
-                 WHERE customer_id = ?1 AND call_id = ?2 AND recording_id = ?3",
-                params![scope(customer_id), call_id, recording_id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(CatalogError::from)?;
-        let existed = stored.is_some();
-        let body_json = merge(stored.as_deref())?;
-        tx.execute(
-            "INSERT INTO recording_logs (customer_id, call_id, recording_id, body_json, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-             ON CONFLICT(customer_id, call_id, recording_id) DO UPDATE SET body_json = ?4, updated_at = ?5",
-            params![scope(customer_id), call_id, recording_id, body_json, now],
-        )
-        .map_err(CatalogError::from)?;
-        tx.commit().map_err(CatalogError::from)?;
-        Ok(!existed)
+        self.tx(|db| {
+            let key = format!("log/{}/{call_id}/{recording_id}", scope(customer_id));
+            db.lock(&key)?;
+            let stored: Option<String> = db
+                .query_opt(
+                    "SELECT body_json FROM recording_logs
+                     WHERE customer_id = ?1 AND call_id = ?2 AND recording_id = ?3",
+                    args![scope(customer_id), call_id, recording_id],
+                )?
+                .map(|r| r.get(0))
+                .transpose()?;
+            let existed = stored.is_some();
+            let body_json = merge(stored.as_deref())?;
+            db.execute(
+                "INSERT INTO recording_logs (customer_id, call_id, recording_id, body_json, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                 ON CONFLICT(customer_id, call_id, recording_id) DO UPDATE SET body_json = ?4, updated_at = ?5",
+                args![scope(customer_id), call_id, recording_id, body_json, now],
+            )?;
+            Ok(!existed)
+        })
     }
 
     /// The customer's recording log: (body, created at, updated at).
@@ -802,23 +1000,23 @@ impl Catalog {
         call_id: &str,
         recording_id: &str,
     ) -> Result<Option<(String, String, String)>, CatalogError> {
-        Ok(self
-            .conn()
-            .query_row(
+        self.run(|db| {
+            db.query_opt(
                 "SELECT body_json, created_at, updated_at FROM recording_logs
                  WHERE customer_id = ?1 AND call_id = ?2 AND recording_id = ?3",
-                params![scope(customer_id), call_id, recording_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?)
+                args![scope(customer_id), call_id, recording_id],
+            )?
+            .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .transpose()
+        })
     }
 
     /// Claims an idempotency key for a request whose body hashes to
     /// `hash`, in one transaction: the first request with a key gets
     /// [`Claim::Claimed`] and must [`Catalog::finish_idempotency`] or
-    /// [`Catalog::release_idempotency`] it; a concurrent one sees
-    /// [`Claim::InProgress`], a later one the stored answer. A key created
-    /// before `not_before` has expired and is claimed afresh.
+    /// [`Catalog::release_idempotency`] it; a concurrent one (on any node)
+    /// sees [`Claim::InProgress`], a later one the stored answer. A key
+    /// created before `not_before` has expired and is claimed afresh.
     pub fn claim_idempotency(
         &self,
         key: &str,
@@ -827,37 +1025,37 @@ impl Catalog {
         now: &str,
         not_before: &str,
     ) -> Result<Claim, CatalogError> {
-        let conn = self.conn();
-        let tx = conn.unchecked_transaction()?;
-        tx.execute(
-            "DELETE FROM idempotency WHERE key = ?1 AND scope = ?2 AND created_at < ?3",
-            params![key, scope, not_before],
-        )?;
-        let found = tx
-            .query_row(
-                "SELECT request_hash, status, response FROM idempotency WHERE key = ?1 AND scope = ?2",
-                params![key, scope],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, u16>(1)?, r.get::<_, String>(2)?)),
-            )
-            .optional()?;
-        let claim = match found {
-            Some((request_hash, 0, _)) => Claim::InProgress { request_hash },
-            Some((request_hash, status, response)) => Claim::Done {
-                request_hash,
-                status,
-                response,
-            },
-            None => {
-                tx.execute(
-                    "INSERT INTO idempotency (key, scope, request_hash, status, response, created_at)
-                     VALUES (?1, ?2, ?3, 0, '', ?4)",
-                    params![key, scope, hash, now],
-                )?;
-                Claim::Claimed
+        self.tx(|db| {
+            db.execute(
+                "DELETE FROM idempotency WHERE key = ?1 AND scope = ?2 AND created_at < ?3",
+                args![key, scope, not_before],
+            )?;
+            // The insert decides: the primary key lets exactly one request
+            // (on any node) claim the key.
+            let inserted = db.execute(
+                "INSERT INTO idempotency (key, scope, request_hash, status, response, created_at)
+                 VALUES (?1, ?2, ?3, 0, '', ?4) ON CONFLICT DO NOTHING",
+                args![key, scope, hash, now],
+            )?;
+            if inserted == 1 {
+                return Ok(Claim::Claimed);
             }
-        };
-        tx.commit()?;
-        Ok(claim)
+            let found = db.query_one(
+                "SELECT request_hash, status, response FROM idempotency WHERE key = ?1 AND scope = ?2",
+                args![key, scope],
+            )?;
+            let (request_hash, status, response): (String, u16, String) =
+                (found.get(0)?, found.get(1)?, found.get(2)?);
+            Ok(if status == 0 {
+                Claim::InProgress { request_hash }
+            } else {
+                Claim::Done {
+                    request_hash,
+                    status,
+                    response,
+                }
+            })
+        })
     }
 
     /// Stores the answer to a claimed key.
@@ -868,49 +1066,65 @@ impl Catalog {
         status: u16,
         response: &str,
     ) -> Result<(), CatalogError> {
-        self.conn().execute(
-            "UPDATE idempotency SET status = ?3, response = ?4 WHERE key = ?1 AND scope = ?2",
-            params![key, scope, status, response],
-        )?;
+        self.run(|db| {
+            db.execute(
+                "UPDATE idempotency SET status = ?3, response = ?4 WHERE key = ?1 AND scope = ?2",
+                args![key, scope, status, response],
+            )
+        })?;
         Ok(())
     }
 
     /// Gives a claimed key back (the request failed; a retry runs it).
     pub fn release_idempotency(&self, key: &str, scope: &str) -> Result<(), CatalogError> {
-        self.conn().execute(
-            "DELETE FROM idempotency WHERE key = ?1 AND scope = ?2 AND status = 0",
-            params![key, scope],
-        )?;
+        self.run(|db| {
+            db.execute(
+                "DELETE FROM idempotency WHERE key = ?1 AND scope = ?2 AND status = 0",
+                args![key, scope],
+            )
+        })?;
         Ok(())
     }
 
     /// Forgets answers to keys created before `not_before`; returns how
     /// many.
     pub fn expire_idempotency(&self, not_before: &str) -> Result<usize, CatalogError> {
-        Ok(self.conn().execute(
-            "DELETE FROM idempotency WHERE created_at < ?1 AND status <> 0",
-            params![not_before],
-        )?)
+        let n = self.run(|db| {
+            db.execute(
+                "DELETE FROM idempotency WHERE created_at < ?1 AND status <> 0",
+                args![not_before],
+            )
+        })?;
+        Ok(n as usize)
     }
 
-    /// Recordings that never reached a final state (for crash recovery).
+    /// This node's recordings that never reached a final state (for crash
+    /// recovery).
     pub fn unfinished(&self) -> Result<Vec<RecordingRow>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM recordings WHERE status IN ('recording','paused','stopped','processing')"
-        ))?;
-        let rows = stmt
-            .query_map([], row_to_recording)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        let node = self.mine().unwrap_or("");
+        let rows = self.run(|db| {
+            db.query(
+                &format!(
+                    "SELECT {COLUMNS} FROM recordings
+                     WHERE status IN ('recording','paused','stopped','processing')
+                       AND (?1 = '' OR node_id = ?1)"
+                ),
+                args![node],
+            )
+        })?;
+        all(rows, row_to_recording)
     }
 
-    /// Calls not marked ended (for crash recovery).
+    /// This node's calls not marked ended (for crash recovery).
     pub fn end_open_calls(&self, at: &str) -> Result<usize, CatalogError> {
-        Ok(self.conn().execute(
-            "UPDATE calls SET ended_at = ?1 WHERE ended_at IS NULL",
-            params![at],
-        )?)
+        let node = self.mine().unwrap_or("");
+        let n = self.run(|db| {
+            db.execute(
+                "UPDATE calls SET ended_at = ?1 WHERE ended_at IS NULL AND (?2 = '' OR node_id = ?2)",
+                args![at, node],
+            )
+        })?;
+        Ok(n as usize)
     }
 }
 

@@ -3,10 +3,10 @@
 //! (last event `seq` copied in from the event log) that makes filling the
 //! outbox exactly-once across restarts.
 
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Catalog, CatalogError};
+use super::db::{Dialect, Row, args};
+use super::{Catalog, CatalogError, all};
 
 /// Where a delivery is: `pending` until it is `delivered` or, after its
 /// last attempt, `failed`.
@@ -62,11 +62,11 @@ const DELIVERY_COLUMNS: &str =
     "delivery_id, endpoint, event_seq, event, status, attempts, next_attempt_ms,
     last_status_code, last_error, created_at, updated_at, delivered_at, body";
 
-fn row_to_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
+fn row_to_delivery(r: &Row) -> Result<DeliveryRow, CatalogError> {
     Ok(DeliveryRow {
         delivery_id: r.get(0)?,
         endpoint: r.get(1)?,
-        event_id: r.get::<_, i64>(2)? as u64,
+        event_id: r.get(2)?,
         event: r.get(3)?,
         status: r.get(4)?,
         attempts: r.get(5)?,
@@ -82,60 +82,60 @@ fn row_to_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
 
 const CURSOR_KEY: &str = "webhook_cursor";
 
+/// Moves a cursor forward, never back.
+const MOVE_CURSOR: &str = "INSERT INTO meta (key, value) VALUES (?1, ?2)
+     ON CONFLICT(key) DO UPDATE SET value = CASE WHEN excluded.value > meta.value
+         THEN excluded.value ELSE meta.value END";
+
 impl Catalog {
+    /// A cursor's key in `meta`: event seqs are per recorder, so on a
+    /// shared catalog each node has its own.
+    fn meta_key(&self, name: &str) -> String {
+        match self.mine() {
+            Some(node) => format!("{node}:{name}"),
+            None => name.to_owned(),
+        }
+    }
+
     /// A named event-log cursor (0 when never set).
     pub fn cursor(&self, name: &str) -> Result<u64, CatalogError> {
-        let v: Option<i64> = self
-            .conn()
-            .query_row(
-                "SELECT value FROM meta WHERE key = ?1",
-                params![name],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let key = self.meta_key(name);
+        let v: Option<i64> = self.run(|db| {
+            db.query_opt("SELECT value FROM meta WHERE key = ?1", args![key])?
+                .map(|r| r.get(0))
+                .transpose()
+        })?;
         Ok(v.unwrap_or(0).max(0) as u64)
     }
 
     /// Starts a cursor at `seq` unless it exists.
     pub fn init_cursor(&self, name: &str, seq: u64) -> Result<(), CatalogError> {
-        self.conn().execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
-            params![name, seq as i64],
-        )?;
+        let key = self.meta_key(name);
+        self.run(|db| {
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                args![key, seq],
+            )
+        })?;
         Ok(())
     }
 
     /// Moves a cursor forward to `seq` (never back).
     pub fn set_cursor(&self, name: &str, seq: u64) -> Result<(), CatalogError> {
-        self.conn().execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2)
-             ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)",
-            params![name, seq as i64],
-        )?;
+        let key = self.meta_key(name);
+        self.run(|db| db.execute(MOVE_CURSOR, args![key, seq]))?;
         Ok(())
     }
 
     /// The last event `seq` already copied into the outbox.
     pub fn webhook_cursor(&self) -> Result<u64, CatalogError> {
-        let v: Option<i64> = self
-            .conn()
-            .query_row(
-                "SELECT value FROM meta WHERE key = ?1",
-                params![CURSOR_KEY],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(v.unwrap_or(0).max(0) as u64)
+        self.cursor(CURSOR_KEY)
     }
 
     /// Starts the cursor at `seq` unless it exists: a catalog that never
     /// had webhooks does not send the history of its event log.
     pub fn init_webhook_cursor(&self, seq: u64) -> Result<(), CatalogError> {
-        self.conn().execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
-            params![CURSOR_KEY, seq as i64],
-        )?;
-        Ok(())
+        self.init_cursor(CURSOR_KEY, seq)
     }
 
     /// Adds deliveries and moves the cursor to `cursor` in one transaction,
@@ -147,73 +147,65 @@ impl Catalog {
         now_ms: i64,
         now: &str,
     ) -> Result<(), CatalogError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO webhook_deliveries
-                 (endpoint, event_seq, event, body, status, attempts, next_attempt_ms, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6, ?6)",
-            )?;
+        let key = self.meta_key(CURSOR_KEY);
+        self.tx(|db| {
             for r in rows {
-                insert.execute(params![
-                    r.endpoint,
-                    r.event_seq as i64,
-                    r.event,
-                    r.body,
-                    now_ms,
-                    now
-                ])?;
+                db.execute(
+                    "INSERT INTO webhook_deliveries
+                     (endpoint, event_seq, event, body, status, attempts, next_attempt_ms, created_at, updated_at, node_id)
+                     VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6, ?6, ?7) ON CONFLICT DO NOTHING",
+                    args![r.endpoint, r.event_seq, r.event, r.body, now_ms, now, &self.node_id],
+                )?;
             }
-        }
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2)
-             ON CONFLICT(key) DO UPDATE SET value = MAX(value, ?2)",
-            params![CURSOR_KEY, cursor as i64],
-        )?;
-        tx.commit()?;
-        Ok(())
+            db.execute(MOVE_CURSOR, args![key, cursor])?;
+            Ok(())
+        })
     }
 
     /// Pending deliveries due at `now_ms`, oldest first, each leased until
-    /// `lease_until_ms` so the next poll does not pick it up again while its
-    /// attempt is in flight (a crash lets the lease run out: at-least-once).
+    /// `lease_until_ms` so the next poll (on any node) does not pick it up
+    /// again while its attempt is in flight (a crash lets the lease run
+    /// out: at-least-once). On PostgreSQL, rows another node is leasing at
+    /// the same moment are skipped, not waited for.
     pub fn lease_due_deliveries(
         &self,
         now_ms: i64,
         lease_until_ms: i64,
         limit: u32,
     ) -> Result<Vec<DeliveryRow>, CatalogError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let rows = {
-            let mut stmt = tx.prepare_cached(&format!(
-                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
-                 WHERE status = 'pending' AND next_attempt_ms <= ?1
-                 ORDER BY next_attempt_ms, delivery_id LIMIT ?2"
-            ))?;
-            stmt.query_map(params![now_ms, limit], row_to_delivery)?
-                .collect::<Result<Vec<_>, _>>()?
-        };
-        {
-            let mut lease = tx.prepare_cached(
-                "UPDATE webhook_deliveries SET next_attempt_ms = ?2 WHERE delivery_id = ?1",
+        self.tx(|db| {
+            let skip_locked = match db.dialect() {
+                Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+                Dialect::Sqlite => "",
+            };
+            let rows = db.query(
+                &format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+                     WHERE status = 'pending' AND next_attempt_ms <= ?1
+                     ORDER BY next_attempt_ms, delivery_id LIMIT ?2{skip_locked}"
+                ),
+                args![now_ms, limit],
             )?;
+            let rows = all(rows, row_to_delivery)?;
             for r in &rows {
-                lease.execute(params![r.delivery_id, lease_until_ms])?;
+                db.execute(
+                    "UPDATE webhook_deliveries SET next_attempt_ms = ?2 WHERE delivery_id = ?1",
+                    args![r.delivery_id, lease_until_ms],
+                )?;
             }
-        }
-        tx.commit()?;
-        Ok(rows)
+            Ok(rows)
+        })
     }
 
     /// When the next pending delivery is due (Unix ms), if any.
     pub fn next_delivery_due_ms(&self) -> Result<Option<i64>, CatalogError> {
-        Ok(self.conn().query_row(
-            "SELECT MIN(next_attempt_ms) FROM webhook_deliveries WHERE status = 'pending'",
-            [],
-            |r| r.get(0),
-        )?)
+        self.run(|db| {
+            db.query_one(
+                "SELECT MIN(next_attempt_ms) FROM webhook_deliveries WHERE status = 'pending'",
+                &[],
+            )?
+            .get(0)
+        })
     }
 
     /// Records one attempt's outcome. `retry_at_ms`: when to try again
@@ -232,14 +224,16 @@ impl Catalog {
             (false, Some(_)) => "pending",
             (false, None) => "failed",
         };
-        self.conn().execute(
-            "UPDATE webhook_deliveries SET status = ?2, attempts = attempts + 1,
-                 next_attempt_ms = COALESCE(?3, next_attempt_ms), last_status_code = ?4,
-                 last_error = ?5, updated_at = ?6,
-                 delivered_at = CASE WHEN ?2 = 'delivered' THEN ?6 ELSE delivered_at END
-             WHERE delivery_id = ?1",
-            params![delivery_id, status, retry_at_ms, status_code, error, now],
-        )?;
+        self.run(|db| {
+            db.execute(
+                "UPDATE webhook_deliveries SET status = ?2, attempts = attempts + 1,
+                     next_attempt_ms = COALESCE(?3, next_attempt_ms), last_status_code = ?4,
+                     last_error = ?5, updated_at = ?6,
+                     delivered_at = CASE WHEN ?2 = 'delivered' THEN ?6 ELSE delivered_at END
+                 WHERE delivery_id = ?1",
+                args![delivery_id, status, retry_at_ms, status_code, error, now],
+            )
+        })?;
         Ok(())
     }
 
@@ -251,11 +245,13 @@ impl Catalog {
         why: &str,
         now: &str,
     ) -> Result<(), CatalogError> {
-        self.conn().execute(
-            "UPDATE webhook_deliveries SET status = 'failed', last_error = ?2, updated_at = ?3
-             WHERE delivery_id = ?1 AND status = 'pending'",
-            params![delivery_id, why, now],
-        )?;
+        self.run(|db| {
+            db.execute(
+                "UPDATE webhook_deliveries SET status = 'failed', last_error = ?2, updated_at = ?3
+                 WHERE delivery_id = ?1 AND status = 'pending'",
+                args![delivery_id, why, now],
+            )
+        })?;
         Ok(())
     }
 
@@ -267,24 +263,28 @@ impl Catalog {
         now_ms: i64,
         now: &str,
     ) -> Result<bool, CatalogError> {
-        Ok(self.conn().execute(
-            "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_ms = ?2, updated_at = ?3
-             WHERE delivery_id = ?1 AND status = 'failed'",
-            params![delivery_id, now_ms, now],
-        )? == 1)
+        let n = self.run(|db| {
+            db.execute(
+                "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_ms = ?2, updated_at = ?3
+                 WHERE delivery_id = ?1 AND status = 'failed'",
+                args![delivery_id, now_ms, now],
+            )
+        })?;
+        Ok(n == 1)
     }
 
     pub fn get_delivery(&self, delivery_id: i64) -> Result<Option<DeliveryRow>, CatalogError> {
-        Ok(self
-            .conn()
-            .query_row(
+        self.run(|db| {
+            db.query_opt(
                 &format!(
                     "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE delivery_id = ?1"
                 ),
-                params![delivery_id],
-                row_to_delivery,
-            )
-            .optional()?)
+                args![delivery_id],
+            )?
+            .as_ref()
+            .map(row_to_delivery)
+            .transpose()
+        })
     }
 
     /// A page of deliveries, newest first, optionally by status and endpoint;
@@ -299,28 +299,22 @@ impl Catalog {
         let mut w = super::Where::default();
         w.eq("status", status);
         w.eq("endpoint", endpoint);
-        w.page(
-            &self.conn(),
-            "webhook_deliveries",
-            DELIVERY_COLUMNS,
-            "delivery_id DESC",
-            (limit, offset),
-            row_to_delivery,
-        )
+        self.run(|db| {
+            w.page(
+                db,
+                "webhook_deliveries",
+                DELIVERY_COLUMNS,
+                "delivery_id DESC",
+                (limit, offset),
+                row_to_delivery,
+            )
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn catalog(name: &str) -> (Catalog, std::path::PathBuf) {
-        let dir =
-            std::env::temp_dir().join(format!("recengine-outbox-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        (Catalog::open(&dir.join("catalog.db")).unwrap(), dir)
-    }
 
     fn new<'a>(endpoint: &'a str, seq: u64) -> NewDelivery<'a> {
         NewDelivery {
@@ -333,53 +327,53 @@ mod tests {
 
     #[test]
     fn an_event_is_queued_once_per_endpoint_and_the_cursor_only_moves_forward() {
-        let (c, dir) = catalog("once");
-        assert_eq!(c.webhook_cursor().unwrap(), 0);
-        c.enqueue_deliveries(&[new("a", 1), new("b", 1)], 1, 0, "t")
-            .unwrap();
-        // A replay after a crash offers the same event again.
-        c.enqueue_deliveries(&[new("a", 1), new("a", 2)], 2, 0, "t")
-            .unwrap();
-        c.enqueue_deliveries(&[], 1, 0, "t").unwrap();
-        assert_eq!(c.webhook_cursor().unwrap(), 2);
-        let (rows, total) = c.list_deliveries(None, None, 10, 0).unwrap();
-        assert_eq!(total, 3, "{rows:?}");
-        let (rows, _) = c.list_deliveries(None, Some("a"), 10, 0).unwrap();
-        let seqs: Vec<u64> = rows.iter().map(|r| r.event_id).collect();
-        assert_eq!(seqs, vec![2, 1]);
-        let _ = std::fs::remove_dir_all(dir);
+        for c in crate::catalog::testdb::catalogs("outbox-once") {
+            assert_eq!(c.webhook_cursor().unwrap(), 0);
+            c.enqueue_deliveries(&[new("a", 1), new("b", 1)], 1, 0, "t")
+                .unwrap();
+            // A replay after a crash offers the same event again.
+            c.enqueue_deliveries(&[new("a", 1), new("a", 2)], 2, 0, "t")
+                .unwrap();
+            c.enqueue_deliveries(&[], 1, 0, "t").unwrap();
+            assert_eq!(c.webhook_cursor().unwrap(), 2);
+            let (rows, total) = c.list_deliveries(None, None, 10, 0).unwrap();
+            assert_eq!(total, 3, "{}: {rows:?}", c.backend);
+            let (rows, _) = c.list_deliveries(None, Some("a"), 10, 0).unwrap();
+            let seqs: Vec<u64> = rows.iter().map(|r| r.event_id).collect();
+            assert_eq!(seqs, vec![2, 1]);
+        }
     }
 
     #[test]
     fn leases_hide_in_flight_deliveries_and_attempts_move_the_state() {
-        let (c, dir) = catalog("lease");
-        c.enqueue_deliveries(&[new("a", 1), new("a", 2)], 2, 1000, "t")
-            .unwrap();
-        let due = c.lease_due_deliveries(1000, 6000, 10).unwrap();
-        assert_eq!(due.len(), 2);
-        assert!(c.lease_due_deliveries(2000, 7000, 10).unwrap().is_empty());
-        let (first, second) = (due[0].delivery_id, due[1].delivery_id);
-        c.record_attempt(first, true, Some(204), None, None, "t2")
-            .unwrap();
-        c.record_attempt(second, false, Some(500), Some("HTTP 500"), Some(3000), "t2")
-            .unwrap();
-        assert_eq!(c.next_delivery_due_ms().unwrap(), Some(3000));
-        c.record_attempt(second, false, None, Some("refused"), None, "t3")
-            .unwrap();
-        let failed = c.get_delivery(second).unwrap().unwrap();
-        assert_eq!((failed.status.as_str(), failed.attempts), ("failed", 2));
-        assert_eq!(failed.last_error.as_deref(), Some("refused"));
-        let done = c.get_delivery(first).unwrap().unwrap();
-        assert_eq!(done.status, "delivered");
-        assert_eq!(done.delivered_at.as_deref(), Some("t2"));
-        assert!(c.retry_delivery(second, 5000, "t4").unwrap());
-        assert!(
-            !c.retry_delivery(first, 5000, "t4").unwrap(),
-            "only failed ones"
-        );
-        let again = c.lease_due_deliveries(5000, 9000, 10).unwrap();
-        assert_eq!(again.len(), 1);
-        assert_eq!(again[0].attempts, 0);
-        let _ = std::fs::remove_dir_all(dir);
+        for c in crate::catalog::testdb::catalogs("outbox-lease") {
+            c.enqueue_deliveries(&[new("a", 1), new("a", 2)], 2, 1000, "t")
+                .unwrap();
+            let due = c.lease_due_deliveries(1000, 6000, 10).unwrap();
+            assert_eq!(due.len(), 2);
+            assert!(c.lease_due_deliveries(2000, 7000, 10).unwrap().is_empty());
+            let (first, second) = (due[0].delivery_id, due[1].delivery_id);
+            c.record_attempt(first, true, Some(204), None, None, "t2")
+                .unwrap();
+            c.record_attempt(second, false, Some(500), Some("HTTP 500"), Some(3000), "t2")
+                .unwrap();
+            assert_eq!(c.next_delivery_due_ms().unwrap(), Some(3000));
+            c.record_attempt(second, false, None, Some("refused"), None, "t3")
+                .unwrap();
+            let failed = c.get_delivery(second).unwrap().unwrap();
+            assert_eq!((failed.status.as_str(), failed.attempts), ("failed", 2));
+            assert_eq!(failed.last_error.as_deref(), Some("refused"));
+            let done = c.get_delivery(first).unwrap().unwrap();
+            assert_eq!(done.status, "delivered");
+            assert_eq!(done.delivered_at.as_deref(), Some("t2"));
+            assert!(c.retry_delivery(second, 5000, "t4").unwrap());
+            assert!(
+                !c.retry_delivery(first, 5000, "t4").unwrap(),
+                "only failed ones"
+            );
+            let again = c.lease_due_deliveries(5000, 9000, 10).unwrap();
+            assert_eq!(again.len(), 1);
+            assert_eq!(again[0].attempts, 0);
+        }
     }
 }

@@ -108,6 +108,7 @@ pub fn row_from_sidecar(path: &Path, text: &str) -> Result<RecordingRow, Sidecar
             .get("encryption")
             .and_then(|e| serde_json::from_value(e.clone()).ok()),
         recovery_key: None,
+        node_id: String::new(),
     })
 }
 

@@ -16,10 +16,11 @@ use std::path::Path;
 use thiserror::Error;
 
 pub use schema::{
-    ApiSection, AuditSection, Channels, Config, EncryptionSection, EventsSection, Format,
-    FormatDefaults, JitterSection, KekEntry, LogFormat, LogSection, NatsSection, NoticesSection,
-    PauseBehavior, RecordingSection, Relatch, RtpSection, SiprecSection, SiprecSourceEntry,
-    StorageSection, TenantEntry, TokenEntry, WebhookEntry, WorkersSection,
+    ApiSection, AuditSection, CatalogBackend, CatalogConfig, Channels, Config, EncryptionSection,
+    EventsSection, Format, FormatDefaults, JitterSection, KekEntry, LogFormat, LogSection,
+    NatsSection, NoticesSection, PauseBehavior, RecordingSection, Relatch, RtpSection,
+    SiprecSection, SiprecSourceEntry, StorageSection, TenantEntry, TokenEntry, WebhookEntry,
+    WorkersSection,
 };
 
 /// One problem in a configuration file.

@@ -19,6 +19,7 @@ pub struct Config {
     pub workers: WorkersSection,
     pub recording: RecordingSection,
     pub storage: StorageSection,
+    pub catalog: CatalogConfig,
     pub notices: NoticesSection,
     pub audit: AuditSection,
     pub siprec: SiprecSection,
@@ -501,6 +502,48 @@ impl Default for RecordingSection {
     }
 }
 
+/// `[catalog]`: where calls, recordings, logs, rules, the webhook outbox
+/// and the audit trail are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// "sqlite" (`<storage.dir>/catalog.db`) or "postgres" (`url`).
+    pub backend: CatalogBackend,
+    /// postgres: "postgres://user@host:5432/database".
+    pub url: String,
+    /// postgres: a file whose first line is the password ("" = none, or
+    /// the one in `url`).
+    pub password_file: String,
+    /// postgres: the schema the tables live in (created when missing).
+    pub schema: String,
+    /// postgres: most connections this recorder opens.
+    pub pool_size: u32,
+    /// This recorder's name in the fleet, written on every call, recording
+    /// and delivery it makes; required with postgres; "" = the host name.
+    pub node_id: String,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self {
+            backend: CatalogBackend::Sqlite,
+            url: String::new(),
+            password_file: String::new(),
+            schema: "public".into(),
+            pool_size: 8,
+            node_id: String::new(),
+        }
+    }
+}
+
+/// Which database holds the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogBackend {
+    Sqlite,
+    Postgres,
+}
+
 /// The audit trail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -806,6 +849,40 @@ impl Config {
                 "events.nats.stream",
                 format!("{:?}: A-Z a-z 0-9 _ - only", nats.stream),
             );
+        }
+        let cat = &self.catalog;
+        if !cat.node_id.is_empty() && !crate::ids::is_valid_id(&cat.node_id) {
+            bad(
+                "catalog.node_id",
+                format!("{:?} is not a valid id", cat.node_id),
+            );
+        }
+        if cat.backend == CatalogBackend::Postgres {
+            if !(cat.url.starts_with("postgres://") || cat.url.starts_with("postgresql://")) {
+                bad(
+                    "catalog.url",
+                    "backend = \"postgres\" needs url = \"postgres://user@host:5432/database\""
+                        .into(),
+                );
+            }
+            if cat.node_id.is_empty() {
+                bad(
+                    "catalog.node_id",
+                    "backend = \"postgres\" needs a node_id naming this recorder (stable across restarts, unique in the fleet)".into(),
+                );
+            }
+            if !crate::catalog::is_plain_schema_name(&cat.schema) {
+                bad(
+                    "catalog.schema",
+                    format!("{:?}: a letter or _, then letters, digits or _", cat.schema),
+                );
+            }
+            if cat.pool_size == 0 || cat.pool_size > 100 {
+                bad(
+                    "catalog.pool_size",
+                    format!("{} is outside 1-100", cat.pool_size),
+                );
+            }
         }
         if !nats.node_id.is_empty() && !crate::ids::is_valid_id(&nats.node_id) {
             bad(

@@ -724,6 +724,7 @@ fn first_row(
         info_json: None,
         encryption: None,
         recovery_key: None,
+        node_id: String::new(),
     }
 }
 

@@ -1,0 +1,416 @@
+//! The catalog's two SQL backends behind one small interface: SQLite (one
+//! file, one connection, the single-box default) and PostgreSQL (a pool of
+//! connections to a database a fleet of recorders shares). The catalog's
+//! queries are written once, with `?1`-style placeholders and the SQL both
+//! dialects accept; [`Sql`] runs them on either, turning `?N` into `$N` for
+//! PostgreSQL. The few places the dialects differ ask [`Sql::dialect`].
+//!
+//! Values cross the interface as [`Value`]: integers (every integer
+//! column is a 64-bit `BIGINT` on PostgreSQL), text, or NULL.
+
+use std::error::Error as StdError;
+use std::sync::Mutex;
+
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use r2d2_postgres::PostgresConnectionManager;
+use r2d2_postgres::r2d2;
+
+use super::CatalogError;
+
+/// A parameter or a column value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<u64> for Value {
+    fn from(v: u64) -> Self {
+        Value::Int(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+impl From<u32> for Value {
+    fn from(v: u32) -> Self {
+        Value::Int(i64::from(v))
+    }
+}
+impl From<u16> for Value {
+    fn from(v: u16) -> Self {
+        Value::Int(i64::from(v))
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Int(i64::from(v))
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+impl From<&String> for Value {
+    fn from(v: &String) -> Self {
+        Value::Text(v.clone())
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// A column value as a Rust type.
+pub trait FromValue: Sized {
+    fn from_value(v: &Value) -> Option<Self>;
+}
+
+impl FromValue for i64 {
+    fn from_value(v: &Value) -> Option<Self> {
+        match v {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+}
+impl FromValue for u64 {
+    fn from_value(v: &Value) -> Option<Self> {
+        i64::from_value(v).and_then(|i| u64::try_from(i).ok())
+    }
+}
+impl FromValue for u32 {
+    fn from_value(v: &Value) -> Option<Self> {
+        i64::from_value(v).and_then(|i| u32::try_from(i).ok())
+    }
+}
+impl FromValue for u16 {
+    fn from_value(v: &Value) -> Option<Self> {
+        i64::from_value(v).and_then(|i| u16::try_from(i).ok())
+    }
+}
+impl FromValue for bool {
+    fn from_value(v: &Value) -> Option<Self> {
+        i64::from_value(v).map(|i| i != 0)
+    }
+}
+impl FromValue for String {
+    fn from_value(v: &Value) -> Option<Self> {
+        match v {
+            Value::Text(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+}
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_value(v: &Value) -> Option<Self> {
+        match v {
+            Value::Null => Some(None),
+            v => T::from_value(v).map(Some),
+        }
+    }
+}
+
+/// One result row.
+#[derive(Debug, Clone)]
+pub struct Row(Vec<Value>);
+
+impl Row {
+    /// Column `i` as `T`; a NULL, a missing column or another type is an
+    /// error naming the column.
+    pub fn get<T: FromValue>(&self, i: usize) -> Result<T, CatalogError> {
+        let v = self.0.get(i).unwrap_or(&Value::Null);
+        T::from_value(v).ok_or_else(|| {
+            CatalogError::Invalid(format!(
+                "column {i} holds {v:?}, not a {}",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+}
+
+/// Which SQL a connection speaks, for the few statements that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection, or a transaction on one.
+pub trait Sql {
+    fn dialect(&self) -> Dialect;
+    /// Runs a statement; answers how many rows it changed.
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, CatalogError>;
+    /// Runs a query; answers every row.
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, CatalogError>;
+
+    /// The first row, if any.
+    fn query_opt(&mut self, sql: &str, params: &[Value]) -> Result<Option<Row>, CatalogError> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+
+    /// The one row a query must answer.
+    fn query_one(&mut self, sql: &str, params: &[Value]) -> Result<Row, CatalogError> {
+        self.query_opt(sql, params)?
+            .ok_or_else(|| CatalogError::Invalid(format!("no row for {sql}")))
+    }
+
+    /// Serializes this transaction with every other one taking the same
+    /// `name` on any node (PostgreSQL: an advisory transaction lock). A
+    /// SQLite catalog has one connection, so it needs none.
+    fn lock(&mut self, name: &str) -> Result<(), CatalogError> {
+        if self.dialect() == Dialect::Postgres {
+            self.query("SELECT pg_advisory_xact_lock(hashtext(?1))", &[name.into()])?;
+        }
+        Ok(())
+    }
+}
+
+/// The `params` of a statement as [`Value`]s.
+macro_rules! args {
+    ($($v:expr),* $(,)?) => {
+        &[$($crate::catalog::db::Value::from($v)),*][..]
+    };
+}
+pub(crate) use args;
+
+// ---- SQLite ----
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Null => ValueRef::Null,
+            Value::Int(i) => ValueRef::Integer(*i),
+            Value::Text(s) => ValueRef::Text(s.as_bytes()),
+        }))
+    }
+}
+
+pub(crate) struct SqliteConn<'a>(pub(crate) &'a rusqlite::Connection);
+
+impl Sql for SqliteConn<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, CatalogError> {
+        let mut stmt = self.0.prepare_cached(sql)?;
+        Ok(stmt.execute(rusqlite::params_from_iter(params.iter()))? as u64)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, CatalogError> {
+        use rusqlite::types::ValueRef;
+        let mut stmt = self.0.prepare_cached(sql)?;
+        let n = stmt.column_count();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let mut values = Vec::with_capacity(n);
+            for i in 0..n {
+                values.push(match r.get_ref(i)? {
+                    ValueRef::Null => Value::Null,
+                    ValueRef::Integer(v) => Value::Int(v),
+                    ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                    other => {
+                        return Err(CatalogError::Invalid(format!(
+                            "column {i} has type {:?}",
+                            other.data_type()
+                        )));
+                    }
+                });
+            }
+            out.push(Row(values));
+        }
+        Ok(out)
+    }
+}
+
+// ---- PostgreSQL ----
+
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(i) => match *ty {
+                Type::INT8 => i.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                Type::BOOL => (*i != 0).to_sql(ty, out),
+                _ => Err(format!("an integer bound where PostgreSQL wants {ty}").into()),
+            },
+            Value::Text(s) => s.as_str().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// `?N` placeholders as PostgreSQL's `$N`.
+pub(crate) fn to_postgres(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '?' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('$');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn pg_value(row: &postgres::Row, i: usize) -> Result<Value, CatalogError> {
+    let ty = row.columns()[i].type_().clone();
+    let v = match ty {
+        Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Value::Int),
+        Type::INT4 => row
+            .try_get::<_, Option<i32>>(i)?
+            .map(|v| Value::Int(v.into())),
+        Type::INT2 => row
+            .try_get::<_, Option<i16>>(i)?
+            .map(|v| Value::Int(v.into())),
+        Type::BOOL => row
+            .try_get::<_, Option<bool>>(i)?
+            .map(|v| Value::Int(v.into())),
+        Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => {
+            row.try_get::<_, Option<String>>(i)?.map(Value::Text)
+        }
+        Type::VOID => None,
+        other => {
+            return Err(CatalogError::Invalid(format!(
+                "column {i} has PostgreSQL type {other}"
+            )));
+        }
+    };
+    Ok(v.unwrap_or(Value::Null))
+}
+
+pub(crate) struct PgConn<'a, C: postgres::GenericClient>(pub(crate) &'a mut C);
+
+impl<C: postgres::GenericClient> Sql for PgConn<'_, C> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, CatalogError> {
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+        Ok(self.0.execute(to_postgres(sql).as_str(), &refs)?)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, CatalogError> {
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+        let rows = self.0.query(to_postgres(sql).as_str(), &refs)?;
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| pg_value(r, i))
+                    .collect::<Result<_, _>>()
+                    .map(Row)
+            })
+            .collect()
+    }
+}
+
+/// A pool of PostgreSQL connections.
+pub(crate) type PgPool = r2d2::Pool<PostgresConnectionManager<postgres::NoTls>>;
+
+/// Where the catalog's rows are.
+pub(crate) enum Db {
+    Sqlite(Mutex<rusqlite::Connection>),
+    Postgres(PgPool),
+}
+
+impl Db {
+    /// Runs `f` on a connection, each statement on its own.
+    pub(crate) fn run<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, CatalogError>,
+    ) -> Result<T, CatalogError> {
+        match self {
+            Db::Sqlite(conn) => {
+                let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+                f(&mut SqliteConn(&conn))
+            }
+            Db::Postgres(pool) => {
+                let mut client = pool.get()?;
+                f(&mut PgConn(&mut *client))
+            }
+        }
+    }
+
+    /// Runs `f` in one transaction: committed when it answers `Ok`, rolled
+    /// back when it answers `Err`.
+    pub(crate) fn tx<T, E: From<CatalogError>>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match self {
+            Db::Sqlite(conn) => {
+                let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+                let tx = conn.unchecked_transaction().map_err(CatalogError::from)?;
+                let out = f(&mut SqliteConn(&tx))?;
+                tx.commit().map_err(CatalogError::from)?;
+                Ok(out)
+            }
+            Db::Postgres(pool) => {
+                let mut client = pool.get().map_err(CatalogError::from)?;
+                let mut tx = client.transaction().map_err(CatalogError::from)?;
+                let out = f(&mut PgConn(&mut tx))?;
+                tx.commit().map_err(CatalogError::from)?;
+                Ok(out)
+            }
+        }
+    }
+
+    pub(crate) fn dialect(&self) -> Dialect {
+        match self {
+            Db::Sqlite(_) => Dialect::Sqlite,
+            Db::Postgres(_) => Dialect::Postgres,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_dollars_and_nothing_else_changes() {
+        assert_eq!(
+            to_postgres("SELECT a FROM t WHERE x = ?1 AND y IN (?2, ?12) AND z = '?'"),
+            "SELECT a FROM t WHERE x = $1 AND y IN ($2, $12) AND z = '?'"
+        );
+    }
+
+    #[test]
+    fn values_convert_only_to_what_they_hold() {
+        assert_eq!(Row(vec![Value::Int(7)]).get::<u32>(0).unwrap(), 7);
+        assert!(Row(vec![Value::Int(-1)]).get::<u64>(0).is_err());
+        assert!(Row(vec![Value::Null]).get::<String>(0).is_err());
+        assert_eq!(
+            Row(vec![Value::Null]).get::<Option<String>>(0).unwrap(),
+            None
+        );
+        assert_eq!(Value::from(Some(true)), Value::Int(1));
+        assert_eq!(Value::from(None::<&str>), Value::Null);
+    }
+}
