@@ -1,7 +1,7 @@
 //! `recengine check --connect`: beyond the configuration's own checks,
 //! tries what it names outside the file: the key-encryption key files
-//! (read and checked as at start) and the NATS server (connected, JetStream
-//! answering). Each outcome is one line an operator can act on.
+//! (read and checked as at start), the PostgreSQL catalog (connected,
+//! schema version) and the NATS server (connected, JetStream answering). Each outcome is one line an operator can act on.
 
 use std::time::Duration;
 
@@ -37,6 +37,26 @@ pub fn backends(cfg: &Config) -> Vec<Outcome> {
                 detail: e.to_string(),
             },
         });
+    }
+    if cfg.catalog.backend == crate::config::CatalogBackend::Postgres {
+        let what = format!("catalog postgres {}", redact(&cfg.catalog.url));
+        let storage = std::path::Path::new(&cfg.storage.dir);
+        out.push(
+            match crate::catalog::Catalog::open_configured(&cfg.catalog, storage)
+                .and_then(|c| c.schema_version())
+            {
+                Ok(v) => Outcome {
+                    what,
+                    ok: true,
+                    detail: format!("connected; schema {v} (in {})", cfg.catalog.schema),
+                },
+                Err(e) => Outcome {
+                    what,
+                    ok: false,
+                    detail: e.to_string(),
+                },
+            },
+        );
     }
     let nats = &cfg.events.nats;
     if !nats.url.is_empty() {
@@ -83,4 +103,30 @@ async fn nats_reachable(url: &str) -> Result<String, String> {
     .map_err(|_| "connected, but JetStream did not answer within 5 s".to_owned())?;
     listed?;
     Ok(format!("reachable; JetStream answers ({count} stream(s))"))
+}
+
+/// A URL with any password in it replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_do_not_reach_the_output() {
+        assert_eq!(
+            super::redact("postgres://rec:s3cret@db:5432/x"),
+            "postgres://rec:***@db:5432/x"
+        );
+        assert_eq!(super::redact("postgres://rec@db/x"), "postgres://rec@db/x");
+    }
 }

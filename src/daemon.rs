@@ -179,8 +179,14 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
         )
     })?);
     let catalog = Arc::new(
-        crate::catalog::Catalog::open(&storage.join("catalog.db"))
+        crate::catalog::Catalog::open_configured(&cfg.catalog, &storage)
             .map_err(|e| Error::Invalid(e.to_string()))?,
+    );
+    tracing::info!(
+        backend = ?cfg.catalog.backend,
+        node_id = catalog.node_id(),
+        schema_version = catalog.schema_version().unwrap_or(0),
+        "catalog open"
     );
     // Before recovery emits anything: a catalog that never had webhooks
     // starts its outbox at the current end of the event log.

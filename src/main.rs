@@ -620,12 +620,14 @@ fn audit_verify(config: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let path = PathBuf::from(&cfg.storage.dir).join("catalog.db");
-    if !path.is_file() {
+    let storage = PathBuf::from(&cfg.storage.dir);
+    let path = storage.join("catalog.db");
+    if cfg.catalog.backend == recengine::config::CatalogBackend::Sqlite && !path.is_file() {
         eprintln!("recengine audit verify: no catalog at {}", path.display());
         return ExitCode::FAILURE;
     }
-    let verdict = recengine::catalog::Catalog::open(&path).and_then(|c| c.verify_audit());
+    let verdict = recengine::catalog::Catalog::open_configured(&cfg.catalog, &storage)
+        .and_then(|c| c.verify_audit());
     match verdict {
         Ok(AuditVerdict::Intact { records }) => {
             println!("audit trail intact: {records} record(s) chain from the anchor");
@@ -651,7 +653,7 @@ fn reindex(config: Option<PathBuf>) -> ExitCode {
         }
     };
     let storage = PathBuf::from(&cfg.storage.dir);
-    let catalog = match recengine::catalog::Catalog::open(&storage.join("catalog.db")) {
+    let catalog = match recengine::catalog::Catalog::open_configured(&cfg.catalog, &storage) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("recengine reindex: {e}");

@@ -180,21 +180,22 @@ fn recordings_are_sealed_on_disk_and_served_decrypted_sample_for_sample() {
     let speech = recengine::testkit::speech(8000, 8000 * 6);
     let sent = through_ulaw(&speech);
     let storage = d.storage();
-    let mut part_checked = false;
+    let mut part = None;
     let (call_id, done) = record(&d, ADMIN, "wav", &speech, |i| {
         // Five seconds in (many flushes, more than one 64 KiB segment of
-        // 8 kHz 16-bit audio), the part file holds no plaintext.
+        // 8 kHz 16-bit audio), the part file holds no plaintext. It is
+        // copied here and searched after the call, so the sender does not
+        // stall past the playout delay.
         if i == 250 {
             let mut parts = Vec::new();
             find_files(&storage, ".wav.part", &mut parts);
             assert_eq!(parts.len(), 1, "{parts:?}");
-            let stored = std::fs::read(&parts[0]).unwrap();
-            assert!(stored.len() > SEGMENT, "{} bytes", stored.len());
-            assert_no_plaintext(&stored, &pcm_bytes(&sent[..8000 * 4]), "the part file");
-            part_checked = true;
+            part = Some(std::fs::read(&parts[0]).unwrap());
         }
     });
-    assert!(part_checked);
+    let part = part.expect("the part file was read mid-call");
+    assert!(part.len() > SEGMENT, "{} bytes", part.len());
+    assert_no_plaintext(&part, &pcm_bytes(&sent[..8000 * 4]), "the part file");
     let path = PathBuf::from(done["path"].as_str().unwrap());
     let stored = std::fs::read(&path).unwrap();
 

@@ -41,6 +41,7 @@ pub enum ErrorCode {
     // 409
     CallExists,
     CallEnded,
+    HeldByOtherNode,
     RecordingInProgress,
     RecordingAlreadyPaused,
     RecordingNotPaused,
@@ -75,7 +76,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the enum.
-    pub const ALL: [ErrorCode; 46] = [
+    pub const ALL: [ErrorCode; 47] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidFormat,
@@ -97,6 +98,7 @@ impl ErrorCode {
         ErrorCode::RequestTimeout,
         ErrorCode::CallExists,
         ErrorCode::CallEnded,
+        ErrorCode::HeldByOtherNode,
         ErrorCode::RecordingInProgress,
         ErrorCode::RecordingAlreadyPaused,
         ErrorCode::RecordingNotPaused,
@@ -145,6 +147,7 @@ impl ErrorCode {
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             CallExists
             | CallEnded
+            | HeldByOtherNode
             | RecordingInProgress
             | RecordingAlreadyPaused
             | RecordingNotPaused
@@ -193,6 +196,7 @@ impl ErrorCode {
             RequestTimeout => "request_timeout",
             CallExists => "call_exists",
             CallEnded => "call_ended",
+            HeldByOtherNode => "held_by_other_node",
             RecordingInProgress => "recording_in_progress",
             RecordingAlreadyPaused => "recording_already_paused",
             RecordingNotPaused => "recording_not_paused",
@@ -237,6 +241,7 @@ impl From<&EngineError> for ErrorCode {
             EngineError::NotPaused => ErrorCode::RecordingNotPaused,
             EngineError::CallExists(_) => ErrorCode::CallExists,
             EngineError::CallEnded(_) => ErrorCode::CallEnded,
+            EngineError::HeldByOtherNode { .. } => ErrorCode::HeldByOtherNode,
             EngineError::CallFlowNotFound(_) => ErrorCode::CallFlowNotFound,
             EngineError::CallFlowExists(_) => ErrorCode::CallFlowExists,
             EngineError::CallFlowChanged(_) => ErrorCode::CallFlowChanged,

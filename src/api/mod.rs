@@ -205,15 +205,40 @@ async fn method_not_allowed() -> ApiError {
 
 /// Liveness
 ///
-/// Answers while the daemon runs; no token. With NATS or SIPREC on, also
-/// their state (a NATS server that is away does not make the daemon
-/// unhealthy: events wait in the log).
+/// Answers while the daemon runs; no token. Also the catalog's state (on
+/// PostgreSQL, whether it answers and the connection pool) and, with NATS
+/// or SIPREC on, theirs (a NATS server that is away does not make the
+/// daemon unhealthy: events wait in the log).
 #[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
     responses((status = 200, description = "The daemon answers", body = views::Health)))]
 async fn healthz(State(s): State<Arc<ApiState>>) -> Response {
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let catalog = s.engine.catalog().clone();
+    let reachable = if catalog.is_shared() {
+        // Off the runtime (the client blocks), and never for long.
+        let ping = tokio::task::spawn_blocking(move || catalog.ping().is_ok());
+        Some(matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(2), ping).await,
+            Ok(Ok(true))
+        ))
+    } else {
+        None
+    };
+    let catalog = s.engine.catalog();
     axum::Json(views::Health {
         status: "ok",
+        catalog: views::CatalogHealth {
+            backend: if catalog.is_shared() {
+                "postgres"
+            } else {
+                "sqlite"
+            },
+            node_id: catalog.node_id().to_owned(),
+            reachable,
+            pool: catalog
+                .pool_state()
+                .map(|(connections, idle)| views::PoolHealth { connections, idle }),
+        },
         nats: s.nats.as_ref().map(|n| views::NatsHealth {
             connected: load(&n.connected) == 1,
             backlog: load(&n.backlog),
@@ -338,7 +363,15 @@ async fn get_call(
     Path(id): Path<String>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    blocking(move || ok(StatusCode::OK, s.engine.get_call(&who, &id)?)).await
+    blocking(move || {
+        ok(
+            StatusCode::OK,
+            s.engine
+                .get_call(&who, &id)
+                .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
+        )
+    })
+    .await
 }
 
 /// Add a leg
@@ -356,7 +389,15 @@ async fn add_leg(
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
     let req: LegRequest = parse(&body(raw).await?)?;
-    blocking(move || ok(StatusCode::CREATED, s.engine.add_leg(&who, &id, req)?)).await
+    blocking(move || {
+        ok(
+            StatusCode::CREATED,
+            s.engine
+                .add_leg(&who, &id, req)
+                .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
+        )
+    })
+    .await
 }
 
 /// End a call
@@ -371,7 +412,15 @@ async fn end_call(
     Path(id): Path<String>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    blocking(move || ok(StatusCode::OK, s.engine.end_call(&who, &id)?)).await
+    blocking(move || {
+        ok(
+            StatusCode::OK,
+            s.engine
+                .end_call(&who, &id)
+                .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
+        )
+    })
+    .await
 }
 
 /// Start recording a call
@@ -398,7 +447,9 @@ async fn record_start(
     blocking(move || {
         ok(
             StatusCode::CREATED,
-            s.engine.start_recording(&who, &id, req)?,
+            s.engine
+                .start_recording(&who, &id, req)
+                .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
         )
     })
     .await
@@ -417,7 +468,15 @@ async fn record_stop(
     Path(id): Path<String>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    blocking(move || ok(StatusCode::OK, s.engine.stop_recording(&who, &id)?)).await
+    blocking(move || {
+        ok(
+            StatusCode::OK,
+            s.engine
+                .stop_recording(&who, &id)
+                .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
+        )
+    })
+    .await
 }
 
 /// Pause recording
@@ -433,7 +492,15 @@ async fn record_pause(
     Path(id): Path<String>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    blocking(move || ok(StatusCode::OK, s.engine.pause_recording(&who, &id)?)).await
+    blocking(move || {
+        ok(
+            StatusCode::OK,
+            s.engine
+                .pause_recording(&who, &id)
+                .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
+        )
+    })
+    .await
 }
 
 /// Resume recording
@@ -446,7 +513,15 @@ async fn record_resume(
     Path(id): Path<String>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    blocking(move || ok(StatusCode::OK, s.engine.resume_recording(&who, &id)?)).await
+    blocking(move || {
+        ok(
+            StatusCode::OK,
+            s.engine
+                .resume_recording(&who, &id)
+                .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
+        )
+    })
+    .await
 }
 
 /// Start or stop recording (one endpoint)
@@ -487,7 +562,9 @@ async fn recordings_action(
             blocking(move || {
                 ok(
                     StatusCode::CREATED,
-                    s.engine.start_recording(&who, &id, opts)?,
+                    s.engine
+                        .start_recording(&who, &id, opts)
+                        .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
                 )
             })
             .await
@@ -499,7 +576,15 @@ async fn recordings_action(
                     "stop takes no options",
                 ));
             }
-            blocking(move || ok(StatusCode::OK, s.engine.stop_recording(&who, &id)?)).await
+            blocking(move || {
+                ok(
+                    StatusCode::OK,
+                    s.engine
+                        .stop_recording(&who, &id)
+                        .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
+                )
+            })
+            .await
         }
         other => Err(ApiError::new(
             ErrorCode::InvalidAction,
@@ -521,7 +606,15 @@ async fn leg_mute(
     Path((id, leg)): Path<(String, String)>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    blocking(move || ok(StatusCode::OK, s.engine.set_muted(&who, &id, &leg, true)?)).await
+    blocking(move || {
+        ok(
+            StatusCode::OK,
+            s.engine
+                .set_muted(&who, &id, &leg, true)
+                .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
+        )
+    })
+    .await
 }
 
 /// Unmute a leg
@@ -535,7 +628,15 @@ async fn leg_unmute(
     Path((id, leg)): Path<(String, String)>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    blocking(move || ok(StatusCode::OK, s.engine.set_muted(&who, &id, &leg, false)?)).await
+    blocking(move || {
+        ok(
+            StatusCode::OK,
+            s.engine
+                .set_muted(&who, &id, &leg, false)
+                .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
+        )
+    })
+    .await
 }
 
 /// Prometheus metrics
@@ -627,6 +728,20 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
             ("{outcome=\"failed\"}".into(), load(&hooks.failed)),
         ],
     );
+    if let Some((connections, idle)) = s.engine.catalog().pool_state() {
+        metric(
+            "recengine_catalog_pool_connections",
+            "PostgreSQL catalog connections this recorder holds, by state.",
+            "gauge",
+            vec![
+                (
+                    "{state=\"busy\"}".into(),
+                    u64::from(connections.saturating_sub(idle)),
+                ),
+                ("{state=\"idle\"}".into(), u64::from(idle)),
+            ],
+        );
+    }
     if let Some(n) = &s.nats {
         metric(
             "recengine_nats_published_total",

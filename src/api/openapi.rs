@@ -111,7 +111,7 @@ pub fn errors_of(method: &str, path: &str) -> Vec<ErrorCode> {
     // A JSON body: malformed, too large, or a field that is wrong.
     const BODY: &[ErrorCode] = &[InvalidJson, InvalidRequest, PayloadTooLarge];
     // Anything that resolves a call id.
-    const CALL: &[ErrorCode] = &[CallNotFound, AmbiguousId];
+    const CALL: &[ErrorCode] = &[CallNotFound, AmbiguousId, HeldByOtherNode];
     const RECORDING: &[ErrorCode] = &[RecordingNotFound, AmbiguousId];
     const FLOW: &[ErrorCode] = &[CallFlowNotFound, AmbiguousId];
     // Anything that takes ports, starts work or writes.
@@ -168,7 +168,10 @@ pub fn errors_of(method: &str, path: &str) -> Vec<ErrorCode> {
         ("get", "/v1/recordings/{id}") => vec![RECORDING],
         ("delete", "/v1/recordings/{id}") => vec![RECORDING, &[RecordingInProgress]],
         ("get", "/v1/recordings/{id}/download") => {
-            vec![RECORDING, &[RecordingDeleted, RecordingNotReady]]
+            vec![
+                RECORDING,
+                &[RecordingDeleted, RecordingNotReady, HeldByOtherNode],
+            ]
         }
         ("get" | "head", "/v1/files/{id}") => vec![&[
             InvalidRequest,
@@ -180,6 +183,7 @@ pub fn errors_of(method: &str, path: &str) -> Vec<ErrorCode> {
             FileMissing,
             FileCorrupt,
             RangeNotSatisfiable,
+            HeldByOtherNode,
         ]],
         ("get", "/v1/calls/{id}/recording") => vec![CALL, &[RecordingNotFound]],
         ("post", "/v1/calls/{id}/recording-log") => {

@@ -255,6 +255,7 @@ pub async fn download(
         let who = principal(&s, &headers)?;
         let row = s.engine.catalogued(&who, &id)?;
         downloadable(&row)?;
+        s.engine.file_is_here(&row)?;
         let by = s.tokens.name_of(&headers).unwrap_or_default();
         let (url, _) = s.urls.sign(
             row.customer_id.as_deref(),
@@ -426,6 +427,7 @@ pub async fn file(
             .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?
             .ok_or_else(|| ApiError::from(EngineError::RecordingNotFound(id.clone())))?;
         downloadable(&row)?;
+        s.engine.file_is_here(&row)?;
         let path = row
             .path
             .clone()

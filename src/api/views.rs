@@ -151,12 +151,37 @@ impl From<DeliveryRow> for DeliveryView {
 pub struct Health {
     /// Always `ok` while the daemon answers.
     pub status: &'static str,
+    pub catalog: CatalogHealth,
     /// The NATS publisher, when `[events.nats]` is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nats: Option<NatsHealth>,
     /// The SIPREC server, when `[siprec]` is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub siprec: Option<SiprecHealth>,
+}
+
+/// The catalog's state.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CatalogHealth {
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// This recorder's name in the fleet (`catalog.node_id`).
+    pub node_id: String,
+    /// PostgreSQL only: whether it answered a query within 2 s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reachable: Option<bool>,
+    /// PostgreSQL only: this recorder's connection pool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolHealth>,
+}
+
+/// A connection pool's state.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PoolHealth {
+    /// Connections open.
+    pub connections: u32,
+    /// Of those, idle.
+    pub idle: u32,
 }
 
 /// The NATS publisher's state.

@@ -118,6 +118,26 @@ fn row_to_record(r: &Row) -> Result<AuditRecord, CatalogError> {
     })
 }
 
+/// The entry with every NUL written `\\0`: PostgreSQL text cannot hold
+/// one, and a request can name one (a hostile id), so both backends store
+/// and hash the same escaped text.
+fn without_nul(e: &AuditEntry) -> AuditEntry {
+    let clean = |s: &str| s.replace('\0', "\\0");
+    let opt = |s: &Option<String>| s.as_deref().map(clean);
+    AuditEntry {
+        at: clean(&e.at),
+        at_ms: e.at_ms,
+        actor: clean(&e.actor),
+        customer_id: opt(&e.customer_id),
+        peer: clean(&e.peer),
+        action: clean(&e.action),
+        call_id: opt(&e.call_id),
+        recording_id: opt(&e.recording_id),
+        status: e.status,
+        detail: opt(&e.detail),
+    }
+}
+
 /// The anchor the chain starts from: (seq before the first record, hash).
 fn anchor(db: &mut dyn Sql) -> Result<(i64, String), CatalogError> {
     Ok(
@@ -133,6 +153,7 @@ impl Catalog {
     /// Appends from every node of a fleet are serialized, so the chain
     /// stays one line.
     pub fn append_audit(&self, e: &AuditEntry) -> Result<AuditRecord, CatalogError> {
+        let e = &without_nul(e);
         self.tx(|db| {
             db.lock("recengine.audit")?;
             let (seq, prev_hash) =

@@ -333,35 +333,74 @@ impl<C: postgres::GenericClient> Sql for PgConn<'_, C> {
 /// A pool of PostgreSQL connections.
 pub(crate) type PgPool = r2d2::Pool<PostgresConnectionManager<postgres::NoTls>>;
 
+/// A pool that closes its connections off any async runtime when dropped
+/// (closing one blocks on the client's own runtime).
+pub(crate) struct PgPoolHolder(Option<PgPool>);
+
+impl PgPoolHolder {
+    pub(crate) fn new(pool: PgPool) -> Self {
+        Self(Some(pool))
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        self.0
+            .as_ref()
+            .expect("the pool lives until the holder is dropped")
+    }
+}
+
+impl Drop for PgPoolHolder {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take() {
+            off_async(move || drop(pool));
+        }
+    }
+}
+
 /// Where the catalog's rows are.
 pub(crate) enum Db {
     Sqlite(Mutex<rusqlite::Connection>),
-    Postgres(PgPool),
+    Postgres(PgPoolHolder),
+}
+
+/// Runs `f` where the PostgreSQL client may block: the client drives
+/// each connection on a runtime of its own, which cannot start on a thread
+/// already driving async tasks, so from inside a tokio runtime `f` runs on
+/// a short-lived thread of its own (the daemon's request handlers already
+/// call the catalog from the blocking pool; this covers the rest).
+fn off_async<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }
 
 impl Db {
     /// Runs `f` on a connection, each statement on its own.
-    pub(crate) fn run<T>(
+    pub(crate) fn run<T: Send>(
         &self,
-        f: impl FnOnce(&mut dyn Sql) -> Result<T, CatalogError>,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, CatalogError> + Send,
     ) -> Result<T, CatalogError> {
         match self {
             Db::Sqlite(conn) => {
                 let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
                 f(&mut SqliteConn(&conn))
             }
-            Db::Postgres(pool) => {
-                let mut client = pool.get()?;
+            Db::Postgres(pool) => off_async(|| {
+                let mut client = pool.pool().get()?;
                 f(&mut PgConn(&mut *client))
-            }
+            }),
         }
     }
 
     /// Runs `f` in one transaction: committed when it answers `Ok`, rolled
     /// back when it answers `Err`.
-    pub(crate) fn tx<T, E: From<CatalogError>>(
+    pub(crate) fn tx<T: Send, E: From<CatalogError> + Send>(
         &self,
-        f: impl FnOnce(&mut dyn Sql) -> Result<T, E>,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, E> + Send,
     ) -> Result<T, E> {
         match self {
             Db::Sqlite(conn) => {
@@ -371,13 +410,13 @@ impl Db {
                 tx.commit().map_err(CatalogError::from)?;
                 Ok(out)
             }
-            Db::Postgres(pool) => {
-                let mut client = pool.get().map_err(CatalogError::from)?;
+            Db::Postgres(pool) => off_async(|| {
+                let mut client = pool.pool().get().map_err(CatalogError::from)?;
                 let mut tx = client.transaction().map_err(CatalogError::from)?;
                 let out = f(&mut PgConn(&mut tx))?;
                 tx.commit().map_err(CatalogError::from)?;
                 Ok(out)
-            }
+            }),
         }
     }
 

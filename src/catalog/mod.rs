@@ -570,16 +570,16 @@ impl Catalog {
         self.is_shared().then_some(self.node_id.as_str())
     }
 
-    pub(crate) fn run<T>(
+    pub(crate) fn run<T: Send>(
         &self,
-        f: impl FnOnce(&mut dyn Sql) -> Result<T, CatalogError>,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, CatalogError> + Send,
     ) -> Result<T, CatalogError> {
         self.db.run(f)
     }
 
-    pub(crate) fn tx<T, E: From<CatalogError>>(
+    pub(crate) fn tx<T: Send, E: From<CatalogError> + Send>(
         &self,
-        f: impl FnOnce(&mut dyn Sql) -> Result<T, E>,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, E> + Send,
     ) -> Result<T, E> {
         self.db.tx(f)
     }
@@ -594,7 +594,7 @@ impl Catalog {
         match &self.db {
             Db::Sqlite(_) => None,
             Db::Postgres(pool) => {
-                let s = pool.state();
+                let s = pool.pool().state();
                 Some((s.connections, s.idle_connections))
             }
         }
@@ -649,17 +649,22 @@ impl Catalog {
         })
     }
 
-    /// Which node holds the customer's call while it is not ended (on
-    /// a shared catalog, a call another recorder is making).
+    /// Which node holds a call with this id that is not ended: the
+    /// customer's (`Some(customer)`), or anyone's (`None`, the admin).
     pub fn open_call_node(
         &self,
-        customer_id: Option<&str>,
+        customer_id: Option<Option<&str>>,
         call_id: &str,
     ) -> Result<Option<String>, CatalogError> {
+        let (any, customer) = match customer_id {
+            Some(c) => (0, scope(c)),
+            None => (1, ""),
+        };
         self.run(|db| {
             db.query_opt(
-                "SELECT node_id FROM calls WHERE customer_id = ?1 AND call_id = ?2 AND ended_at IS NULL",
-                args![scope(customer_id), call_id],
+                "SELECT node_id FROM calls WHERE call_id = ?1 AND ended_at IS NULL
+                    AND (?2 = 1 OR customer_id = ?3) ORDER BY created_at DESC LIMIT 1",
+                args![call_id, any as i64, customer],
             )?
             .map(|r| r.get(0))
             .transpose()
@@ -962,13 +967,13 @@ impl Catalog {
     /// Inserts or updates the customer's recording log in one transaction:
     /// `merge` gets the stored body (`None` when there is none) and answers
     /// the body to store, or refuses. Returns whether the log is new.
-    pub fn upsert_log_with<E: From<CatalogError>>(
+    pub fn upsert_log_with<E: From<CatalogError> + Send>(
         &self,
         customer_id: Option<&str>,
         call_id: &str,
         recording_id: &str,
         now: &str,
-        merge: impl FnOnce(Option<&str>) -> Result<String, E>,
+        merge: impl FnOnce(Option<&str>) -> Result<String, E> + Send,
     ) -> Result<bool, E> {
         self.tx(|db| {
             let key = format!("log/{}/{call_id}/{recording_id}", scope(customer_id));

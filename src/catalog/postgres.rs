@@ -161,6 +161,17 @@ fn password(cfg: &CatalogConfig) -> Result<Option<String>, CatalogError> {
     if cfg.password_file.is_empty() {
         return Ok(None);
     }
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(&cfg.password_file).map_err(|e| {
+        CatalogError::Invalid(format!("catalog.password_file {}: {e}", cfg.password_file))
+    })?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(CatalogError::Invalid(format!(
+            "catalog.password_file {} is readable by group or others (mode {:o}); chmod 600 it",
+            cfg.password_file,
+            meta.permissions().mode() & 0o777
+        )));
+    }
     let text = std::fs::read_to_string(&cfg.password_file).map_err(|e| {
         CatalogError::Invalid(format!("catalog.password_file {}: {e}", cfg.password_file))
     })?;
@@ -191,7 +202,7 @@ pub(super) fn open(cfg: &CatalogConfig) -> Result<Catalog, CatalogError> {
         .min_idle(Some(1))
         .connection_timeout(Duration::from_secs(10))
         .build(manager)?;
-    let db = Db::Postgres(pool);
+    let db = Db::Postgres(super::db::PgPoolHolder::new(pool));
     db.tx(|sql| migrate(sql, &cfg.schema))?;
     Ok(Catalog {
         db,

@@ -55,7 +55,7 @@ pub fn rewrap(cfg: &Config) -> Result<RewrapReport, ToolError> {
             cfg.storage.encryption.key_id.clone(),
         ));
     };
-    let catalog = Catalog::open(&PathBuf::from(&cfg.storage.dir).join("catalog.db"))?;
+    let catalog = Catalog::open_configured(&cfg.catalog, &PathBuf::from(&cfg.storage.dir))?;
     // A swapped key file is refused here too; a key no longer configured is
     // what rewrap cannot help with (it needs the old key to unwrap).
     crate::engine::encryption::check_keys(&keyring, &catalog)?;

@@ -6,6 +6,41 @@ use super::state::{Call, Recording, Registry};
 use super::{Engine, EngineError};
 
 impl Engine {
+    /// `e`, or, when it says the call is not here and a shared catalog
+    /// says another recorder holds it (not ended), which one: call control
+    /// goes to the recorder that has the call's sockets and media.
+    pub fn held_elsewhere(&self, who: &Principal, call_id: &str, e: EngineError) -> EngineError {
+        if !matches!(e, EngineError::CallNotFound(_)) || !self.catalog.is_shared() {
+            return e;
+        }
+        let scope = match who {
+            Principal::Admin => None,
+            Principal::Tenant(t) => Some(Some(t.as_str())),
+        };
+        match self.catalog.open_call_node(scope, call_id) {
+            Ok(Some(node)) if node != self.catalog.node_id() => EngineError::HeldByOtherNode {
+                what: format!("call {call_id}"),
+                node,
+            },
+            _ => e,
+        }
+    }
+
+    /// Refuses to serve a recording whose file is on another recorder's
+    /// disk (a shared catalog with local storage).
+    pub fn file_is_here(&self, row: &crate::catalog::RecordingRow) -> Result<(), EngineError> {
+        if self.catalog.is_shared()
+            && !row.node_id.is_empty()
+            && row.node_id != self.catalog.node_id()
+        {
+            return Err(EngineError::HeldByOtherNode {
+                what: format!("recording {}'s file", row.recording_id),
+                node: row.node_id.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// The customer of the call `who` means by `call_id` (live or
     /// catalogued), if `who` may see it.
     pub fn call_visible(

@@ -28,6 +28,10 @@ pub enum EngineError {
     CallExists(String),
     #[error("call {0} has ended")]
     CallEnded(String),
+    /// On a shared catalog: the call (or the recording's file) is on
+    /// another recorder of the fleet.
+    #[error("{what} is held by recorder {node}; send this request to that recorder")]
+    HeldByOtherNode { what: String, node: String },
     #[error("call flow {0} not found")]
     CallFlowNotFound(String),
     #[error("call flow {0} already exists")]

@@ -93,7 +93,7 @@ impl NatsPublisher {
         let stop = Arc::new(Notify::new());
         let stats = Arc::new(NatsStats::default());
         let node = if cfg.node_id.is_empty() {
-            hostname()
+            catalog.node_id().to_owned()
         } else {
             cfg.node_id.clone()
         };

@@ -57,6 +57,9 @@ impl Daemon {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("daemon-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        if catalog_on_postgres() {
+            drop_pg_schema(&pg_schema(name));
+        }
         Self::launch(name, &dir, extra, port_pairs)
     }
 
@@ -111,6 +114,17 @@ flush_interval_ms = 200
         );
         // The test's own settings override the base, section by section.
         let mut table: toml::Table = toml::from_str(&config).unwrap();
+        if catalog_on_postgres() {
+            let catalog = format!(
+                "backend = \"postgres\"\nurl = \"{}\"\nschema = \"{}\"\nnode_id = \"node-a\"\n",
+                pg_url(),
+                pg_schema(name)
+            );
+            table.insert(
+                "catalog".into(),
+                toml::Value::Table(toml::from_str(&catalog).unwrap()),
+            );
+        }
         let extra: toml::Table = toml::from_str(extra).expect("extra TOML");
         for (section, values) in extra {
             match (table.get_mut(&section), values) {
@@ -296,6 +310,58 @@ flush_interval_ms = 200
             reader: BufReader::new(s),
             buf: String::new(),
         }
+    }
+}
+
+/// Whether daemons under test keep their catalog in PostgreSQL
+/// (`RECENGINE_TEST_CATALOG=postgres`: the daemon suites run on that
+/// backend instead of SQLite).
+pub fn catalog_on_postgres() -> bool {
+    std::env::var("RECENGINE_TEST_CATALOG").as_deref() == Ok("postgres")
+}
+
+/// The PostgreSQL server tests use.
+pub fn pg_url() -> String {
+    std::env::var("RECENGINE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Whether that server answers; when not, a message (a failure under
+/// `RECENGINE_REQUIRE_SERVICES=1`, as in CI).
+pub fn pg_up() -> bool {
+    match postgres::Client::connect(&pg_url(), postgres::NoTls) {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(
+                std::env::var("RECENGINE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "RECENGINE_REQUIRE_SERVICES=1 but PostgreSQL at {} does not answer: {e}",
+                pg_url()
+            );
+            eprintln!("SKIP: no PostgreSQL at {} ({e})", pg_url());
+            false
+        }
+    }
+}
+
+/// The schema a test daemon's catalog lives in on PostgreSQL.
+pub fn pg_schema(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("d_{}", &clean[..clean.len().min(60)])
+}
+
+/// Drops a test schema and everything in it.
+pub fn drop_pg_schema(schema: &str) {
+    if let Ok(mut c) = postgres::Client::connect(&pg_url(), postgres::NoTls) {
+        let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
     }
 }
 
