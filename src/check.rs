@@ -58,6 +58,32 @@ pub fn backends(cfg: &Config) -> Vec<Outcome> {
             },
         );
     }
+    if cfg.storage.backend == crate::config::StorageBackend::S3 {
+        let s3 = &cfg.storage.s3;
+        let what = format!(
+            "object store {} bucket {}",
+            if s3.endpoint.is_empty() {
+                "aws"
+            } else {
+                &s3.endpoint
+            },
+            s3.bucket
+        );
+        out.push(
+            match crate::objects::Objects::new(s3).and_then(|o| o.check()) {
+                Ok(detail) => Outcome {
+                    what,
+                    ok: true,
+                    detail,
+                },
+                Err(e) => Outcome {
+                    what,
+                    ok: false,
+                    detail: e.to_string(),
+                },
+            },
+        );
+    }
     let nats = &cfg.events.nats;
     if !nats.url.is_empty() {
         let what = format!("nats {}", nats.url);

@@ -287,6 +287,26 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
             }
         }
     }
+    let uploader = match cfg.storage.backend {
+        crate::config::StorageBackend::Local => None,
+        crate::config::StorageBackend::S3 => {
+            let objects = Arc::new(
+                crate::objects::Objects::new(&cfg.storage.s3)
+                    .map_err(|e| Error::Invalid(e.to_string()))?,
+            );
+            let up = crate::objects::uploader::Uploader::start(
+                objects.clone(),
+                catalog.clone(),
+                events.clone(),
+                storage.clone(),
+            )
+            .map_err(|e| Error::io("starting the object-store uploader", e))?;
+            engine.attach_objects(objects, up.kick());
+            tracing::info!(bucket = %cfg.storage.s3.bucket, endpoint = %cfg.storage.s3.endpoint,
+                "finished recordings go to the object store");
+            Some(up)
+        }
+    };
     let nats = crate::events::nats::NatsPublisher::start(
         &cfg.events.nats,
         events.clone(),
@@ -306,6 +326,7 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
             webhooks: webhooks.stats.clone(),
             siprec: siprec.as_ref().map(|s| s.stats()),
             nats: nats.as_ref().map(|n| n.stats.clone()),
+            uploads: uploader.as_ref().map(|u| u.stats.clone()),
         },
     ));
     if let Some(s) = siprec {
@@ -318,6 +339,9 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
     if let Some(n) = nats {
         n.shutdown();
     }
+    if let Some(u) = uploader {
+        u.shutdown();
+    }
     tracing::info!(last_event = events.last_seq(), "recengine stopped");
     result
 }
@@ -327,6 +351,7 @@ struct ServiceStats {
     webhooks: Arc<WebhookStats>,
     siprec: Option<Arc<crate::siprec::uas::UasStats>>,
     nats: Option<Arc<crate::events::nats::NatsStats>>,
+    uploads: Option<Arc<crate::objects::uploader::UploadStats>>,
 }
 
 async fn serve(
@@ -385,6 +410,7 @@ async fn serve(
         webhooks: stats.webhooks,
         siprec: stats.siprec,
         nats: stats.nats,
+        uploads: stats.uploads,
     });
     let app = api::router(state);
 

@@ -57,6 +57,8 @@ pub struct ApiState {
     pub siprec: Option<Arc<crate::siprec::uas::UasStats>>,
     /// The NATS publisher's counters, when `[events.nats]` is on.
     pub nats: Option<Arc<crate::events::nats::NatsStats>>,
+    /// The object-store uploader's counters, with `storage.backend = "s3"`.
+    pub uploads: Option<Arc<crate::objects::uploader::UploadStats>>,
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -242,6 +244,16 @@ async fn healthz(State(s): State<Arc<ApiState>>) -> Response {
         nats: s.nats.as_ref().map(|n| views::NatsHealth {
             connected: load(&n.connected) == 1,
             backlog: load(&n.backlog),
+        }),
+        uploads: s.uploads.as_ref().map(|u| views::UploadHealth {
+            bucket: s
+                .engine
+                .objects()
+                .map(|o| o.bucket().to_owned())
+                .unwrap_or_default(),
+            backlog: load(&u.backlog),
+            uploaded: load(&u.uploaded),
+            failures: load(&u.failures),
         }),
         siprec: s.siprec.as_ref().map(|sip| views::SiprecHealth {
             dialogs: load(&sip.dialogs),
@@ -740,6 +752,29 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
                 ),
                 ("{state=\"idle\"}".into(), u64::from(idle)),
             ],
+        );
+    }
+    if let Some(u) = &s.uploads {
+        metric(
+            "recengine_uploads_total",
+            "Uploads to the object store by outcome (failed: an attempt that will be retried).",
+            "counter",
+            vec![
+                ("{outcome=\"uploaded\"}".into(), load(&u.uploaded)),
+                ("{outcome=\"failed\"}".into(), load(&u.failures)),
+            ],
+        );
+        metric(
+            "recengine_upload_backlog",
+            "Finished recordings of this recorder waiting for the object store.",
+            "gauge",
+            vec![(String::new(), load(&u.backlog))],
+        );
+        metric(
+            "recengine_upload_latency_ms_sum",
+            "Sum over uploads of the time from completion to the store confirming it (ms); divide by recengine_uploads_total{outcome=\"uploaded\"}.",
+            "counter",
+            vec![(String::new(), load(&u.latency_ms_sum))],
         );
     }
     if let Some(n) = &s.nats {

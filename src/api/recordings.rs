@@ -212,6 +212,95 @@ pub async fn get(
     .await
 }
 
+/// Where a completed recording's file is.
+enum Source {
+    /// On this recorder's disk.
+    Local,
+    /// In the object store, under this key.
+    Object(String),
+}
+
+/// Finds the file: in the object store once uploaded (any recorder can
+/// serve it), else on this recorder's disk (another recorder's file is
+/// `held_by_other_node`).
+fn source(s: &ApiState, row: &RecordingRow) -> Result<Source, ApiError> {
+    use crate::catalog::uploads::UploadState;
+    if s.engine.objects().is_some() {
+        let upload = s
+            .engine
+            .catalog()
+            .upload_of(row.customer_id.as_deref(), &row.recording_id)?;
+        if let Some(u) = upload.filter(|u| u.state == UploadState::Uploaded) {
+            return Ok(Source::Object(u.object_key));
+        }
+    }
+    s.engine.file_is_here(row)?;
+    Ok(Source::Local)
+}
+
+/// Where a download of `row` goes: a pre-signed object URL for a plain
+/// file in the object store, else this daemon's signed URL (which
+/// decrypts, or adds the wrapped key, as the file needs).
+fn download_url(
+    s: &ApiState,
+    headers: &HeaderMap,
+    row: &RecordingRow,
+) -> Result<(String, u64), ApiError> {
+    let now = unix_now();
+    if let (Source::Object(key), None, Some(objects)) =
+        (source(s, row)?, &row.encryption, s.engine.objects())
+    {
+        let ttl = u64::from(s.engine.config().storage.url_lifetime_s);
+        let url = objects
+            .presigned_get(&key, std::time::Duration::from_secs(ttl))
+            .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?;
+        return Ok((url, now.as_secs() + ttl));
+    }
+    let by = s.tokens.name_of(headers).unwrap_or_default();
+    let (url, expires) = s
+        .urls
+        .sign(row.customer_id.as_deref(), &row.recording_id, now, &by);
+    Ok((format!("{}{url}", s.public_url), expires))
+}
+
+/// A copy of an object fetched to serve one download; removed when
+/// dropped (an open file keeps reading it).
+struct Fetched(std::path::PathBuf);
+
+impl Drop for Fetched {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The file to serve `row` from: the local one, or the object fetched
+/// into `<storage.dir>/.fetch/`.
+fn file_to_serve(s: &ApiState, row: &RecordingRow) -> Result<(String, Option<Fetched>), ApiError> {
+    let internal = |e: String| ApiError::from(EngineError::Internal(e));
+    match (source(s, row)?, s.engine.objects()) {
+        (Source::Object(key), Some(objects)) => {
+            let dir = std::path::Path::new(&s.engine.config().storage.dir).join(".fetch");
+            std::fs::create_dir_all(&dir).map_err(|e| internal(e.to_string()))?;
+            let tmp = dir.join(crate::ids::random_id(&format!("{}-", row.recording_id)));
+            let fetched = Fetched(tmp.clone());
+            objects.fetch_to(&key, &tmp).map_err(|e| {
+                tracing::error!(recording = %row.recording_id, key, error = %e, "could not fetch a recording from the object store");
+                ApiError::new(
+                    ErrorCode::FileMissing,
+                    "the recording's file could not be read from the object store",
+                )
+            })?;
+            Ok((tmp.to_string_lossy().into_owned(), Some(fetched)))
+        }
+        _ => Ok((
+            row.path
+                .clone()
+                .ok_or_else(|| ApiError::new(ErrorCode::RecordingDeleted, "no file"))?,
+            None,
+        )),
+    }
+}
+
 fn downloadable(row: &RecordingRow) -> Result<(), ApiError> {
     if row.deleted_at.is_some() {
         return Err(ApiError::new(
@@ -255,14 +344,7 @@ pub async fn download(
         let who = principal(&s, &headers)?;
         let row = s.engine.catalogued(&who, &id)?;
         downloadable(&row)?;
-        s.engine.file_is_here(&row)?;
-        let by = s.tokens.name_of(&headers).unwrap_or_default();
-        let (url, _) = s.urls.sign(
-            row.customer_id.as_deref(),
-            &row.recording_id,
-            unix_now(),
-            &by,
-        );
+        let (url, _) = download_url(&s, &headers, &row)?;
         Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response())
     })
     .await
@@ -284,17 +366,8 @@ pub async fn call_recording(
         let row = s.engine.latest_recording(&who, &call)?;
         let (url, expires) = if row.status == RecordingStatus::Completed && row.deleted_at.is_none()
         {
-            let by = s.tokens.name_of(&headers).unwrap_or_default();
-            let (u, e) = s.urls.sign(
-                row.customer_id.as_deref(),
-                &row.recording_id,
-                unix_now(),
-                &by,
-            );
-            (
-                Some(format!("{}{u}", s.public_url)),
-                Some(rfc3339(std::time::Duration::from_secs(e))),
-            )
+            let (u, e) = download_url(&s, &headers, &row)?;
+            (Some(u), Some(rfc3339(std::time::Duration::from_secs(e))))
         } else {
             (None, None)
         };
@@ -427,12 +500,10 @@ pub async fn file(
             .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?
             .ok_or_else(|| ApiError::from(EngineError::RecordingNotFound(id.clone())))?;
         downloadable(&row)?;
-        s.engine.file_is_here(&row)?;
-        let path = row
-            .path
-            .clone()
-            .ok_or_else(|| ApiError::new(ErrorCode::RecordingDeleted, "no file"))?;
+        let (path, fetched) = file_to_serve(&s, &row)?;
         let stored = Stored::open(s.engine.keyring(), &row, &path)?;
+        // The open file reads on; a fetched copy's name can go now.
+        drop(fetched);
         let etag = stored.etag(&row);
         let size = stored.size();
         if headers

@@ -155,9 +155,24 @@ pub struct Health {
     /// The NATS publisher, when `[events.nats]` is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nats: Option<NatsHealth>,
+    /// The object-store uploader, with `storage.backend = "s3"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uploads: Option<UploadHealth>,
     /// The SIPREC server, when `[siprec]` is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub siprec: Option<SiprecHealth>,
+}
+
+/// The object-store uploader's state.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UploadHealth {
+    pub bucket: String,
+    /// This recorder's finished recordings not yet in the store.
+    pub backlog: u64,
+    /// Uploads done since start.
+    pub uploaded: u64,
+    /// Failed attempts since start (each retried).
+    pub failures: u64,
 }
 
 /// The catalog's state.

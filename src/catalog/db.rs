@@ -363,20 +363,7 @@ pub(crate) enum Db {
     Postgres(PgPoolHolder),
 }
 
-/// Runs `f` where the PostgreSQL client may block: the client drives
-/// each connection on a runtime of its own, which cannot start on a thread
-/// already driving async tasks, so from inside a tokio runtime `f` runs on
-/// a short-lived thread of its own (the daemon's request handlers already
-/// call the catalog from the blocking pool; this covers the rest).
-fn off_async<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return f();
-    }
-    std::thread::scope(|s| match s.spawn(f).join() {
-        Ok(v) => v,
-        Err(panic) => std::panic::resume_unwind(panic),
-    })
-}
+use crate::offload::off_async;
 
 impl Db {
     /// Runs `f` on a connection, each statement on its own.

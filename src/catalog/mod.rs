@@ -22,6 +22,7 @@ mod postgres;
 pub mod reindex;
 #[cfg(test)]
 pub(crate) mod testdb;
+pub mod uploads;
 
 use std::path::Path;
 
@@ -266,6 +267,23 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE recordings ADD COLUMN node_id TEXT NOT NULL DEFAULT '';
     ALTER TABLE webhook_deliveries ADD COLUMN node_id TEXT NOT NULL DEFAULT '';
     CREATE INDEX recordings_node ON recordings(node_id, status);",
+    // 8: the upload queue to object storage (see `uploads`).
+    "CREATE TABLE uploads (
+        customer_id TEXT NOT NULL DEFAULT '',
+        recording_id TEXT NOT NULL,
+        node_id TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        object_key TEXT NOT NULL,
+        local_path TEXT NOT NULL,
+        size_bytes BIGINT NOT NULL DEFAULT 0,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        next_attempt_ms BIGINT NOT NULL,
+        last_error TEXT,
+        queued_ms BIGINT NOT NULL,
+        uploaded_ms BIGINT,
+        PRIMARY KEY (customer_id, recording_id)
+    );
+    CREATE INDEX uploads_due ON uploads(node_id, state, next_attempt_ms);",
 ];
 
 /// The `WHERE` of a filtered list: clauses joined by `AND`, each `?` in a
@@ -937,13 +955,16 @@ impl Catalog {
         })
     }
 
-    /// Bytes of recordings on this node's disk.
+    /// Bytes of recordings on this node's disk (not yet in object
+    /// storage).
     pub fn stored_bytes(&self) -> Result<u64, CatalogError> {
         let node = self.mine().unwrap_or("");
         let v: i64 = self.run(|db| {
             db.query_one(
-                "SELECT CAST(COALESCE(SUM(file_size_bytes), 0) AS BIGINT) FROM recordings
-                 WHERE deleted_at IS NULL AND external = 0 AND (?1 = '' OR node_id = ?1)",
+                "SELECT CAST(COALESCE(SUM(file_size_bytes), 0) AS BIGINT) FROM recordings r
+                 WHERE deleted_at IS NULL AND external = 0 AND (?1 = '' OR node_id = ?1)
+                   AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.customer_id = r.customer_id
+                       AND u.recording_id = r.recording_id AND u.state = 'uploaded')",
                 args![node],
             )?
             .get(0)

@@ -246,6 +246,7 @@ pub const EVENT_NAMES: &[&str] = &[
     "recording.resumed",
     "recording.stopped",
     "recording.completed",
+    "recording.uploaded",
     "recording.failed",
     "recording.discarded",
     "recording.deleted",
@@ -622,6 +623,54 @@ pub struct StorageSection {
     pub path_pattern: String,
     /// Encryption at rest (`[storage.encryption]`).
     pub encryption: EncryptionSection,
+    /// "local" (files stay under `dir`) or "s3" (uploaded at finalize).
+    pub backend: StorageBackend,
+    /// The object store (`[storage.s3]`), with backend = "s3".
+    pub s3: S3Section,
+}
+
+/// Where finished recordings are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    Local,
+    S3,
+}
+
+/// `[storage.s3]`: an S3-compatible object store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Section {
+    /// "https://host:port"; "" = AWS S3 in `region`.
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    /// Put before every object key (e.g. "recordings/").
+    pub prefix: String,
+    /// Path-style requests (`endpoint/bucket/key`), as MinIO and most
+    /// S3-compatible servers want; false = virtual-hosted style.
+    pub path_style: bool,
+    /// A file of `AWS_ACCESS_KEY_ID=…`, `AWS_SECRET_ACCESS_KEY=…` (and
+    /// optionally `AWS_SESSION_TOKEN=…`) lines, mode 0600; "" = those
+    /// environment variables.
+    pub credentials_file: String,
+    /// Files larger than this many MiB go up in parts of this size
+    /// (5-512).
+    pub part_size_mib: u32,
+}
+
+impl Default for S3Section {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            bucket: String::new(),
+            prefix: String::new(),
+            path_style: true,
+            credentials_file: String::new(),
+            part_size_mib: 8,
+        }
+    }
 }
 
 /// `[storage.encryption]`: recordings sealed with AES-256-GCM under a data
@@ -660,6 +709,8 @@ impl Default for StorageSection {
             url_lifetime_s: 86_400,
             path_pattern: "{customer_id}/{yyyy}/{mm}/{dd}/{recording_id}.{ext}".into(),
             encryption: EncryptionSection::default(),
+            backend: StorageBackend::Local,
+            s3: S3Section::default(),
         }
     }
 }
@@ -849,6 +900,38 @@ impl Config {
                 "events.nats.stream",
                 format!("{:?}: A-Z a-z 0-9 _ - only", nats.stream),
             );
+        }
+        let s3 = &self.storage.s3;
+        if self.storage.backend == StorageBackend::S3 {
+            if s3.bucket.is_empty() {
+                bad(
+                    "storage.s3.bucket",
+                    "backend = \"s3\" needs the bucket recordings go to".into(),
+                );
+            }
+            if !s3.endpoint.is_empty()
+                && !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://"))
+            {
+                bad(
+                    "storage.s3.endpoint",
+                    format!(
+                        "{:?}: an http:// or https:// URL, or \"\" for AWS",
+                        s3.endpoint
+                    ),
+                );
+            }
+            if !(5..=512).contains(&s3.part_size_mib) {
+                bad(
+                    "storage.s3.part_size_mib",
+                    format!("{} is outside 5-512", s3.part_size_mib),
+                );
+            }
+            if s3.prefix.starts_with('/') || s3.prefix.contains("..") {
+                bad(
+                    "storage.s3.prefix",
+                    format!("{:?}: no leading / and no ..", s3.prefix),
+                );
+            }
         }
         let cat = &self.catalog;
         if !cat.node_id.is_empty() && !crate::ids::is_valid_id(&cat.node_id) {

@@ -84,6 +84,9 @@ pub struct Engine {
     /// Stop → completed latencies, and bytes finalized.
     finalize_ms: Mutex<Histogram>,
     bytes_finalized: AtomicU64,
+    /// The object store and the uploader's wake-up, with
+    /// `storage.backend = "s3"`.
+    objects: std::sync::OnceLock<(Arc<crate::objects::Objects>, Arc<tokio::sync::Notify>)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -125,7 +128,22 @@ impl Engine {
             keyring,
             finalize_ms: Mutex::new(Histogram::default()),
             bytes_finalized: AtomicU64::new(0),
+            objects: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Finished recordings go to `objects` from now on; `kick` wakes the
+    /// uploader when one is queued.
+    pub fn attach_objects(
+        &self,
+        objects: Arc<crate::objects::Objects>,
+        kick: Arc<tokio::sync::Notify>,
+    ) {
+        let _ = self.objects.set((objects, kick));
+    }
+
+    pub fn objects(&self) -> Option<&Arc<crate::objects::Objects>> {
+        self.objects.get().map(|(o, _)| o)
     }
 
     pub fn events(&self) -> &Arc<EventBus> {

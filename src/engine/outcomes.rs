@@ -225,5 +225,34 @@ impl Engine {
         // customer's alone from now on.
         row.recovery_key = None;
         self.note("completed", self.catalog.put_recording(&row));
+        self.queue_upload(tenant, id, path, info.file_size_bytes, now);
+    }
+
+    /// With object storage: queues the finished file's upload and wakes
+    /// the uploader.
+    fn queue_upload(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        path: &std::path::Path,
+        size: u64,
+        now: std::time::Duration,
+    ) {
+        let Some((objects, kick)) = self.objects.get() else {
+            return;
+        };
+        let key = objects.key_for(&self.storage, path);
+        self.note(
+            "upload queued",
+            self.catalog.queue_upload(
+                tenant,
+                id,
+                &key,
+                &path.to_string_lossy(),
+                size,
+                now.as_millis() as i64,
+            ),
+        );
+        kick.notify_one();
     }
 }

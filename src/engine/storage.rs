@@ -108,6 +108,9 @@ impl Engine {
     }
 
     pub(super) fn remove_files(&self, r: &RecordingRow) {
+        if let Some(objects) = self.objects() {
+            self.remove_objects(objects, r);
+        }
         if let Some(p) = &r.path {
             let p = std::path::Path::new(p);
             for f in [p.to_path_buf(), p.with_extension("json")] {
@@ -117,6 +120,42 @@ impl Engine {
                     tracing::error!(file = %f.display(), error = %e, "could not delete recording file");
                 }
             }
+        }
+    }
+
+    /// Deletes a recording's objects, or drops its upload from the queue
+    /// if it is not in the store yet (the node holding the file removes
+    /// it then).
+    fn remove_objects(&self, objects: &crate::objects::Objects, r: &RecordingRow) {
+        use crate::catalog::uploads::UploadState;
+        let customer = r.customer_id.as_deref();
+        let upload = match self.catalog.upload_of(customer, &r.recording_id) {
+            Ok(Some(u)) => u,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(recording = %r.recording_id, error = %e, "could not read the recording's upload");
+                return;
+            }
+        };
+        match upload.state {
+            UploadState::Uploaded => {
+                let sidecar = crate::objects::Objects::sidecar_key(&upload.object_key);
+                for key in [upload.object_key.as_str(), sidecar.as_str()] {
+                    if let Err(e) = objects.delete(key) {
+                        tracing::error!(recording = %r.recording_id, key, error = %e, "could not delete an object");
+                    }
+                }
+            }
+            UploadState::Pending => {
+                let now = unix_now().as_millis() as i64;
+                self.note(
+                    "upload dropped",
+                    self.catalog
+                        .finish_upload(customer, &r.recording_id, UploadState::Dropped, now)
+                        .map(drop),
+                );
+            }
+            UploadState::Dropped => {}
         }
     }
 
@@ -139,6 +178,11 @@ impl Engine {
         let row = self.catalogued(who, id)?;
         if row.status.in_progress() {
             return Err(EngineError::RecordingBusy(id.into()));
+        }
+        if self.objects().is_none() {
+            // Local storage: only the recorder holding the file can
+            // delete it.
+            self.file_is_here(&row)?;
         }
         let customer = row.customer_id.as_deref();
         if row.deleted_at.is_none() {

@@ -116,6 +116,21 @@ pub enum Event {
     },
     #[serde(rename = "recording.completed")]
     RecordingCompleted(Box<Completed>),
+    /// The file and sidecar are in the object store (`storage.backend =
+    /// "s3"`); the local copy is gone.
+    #[serde(rename = "recording.uploaded")]
+    RecordingUploaded {
+        recording_id: String,
+        call_id: String,
+        customer_id: Option<String>,
+        bucket: String,
+        object_key: String,
+        size_bytes: u64,
+        /// RFC 3339.
+        uploaded_at: String,
+        /// From the recording's completion to the store confirming it.
+        latency_ms: u64,
+    },
     #[serde(rename = "recording.failed")]
     RecordingFailed {
         recording_id: String,
