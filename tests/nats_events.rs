@@ -19,6 +19,10 @@ fn nats_up() -> bool {
     )
     .is_ok();
     if !ok {
+        assert!(
+            std::env::var("RECENGINE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "RECENGINE_REQUIRE_SERVICES=1 but no NATS server answers on 127.0.0.1:4222"
+        );
         eprintln!("SKIP: no NATS server on 127.0.0.1:4222; the JetStream test needs one");
     }
     ok

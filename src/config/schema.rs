@@ -909,8 +909,9 @@ impl Config {
                     "backend = \"s3\" needs the bucket recordings go to".into(),
                 );
             }
-            if !s3.endpoint.is_empty()
-                && !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://"))
+            if !(s3.endpoint.is_empty()
+                || s3.endpoint.starts_with("http://")
+                || s3.endpoint.starts_with("https://"))
             {
                 bad(
                     "storage.s3.endpoint",

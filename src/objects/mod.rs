@@ -112,6 +112,9 @@ impl Objects {
     /// A client for `cfg`'s bucket, with credentials from its file or the
     /// environment.
     pub fn new(cfg: &S3Section) -> Result<Self, ObjectsError> {
+        // TLS to the store is rustls with ring, as the webhook client's
+        // (an error only says another provider was installed first).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let creds: Vec<(String, String)> = if cfg.credentials_file.is_empty() {
             [
                 "AWS_ACCESS_KEY_ID",
