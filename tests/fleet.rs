@@ -369,6 +369,13 @@ fn two_recorders_share_one_catalog_and_one_bucket() {
             "{e}"
         );
     }
+    // Nor can B open a call with the same id while A holds it.
+    let (s, e) = b.request("POST", "/v1/calls", Some(&body.to_string()), Some(ACME));
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (409, Some("held_by_other_node")),
+        "{e}"
+    );
     // Another tenant learns nothing from B either.
     let (s, _) = b.request("POST", "/v1/calls/fleet-1/end", None, Some(GLOBEX));
     assert_eq!(s, 404);
@@ -401,6 +408,8 @@ fn two_recorders_share_one_catalog_and_one_bucket() {
     assert_eq!(list["data"][0]["recording_id"], json!(id), "{list}");
     let (s, detail) = b.request("GET", &format!("/v1/recordings/{id}"), None, Some(ACME));
     assert_eq!(s, 200, "{detail}");
+    assert_eq!(detail["upload"]["state"], "uploaded", "{detail}");
+    assert_eq!(detail["upload"]["object_key"], up["object_key"]);
     let checksum = done["checksum"]["value"].as_str().unwrap();
     assert_eq!(sha256(&download(&b, &id, ACME)), checksum);
     // One idempotency key across the fleet.

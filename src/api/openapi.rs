@@ -129,7 +129,13 @@ pub fn errors_of(method: &str, path: &str) -> Vec<ErrorCode> {
         ("post", "/v1/calls") => vec![
             BODY,
             NEW_WORK,
-            &[InvalidFormat, CallExists, RecordingPathInUse, QuotaExceeded],
+            &[
+                InvalidFormat,
+                CallExists,
+                HeldByOtherNode,
+                RecordingPathInUse,
+                QuotaExceeded,
+            ],
         ],
         ("post", "/v1/call-flows") => vec![BODY, &[InvalidFormat, CallFlowExists]],
         ("get", "/v1/call-flows/{id}") => vec![FLOW],

@@ -113,6 +113,22 @@ fn detail(s: &ApiState, row: &RecordingRow) -> RecordingDetail {
         transcription_status: None,
         metadata: None,
         recording_url: None,
+        upload: s.engine.objects().and_then(|o| {
+            let u = s
+                .engine
+                .catalog()
+                .upload_of(row.customer_id.as_deref(), &row.recording_id)
+                .ok()??;
+            Some(super::views::UploadView {
+                state: u.state.as_str(),
+                bucket: o.bucket().to_owned(),
+                object_key: u.object_key,
+                attempts: u.attempts,
+                uploaded_at: u
+                    .uploaded_ms
+                    .map(|ms| rfc3339(std::time::Duration::from_millis(ms.max(0) as u64))),
+            })
+        }),
         row,
     };
     // Transcription and metadata from a recording log with the same id.

@@ -90,6 +90,25 @@ pub struct RecordingDetail {
     pub metadata: Option<Map<String, Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recording_url: Option<String>,
+    /// With `storage.backend = "s3"`: where the file is in the object
+    /// store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload: Option<UploadView>,
+}
+
+/// A recording's upload to the object store.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UploadView {
+    /// `pending` (queued or being retried), `uploaded`, or `dropped`
+    /// (deleted before it was uploaded).
+    pub state: &'static str,
+    pub bucket: String,
+    pub object_key: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// RFC 3339, once uploaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uploaded_at: Option<String>,
 }
 
 /// The latest recording of a call, with a signed download URL once it is

@@ -618,6 +618,11 @@ impl Catalog {
         }
     }
 
+    /// Records the customer's call as open on this node (a call id may be
+    /// used again once its call ended). Answers the node that holds it
+    /// instead when another recorder has a call with this id open; the
+    /// check and the write are one statement, so two recorders cannot both
+    /// take an id.
     #[allow(clippy::too_many_arguments)]
     pub fn upsert_call(
         &self,
@@ -628,16 +633,25 @@ impl Catalog {
         direction: &str,
         reference_type: &str,
         created_at: &str,
-    ) -> Result<(), CatalogError> {
+    ) -> Result<Option<String>, CatalogError> {
         self.run(|db| {
-            db.execute(
+            let n = db.execute(
                 "INSERT INTO calls (call_id, customer_id, from_number, to_number, direction, reference_type, created_at, node_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT(customer_id, call_id) DO UPDATE SET ended_at = NULL, node_id = excluded.node_id",
+                 ON CONFLICT(customer_id, call_id) DO UPDATE SET ended_at = NULL, node_id = excluded.node_id
+                 WHERE calls.ended_at IS NOT NULL OR calls.node_id = excluded.node_id",
                 args![call_id, scope(customer_id), from, to, direction, reference_type, created_at, &self.node_id],
-            )
-        })?;
-        Ok(())
+            )?;
+            if n == 1 {
+                return Ok(None);
+            }
+            db.query_opt(
+                "SELECT node_id FROM calls WHERE customer_id = ?1 AND call_id = ?2",
+                args![scope(customer_id), call_id],
+            )?
+            .map(|r| r.get(0))
+            .transpose()
+        })
     }
 
     pub fn end_call(

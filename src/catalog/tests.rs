@@ -314,3 +314,83 @@ fn the_audit_chain_finds_edits_deletions_and_survives_retention() {
         ));
     }
 }
+
+/// Two recorders on one PostgreSQL catalog: a call id is held by one node
+/// at a time, each node recovers only its own rows, cursors are per node,
+/// and a delivery is leased by one node only.
+#[test]
+fn two_nodes_share_a_postgres_catalog_without_stepping_on_each_other() {
+    if !super::testdb::postgres_up() {
+        return;
+    }
+    let schema = super::testdb::fresh_schema("two-nodes");
+    let open = |node: &str| {
+        Catalog::open_configured(
+            &super::testdb::postgres_config(&schema, node),
+            Path::new("."),
+        )
+        .unwrap()
+    };
+    let (a, b) = (open("node-a"), open("node-b"));
+    let call = |c: &Catalog| c.upsert_call("c1", Some("acme"), "", "", "inbound", "call", "t");
+    assert_eq!(call(&a).unwrap(), None);
+    assert_eq!(
+        call(&b).unwrap().as_deref(),
+        Some("node-a"),
+        "B cannot take A's open call"
+    );
+    assert_eq!(call(&a).unwrap(), None, "A may upsert its own");
+    assert_eq!(
+        b.open_call_node(Some(Some("acme")), "c1")
+            .unwrap()
+            .as_deref(),
+        Some("node-a")
+    );
+    assert_eq!(b.open_call_node(Some(Some("globex")), "c1").unwrap(), None);
+    // A crash-restarted B ends only its own calls.
+    assert_eq!(b.end_open_calls("t2").unwrap(), 0);
+    a.end_call(Some("acme"), "c1", "t2").unwrap();
+    assert_eq!(call(&b).unwrap(), None, "an ended call's id is free again");
+    // Recordings: each node recovers and retains its own.
+    let mut ra = row("ra", "c1", Some("acme"), 1, "recording");
+    ra.node_id = String::new();
+    a.put_recording(&ra).unwrap();
+    b.put_recording(&row("rb", "c1", Some("acme"), 2, "recording"))
+        .unwrap();
+    let ids =
+        |rows: Vec<RecordingRow>| rows.into_iter().map(|r| r.recording_id).collect::<Vec<_>>();
+    assert_eq!(ids(a.unfinished().unwrap()), ["ra"]);
+    assert_eq!(ids(b.unfinished().unwrap()), ["rb"]);
+    assert_eq!(
+        a.get(Some("acme"), "rb").unwrap().unwrap().node_id,
+        "node-b"
+    );
+    // Event-log cursors are per node.
+    a.set_cursor("nats_cursor:X", 7).unwrap();
+    assert_eq!(b.cursor("nats_cursor:X").unwrap(), 0);
+    // A delivery is leased by one node only.
+    let d = super::outbox::NewDelivery {
+        endpoint: "crm",
+        event_seq: 1,
+        event: "call.created",
+        body: "{}",
+    };
+    a.enqueue_deliveries(&[d], 1, 0, "t").unwrap();
+    let d = super::outbox::NewDelivery {
+        endpoint: "crm",
+        event_seq: 1,
+        event: "call.created",
+        body: "{}",
+    };
+    b.enqueue_deliveries(&[d], 1, 0, "t").unwrap();
+    let leased_a = a.lease_due_deliveries(10, 5000, 10).unwrap();
+    let leased_b = b.lease_due_deliveries(10, 5000, 10).unwrap();
+    assert_eq!(
+        leased_a.len() + leased_b.len(),
+        2,
+        "seq 1 of each node is its own delivery, and each is leased once"
+    );
+    assert_eq!(leased_a.len(), 2);
+    drop((a, b));
+    super::testdb::drop_schema(&schema);
+}

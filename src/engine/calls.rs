@@ -260,18 +260,26 @@ impl Engine {
                 return Err(e);
             }
         }
-        self.note(
-            "call",
-            self.catalog.upsert_call(
-                &call_id,
-                who.tenant().as_deref(),
-                &req.from,
-                &req.to,
-                req.direction.as_str(),
-                req.reference_type.as_str(),
-                &rfc3339(unix_now()),
-            ),
-        );
+        match self.catalog.upsert_call(
+            &call_id,
+            who.tenant().as_deref(),
+            &req.from,
+            &req.to,
+            req.direction.as_str(),
+            req.reference_type.as_str(),
+            &rfc3339(unix_now()),
+        ) {
+            Ok(None) => {}
+            Ok(Some(node)) => {
+                // Another recorder of the fleet has this call open.
+                self.discard_call(&key);
+                return Err(EngineError::HeldByOtherNode {
+                    what: format!("call {call_id}"),
+                    node,
+                });
+            }
+            Err(e) => self.note("call", Err(e)),
+        }
         self.emit(Event::CallCreated {
             call_id: call_id.clone(),
             customer_id: who.tenant(),
