@@ -14,6 +14,11 @@
 //!         # doubles N from 200 until the engine drops a packet (at most
 //!         # E2E_SEARCH_MAX, default 1600), then bisects to within 5 %
 //!     E2E_ENCRYPT=1 cargo bench --bench e2e           # encryption at rest on
+//!     E2E_S3=1 cargo bench --bench e2e                # recordings uploaded to an
+//!         # S3 server on loopback (s3s-fs, in this process); reports
+//!         # completion-to-durable latency p50/p99 from recording.uploaded
+//!     E2E_PG=1 cargo bench --bench e2e                # catalog on the PostgreSQL
+//!         # at 127.0.0.1:5432 (database test), a fresh schema per case
 //!
 //! The load generator runs in this process on the same machine, as it
 //! would in a single-box benchmark; its own schedule slip is reported so a
@@ -118,6 +123,57 @@ fn percentile(text: &str, p: f64) -> f64 {
     f64::INFINITY
 }
 
+/// An S3 server (s3s-fs) on 127.0.0.1 in this process, for `E2E_S3`.
+fn start_s3(root: &Path) -> std::net::SocketAddr {
+    let _ = std::fs::remove_dir_all(root);
+    std::fs::create_dir_all(root.join("bench")).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let root = root.to_path_buf();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let fs = s3s_fs::FileSystem::new(&root).unwrap();
+            let mut b = s3s::service::S3ServiceBuilder::new(fs);
+            b.set_auth(s3s::auth::SimpleAuth::from_single(
+                "bench",
+                "bench-secret-key",
+            ));
+            let service = b.build();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone());
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+        });
+    });
+    rx.recv().unwrap()
+}
+
+/// Completion-to-durable latencies (ms) of every `recording.uploaded` in
+/// the daemon's event log, sorted.
+fn upload_latencies(dir: &Path) -> Vec<u64> {
+    let log = std::fs::read_to_string(dir.join("storage/events.log")).unwrap_or_default();
+    let mut out: Vec<u64> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "recording.uploaded")
+        .filter_map(|e| e["data"]["latency_ms"].as_u64())
+        .collect();
+    out.sort_unstable();
+    out
+}
+
 fn start_daemon(dir: &Path, rate: u32, calls: usize) -> (Child, std::net::SocketAddr, String) {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).unwrap();
@@ -136,6 +192,38 @@ fn start_daemon(dir: &Path, rate: u32, calls: usize) -> (Child, std::net::Socket
         config.push_str(&format!(
             "[storage.encryption]\nenabled = true\nkey_id = \"bench\"\nkeys = [{{ id = \"bench\", file = \"{}\" }}]\n",
             key.display()
+        ));
+    }
+    if std::env::var_os("E2E_S3").is_some() {
+        let addr = start_s3(&dir.join("s3"));
+        let creds = dir.join("s3.credentials");
+        std::fs::write(
+            &creds,
+            "AWS_ACCESS_KEY_ID=bench\nAWS_SECRET_ACCESS_KEY=bench-secret-key\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // Appended after [storage]: a second [storage] table is refused, so
+        // the backend goes in as a dotted key of its own table.
+        config = config.replace("[storage]\n", "[storage]\nbackend = \"s3\"\n");
+        config.push_str(&format!(
+            "[storage.s3]\nendpoint = \"http://{addr}\"\nbucket = \"bench\"\ncredentials_file = \"{}\"\n",
+            creds.display()
+        ));
+    }
+    if std::env::var_os("E2E_PG").is_some() {
+        let schema = format!(
+            "e2e_{}",
+            dir.file_name().unwrap().to_string_lossy().replace('-', "_")
+        );
+        if let Ok(mut c) =
+            postgres::Client::connect("postgres://postgres@127.0.0.1:5432/test", postgres::NoTls)
+        {
+            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+        }
+        config.push_str(&format!(
+            "[catalog]\nbackend = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:5432/test\"\nschema = \"{schema}\"\nnode_id = \"bench\"\n"
         ));
     }
     std::fs::write(dir.join("engine.toml"), config).unwrap();
@@ -212,6 +300,27 @@ fn measure(case: &Case, calls: usize, secs: u64, base: &Path) -> Value {
         t
     };
     let _ = http_json(api, "GET", "/healthz", &token, None);
+    // With E2E_S3: wait (at most 60 s) for the uploads to drain, then read
+    // their latencies.
+    let uploads = std::env::var_os("E2E_S3").is_some().then(|| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while upload_latencies(&dir).len() < calls && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let l = upload_latencies(&dir);
+        let at = |p: f64| {
+            l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+                .copied()
+        };
+        println!(
+            "  uploads: {} of {calls}; completion-to-durable p50 {:?} ms, p99 {:?} ms, max {:?} ms",
+            l.len(),
+            at(0.5),
+            at(0.99),
+            l.last()
+        );
+        json!({"uploaded": l.len(), "p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": l.last()})
+    });
     let call_minutes = calls as f64 * secs as f64 / 60.0;
     let cpu_per = (cpu1 - cpu0) / call_minutes;
     let per_call_kib = hwm.saturating_sub(rss_idle) as f64 / calls as f64;
@@ -241,7 +350,7 @@ fn measure(case: &Case, calls: usize, secs: u64, base: &Path) -> Value {
         "generator_max_slip_ms": report.max_slip_ms, "idle_cpu_s": rss_idle_cpu,
         "verified": checked.as_ref().map(|c| c.recordings), "verify_failed": checked.as_ref().map(|c| c.failed),
         "max_misalignment_samples": checked.as_ref().map(|c| c.max_misalignment_samples),
-        "worst_correlation": checked.as_ref().map(|c| c.worst_correlation)});
+        "worst_correlation": checked.as_ref().map(|c| c.worst_correlation), "uploads": uploads});
     // SAFETY: kill(2) on our own child.
     unsafe {
         libc::kill(pid as i32, libc::SIGTERM);

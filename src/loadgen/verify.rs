@@ -375,11 +375,20 @@ fn fetch(
         )));
     }
     let url = summary["url"].as_str().unwrap_or_default();
-    let file_path = url
-        .find("/v1/")
-        .map(|i| &url[i..])
-        .ok_or_else(|| Error::Invalid(format!("no download URL in {summary}")))?;
-    let (status, bytes) = http_request(api, "GET", file_path, None, &[])?;
+    let (status, bytes) = match url.find("/v1/files/") {
+        Some(i) => http_request(api, "GET", &url[i..], None, &[])?,
+        // A pre-signed URL of the object store (storage.backend = "s3").
+        None => {
+            let rest = url
+                .strip_prefix("http://")
+                .ok_or_else(|| Error::Invalid(format!("no download URL in {summary}")))?;
+            let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let addr: SocketAddr = host.parse().map_err(|_| {
+                Error::Invalid(format!("download URL host {host:?} is not an address"))
+            })?;
+            http_request(addr, "GET", path, None, &[])?
+        }
+    };
     if status != 200 {
         return Err(Error::Invalid(format!("download: HTTP {status}")));
     }
