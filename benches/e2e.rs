@@ -28,6 +28,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../tests/s3/server.rs"]
+mod s3_server;
+
 use recengine::loadgen::verify::{VerifyOptions, verify};
 use recengine::loadgen::{LoadCodec, LoadgenOptions, http_json, run};
 use serde_json::{Value, json};
@@ -123,43 +126,6 @@ fn percentile(text: &str, p: f64) -> f64 {
     f64::INFINITY
 }
 
-/// An S3 server (s3s-fs) on 127.0.0.1 in this process, for `E2E_S3`.
-fn start_s3(root: &Path) -> std::net::SocketAddr {
-    let _ = std::fs::remove_dir_all(root);
-    std::fs::create_dir_all(root.join("bench")).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let root = root.to_path_buf();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let fs = s3s_fs::FileSystem::new(&root).unwrap();
-            let mut b = s3s::service::S3ServiceBuilder::new(fs);
-            b.set_auth(s3s::auth::SimpleAuth::from_single(
-                "bench",
-                "bench-secret-key",
-            ));
-            let service = b.build();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            loop {
-                let Ok((socket, _)) = listener.accept().await else {
-                    continue;
-                };
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone());
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
-        });
-    });
-    rx.recv().unwrap()
-}
-
 /// Completion-to-durable latencies (ms) of every `recording.uploaded` in
 /// the daemon's event log, sorted.
 fn upload_latencies(dir: &Path) -> Vec<u64> {
@@ -195,22 +161,15 @@ fn start_daemon(dir: &Path, rate: u32, calls: usize) -> (Child, std::net::Socket
         ));
     }
     if std::env::var_os("E2E_S3").is_some() {
-        let addr = start_s3(&dir.join("s3"));
-        let creds = dir.join("s3.credentials");
-        std::fs::write(
-            &creds,
-            "AWS_ACCESS_KEY_ID=bench\nAWS_SECRET_ACCESS_KEY=bench-secret-key\n",
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
-        // Appended after [storage]: a second [storage] table is refused, so
-        // the backend goes in as a dotted key of its own table.
-        config = config.replace("[storage]\n", "[storage]\nbackend = \"s3\"\n");
-        config.push_str(&format!(
-            "[storage.s3]\nendpoint = \"http://{addr}\"\nbucket = \"bench\"\ncredentials_file = \"{}\"\n",
-            creds.display()
-        ));
+        let server = s3_server::S3Server::start(&dir.join("s3"), "bench");
+        // Appended after [storage]: one table each, so the backend goes
+        // into the existing [storage] and [storage.s3] is added.
+        let toml = server.storage_toml(&dir.join("secrets"), "bench");
+        let (backend, s3) = toml.split_once("\n\n").unwrap();
+        config = config.replace("[storage]\n", &format!("{}\n", backend.trim_end()));
+        config.push_str(s3);
+        // The server lives as long as the bench process.
+        std::mem::forget(server);
     }
     if std::env::var_os("E2E_PG").is_some() {
         let schema = format!(

@@ -8,131 +8,26 @@
 //! the PostgreSQL server on 127.0.0.1:5432 and skips with a message
 //! without one (a failure under `RECENGINE_REQUIRE_SERVICES=1`, as in CI).
 
+#[path = "s3/server.rs"]
+mod s3_server;
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use s3_server::S3Server;
 use serde_json::{Value, json};
 use support::*;
 
-const ACCESS_KEY: &str = "recengine-test";
-const SECRET_KEY: &str = "recengine-test-secret-key";
 const BUCKET: &str = "recordings";
 
-/// An S3 server (s3s-fs) on 127.0.0.1, storing under `root/<bucket>/`.
-struct S3Server {
-    addr: SocketAddr,
-    root: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl S3Server {
-    fn start(name: &str) -> Self {
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("s3-{name}"));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(root.join(BUCKET)).unwrap();
-        Self::serve(root, "127.0.0.1:0".parse().unwrap())
-    }
-
-    fn serve(root: PathBuf, addr: SocketAddr) -> Self {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let fs_root = root.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                use hyper_util::rt::TokioIo;
-                let fs = s3s_fs::FileSystem::new(&fs_root).unwrap();
-                let mut b = s3s::service::S3ServiceBuilder::new(fs);
-                b.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-                let service = b.build();
-                let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let mut rx = rx;
-                loop {
-                    let (socket, _) = tokio::select! {
-                        r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
-                        _ = &mut rx => break,
-                    };
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(socket), service.clone());
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                }
-            });
-            // Dropping the runtime drops every open connection too: the
-            // server is gone, as if its process had died.
-            drop(rt);
-        });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        Self {
-            addr,
-            root,
-            stop: Some(tx),
-            thread: Some(thread),
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-
-    /// Serves again on the same port.
-    fn restart(&mut self) {
-        self.stop();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if std::net::TcpListener::bind(self.addr).is_ok() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "port {} stays taken", self.addr);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        *self = Self::serve(self.root.clone(), self.addr);
-    }
-
-    /// The object's bytes as the server stores them, if it has it.
-    fn object(&self, key: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.root.join(BUCKET).join(key)).ok()
-    }
-
-    /// The `[storage]` settings that put a daemon's recordings here.
-    fn storage_toml(&self, dir: &Path) -> String {
-        let creds = dir.join("s3.credentials");
-        std::fs::create_dir_all(dir).unwrap();
-        std::fs::write(
-            &creds,
-            format!("AWS_ACCESS_KEY_ID={ACCESS_KEY}\nAWS_SECRET_ACCESS_KEY={SECRET_KEY}\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
-        format!(
-            "[storage]\nbackend = \"s3\"\n\n[storage.s3]\nendpoint = \"http://{}\"\nbucket = \"{BUCKET}\"\nprefix = \"fleet/\"\ncredentials_file = \"{}\"\n",
-            self.addr,
-            creds.display()
-        )
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
+fn s3(name: &str) -> S3Server {
+    S3Server::start(
+        &Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("s3-{name}")),
+        BUCKET,
+    )
 }
 
 /// GET of an absolute http://127.0.0.1 URL (a pre-signed one): status and
@@ -207,13 +102,13 @@ fn wait_for_backlog(d: &Daemon, n: u64) {
 
 #[test]
 fn uploads_wait_out_an_object_store_outage_and_nothing_is_lost() {
-    let mut s3 = S3Server::start("outage");
+    let mut s3 = s3("outage");
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("daemon-fleet-outage");
     let _ = std::fs::remove_dir_all(&dir);
     if catalog_on_postgres() {
         drop_pg_schema(&pg_schema("fleet-outage"));
     }
-    let storage = s3.storage_toml(&dir.join("secrets"));
+    let storage = s3.storage_toml(&dir.join("secrets"), BUCKET);
     let d = Daemon::launch("fleet-outage", &dir, &storage, 4);
 
     // While the store answers: uploaded, local copy gone, served pre-signed.
@@ -227,11 +122,11 @@ fn uploads_wait_out_an_object_store_outage_and_nothing_is_lost() {
     assert_eq!(up["bucket"], BUCKET);
     let key = up["object_key"].as_str().unwrap();
     assert!(key.starts_with("fleet/acme/"), "{key}");
-    let stored = s3.object(key).expect("the object is in the store");
+    let stored = s3.object(BUCKET, key).expect("the object is in the store");
     let checksum = done["checksum"]["value"].as_str().unwrap();
     assert_eq!(sha256(&stored), checksum);
     assert!(
-        s3.object(&key.replace(".wav", ".json")).is_some(),
+        s3.object(BUCKET, &key.replace(".wav", ".json")).is_some(),
         "the sidecar is beside it"
     );
     let local = PathBuf::from(done["path"].as_str().unwrap());
@@ -284,7 +179,9 @@ fn uploads_wait_out_an_object_store_outage_and_nothing_is_lost() {
             .iter()
             .find(|u| u["recording_id"] == done["recording_id"])
             .expect("every queued recording is uploaded");
-        let stored = s3.object(up["object_key"].as_str().unwrap()).unwrap();
+        let stored = s3
+            .object(BUCKET, up["object_key"].as_str().unwrap())
+            .unwrap();
         assert_eq!(sha256(&stored), done["checksum"]["value"].as_str().unwrap());
         assert!(!Path::new(done["path"].as_str().unwrap()).exists());
     }
@@ -296,10 +193,10 @@ fn uploads_wait_out_an_object_store_outage_and_nothing_is_lost() {
     let (s, _) = d.request("DELETE", &format!("/v1/recordings/{id}"), None, Some(ACME));
     assert_eq!(s, 200);
     assert!(
-        s3.object(key).is_none(),
+        s3.object(BUCKET, key).is_none(),
         "the object went with the recording"
     );
-    assert!(s3.object(&key.replace(".wav", ".json")).is_none());
+    assert!(s3.object(BUCKET, &key.replace(".wav", ".json")).is_none());
 }
 
 /// Waits for an event named `name` whose data has `field` = `value`.
@@ -324,7 +221,7 @@ fn two_recorders_share_one_catalog_and_one_bucket() {
     if !pg_up() {
         return;
     }
-    let s3 = S3Server::start("two");
+    let s3 = s3("two");
     let schema = "fleet_two";
     drop_pg_schema(schema);
     let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
@@ -333,7 +230,7 @@ fn two_recorders_share_one_catalog_and_one_bucket() {
         let _ = std::fs::remove_dir_all(&dir);
         let extra = format!(
             "{}\n[catalog]\nbackend = \"postgres\"\nurl = \"{}\"\nschema = \"{schema}\"\nnode_id = \"{name}\"\n",
-            s3.storage_toml(&dir.join("secrets")),
+            s3.storage_toml(&dir.join("secrets"), BUCKET),
             pg_url()
         );
         (dir, extra)
@@ -430,7 +327,10 @@ fn two_recorders_share_one_catalog_and_one_bucket() {
     // B deletes it: the objects go, A sees the tombstone.
     let (s, _) = b.request("DELETE", &format!("/v1/recordings/{id}"), None, Some(ACME));
     assert_eq!(s, 200);
-    assert!(s3.object(up["object_key"].as_str().unwrap()).is_none());
+    assert!(
+        s3.object(BUCKET, up["object_key"].as_str().unwrap())
+            .is_none()
+    );
     let (_, row) = a.request("GET", &format!("/v1/recordings/{id}"), None, Some(ACME));
     assert_eq!(row["status"], "deleted", "{row}");
 

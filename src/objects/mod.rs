@@ -178,16 +178,19 @@ impl Objects {
         &self.bucket
     }
 
+    fn runtime(&self) -> Result<&tokio::runtime::Runtime, ObjectsError> {
+        self.rt
+            .as_ref()
+            .ok_or_else(|| ObjectsError::Runtime("stopped".into()))
+    }
+
     /// Runs `fut` on this module's runtime and waits for it (from any
     /// thread that may block).
     fn block<T: Send + 'static>(
         &self,
         fut: impl std::future::Future<Output = Result<T, ObjectsError>> + Send + 'static,
     ) -> Result<T, ObjectsError> {
-        let rt = self
-            .rt
-            .as_ref()
-            .ok_or_else(|| ObjectsError::Runtime("stopped".into()))?;
+        let rt = self.runtime()?;
         let handle = rt.spawn(fut);
         crate::offload::off_async(|| {
             rt.block_on(handle)
@@ -200,11 +203,8 @@ impl Objects {
         &self,
         fut: impl std::future::Future<Output = Result<T, ObjectsError>> + Send + 'static,
     ) -> Result<T, ObjectsError> {
-        let rt = self
-            .rt
-            .as_ref()
-            .ok_or_else(|| ObjectsError::Runtime("stopped".into()))?;
-        rt.spawn(fut)
+        self.runtime()?
+            .spawn(fut)
             .await
             .map_err(|e| ObjectsError::Runtime(e.to_string()))?
     }
