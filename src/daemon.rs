@@ -429,7 +429,7 @@ async fn serve(
                 // pool, so a slow or locked database never holds the
                 // runtime's thread (and with it every connection).
                 let engine = engine.clone();
-                let chores = tokio::task::spawn_blocking(move || {
+                let chores = crate::offload::spawn_blocking(move || {
                     engine.housekeeping();
                     if n.is_multiple_of(240) {
                         engine.expire_idempotency_keys();

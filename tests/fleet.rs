@@ -235,6 +235,21 @@ fn two_recorders_share_one_catalog_and_one_bucket() {
         );
         (dir, extra)
     };
+    // With NATS: both recorders publish into one stream.
+    let nats = nats_up();
+    let nats_stream = format!("FLEET_TWO_{}", std::process::id());
+    let events_toml = if nats {
+        format!(
+            "\n[events.nats]\nurl = \"nats://127.0.0.1:4222\"\nstream = \"{nats_stream}\"\nsubject_prefix = \"fleettwo{}\"\n",
+            std::process::id()
+        )
+    } else {
+        String::new()
+    };
+    let node = |name: &str| {
+        let (dir, extra) = node(name);
+        (dir, extra + &events_toml)
+    };
     let (dir_a, extra_a) = node("node-a");
     let (dir_b, extra_b) = node("node-b");
     let mut a = Daemon::launch("fleet-a", &dir_a, &extra_a, 4);
@@ -377,7 +392,92 @@ fn two_recorders_share_one_catalog_and_one_bucket() {
     // The crashed call is ended, so B no longer names A for it.
     let (s, e) = b.request("POST", "/v1/calls/fleet-2/end", None, Some(ACME));
     assert_eq!(s, 404, "{e}");
+    // One event stream for the fleet: every message names its node and
+    // seq, each node's seqs in order and none twice.
+    if nats {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let msgs = rt.block_on(read_stream(&nats_stream, 20));
+        for n in ["node-a", "node-b"] {
+            let seqs: Vec<u64> = msgs
+                .iter()
+                .filter_map(|(_, id, _)| id.strip_prefix(&format!("{n}-"))?.parse().ok())
+                .collect();
+            assert!(!seqs.is_empty(), "nothing from {n} in {msgs:?}");
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{n}: {seqs:?}");
+        }
+        assert!(
+            msgs.iter().any(|(s, id, e)| id.starts_with("node-a-")
+                && e["event"] == "recording.uploaded"
+                && s.ends_with("recording.uploaded")),
+            "A's uploads are in the stream"
+        );
+    }
     drop(a);
     drop(b);
+    drop_pg_schema(schema);
+}
+
+/// `recengine check --connect` connects to the PostgreSQL catalog and lists
+/// the bucket, and names the one that does not answer.
+#[test]
+fn check_connect_tries_the_catalog_and_the_object_store() {
+    if !pg_up() {
+        return;
+    }
+    let mut s3 = s3("check");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fleet-check");
+    let _ = std::fs::remove_dir_all(&dir);
+    let schema = "fleet_check";
+    let config = format!(
+        "{}\n[catalog]\nbackend = \"postgres\"\nurl = \"{}\"\nschema = \"{schema}\"\nnode_id = \"checker\"\n",
+        s3.storage_toml(&dir, BUCKET),
+        pg_url()
+    );
+    let path = dir.join("engine.toml");
+    std::fs::write(&path, &config).unwrap();
+    let check = |path: &Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_recengine"))
+            .args(["check", "--connect", "-c"])
+            .arg(path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, text) = check(&path);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("catalog postgres") && text.contains("schema 8"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("bucket {BUCKET}")) && text.contains("OK"),
+        "{text}"
+    );
+    s3.stop();
+    let (ok, text) = check(&path);
+    assert!(!ok, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("object store") && l.contains("FAILED")),
+        "{text}"
+    );
+    // A wrong database names the catalog, and never prints a password.
+    let bad = config.replace(&pg_url(), "postgres://rec:s3cret@127.0.0.1:1/test");
+    std::fs::write(&path, bad).unwrap();
+    let (ok, text) = check(&path);
+    assert!(!ok, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("catalog postgres") && l.contains("FAILED")),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
     drop_pg_schema(schema);
 }

@@ -243,7 +243,7 @@ pub async fn record(State(s): State<Arc<ApiState>>, req: Request, next: Next) ->
         detail: p.detail,
     };
     let catalog = s.engine.catalog().clone();
-    let written = tokio::task::spawn_blocking(move || catalog.append_audit(&entry)).await;
+    let written = crate::offload::spawn_blocking(move || catalog.append_audit(&entry)).await;
     match written {
         Ok(Ok(_)) => response,
         Ok(Err(e)) => refuse(&e.to_string(), changes && status.is_success()),

@@ -68,11 +68,13 @@ type ApiResult = Result<Response, ApiError>;
 /// async runtime's poll: the runtime has few threads (one on a two-core
 /// box), and one slow disk write would stall every connection.
 async fn blocking(work: impl FnOnce() -> ApiResult + Send + 'static) -> ApiResult {
-    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
-        Err(ApiError::from(crate::engine::EngineError::Internal(
-            format!("a request's engine work failed: {e}"),
-        )))
-    })
+    crate::offload::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| {
+            Err(ApiError::from(crate::engine::EngineError::Internal(
+                format!("a request's engine work failed: {e}"),
+            )))
+        })
 }
 
 fn ok(status: StatusCode, value: impl serde::Serialize) -> ApiResult {
@@ -218,7 +220,7 @@ async fn healthz(State(s): State<Arc<ApiState>>) -> Response {
     let catalog = s.engine.catalog().clone();
     let reachable = if catalog.is_shared() {
         // Off the runtime (the client blocks), and never for long.
-        let ping = tokio::task::spawn_blocking(move || catalog.ping().is_ok());
+        let ping = crate::offload::spawn_blocking(move || catalog.ping().is_ok());
         Some(matches!(
             tokio::time::timeout(std::time::Duration::from_secs(2), ping).await,
             Ok(Ok(true))

@@ -609,7 +609,7 @@ pub async fn file(
                     let chunk = match first {
                         Some(c) => Ok(c),
                         // Off the runtime's threads, as every file read.
-                        None => tokio::task::spawn_blocking(move || {
+                        None => crate::offload::spawn_blocking(move || {
                             stored.read_chunk(at, left.min(CHUNK as u64) as usize)
                         })
                         .await

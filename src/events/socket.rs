@@ -118,9 +118,10 @@ async fn client(stream: UnixStream, bus: Arc<EventBus>) -> io::Result<()> {
         last = since;
         loop {
             let reader = bus.clone();
-            let page = tokio::task::spawn_blocking(move || reader.replay_page(last, REPLAY_PAGE))
-                .await
-                .map_err(io::Error::other)??;
+            let page =
+                crate::offload::spawn_blocking(move || reader.replay_page(last, REPLAY_PAGE))
+                    .await
+                    .map_err(io::Error::other)??;
             for e in &page {
                 send(&mut write, &e.json).await?;
                 last = e.seq;

@@ -202,7 +202,7 @@ impl Dispatcher {
         work: impl FnOnce(&Dispatcher) -> T + Send + 'static,
     ) -> Option<T> {
         let this = self.clone();
-        match tokio::task::spawn_blocking(move || work(&this)).await {
+        match crate::offload::spawn_blocking(move || work(&this)).await {
             Ok(v) => Some(v),
             Err(e) => {
                 tracing::error!(error = %e, "webhooks: outbox work failed");

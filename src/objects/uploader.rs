@@ -19,6 +19,9 @@ use crate::catalog::uploads::{UploadRow, UploadState};
 use crate::events::{Event, EventBus};
 use crate::timefmt::{rfc3339, unix_now};
 
+/// Uploads in flight at once.
+const PARALLEL_UPLOADS: usize = 8;
+
 /// Counters for `/metrics` and `/healthz`.
 #[derive(Debug, Default)]
 pub struct UploadStats {
@@ -112,7 +115,7 @@ async fn catalog<T: Send + 'static>(
     f: impl FnOnce(&Catalog) -> Result<T, crate::catalog::CatalogError> + Send + 'static,
 ) -> Result<T, crate::catalog::CatalogError> {
     let c = c.clone();
-    tokio::task::spawn_blocking(move || f(&c))
+    crate::offload::spawn_blocking(move || f(&c))
         .await
         .unwrap_or_else(|e| Err(crate::catalog::CatalogError::Invalid(e.to_string())))
 }
@@ -120,7 +123,10 @@ async fn catalog<T: Send + 'static>(
 async fn run(ctx: Ctx, kick: Arc<Notify>, stop: Arc<Notify>) {
     loop {
         let now = unix_now().as_millis() as i64;
-        let due = catalog(&ctx.catalog, move |c| c.due_uploads(now, 4)).await;
+        let due = catalog(&ctx.catalog, move |c| {
+            c.due_uploads(now, 2 * PARALLEL_UPLOADS as u32)
+        })
+        .await;
         let backlog = catalog(&ctx.catalog, |c| c.upload_backlog()).await;
         if let Ok(n) = backlog {
             ctx.stats.backlog.store(n, Ordering::Relaxed);
@@ -147,11 +153,16 @@ async fn run(ctx: Ctx, kick: Arc<Notify>, stop: Arc<Notify>) {
             }
             continue;
         }
-        for u in due {
-            tokio::select! {
-                () = stop.notified() => return,
-                () = upload_one(&ctx, u) => {}
-            }
+        // A few at once: when many calls end together (a shift change),
+        // one slow object does not hold up the rest.
+        let round = futures_util::StreamExt::for_each_concurrent(
+            futures_util::stream::iter(due),
+            PARALLEL_UPLOADS,
+            |u| upload_one(&ctx, u),
+        );
+        tokio::select! {
+            () = stop.notified() => return,
+            () = round => {}
         }
     }
 }

@@ -543,3 +543,60 @@ pub fn record_tone_call(d: &Daemon, token: &str, body: &Value, hz: f64) -> Value
     let events = ev.until("recording.completed", Duration::from_secs(10));
     events.last().expect("recording.completed")["data"].clone()
 }
+
+/// Whether a NATS server answers on 127.0.0.1:4222 (else a message, or
+/// a failure under `RECENGINE_REQUIRE_SERVICES=1`).
+pub fn nats_up() -> bool {
+    let ok = TcpStream::connect_timeout(&"127.0.0.1:4222".parse().unwrap(), Duration::from_secs(1))
+        .is_ok();
+    if !ok {
+        assert!(
+            std::env::var("RECENGINE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "RECENGINE_REQUIRE_SERVICES=1 but no NATS server answers on 127.0.0.1:4222"
+        );
+        eprintln!("SKIP: no NATS server on 127.0.0.1:4222; the JetStream test needs one");
+    }
+    ok
+}
+
+/// Every message now in `stream`: (subject, Nats-Msg-Id, event JSON).
+pub async fn read_stream(stream: &str, want: usize) -> Vec<(String, String, Value)> {
+    use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+    use futures_util::StreamExt;
+    let client = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = js.get_stream(stream).await.unwrap();
+        let consumer = s
+            .create_consumer(pull::Config {
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1000)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        while let Some(Ok(m)) = batch.next().await {
+            let id = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            let v: Value = serde_json::from_slice(&m.payload).unwrap();
+            out.push((m.subject.to_string(), id, v));
+            let _ = m.ack().await;
+        }
+        if out.len() >= want || tokio::time::Instant::now() > deadline {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
