@@ -8,6 +8,7 @@
 //! Values cross the interface as [`Value`]: integers (every integer
 //! column is a 64-bit `BIGINT` on PostgreSQL), text, or NULL.
 
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::sync::Mutex;
 
@@ -253,6 +254,11 @@ impl ToSql for Value {
                 Type::BOOL => (*i != 0).to_sql(ty, out),
                 _ => Err(format!("an integer bound where PostgreSQL wants {ty}").into()),
             },
+            // PostgreSQL text cannot hold NUL. Nothing stored holds one
+            // (ids are checked, audit entries escape it), so a lookup by a
+            // hostile id with a NUL must find nothing, as on SQLite: U+FFFD
+            // in its place cannot match either.
+            Value::Text(s) if s.contains('\0') => s.replace('\0', "\u{FFFD}").to_sql(ty, out),
             Value::Text(s) => s.as_str().to_sql(ty, out),
         }
     }
@@ -304,7 +310,63 @@ fn pg_value(row: &postgres::Row, i: usize) -> Result<Value, CatalogError> {
     Ok(v.unwrap_or(Value::Null))
 }
 
-pub(crate) struct PgConn<'a, C: postgres::GenericClient>(pub(crate) &'a mut C);
+/// Statements kept per connection.
+const MAX_STATEMENTS: usize = 256;
+
+/// A pooled PostgreSQL connection and the statements prepared on it: each
+/// catalog query is parsed and planned once per connection, then only
+/// bound and executed (one round trip instead of two).
+pub(crate) struct CachedClient {
+    client: postgres::Client,
+    statements: HashMap<String, postgres::Statement>,
+}
+
+/// Opens [`CachedClient`]s for the pool.
+#[derive(Debug)]
+pub(crate) struct PgManager(pub(crate) PostgresConnectionManager<postgres::NoTls>);
+
+impl r2d2::ManageConnection for PgManager {
+    type Connection = CachedClient;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<CachedClient, postgres::Error> {
+        Ok(CachedClient {
+            client: self.0.connect()?,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, c: &mut CachedClient) -> Result<(), postgres::Error> {
+        self.0.is_valid(&mut c.client)
+    }
+
+    fn has_broken(&self, c: &mut CachedClient) -> bool {
+        self.0.has_broken(&mut c.client)
+    }
+}
+
+/// A client or a transaction on one, with the connection's statements.
+pub(crate) struct PgConn<'a, C: postgres::GenericClient> {
+    client: &'a mut C,
+    statements: &'a mut HashMap<String, postgres::Statement>,
+}
+
+impl<C: postgres::GenericClient> PgConn<'_, C> {
+    /// The statement for `sql`, prepared on first use.
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, CatalogError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(&to_postgres(sql))?;
+        // Pages put their LIMIT and OFFSET in the text: keep the cache
+        // bounded (dropping a Statement closes it on the server).
+        if self.statements.len() >= MAX_STATEMENTS {
+            self.statements.clear();
+        }
+        self.statements.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+}
 
 impl<C: postgres::GenericClient> Sql for PgConn<'_, C> {
     fn dialect(&self) -> Dialect {
@@ -313,12 +375,14 @@ impl<C: postgres::GenericClient> Sql for PgConn<'_, C> {
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, CatalogError> {
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
-        Ok(self.0.execute(to_postgres(sql).as_str(), &refs)?)
+        let statement = self.statement(sql)?;
+        Ok(self.client.execute(&statement, &refs)?)
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, CatalogError> {
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
-        let rows = self.0.query(to_postgres(sql).as_str(), &refs)?;
+        let statement = self.statement(sql)?;
+        let rows = self.client.query(&statement, &refs)?;
         rows.iter()
             .map(|r| {
                 (0..r.len())
@@ -331,7 +395,7 @@ impl<C: postgres::GenericClient> Sql for PgConn<'_, C> {
 }
 
 /// A pool of PostgreSQL connections.
-pub(crate) type PgPool = r2d2::Pool<PostgresConnectionManager<postgres::NoTls>>;
+pub(crate) type PgPool = r2d2::Pool<PgManager>;
 
 /// A pool that closes its connections off any async runtime when dropped
 /// (closing one blocks on the client's own runtime).
@@ -377,8 +441,9 @@ impl Db {
                 f(&mut SqliteConn(&conn))
             }
             Db::Postgres(pool) => off_async(|| {
-                let mut client = pool.pool().get()?;
-                f(&mut PgConn(&mut *client))
+                let mut conn = pool.pool().get()?;
+                let CachedClient { client, statements } = &mut *conn;
+                f(&mut PgConn { client, statements })
             }),
         }
     }
@@ -398,11 +463,26 @@ impl Db {
                 Ok(out)
             }
             Db::Postgres(pool) => off_async(|| {
-                let mut client = pool.pool().get().map_err(CatalogError::from)?;
+                let mut conn = pool.pool().get().map_err(CatalogError::from)?;
+                let CachedClient { client, statements } = &mut *conn;
                 let mut tx = client.transaction().map_err(CatalogError::from)?;
-                let out = f(&mut PgConn(&mut tx))?;
-                tx.commit().map_err(CatalogError::from)?;
-                Ok(out)
+                let out = f(&mut PgConn {
+                    client: &mut tx,
+                    statements: &mut *statements,
+                });
+                match out {
+                    Ok(v) => {
+                        tx.commit().map_err(CatalogError::from)?;
+                        Ok(v)
+                    }
+                    Err(e) => {
+                        // What was prepared in a transaction that failed
+                        // is not trusted afterwards.
+                        drop(tx);
+                        statements.clear();
+                        Err(e)
+                    }
+                }
             }),
         }
     }

@@ -196,7 +196,7 @@ pub(super) fn open(cfg: &CatalogConfig) -> Result<Catalog, CatalogError> {
     pg.options(&format!("-c search_path={}", cfg.schema));
     pg.connect_timeout(Duration::from_secs(5));
     pg.application_name(&format!("recengine {}", cfg.node_id));
-    let manager = PostgresConnectionManager::new(pg, ::postgres::NoTls);
+    let manager = super::db::PgManager(PostgresConnectionManager::new(pg, ::postgres::NoTls));
     let pool = r2d2::Pool::builder()
         .max_size(cfg.pool_size.max(1))
         .min_idle(Some(1))
