@@ -77,6 +77,23 @@ async fn blocking(work: impl FnOnce() -> ApiResult + Send + 'static) -> ApiResul
         })
 }
 
+/// Runs call control `f` on the blocking pool and answers its result with
+/// `status`. A call another recorder of the fleet holds is answered
+/// `held_by_other_node`, naming it (`Engine::held_elsewhere`).
+async fn call_control<T: serde::Serialize>(
+    s: Arc<ApiState>,
+    who: Principal,
+    id: String,
+    status: StatusCode,
+    f: impl FnOnce(&Engine, &Principal, &str) -> Result<T, crate::engine::EngineError> + Send + 'static,
+) -> ApiResult {
+    blocking(move || {
+        let answer = f(&s.engine, &who, &id).map_err(|e| s.engine.held_elsewhere(&who, &id, e))?;
+        ok(status, answer)
+    })
+    .await
+}
+
 fn ok(status: StatusCode, value: impl serde::Serialize) -> ApiResult {
     Ok((status, axum::Json(value)).into_response())
 }
@@ -217,10 +234,11 @@ async fn method_not_allowed() -> ApiError {
     responses((status = 200, description = "The daemon answers", body = views::Health)))]
 async fn healthz(State(s): State<Arc<ApiState>>) -> Response {
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-    let catalog = s.engine.catalog().clone();
+    let catalog = s.engine.catalog();
     let reachable = if catalog.is_shared() {
         // Off the runtime (the client blocks), and never for long.
-        let ping = crate::offload::spawn_blocking(move || catalog.ping().is_ok());
+        let c = catalog.clone();
+        let ping = crate::offload::spawn_blocking(move || c.ping().is_ok());
         Some(matches!(
             tokio::time::timeout(std::time::Duration::from_secs(2), ping).await,
             Ok(Ok(true))
@@ -228,7 +246,6 @@ async fn healthz(State(s): State<Arc<ApiState>>) -> Response {
     } else {
         None
     };
-    let catalog = s.engine.catalog();
     axum::Json(views::Health {
         status: "ok",
         catalog: views::CatalogHealth {
@@ -377,13 +394,8 @@ async fn get_call(
     Path(id): Path<String>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    blocking(move || {
-        ok(
-            StatusCode::OK,
-            s.engine
-                .get_call(&who, &id)
-                .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
-        )
+    call_control(s, who, id, StatusCode::OK, move |engine, who, id| {
+        engine.get_call(who, id)
     })
     .await
 }
@@ -403,13 +415,8 @@ async fn add_leg(
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
     let req: LegRequest = parse(&body(raw).await?)?;
-    blocking(move || {
-        ok(
-            StatusCode::CREATED,
-            s.engine
-                .add_leg(&who, &id, req)
-                .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
-        )
+    call_control(s, who, id, StatusCode::CREATED, move |engine, who, id| {
+        engine.add_leg(who, id, req)
     })
     .await
 }
@@ -426,13 +433,8 @@ async fn end_call(
     Path(id): Path<String>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    blocking(move || {
-        ok(
-            StatusCode::OK,
-            s.engine
-                .end_call(&who, &id)
-                .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
-        )
+    call_control(s, who, id, StatusCode::OK, move |engine, who, id| {
+        engine.end_call(who, id)
     })
     .await
 }
@@ -458,13 +460,8 @@ async fn record_start(
             "enabled: only valid in a call's recording block",
         ));
     }
-    blocking(move || {
-        ok(
-            StatusCode::CREATED,
-            s.engine
-                .start_recording(&who, &id, req)
-                .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
-        )
+    call_control(s, who, id, StatusCode::CREATED, move |engine, who, id| {
+        engine.start_recording(who, id, req)
     })
     .await
 }
@@ -482,13 +479,8 @@ async fn record_stop(
     Path(id): Path<String>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    blocking(move || {
-        ok(
-            StatusCode::OK,
-            s.engine
-                .stop_recording(&who, &id)
-                .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
-        )
+    call_control(s, who, id, StatusCode::OK, move |engine, who, id| {
+        engine.stop_recording(who, id)
     })
     .await
 }
@@ -506,13 +498,8 @@ async fn record_pause(
     Path(id): Path<String>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    blocking(move || {
-        ok(
-            StatusCode::OK,
-            s.engine
-                .pause_recording(&who, &id)
-                .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
-        )
+    call_control(s, who, id, StatusCode::OK, move |engine, who, id| {
+        engine.pause_recording(who, id)
     })
     .await
 }
@@ -527,13 +514,8 @@ async fn record_resume(
     Path(id): Path<String>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    blocking(move || {
-        ok(
-            StatusCode::OK,
-            s.engine
-                .resume_recording(&who, &id)
-                .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
-        )
+    call_control(s, who, id, StatusCode::OK, move |engine, who, id| {
+        engine.resume_recording(who, id)
     })
     .await
 }
@@ -573,13 +555,8 @@ async fn recordings_action(
                         format!("{}: {}", e.path(), e.inner()),
                     )
                 })?;
-            blocking(move || {
-                ok(
-                    StatusCode::CREATED,
-                    s.engine
-                        .start_recording(&who, &id, opts)
-                        .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
-                )
+            call_control(s, who, id, StatusCode::CREATED, move |engine, who, id| {
+                engine.start_recording(who, id, opts)
             })
             .await
         }
@@ -590,13 +567,8 @@ async fn recordings_action(
                     "stop takes no options",
                 ));
             }
-            blocking(move || {
-                ok(
-                    StatusCode::OK,
-                    s.engine
-                        .stop_recording(&who, &id)
-                        .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
-                )
+            call_control(s, who, id, StatusCode::OK, move |engine, who, id| {
+                engine.stop_recording(who, id)
             })
             .await
         }
@@ -620,13 +592,8 @@ async fn leg_mute(
     Path((id, leg)): Path<(String, String)>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    blocking(move || {
-        ok(
-            StatusCode::OK,
-            s.engine
-                .set_muted(&who, &id, &leg, true)
-                .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
-        )
+    call_control(s, who, id, StatusCode::OK, move |engine, who, id| {
+        engine.set_muted(who, id, &leg, true)
     })
     .await
 }
@@ -642,13 +609,8 @@ async fn leg_unmute(
     Path((id, leg)): Path<(String, String)>,
 ) -> ApiResult {
     let who = principal(&s, &headers)?;
-    blocking(move || {
-        ok(
-            StatusCode::OK,
-            s.engine
-                .set_muted(&who, &id, &leg, false)
-                .map_err(|e| s.engine.held_elsewhere(&who, &id, e))?,
-        )
+    call_control(s, who, id, StatusCode::OK, move |engine, who, id| {
+        engine.set_muted(who, id, &leg, false)
     })
     .await
 }
