@@ -282,6 +282,18 @@ impl Worker {
     fn run(&mut self, rx: &Receiver<WorkerCmd>) {
         let mut next_tick = self.clock.now() + self.cfg.tick;
         loop {
+            if self.calls.is_empty() {
+                // Nothing to tick: sleep until a command comes, and tick
+                // again one interval after it.
+                match rx.recv() {
+                    Ok(cmd) => {
+                        self.command(cmd);
+                        next_tick = self.clock.now() + self.cfg.tick;
+                        continue;
+                    }
+                    Err(_) => return,
+                }
+            }
             let now = self.clock.now();
             let wait = next_tick.saturating_sub(now);
             match rx.recv_timeout(wait) {
