@@ -76,9 +76,18 @@ pub fn has_lbrr(packet: &[u8]) -> bool {
 }
 
 /// A mono Opus decoder (stereo streams are mixed down by libopus itself).
+///
+/// Decodes to float into a buffer it keeps and converts to 16 bits itself
+/// (`opus_decode` allocates a float buffer on every call), applying the
+/// same soft clipping and rounding as `opus_decode`, so the samples are
+/// those `opus_decode` gives.
 pub struct OpusDecoder {
     state: NonNull<unsafe_libopus::OpusDecoder>,
     rate: u32,
+    float: Vec<f32>,
+    /// `opus_pcm_soft_clip`'s memory across packets (the decoder's own is
+    /// reset by `opus_decode_float`).
+    soft_clip: [f32; 1],
 }
 
 // SAFETY: the decoder state is exclusively owned and libopus keeps no
@@ -96,7 +105,12 @@ impl OpusDecoder {
         // SAFETY: valid rate and channel count; `err` is a valid out-pointer.
         let ptr = unsafe { unsafe_libopus::opus_decoder_create(rate as i32, 1, &mut err) };
         let state = NonNull::new(ptr).ok_or_else(|| OpusError::Refused(error_text(err)))?;
-        Ok(Self { state, rate })
+        Ok(Self {
+            state,
+            rate,
+            float: Vec::new(),
+            soft_clip: [0.0],
+        })
     }
 
     fn run(
@@ -106,30 +120,49 @@ impl OpusDecoder {
         fec: bool,
         out: &mut Vec<i16>,
     ) -> Result<usize, OpusError> {
-        let start = out.len();
-        out.resize(start + frame, 0);
+        self.float.clear();
+        self.float.resize(frame, 0.0);
         let (ptr, len) = match data {
             Some(d) => (d.as_ptr(), i32::try_from(d.len()).unwrap_or(i32::MAX)),
             None => (std::ptr::null(), 0),
         };
-        // SAFETY: `state` is a live decoder; `out[start..]` has room for
-        // `frame` mono samples, which is the most libopus writes; `ptr`/`len`
+        // SAFETY: `state` is a live decoder; `float` has room for `frame`
+        // mono samples, which is the most libopus writes; `ptr`/`len`
         // describe a live slice or are null/0 for concealment.
         let n = unsafe {
-            unsafe_libopus::opus_decode(
+            unsafe_libopus::opus_decode_float(
                 self.state.as_ptr(),
                 ptr,
                 len,
-                out[start..].as_mut_ptr(),
+                self.float.as_mut_ptr(),
                 frame as i32,
                 i32::from(fec),
             )
         };
         if n < 0 {
-            out.truncate(start);
             return Err(OpusError::Refused(error_text(n)));
         }
-        out.truncate(start + n as usize);
+        let decoded = &mut self.float[..n as usize];
+        // `opus_decode` soft-clips what a packet decodes to, but not FEC or
+        // concealment.
+        if data.is_some_and(|d| !d.is_empty()) && !fec && n > 0 {
+            // SAFETY: `decoded` holds `n` mono samples; the memory is one
+            // float per channel.
+            unsafe {
+                unsafe_libopus::opus_pcm_soft_clip(
+                    decoded.as_mut_ptr(),
+                    n,
+                    1,
+                    self.soft_clip.as_mut_ptr(),
+                );
+            }
+        }
+        // libopus's FLOAT2INT16 for a float build.
+        out.extend(
+            decoded
+                .iter()
+                .map(|&x| ((x * 32768.0).clamp(-32768.0, 32767.0) + 0.5).floor() as i16),
+        );
         Ok(n as usize)
     }
 }
@@ -312,6 +345,60 @@ mod tests {
         }
         assert!(dec.decode(&[], &mut out).is_err());
         assert!(enc.lookahead().unwrap() > 0);
+    }
+
+    #[test]
+    fn decodes_the_samples_opus_decode_gives() {
+        // Loud speech and a full-scale square wave (which decodes past full
+        // scale, so soft clipping works), with FEC decodes among them.
+        let mut enc = OpusEncoder::new(16_000, 1, Application::Voip, 24_000, 5).unwrap();
+        enc.set_fec(true, 10).unwrap();
+        let mut loud = OpusEncoder::new(16_000, 1, Application::Audio, 96_000, 5).unwrap();
+        let mut signal: Vec<i16> = crate::testkit::speech(16_000, 32_000)
+            .iter()
+            .map(|&s| s.saturating_mul(4))
+            .collect();
+        let speech_frames = signal.len() / 320;
+        signal.extend((0..16_000).map(|i| if (i / 40) % 2 == 0 { 32767 } else { -32768 }));
+        let mut ours = OpusDecoder::new(16_000).unwrap();
+        let mut err = 0;
+        // SAFETY: valid rate and channels; `err` is a valid out-pointer.
+        let reference = unsafe { unsafe_libopus::opus_decoder_create(16_000, 1, &mut err) };
+        assert!(!reference.is_null());
+        let mut packet = [0u8; 1500];
+        let (mut got, mut clipped) = (Vec::new(), 0);
+        for (k, frame) in signal.chunks(320).enumerate() {
+            let n = if k < speech_frames {
+                enc.encode(frame, &mut packet).unwrap()
+            } else {
+                loud.encode(frame, &mut packet).unwrap()
+            };
+            let fec = k % 7 == 3 && has_lbrr(&packet[..n]);
+            got.clear();
+            let m = if fec {
+                ours.decode_fec(&packet[..n], 320, &mut got).unwrap()
+            } else {
+                ours.decode(&packet[..n], &mut got).unwrap()
+            };
+            let mut want = vec![0i16; 320];
+            // SAFETY: live decoder; `want` has room for 320 samples.
+            let w = unsafe {
+                unsafe_libopus::opus_decode(
+                    reference,
+                    packet.as_ptr(),
+                    n as i32,
+                    want.as_mut_ptr(),
+                    320,
+                    i32::from(fec),
+                )
+            };
+            assert_eq!(m as i32, w, "frame {k}");
+            assert_eq!(got, want[..m], "frame {k}");
+            clipped += got.iter().filter(|s| s.unsigned_abs() >= 32_767).count();
+        }
+        // SAFETY: created above, destroyed once.
+        unsafe { unsafe_libopus::opus_decoder_destroy(reference) };
+        assert!(clipped > 0, "the square wave should decode past full scale");
     }
 
     /// Documents why `conceal` does not call libopus PLC: if this starts
