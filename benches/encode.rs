@@ -3,31 +3,36 @@
 //! and sample rate. Criterion's throughput is in audio seconds per second,
 //! i.e. the realtime factor. Before measuring it prints the memory one
 //! pipeline holds (two legs, two tracks, mixer, encoder), from a counting
-//! allocator.
+//! allocator, and how many allocations decoding one packet makes per codec.
 //! Run: cargo bench --bench encode
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use recengine::config::{Format, PauseBehavior};
+use recengine::core::decode::decoder_for;
 use recengine::core::encode::EncoderSpec;
 use recengine::core::leg::{LegConfig, LegReceiver};
 use recengine::core::mixer::{DEFAULT_MARGIN, MixInput, Mixer};
+use recengine::core::opus::{Application, OpusEncoder};
 use recengine::core::recorder::Recorder;
+use recengine::core::rtp::Codec;
 use recengine::core::rtp::PayloadMap;
 use recengine::core::track::Track;
 use recengine::testkit::{pcmu_frames, rtp_packet, speech};
 
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: forwards to the system allocator, only counting sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the caller's contract for `alloc`, passed on unchanged.
         unsafe { System.alloc(l) }
     }
@@ -38,6 +43,7 @@ unsafe impl GlobalAlloc for Counting {
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
         LIVE.fetch_add(n as isize - l.size() as isize, Ordering::Relaxed);
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: `p` came from `alloc` above with layout `l`.
         unsafe { System.realloc(p, l, n) }
     }
@@ -146,6 +152,7 @@ fn bench(c: &mut Criterion) {
         );
         drop(p);
     }
+    allocations_per_packet();
     let mut group = c.benchmark_group("encode");
     group.throughput(Throughput::Elements(SECS as u64));
     group.sample_size(10);
@@ -161,6 +168,50 @@ fn bench(c: &mut Criterion) {
         );
     }
     group.finish();
+}
+
+/// Heap allocations per decoded 20 ms packet, per codec (after a warm-up,
+/// into a buffer that already has room).
+fn allocations_per_packet() {
+    let pcm = speech(16_000, 16_000);
+    let g711: Vec<Vec<u8>> = pcmu_frames(&speech(8000, 8000));
+    let mut g722_encoder = ezk_g722::libg722::encoder::Encoder::new(
+        ezk_g722::libg722::Bitrate::Mode1_64000,
+        false,
+        false,
+    );
+    let g722: Vec<Vec<u8>> = pcm.chunks(320).map(|f| g722_encoder.encode(f)).collect();
+    let mut opus_encoder = OpusEncoder::new(16_000, 1, Application::Voip, 32_000, 5).expect("opus");
+    let opus: Vec<Vec<u8>> = pcm
+        .chunks(320)
+        .map(|f| {
+            let mut buf = [0u8; 1500];
+            let n = opus_encoder.encode(f, &mut buf).expect("encode");
+            buf[..n].to_vec()
+        })
+        .collect();
+    for (name, codec, rate, packets) in [
+        ("PCMU", Codec::Pcmu, 8000, &g711),
+        ("G.722", Codec::G722, 16_000, &g722),
+        ("Opus", Codec::Opus, 16_000, &opus),
+    ] {
+        let mut decoder = decoder_for(codec, Some(rate)).expect("decoder");
+        let mut out = Vec::with_capacity(4096);
+        for p in &packets[..5] {
+            out.clear();
+            let _ = decoder.decode(p, &mut out);
+        }
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        for p in &packets[5..] {
+            out.clear();
+            let _ = decoder.decode(p, &mut out);
+        }
+        let made = ALLOCATIONS.load(Ordering::Relaxed) - before;
+        eprintln!(
+            "allocations: {name} decode: {:.1} per packet",
+            made as f64 / (packets.len() - 5) as f64
+        );
+    }
 }
 
 criterion_group!(benches, bench);
