@@ -2,12 +2,13 @@
 //! and what it keeps of the test speech.
 //!
 //! For every setting it encodes 20 s of the test speech (`testkit::speech`,
-//! 8 kHz mono, as a call's mixed audio) in 20 ms pieces, as the daemon does,
-//! and reports the encoder's realtime factor on one core (fastest of five
-//! runs), its CPU-seconds per call-minute, and the segmental SNR of the
-//! file decoded again by Symphonia against what went in (20 ms segments
-//! with speech in them, each clamped to [−10, 35] dB, averaged; the decoded
-//! audio is aligned first by searching the encoder's delay).
+//! mono at 8 and 16 kHz, as a call's mixed audio) in 20 ms pieces, as the
+//! daemon does, and reports the encoder's realtime factor on one core
+//! (fastest of five runs), its CPU-seconds per call-minute, and the
+//! segmental SNR of the file decoded again by Symphonia against what went
+//! in (20 ms segments with speech in them, each clamped to [−10, 35] dB,
+//! averaged; the decoded audio is aligned first by searching the encoder's
+//! delay).
 //! Run: cargo bench --bench mp3_settings
 
 use std::time::{Duration, Instant};
@@ -17,13 +18,12 @@ use recengine::config::Format;
 use recengine::core::encode::{EncoderSpec, encoder_for};
 use recengine::testkit::speech;
 
-const RATE: u32 = 8000;
 const SECS: usize = 20;
 
-fn encode(pcm: &[i16], kbps: u32, quality: u8, piece: usize) -> (Duration, Vec<u8>) {
+fn encode(pcm: &[i16], rate: u32, kbps: u32, quality: u8, piece: usize) -> (Duration, Vec<u8>) {
     let spec = EncoderSpec {
         format: Format::Mp3,
-        sample_rate: RATE,
+        sample_rate: rate,
         channels: 1,
         bitrate_kbps: kbps,
         mp3_quality: quality,
@@ -46,11 +46,11 @@ fn encode(pcm: &[i16], kbps: u32, quality: u8, piece: usize) -> (Duration, Vec<u
 }
 
 /// The lag (decoded behind original) with the largest correlation.
-fn align(original: &[i16], decoded: &[i16]) -> usize {
-    let span = &original[RATE as usize..RATE as usize * 3];
+fn align(original: &[i16], decoded: &[i16], rate: usize) -> usize {
+    let span = &original[rate..rate * 3];
     (0..2400usize)
         .max_by_key(|&lag| {
-            let d = &decoded[RATE as usize + lag..];
+            let d = &decoded[rate + lag..];
             span.iter()
                 .zip(d)
                 .map(|(&a, &b)| i64::from(a) * i64::from(b))
@@ -59,13 +59,14 @@ fn align(original: &[i16], decoded: &[i16]) -> usize {
         .unwrap_or(0)
 }
 
-fn segmental_snr(original: &[i16], decoded: &[i16]) -> f64 {
+fn segmental_snr(original: &[i16], decoded: &[i16], rate: usize) -> f64 {
+    let seg = rate / 50;
     let mut sum = 0.0;
     let mut n = 0;
-    for (x, y) in original.chunks_exact(160).zip(decoded.chunks_exact(160)) {
+    for (x, y) in original.chunks_exact(seg).zip(decoded.chunks_exact(seg)) {
         let signal: f64 = x.iter().map(|&s| f64::from(s).powi(2)).sum();
         // Segments with speech in them: above −50 dBFS.
-        if signal / 160.0 < (32768.0f64 * 10f64.powf(-50.0 / 20.0)).powi(2) {
+        if signal / (seg as f64) < (32768.0f64 * 10f64.powf(-50.0 / 20.0)).powi(2) {
             continue;
         }
         let noise: f64 = x
@@ -80,36 +81,43 @@ fn segmental_snr(original: &[i16], decoded: &[i16]) -> f64 {
 }
 
 fn main() {
-    let pcm = speech(RATE, SECS * RATE as usize);
     println!(
-        "| kbit/s | quality | encoder realtime × | encoder CPU-s per call-minute | segmental SNR dB |"
+        "| rate | kbit/s | quality | encoder realtime × | encoder CPU-s per call-minute | segmental SNR dB |"
     );
-    println!("|---|---|---|---|---|");
-    for kbps in [16, 24, 32, 48, 64] {
-        for quality in [2, 5, 7, 9] {
-            let (took, file) = encode(&pcm, kbps, quality, 160);
-            let decoded = match audio_file::decode(file) {
-                Ok(d) => d.channels.into_iter().next().unwrap_or_default(),
-                Err(e) => {
-                    println!("| {kbps} | {quality} | decode failed: {e} | | |");
-                    continue;
-                }
-            };
-            let lag = align(&pcm, &decoded);
-            let snr = segmental_snr(&pcm, decoded.get(lag..).unwrap_or_default());
-            let realtime = SECS as f64 / took.as_secs_f64();
-            println!(
-                "| {kbps} | {quality} | {realtime:.0} | {:.4} | {snr:.1} |",
-                60.0 / realtime
-            );
+    println!("|---|---|---|---|---|---|");
+    for (rate, rates) in [
+        (8000u32, &[16, 24, 32, 48, 64][..]),
+        (16_000, &[32, 64][..]),
+    ] {
+        let pcm = speech(rate, SECS * rate as usize);
+        for &kbps in rates {
+            for quality in [2, 5, 7, 9] {
+                let (took, file) = encode(&pcm, rate, kbps, quality, rate as usize / 50);
+                let decoded = match audio_file::decode(file) {
+                    Ok(d) => d.channels.into_iter().next().unwrap_or_default(),
+                    Err(e) => {
+                        println!("| {rate} | {kbps} | {quality} | decode failed: {e} | | |");
+                        continue;
+                    }
+                };
+                let lag = align(&pcm, &decoded, rate as usize);
+                let snr =
+                    segmental_snr(&pcm, decoded.get(lag..).unwrap_or_default(), rate as usize);
+                let realtime = SECS as f64 / took.as_secs_f64();
+                println!(
+                    "| {rate} | {kbps} | {quality} | {realtime:.0} | {:.4} | {snr:.1} |",
+                    60.0 / realtime
+                );
+            }
         }
     }
     // The daemon hands the encoder 20 ms at a time; LAME works in granules
     // of 576 samples at 8 kHz. Does handing it whole frames change the cost?
+    let pcm = speech(8000, SECS * 8000);
     for piece in [160, 576, 1152, 8000] {
-        let (took, _) = encode(&pcm, 0, 5, piece);
+        let (took, _) = encode(&pcm, 8000, 32, 7, piece);
         println!(
-            "default bitrate, quality 5, {piece} samples per call: {:.0}x realtime",
+            "8 kHz, 32 kbit/s, quality 7, {piece} samples per call: {:.0}x realtime",
             SECS as f64 / took.as_secs_f64()
         );
     }

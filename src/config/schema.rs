@@ -494,7 +494,7 @@ impl Default for RecordingSection {
             mp3: FormatDefaults::built_in(Format::Mp3),
             opus: FormatDefaults::built_in(Format::Opus),
             pause_behavior: PauseBehavior::Silence,
-            mp3_quality: 5,
+            mp3_quality: 7,
             opus_complexity: 5,
             max_duration_s: 14_400,
             min_duration_s: 0,
