@@ -1,12 +1,14 @@
 //! Sample-rate conversion between any two integer rates with a polyphase
 //! windowed-sinc filter (Kaiser window).
 //!
-//! The ratio is reduced to `up/down`. Each output sample is one dot product
-//! of a phase's coefficients with the input history; the phases are padded
-//! to a multiple of eight taps so that product runs eight lanes at a time
-//! (SSE2 everywhere on x86-64, AVX where the CPU has it — the same
-//! arithmetic in the same order, so the output does not depend on the
-//! machine). Two filters:
+//! The ratio is reduced to `up/down`. Each output sample is a dot product
+//! of one phase's coefficients with the input history, phases padded to a
+//! multiple of eight taps. Whole-number ratios up (8 → 16 or 48 kHz, the
+//! common case) compute eight consecutive inputs' outputs at once, one per
+//! vector lane; other ratios run each dot product eight lanes at a time.
+//! Both use SSE2 on every x86-64 CPU and AVX where the CPU has it, with the
+//! same arithmetic in the same order, so the samples depend neither on the
+//! machine nor on how the input is split. Two filters:
 //!
 //! - **Narrowband up** (8 kHz in, a higher rate out: G.711 and every other
 //!   telephone-band leg of a wideband recording): 32 taps at 8 kHz,
