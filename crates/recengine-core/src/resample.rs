@@ -193,27 +193,21 @@ fn dot_sse2(c: &[[f32; LANES]], w: &[[f32; LANES]]) -> f32 {
     reduce(lanes)
 }
 
+/// [`dot_scalar`] with eight lanes in one AVX register.
 #[cfg(target_arch = "x86_64")]
-#[inline(always)]
+#[target_feature(enable = "avx")]
 fn dot_avx(c: &[[f32; LANES]], w: &[[f32; LANES]]) -> f32 {
     use std::arch::x86_64::{
         _mm256_add_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_setzero_ps, _mm256_storeu_ps,
     };
-    // Only inlined into `produce_avx`, which runs on CPUs with AVX; every
-    // load and store covers exactly one eight-f32 array.
-    // SAFETY: as just said.
-    let mut acc = unsafe { _mm256_setzero_ps() };
+    let mut acc = _mm256_setzero_ps();
     for (c8, w8) in c.iter().zip(w) {
-        // SAFETY: see above.
-        acc = unsafe {
-            _mm256_add_ps(
-                acc,
-                _mm256_mul_ps(_mm256_loadu_ps(c8.as_ptr()), _mm256_loadu_ps(w8.as_ptr())),
-            )
-        };
+        // SAFETY: each load reads exactly one eight-f32 array.
+        let (a, b) = unsafe { (_mm256_loadu_ps(c8.as_ptr()), _mm256_loadu_ps(w8.as_ptr())) };
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(a, b));
     }
     let mut lanes = [0f32; LANES];
-    // SAFETY: see above.
+    // SAFETY: `lanes` holds eight f32s.
     unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
     reduce(lanes)
 }
@@ -289,6 +283,23 @@ fn block_avx<const UP: usize>(by_tap: &[[f32; UP]], x: &[f32]) -> [[f32; BLOCK];
         unsafe { _mm256_storeu_ps(s.as_mut_ptr(), a) };
     }
     sums
+}
+
+/// The one table of kernels, for each vector unit's pair: whole-number
+/// ratios up (2, 3, 4, 6) go to [`Resampler::produce_up`] with `$block`,
+/// every other ratio to [`Resampler::produce`] with `$dot`. The kernels are
+/// called through closures so that AVX ones (which need the feature to be
+/// called safely) work as well.
+macro_rules! produce_with {
+    ($resampler:ident, $count:ident, $out:ident, $block:ident, $dot:ident) => {
+        match ($resampler.down, $resampler.up) {
+            (1, 2) => $resampler.produce_up::<2>($count, $out, |c, x| $block::<2>(c, x)),
+            (1, 3) => $resampler.produce_up::<3>($count, $out, |c, x| $block::<3>(c, x)),
+            (1, 4) => $resampler.produce_up::<4>($count, $out, |c, x| $block::<4>(c, x)),
+            (1, 6) => $resampler.produce_up::<6>($count, $out, |c, x| $block::<6>(c, x)),
+            _ => $resampler.produce($count, $out, |c, w| $dot(c, w)),
+        }
+    };
 }
 
 impl Resampler {
@@ -402,20 +413,8 @@ impl Resampler {
                 // SAFETY: `Simd::Avx` is chosen only where the CPU reports AVX.
                 Simd::Avx => unsafe { self.produce_avx(count, out) },
                 #[cfg(target_arch = "x86_64")]
-                Simd::Sse2 => match (self.down, self.up) {
-                    (1, 2) => self.produce_up::<2>(count, out, block_sse2::<2>),
-                    (1, 3) => self.produce_up::<3>(count, out, block_sse2::<3>),
-                    (1, 4) => self.produce_up::<4>(count, out, block_sse2::<4>),
-                    (1, 6) => self.produce_up::<6>(count, out, block_sse2::<6>),
-                    _ => self.produce(count, out, dot_sse2),
-                },
-                _ => match (self.down, self.up) {
-                    (1, 2) => self.produce_up::<2>(count, out, block_scalar::<2>),
-                    (1, 3) => self.produce_up::<3>(count, out, block_scalar::<3>),
-                    (1, 4) => self.produce_up::<4>(count, out, block_scalar::<4>),
-                    (1, 6) => self.produce_up::<6>(count, out, block_scalar::<6>),
-                    _ => self.produce(count, out, dot_scalar),
-                },
+                Simd::Sse2 => produce_with!(self, count, out, block_sse2, dot_sse2),
+                _ => produce_with!(self, count, out, block_scalar, dot_scalar),
             }
             self.produced += count;
         }
@@ -432,14 +431,8 @@ impl Resampler {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx")]
     fn produce_avx(&mut self, count: usize, out: &mut Vec<i16>) {
-        // The closures inherit this function's AVX.
-        match (self.down, self.up) {
-            (1, 2) => self.produce_up::<2>(count, out, |c, x| block_avx::<2>(c, x)),
-            (1, 3) => self.produce_up::<3>(count, out, |c, x| block_avx::<3>(c, x)),
-            (1, 4) => self.produce_up::<4>(count, out, |c, x| block_avx::<4>(c, x)),
-            (1, 6) => self.produce_up::<6>(count, out, |c, x| block_avx::<6>(c, x)),
-            _ => self.produce(count, out, dot_avx),
-        }
+        // The kernels' closures inherit this function's AVX.
+        produce_with!(self, count, out, block_avx, dot_avx);
     }
 
     /// [`Resampler::produce`] for a whole-number ratio up (`down` = 1:
