@@ -227,11 +227,28 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
     } else {
         cfg.workers.threads as usize
     };
+    let (receive, fallback) =
+        crate::io::receive::choose(cfg.workers.receive_path).map_err(Error::Invalid)?;
+    match fallback {
+        None => tracing::info!(
+            path = receive.name(),
+            workers = threads,
+            "media workers read RTP with {}",
+            receive.name()
+        ),
+        Some(why) => tracing::warn!(
+            path = receive.name(),
+            workers = threads,
+            reason = %why,
+            "media workers read RTP with recvmmsg: io_uring is not usable"
+        ),
+    }
     let workers = WorkerPool::start(
         threads,
         WorkerConfig {
             tick: Duration::from_millis(u64::from(cfg.workers.tick_ms)),
             playout_delay: Duration::from_millis(u64::from(cfg.jitter.playout_delay_ms)),
+            receive,
         },
         clock,
         worker_tx,

@@ -87,6 +87,7 @@ fn sweeper_deletes_only_what_has_expired() {
         WorkerConfig {
             tick: Duration::from_millis(20),
             playout_delay: Duration::from_millis(100),
+            receive: recengine::io::receive::ReceivePath::IoUring,
         },
         clock,
         wtx,

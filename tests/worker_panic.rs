@@ -156,6 +156,7 @@ fn a_panicking_worker_fails_only_its_calls_and_is_replaced() {
         WorkerConfig {
             tick: Duration::from_millis(20),
             playout_delay: Duration::from_millis(60),
+            receive: recengine::io::receive::ReceivePath::IoUring,
         },
         clock,
         wtx,

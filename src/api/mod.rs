@@ -803,6 +803,22 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
             vec![(String::new(), load(&sip.dialogs))],
         );
     }
+    let (paths, exhaustions) = crate::io::receive::metrics();
+    metric(
+        "recengine_media_workers",
+        "Media workers by how they read RTP sockets (workers.receive_path).",
+        "gauge",
+        paths
+            .iter()
+            .map(|(p, n)| (format!("{{receive_path=\"{}\"}}", p.name()), *n))
+            .collect(),
+    );
+    metric(
+        "recengine_io_uring_buffer_exhaustions_total",
+        "Times a leg's io_uring receive ran out of buffers and the leg was read with recvmmsg until empty.",
+        "counter",
+        vec![(String::new(), exhaustions)],
+    );
     out.push_str(
         "# HELP recengine_encode_seconds_total Time spent mixing and encoding, by format.\n",
     );

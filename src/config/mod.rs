@@ -18,9 +18,9 @@ use thiserror::Error;
 pub use schema::{
     ApiSection, AuditSection, CatalogBackend, CatalogConfig, Channels, Config, EncryptionSection,
     EventsSection, Format, FormatDefaults, JitterSection, KekEntry, LogFormat, LogSection,
-    NatsSection, NoticesSection, PauseBehavior, RecordingSection, Relatch, RtpSection, S3Section,
-    SiprecSection, SiprecSourceEntry, StorageBackend, StorageSection, TenantEntry, TokenEntry,
-    WebhookEntry, WorkersSection,
+    NatsSection, NoticesSection, PauseBehavior, ReceivePathSetting, RecordingSection, Relatch,
+    RtpSection, S3Section, SiprecSection, SiprecSourceEntry, StorageBackend, StorageSection,
+    TenantEntry, TokenEntry, WebhookEntry, WorkersSection,
 };
 
 /// One problem in a configuration file.

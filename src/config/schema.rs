@@ -364,6 +364,22 @@ pub struct WorkersSection {
     pub threads: u32,
     /// Tick period in ms.
     pub tick_ms: u32,
+    /// How workers read RTP sockets: auto | io_uring | recvmmsg.
+    pub receive_path: ReceivePathSetting,
+}
+
+/// `workers.receive_path`: how media workers read their legs' sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceivePathSetting {
+    /// io_uring if this kernel and its sandbox allow it (tried for real at
+    /// start), else `recvmmsg`; the log and `/metrics` say which.
+    #[default]
+    Auto,
+    /// io_uring, or the daemon does not start.
+    IoUring,
+    /// `recvmmsg` always (one system call per leg per tick).
+    Recvmmsg,
 }
 
 impl Default for WorkersSection {
@@ -371,6 +387,7 @@ impl Default for WorkersSection {
         Self {
             threads: 0,
             tick_ms: 20,
+            receive_path: ReceivePathSetting::Auto,
         }
     }
 }

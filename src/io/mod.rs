@@ -4,9 +4,12 @@
 pub mod clock;
 pub mod legs;
 pub mod ports;
+pub mod receive;
 pub mod recovery;
 pub mod sink;
 pub mod udp;
+#[cfg(target_os = "linux")]
+pub mod uring;
 pub mod worker;
 pub mod writer;
 

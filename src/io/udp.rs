@@ -13,6 +13,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use crate::io::clock::MonotonicClock;
+use crate::io::receive::LegReader;
 
 /// Per-leg ingest counters, shared with the control plane.
 #[derive(Debug, Default)]
@@ -186,7 +187,22 @@ pub struct LegSocket {
     socket: std::net::UdpSocket,
     latch: Latch,
     stats: Arc<IngestStats>,
+    /// The leg's token in its worker's io_uring, when it is read that way.
+    #[cfg(target_os = "linux")]
+    pub(crate) uring: Option<u32>,
 }
+
+/// What the kernel says about a datagram besides its bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Control {
+    /// The kernel's receive stamp (wall clock, `SO_TIMESTAMPNS`).
+    pub stamp: Option<Duration>,
+    /// The socket's cumulative overflow count (`SO_RXQ_OVFL`).
+    pub overflow: Option<u32>,
+}
+
+#[cfg(target_os = "linux")]
+pub(crate) use linux::to_socket_addr;
 
 /// The instant a worker drains a call's sockets, on both clocks, to turn
 /// kernel receive times (wall clock) into engine (monotonic) times.
@@ -293,7 +309,15 @@ impl LegSocket {
                 ..Latch::default()
             },
             stats,
+            #[cfg(target_os = "linux")]
+            uring: None,
         })
+    }
+
+    #[cfg(target_os = "linux")]
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.socket.as_raw_fd()
     }
 
     /// Sends a datagram from the leg's port to its latched source
@@ -312,14 +336,71 @@ impl LegSocket {
         sent
     }
 
-    /// Receives one batch (`recvmmsg`) of at most `limit` queued
-    /// datagrams and hands each admitted one with its arrival time to
-    /// `deliver`. Never blocks. Returns whether more may be queued (the
-    /// batch came back full): the caller plays out between batches, so
-    /// that a worker which fell seconds behind takes its backlog through
-    /// the jitter buffer in the order and at the times it arrived, instead
-    /// of overflowing it.
+    /// Receives at most `limit` queued datagrams and hands each admitted
+    /// one with its arrival time to `deliver`, from the worker's io_uring
+    /// when the leg is read that way, else in one `recvmmsg` batch. Never
+    /// blocks. Returns whether more may be queued (the batch came back
+    /// full): the caller plays out between batches, so that a worker which
+    /// fell seconds behind takes its backlog through the jitter buffer in
+    /// the order and at the times it arrived, instead of overflowing it.
     pub fn receive_batch(
+        &mut self,
+        reader: &mut LegReader,
+        limit: usize,
+        at: DrainTime,
+        mut deliver: impl FnMut(&[u8], Duration),
+    ) -> bool {
+        let limit = limit.max(1);
+        #[cfg(target_os = "linux")]
+        if let (Some(token), Some(uring)) = (self.uring, reader.uring.as_mut()) {
+            let mut overflow = None;
+            let mut oversize = false;
+            let taken = uring.take(token, limit, |d| {
+                overflow = d.control.overflow.or(overflow);
+                oversize |= d.truncated;
+                self.accept(
+                    d.from,
+                    d.payload,
+                    d.truncated,
+                    d.control.stamp,
+                    at,
+                    &mut deliver,
+                );
+            });
+            self.count_overflow(overflow);
+            if oversize {
+                // Datagrams outgrow the provided buffers: read this leg
+                // with recvmmsg's 64 KiB buffers from now on.
+                tracing::warn!(
+                    max = crate::io::uring::MAX_PAYLOAD,
+                    "a leg's datagrams are larger than the io_uring buffers; it is read with recvmmsg from now on"
+                );
+                uring.retire(token);
+            }
+            if taken.more_pending {
+                return true;
+            }
+            if !taken.stopped {
+                return false;
+            }
+            // The leg's receive ended (buffers ran out, or it was retired):
+            // what is left in the socket is read directly, and the receive
+            // armed again once the socket is empty.
+            let room = limit - taken.count;
+            if room == 0 {
+                return true;
+            }
+            let more = self.receive_recvmmsg(&mut reader.batch, room, at, deliver);
+            if !more && let Err(e) = uring.rearm(token) {
+                tracing::warn!(error = %e, "could not re-arm an io_uring receive");
+            }
+            return more;
+        }
+        self.receive_recvmmsg(&mut reader.batch, limit, at, deliver)
+    }
+
+    /// One `recvmmsg` batch of at most `limit` datagrams.
+    fn receive_recvmmsg(
         &mut self,
         batch: &mut RecvBatch,
         limit: usize,
@@ -332,22 +413,43 @@ impl LegSocket {
         };
         for i in 0..n {
             let (from, datagram, stamp) = batch.get(i);
-            self.stats.datagrams.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .bytes
-                .fetch_add(datagram.len() as u64, Ordering::Relaxed);
-            if batch.truncated[i] {
-                // Half a datagram is not the audio that was sent.
-                self.stats.truncated.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            if self.latch.admit(from, datagram, &self.stats) {
-                deliver(datagram, at.arrival(stamp));
-            }
+            let truncated = batch.truncated[i];
+            self.accept(Some(from), datagram, truncated, stamp, at, &mut deliver);
         }
-        // The kernel's count is cumulative; what it dropped arrived at
-        // the port all the same, so it counts as received and dropped.
-        if let Some(total) = batch.overflow() {
+        self.count_overflow(batch.overflow());
+        n == limit
+    }
+
+    /// Counts a datagram and passes it on if it is whole and the latch
+    /// admits it.
+    fn accept(
+        &mut self,
+        from: Option<SocketAddr>,
+        datagram: &[u8],
+        truncated: bool,
+        stamp: Option<Duration>,
+        at: DrainTime,
+        deliver: &mut impl FnMut(&[u8], Duration),
+    ) {
+        self.stats.datagrams.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes
+            .fetch_add(datagram.len() as u64, Ordering::Relaxed);
+        if truncated {
+            // Half a datagram is not the audio that was sent.
+            self.stats.truncated.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let from = from.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        if self.latch.admit(from, datagram, &self.stats) {
+            deliver(datagram, at.arrival(stamp));
+        }
+    }
+
+    /// The kernel's count is cumulative; what it dropped arrived at the
+    /// port all the same, so it counts as received and dropped.
+    fn count_overflow(&self, total: Option<u32>) {
+        if let Some(total) = total {
             let before = self.stats.queue_drops.load(Ordering::Relaxed);
             let new = u64::from(total).saturating_sub(before);
             if new > 0 {
@@ -355,7 +457,6 @@ impl LegSocket {
                 self.stats.datagrams.fetch_add(new, Ordering::Relaxed);
             }
         }
-        n == limit
     }
 }
 
@@ -470,6 +571,8 @@ mod linux {
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
     use std::os::fd::AsRawFd;
     use std::time::Duration;
+
+    use super::Control;
 
     /// Room for an `SCM_TIMESTAMPNS` (timespec) and an `SO_RXQ_OVFL` (u32)
     /// control message, 8-byte aligned.
@@ -588,36 +691,75 @@ mod linux {
                 lens[i] = (self.headers[i].msg_len as usize).min(bufs[i].len());
                 truncated[i] = self.headers[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
                 addrs[i] = to_socket_addr(&self.names[i]);
-                stamps[i] = None;
                 let hdr = &self.headers[i].msg_hdr;
-                // SAFETY: the kernel filled `msg_control` (our buffer) with
-                // `msg_controllen` bytes of well-formed control messages;
-                // the CMSG_* helpers walk them within those bounds and the
-                // payloads are read unaligned with their documented types.
-                unsafe {
-                    let mut c = libc::CMSG_FIRSTHDR(hdr);
-                    while !c.is_null() {
-                        let (level, kind) = ((*c).cmsg_level, (*c).cmsg_type);
-                        if level == libc::SOL_SOCKET && kind == libc::SCM_TIMESTAMPNS {
-                            let ts: libc::timespec =
-                                std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-                            stamps[i] = Some(Duration::new(
-                                u64::try_from(ts.tv_sec).unwrap_or(0),
-                                u32::try_from(ts.tv_nsec).unwrap_or(0),
-                            ));
-                        } else if level == libc::SOL_SOCKET && kind == libc::SO_RXQ_OVFL {
-                            overflow =
-                                Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>()));
-                        }
-                        c = libc::CMSG_NXTHDR(hdr, c);
-                    }
-                }
+                let used = hdr.msg_controllen.min(CONTROL_WORDS * 8);
+                // SAFETY: the kernel wrote `msg_controllen` bytes of control
+                // messages into our buffer, which is at least that long.
+                let control = unsafe {
+                    std::slice::from_raw_parts(hdr.msg_control.cast::<u8>().cast_const(), used)
+                };
+                let control = Control::parse(control);
+                stamps[i] = control.stamp;
+                overflow = control.overflow.or(overflow);
             }
             Ok((n, overflow))
         }
     }
 
-    fn to_socket_addr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    impl Control {
+        /// Reads the receive stamp and overflow count from a buffer of
+        /// control messages as the kernel writes them.
+        pub fn parse(bytes: &[u8]) -> Self {
+            let mut found = Control::default();
+            // Control messages are read in place as `cmsghdr`s, which need
+            // 8-byte alignment: the bytes are copied into words first.
+            let mut words = [0u64; 16];
+            let len = bytes.len().min(std::mem::size_of_val(&words));
+            // SAFETY: `len` bytes fit in both `bytes` and `words`.
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast::<u8>(), len)
+            };
+            // SAFETY: the first `len` bytes of `words` were just written.
+            let bytes: &[u8] = unsafe { std::slice::from_raw_parts(words.as_ptr().cast(), len) };
+            // SAFETY: msghdr is a plain C struct, valid zeroed; only its
+            // control fields are set, to walk `bytes` with the CMSG_*
+            // helpers, which stay within `msg_controllen`.
+            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+            hdr.msg_control = bytes.as_ptr().cast_mut().cast();
+            hdr.msg_controllen = bytes.len();
+            // SAFETY: the helpers only return headers inside `bytes` (or
+            // null); each payload is read unaligned with the type its
+            // level and kind document, and only if it fits in `bytes`.
+            unsafe {
+                let mut c = libc::CMSG_FIRSTHDR(&hdr);
+                while !c.is_null() {
+                    let (level, kind, len) = ((*c).cmsg_level, (*c).cmsg_type, (*c).cmsg_len);
+                    let data = libc::CMSG_DATA(c);
+                    let room = bytes.as_ptr().add(bytes.len()) as usize - data as usize;
+                    let payload = len.saturating_sub(data as usize - c as usize).min(room);
+                    if level == libc::SOL_SOCKET
+                        && kind == libc::SCM_TIMESTAMPNS
+                        && payload >= std::mem::size_of::<libc::timespec>()
+                    {
+                        let ts: libc::timespec = std::ptr::read_unaligned(data.cast());
+                        found.stamp = Some(Duration::new(
+                            u64::try_from(ts.tv_sec).unwrap_or(0),
+                            u32::try_from(ts.tv_nsec).unwrap_or(0),
+                        ));
+                    } else if level == libc::SOL_SOCKET
+                        && kind == libc::SO_RXQ_OVFL
+                        && payload >= std::mem::size_of::<u32>()
+                    {
+                        found.overflow = Some(std::ptr::read_unaligned(data.cast::<u32>()));
+                    }
+                    c = libc::CMSG_NXTHDR(&hdr, c);
+                }
+            }
+            found
+        }
+    }
+
+    pub fn to_socket_addr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
         match i32::from(s.ss_family) {
             libc::AF_INET => {
                 // SAFETY: the family says this storage holds a sockaddr_in.

@@ -12,7 +12,8 @@ use crossbeam_channel::Sender;
 
 use crate::core::call::{CallMedia, EndAt, Failure, Output, RecordingHandle, RecordingPlan};
 use crate::core::leg::LegStats;
-use crate::io::udp::{DrainTime, LegSocket, RecvBatch};
+use crate::io::receive::LegReader;
+use crate::io::udp::{DrainTime, LegSocket};
 use crate::io::writer::SinkMsg;
 use crate::recording::LegInfo;
 use crate::timefmt::{rfc3339, unix_now};
@@ -26,7 +27,7 @@ pub(crate) trait LegSource {
     /// See [`LegSocket::receive_batch`].
     fn receive_batch(
         &mut self,
-        batch: &mut RecvBatch,
+        reader: &mut LegReader,
         limit: usize,
         at: DrainTime,
         deliver: impl FnMut(&[u8], Duration),
@@ -39,12 +40,12 @@ pub(crate) trait LegSource {
 impl LegSource for LegSocket {
     fn receive_batch(
         &mut self,
-        batch: &mut RecvBatch,
+        reader: &mut LegReader,
         limit: usize,
         at: DrainTime,
         deliver: impl FnMut(&[u8], Duration),
     ) -> bool {
-        LegSocket::receive_batch(self, batch, limit, at, deliver)
+        LegSocket::receive_batch(self, reader, limit, at, deliver)
     }
 
     fn send_to_source(&self, datagram: &[u8]) -> bool {
@@ -103,14 +104,14 @@ pub(super) fn stop_at<S: LegSource>(
     id: &str,
     at: Duration,
     drain_time: &mut impl FnMut() -> DrainTime,
-    batch: &mut RecvBatch,
+    reader: &mut LegReader,
     reports: &Sender<WorkerReport>,
 ) {
     if c.recording(id).is_none() {
         return;
     }
     let until = at + c.delay;
-    advance(c, until, Mix::AllButLastStep, drain_time, batch, reports);
+    advance(c, until, Mix::AllButLastStep, drain_time, reader, reports);
     // Catching up may have finished it already.
     let Some(h) = c.recording(id) else {
         return;
@@ -126,10 +127,10 @@ pub(super) fn end_at<S: LegSource>(
     c: &mut CallState<S>,
     at: Duration,
     drain_time: &mut impl FnMut() -> DrainTime,
-    batch: &mut RecvBatch,
+    reader: &mut LegReader,
     reports: &Sender<WorkerReport>,
 ) {
-    advance(c, at, Mix::AllButLastStep, drain_time, batch, reports);
+    advance(c, at, Mix::AllButLastStep, drain_time, reader, reports);
     drop_failed_sinks(c);
     let rel = c.relative(at);
     timed(c, |media| media.end(EndAt::Time(rel)));
@@ -155,12 +156,12 @@ pub(super) fn advance<S: LegSource>(
     until: Duration,
     mix: Mix,
     drain_time: &mut impl FnMut() -> DrainTime,
-    batch: &mut RecvBatch,
+    reader: &mut LegReader,
     reports: &Sender<WorkerReport>,
 ) {
     loop {
         let t = until.min(c.played_to + CATCH_UP_STEP);
-        play_out(c, t, drain_time(), batch);
+        play_out(c, t, drain_time(), reader);
         c.played_to = c.played_to.max(t);
         let last = t >= until;
         if !last || mix == Mix::EveryStep {
@@ -245,7 +246,7 @@ pub(super) fn play_out<S: LegSource>(
     c: &mut CallState<S>,
     now: Duration,
     drained: DrainTime,
-    batch: &mut RecvBatch,
+    reader: &mut LegReader,
 ) {
     c.media.begin_step();
     let mut latest = 0u64;
@@ -263,7 +264,7 @@ pub(super) fn play_out<S: LegSource>(
             let media = &mut c.media;
             let room = media.room(i);
             let mut last_arrival = None;
-            let more = socket.receive_batch(batch, room, drained, |datagram, arrival| {
+            let more = socket.receive_batch(reader, room, drained, |datagram, arrival| {
                 // Times are call-relative inside the media core.
                 let at = arrival.saturating_sub(origin);
                 let _ = media.push(i, datagram, at);

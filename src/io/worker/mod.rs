@@ -30,7 +30,8 @@ use crate::core::encode::EncoderSpec;
 use crate::core::leg::{LegConfig, LegStats};
 use crate::core::mixer::MixInput;
 use crate::io::clock::MonotonicClock;
-use crate::io::udp::{DrainTime, LegSocket, RecvBatch};
+use crate::io::receive::{LegReader, ReceivePath};
+use crate::io::udp::{DrainTime, LegSocket};
 use crate::io::writer::SinkHandle;
 use crate::recording::{LegInfo, RecordingInfo};
 
@@ -173,6 +174,8 @@ pub struct WorkerPool {
 pub struct WorkerConfig {
     pub tick: Duration,
     pub playout_delay: Duration,
+    /// How the workers read their legs' sockets (chosen at start).
+    pub receive: ReceivePath,
 }
 
 impl WorkerPool {
@@ -264,8 +267,8 @@ struct Worker {
     clock: MonotonicClock,
     reports: Sender<WorkerReport>,
     calls: HashMap<u64, CallState>,
-    /// Receive buffers shared by every leg of this worker.
-    batch: RecvBatch,
+    /// Reads every leg of this worker (its io_uring, or `recvmmsg`).
+    reader: LegReader,
 }
 
 impl Worker {
@@ -275,7 +278,7 @@ impl Worker {
             clock,
             reports,
             calls: HashMap::new(),
-            batch: RecvBatch::default(),
+            reader: LegReader::new(cfg.receive),
         }
     }
 
@@ -349,10 +352,11 @@ impl Worker {
                 if let Some(c) = self.calls.get_mut(&call) {
                     let LegSetup {
                         index,
-                        socket,
+                        mut socket,
                         config,
                         info,
                     } = *leg;
+                    self.reader.attach(&mut socket);
                     // Leg indices are dense and arrive in order: the
                     // media's leg index is the engine's.
                     let added = c.media.add_leg(config);
@@ -449,25 +453,27 @@ impl Worker {
             return;
         };
         let clock = self.clock;
+        self.reader.reap();
         stop_at(
             c,
             id,
             at,
             &mut || DrainTime::now(&clock),
-            &mut self.batch,
+            &mut self.reader,
             &self.reports,
         );
     }
 
     fn tick(&mut self, now: Duration) {
         let clock = self.clock;
+        self.reader.reap();
         for c in self.calls.values_mut() {
             advance(
                 c,
                 now,
                 Mix::EveryStep,
                 &mut || DrainTime::now(&clock),
-                &mut self.batch,
+                &mut self.reader,
                 &self.reports,
             );
             publish_stats(c, now);
@@ -479,13 +485,17 @@ impl Worker {
             return;
         };
         let clock = self.clock;
+        self.reader.reap();
         end_at(
             &mut c,
             at,
             &mut || DrainTime::now(&clock),
-            &mut self.batch,
+            &mut self.reader,
             &self.reports,
         );
+        for socket in &mut c.sockets {
+            self.reader.detach(socket);
+        }
     }
 }
 

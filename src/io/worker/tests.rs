@@ -28,7 +28,7 @@ struct Replay {
 impl LegSource for Replay {
     fn receive_batch(
         &mut self,
-        _batch: &mut RecvBatch,
+        _reader: &mut LegReader,
         limit: usize,
         at: DrainTime,
         mut deliver: impl FnMut(&[u8], Duration),
@@ -167,7 +167,7 @@ fn through_the_worker(input: &Path, pcap: &RecordingInfo, end: Duration, out: &P
         shared: Arc::new(RecordingShared::default()),
     };
     start_recording(&mut c, Box::new(setup), &reports_tx);
-    let mut batch = RecvBatch::default();
+    let mut reader = LegReader::new(ReceivePath::Recvmmsg);
     let step = Duration::from_millis(20);
     let mut t = Duration::ZERO;
     while t < end {
@@ -180,7 +180,7 @@ fn through_the_worker(input: &Path, pcap: &RecordingInfo, end: Duration, out: &P
                 monotonic: at,
                 wall: Duration::ZERO,
             },
-            &mut batch,
+            &mut reader,
             &reports_tx,
         );
         t += step;
@@ -192,7 +192,7 @@ fn through_the_worker(input: &Path, pcap: &RecordingInfo, end: Duration, out: &P
             monotonic: end,
             wall: Duration::ZERO,
         },
-        &mut batch,
+        &mut reader,
         &reports_tx,
     );
     match sink_rx.recv_timeout(Duration::from_secs(10)).unwrap() {

@@ -1,0 +1,440 @@
+//! How media workers read their legs' sockets: the receive path chosen at
+//! start (io_uring where the kernel allows it, `recvmmsg` otherwise, or as
+//! configured by `workers.receive_path`), each worker's [`LegReader`], and
+//! the counts `/metrics` reports about them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::config::ReceivePathSetting;
+use crate::io::udp::{LegSocket, RecvBatch};
+
+/// A way of reading leg sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceivePath {
+    /// One io_uring per worker: multishot `recvmsg` on every leg into
+    /// provided buffers, one system call per tick for all of them.
+    IoUring,
+    /// One `recvmmsg` per leg per tick.
+    Recvmmsg,
+}
+
+impl ReceivePath {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReceivePath::IoUring => "io_uring",
+            ReceivePath::Recvmmsg => "recvmmsg",
+        }
+    }
+}
+
+/// Media workers on each path (index: io_uring, recvmmsg).
+static WORKERS_ON: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+/// Times a leg's io_uring receive ran out of buffers and the leg was read
+/// with `recvmmsg` until its socket was empty.
+static BUFFER_EXHAUSTIONS: AtomicU64 = AtomicU64::new(0);
+
+fn index(path: ReceivePath) -> usize {
+    match path {
+        ReceivePath::IoUring => 0,
+        ReceivePath::Recvmmsg => 1,
+    }
+}
+
+/// What `/metrics` reports: workers per path, and buffer exhaustions.
+pub fn metrics() -> ([(ReceivePath, u64); 2], u64) {
+    (
+        [ReceivePath::IoUring, ReceivePath::Recvmmsg]
+            .map(|p| (p, WORKERS_ON[index(p)].load(Ordering::Relaxed))),
+        BUFFER_EXHAUSTIONS.load(Ordering::Relaxed),
+    )
+}
+
+/// Picks the receive path for this run. `Auto` tries io_uring for real (a
+/// ring with provided buffers receiving a datagram on loopback) and falls
+/// back to `recvmmsg`, saying why; `IoUring` fails instead.
+pub fn choose(setting: ReceivePathSetting) -> Result<(ReceivePath, Option<String>), String> {
+    match setting {
+        ReceivePathSetting::Recvmmsg => Ok((ReceivePath::Recvmmsg, None)),
+        ReceivePathSetting::Auto => match probe() {
+            Ok(()) => Ok((ReceivePath::IoUring, None)),
+            Err(why) => Ok((ReceivePath::Recvmmsg, Some(why))),
+        },
+        ReceivePathSetting::IoUring => probe()
+            .map(|()| (ReceivePath::IoUring, None))
+            .map_err(|why| format!("workers.receive_path = \"io_uring\", but {why}")),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn probe() -> Result<(), String> {
+    use std::time::{Duration, Instant};
+    let mut ring = crate::io::uring::UringReceiver::new(8)
+        .map_err(|e| format!("io_uring is not available here ({e})"))?;
+    let fail = |what: &str, e: std::io::Error| format!("the io_uring self-test {what}: {e}");
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| fail("could not bind", e))?;
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| fail("could not bind", e))?;
+    use std::os::fd::AsRawFd;
+    let token = ring
+        .attach(rx.as_raw_fd())
+        .map_err(|e| fail("could not arm a receive", e))?;
+    ring.reap();
+    let to = rx.local_addr().map_err(|e| fail("has no address", e))?;
+    tx.send_to(b"recengine io_uring probe", to)
+        .map_err(|e| fail("could not send on loopback", e))?;
+    let deadline = Instant::now() + Duration::from_millis(500);
+    let mut got = None;
+    while got.is_none() && Instant::now() < deadline {
+        ring.reap();
+        ring.take(token, 1, |d| got = Some(d.payload.to_vec()));
+        if got.is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    ring.detach(token);
+    match got {
+        Some(p) if p == b"recengine io_uring probe" => Ok(()),
+        Some(_) => Err("the io_uring self-test received the wrong bytes".into()),
+        None => Err("the io_uring self-test received nothing in 500 ms".into()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn probe() -> Result<(), String> {
+    Err("io_uring is Linux only".into())
+}
+
+/// A worker's means of reading its legs: `recvmmsg` buffers always (the
+/// fallback for every leg), and its io_uring when on that path.
+pub struct LegReader {
+    pub(crate) batch: RecvBatch,
+    #[cfg(target_os = "linux")]
+    pub(crate) uring: Option<crate::io::uring::UringReceiver>,
+    path: ReceivePath,
+    /// Buffer exhaustions already added to the shared count.
+    exhaustions_reported: u64,
+}
+
+impl LegReader {
+    /// A receiver on `path`. A worker that cannot set up its ring (the
+    /// probe passed, so this is rare: a memory limit) reads with
+    /// `recvmmsg` and says so.
+    pub fn new(path: ReceivePath) -> Self {
+        Self::with_buffers(path, crate::io::uring::DEFAULT_BUFFERS)
+    }
+
+    /// As [`Self::new`], with `buffers` provided buffers (a power of two).
+    pub fn with_buffers(path: ReceivePath, buffers: u16) -> Self {
+        #[cfg(target_os = "linux")]
+        let uring = match path {
+            ReceivePath::IoUring => match crate::io::uring::UringReceiver::new(buffers) {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a media worker could not set up io_uring; it reads with recvmmsg");
+                    None
+                }
+            },
+            ReceivePath::Recvmmsg => None,
+        };
+        #[cfg(target_os = "linux")]
+        let path = if uring.is_some() {
+            ReceivePath::IoUring
+        } else {
+            ReceivePath::Recvmmsg
+        };
+        #[cfg(not(target_os = "linux"))]
+        let (path, _) = (ReceivePath::Recvmmsg, buffers);
+        WORKERS_ON[index(path)].fetch_add(1, Ordering::Relaxed);
+        Self {
+            batch: RecvBatch::default(),
+            #[cfg(target_os = "linux")]
+            uring,
+            path,
+            exhaustions_reported: 0,
+        }
+    }
+
+    pub fn path(&self) -> ReceivePath {
+        self.path
+    }
+
+    /// Starts reading `socket` on this receiver's path.
+    pub fn attach(&mut self, socket: &mut LegSocket) {
+        #[cfg(target_os = "linux")]
+        if let Some(uring) = self.uring.as_mut() {
+            match uring.attach(socket.raw_fd()) {
+                Ok(token) => socket.uring = Some(token),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not arm an io_uring receive; the leg is read with recvmmsg");
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = socket;
+    }
+
+    /// Stops reading `socket` (before it closes).
+    pub fn detach(&mut self, socket: &mut LegSocket) {
+        #[cfg(target_os = "linux")]
+        if let (Some(uring), Some(token)) = (self.uring.as_mut(), socket.uring.take()) {
+            uring.detach(token);
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = socket;
+    }
+
+    /// Receives what every attached leg holds, once per tick (and before
+    /// a stop or an end is played out). Nothing to do on `recvmmsg`, where
+    /// each leg is read as it is played out.
+    pub fn reap(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Some(uring) = self.uring.as_mut() {
+            uring.reap();
+            let new = uring.buffer_exhaustions - self.exhaustions_reported;
+            if new > 0 {
+                BUFFER_EXHAUSTIONS.fetch_add(new, Ordering::Relaxed);
+                self.exhaustions_reported = uring.buffer_exhaustions;
+            }
+        }
+    }
+}
+
+impl Drop for LegReader {
+    fn drop(&mut self) {
+        WORKERS_ON[index(self.path)].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::net::{SocketAddr, UdpSocket};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::io::clock::MonotonicClock;
+    use crate::io::udp::{DrainTime, IngestStats, RelatchPolicy};
+
+    /// io_uring where this machine allows it; `None` (and a message) where not.
+    fn uring_reader(buffers: u16) -> Option<LegReader> {
+        if let Err(why) = probe() {
+            eprintln!("skipping: {why}");
+            return None;
+        }
+        let reader = LegReader::with_buffers(ReceivePath::IoUring, buffers);
+        assert_eq!(reader.path(), ReceivePath::IoUring);
+        Some(reader)
+    }
+
+    fn leg(reader: &mut LegReader) -> (LegSocket, SocketAddr, Arc<IngestStats>) {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        let stats = Arc::new(IngestStats::default());
+        let mut leg =
+            LegSocket::new(socket, stats.clone(), RelatchPolicy::Never, None, 1 << 20).unwrap();
+        reader.attach(&mut leg);
+        (leg, addr, stats)
+    }
+
+    fn rtp(seq: u16, len: usize) -> Vec<u8> {
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p.extend((0..len).map(|i| (i as u16 ^ seq) as u8));
+        p
+    }
+
+    /// Every datagram the leg's reader hands over, in order, taken in
+    /// batches of `limit` as a worker does.
+    fn drain(
+        reader: &mut LegReader,
+        leg: &mut LegSocket,
+        limit: usize,
+    ) -> Vec<(Vec<u8>, Duration)> {
+        let clock = MonotonicClock::start();
+        let mut got = Vec::new();
+        reader.reap();
+        loop {
+            // Arrivals are monotonic times since the clock started; an
+            // hour's offset keeps those before it from being clamped to 0.
+            let now = DrainTime::now(&clock);
+            let at = DrainTime {
+                monotonic: now.monotonic + Duration::from_secs(3600),
+                wall: now.wall,
+            };
+            let more = leg.receive_batch(reader, limit, at, |d, t| got.push((d.to_vec(), t)));
+            if !more {
+                return got;
+            }
+        }
+    }
+
+    fn settle() {
+        std::thread::sleep(Duration::from_millis(30));
+    }
+
+    #[test]
+    fn io_uring_hands_over_what_was_sent_in_order_with_receive_stamps() {
+        let Some(mut uring) = uring_reader(64) else {
+            return;
+        };
+        let mut plain = LegReader::new(ReceivePath::Recvmmsg);
+        let (mut a, a_addr, a_stats) = leg(&mut uring);
+        let (mut b, b_addr, _) = leg(&mut uring);
+        let (mut c, c_addr, _) = leg(&mut plain);
+        uring.reap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sent: Vec<Vec<u8>> = (0..20).map(|i| rtp(i, 160)).collect();
+        for p in &sent {
+            tx.send_to(p, a_addr).unwrap();
+            tx.send_to(p, b_addr).unwrap();
+            tx.send_to(p, c_addr).unwrap();
+        }
+        settle();
+        let via_uring = drain(&mut uring, &mut a, 7);
+        let other_leg = drain(&mut uring, &mut b, 32);
+        let via_recvmmsg = drain(&mut plain, &mut c, 7);
+        let bytes =
+            |v: &[(Vec<u8>, Duration)]| v.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>();
+        assert_eq!(bytes(&via_uring), sent);
+        assert_eq!(bytes(&other_leg), sent);
+        assert_eq!(bytes(&via_recvmmsg), sent);
+        // Arrival times are the kernel's stamps: in sending order, and
+        // before the drain rather than all equal to it.
+        assert!(via_uring.windows(2).all(|w| w[0].1 <= w[1].1));
+        assert!(via_uring[0].1 < via_uring[19].1, "stamped, not drain time");
+        assert_eq!(
+            a_stats.datagrams.load(std::sync::atomic::Ordering::Relaxed),
+            20
+        );
+        assert_eq!(
+            uring.uring.as_ref().unwrap().buffer_exhaustions,
+            0,
+            "64 buffers hold 40 datagrams"
+        );
+    }
+
+    /// A worker seconds behind: more datagrams queued than the ring has
+    /// buffers. The leg's receive ends, the rest is read with recvmmsg, and
+    /// the receive is armed again; nothing is lost or reordered.
+    #[test]
+    fn running_out_of_buffers_loses_nothing_and_keeps_the_order() {
+        let Some(mut reader) = uring_reader(8) else {
+            return;
+        };
+        let (mut leg, addr, stats) = leg(&mut reader);
+        reader.reap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let first: Vec<Vec<u8>> = (0..50).map(|i| rtp(i, 160)).collect();
+        for p in &first {
+            tx.send_to(p, addr).unwrap();
+        }
+        settle();
+        let got: Vec<Vec<u8>> = drain(&mut reader, &mut leg, 5)
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
+        assert_eq!(got, first);
+        let exhausted = reader.uring.as_ref().unwrap().buffer_exhaustions;
+        assert!(exhausted >= 1, "8 buffers cannot take 50 datagrams");
+
+        // Armed again: the next datagrams come through the ring.
+        let second: Vec<Vec<u8>> = (50..54).map(|i| rtp(i, 160)).collect();
+        for p in &second {
+            tx.send_to(p, addr).unwrap();
+        }
+        settle();
+        let got: Vec<Vec<u8>> = drain(&mut reader, &mut leg, 32)
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
+        assert_eq!(got, second);
+        assert_eq!(reader.uring.as_ref().unwrap().buffer_exhaustions, exhausted);
+        assert_eq!(
+            stats.datagrams.load(std::sync::atomic::Ordering::Relaxed),
+            54
+        );
+    }
+
+    /// A leg's port is free again as soon as the leg is detached and its
+    /// socket closed (the ring held a reference to it while receiving).
+    #[test]
+    fn a_detached_legs_port_can_be_bound_again_at_once() {
+        let Some(mut reader) = uring_reader(16) else {
+            return;
+        };
+        let (mut leg, addr, _) = leg(&mut reader);
+        reader.reap();
+        reader.detach(&mut leg);
+        drop(leg);
+        UdpSocket::bind(addr).expect("the port is free once the leg is detached");
+    }
+
+    /// Datagrams larger than a provided buffer are counted as truncated
+    /// (as recvmmsg counts ones over 64 KiB), and the leg is read with
+    /// recvmmsg from then on, where they arrive whole.
+    #[test]
+    fn oversize_datagrams_move_the_leg_to_recvmmsg() {
+        let Some(mut reader) = uring_reader(16) else {
+            return;
+        };
+        let (mut leg, addr, stats) = leg(&mut reader);
+        reader.reap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let big = rtp(1, crate::io::uring::MAX_PAYLOAD + 100);
+        let small = rtp(2, 160);
+        tx.send_to(&big, addr).unwrap();
+        tx.send_to(&small, addr).unwrap();
+        settle();
+        let got: Vec<Vec<u8>> = drain(&mut reader, &mut leg, 32)
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
+        assert_eq!(
+            got,
+            vec![small.clone()],
+            "the cut one is dropped, the next kept"
+        );
+        assert_eq!(
+            stats.truncated.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        reader.reap(); // the ring lets go of the leg
+        let bigger = rtp(3, crate::io::uring::MAX_PAYLOAD + 100);
+        tx.send_to(&bigger, addr).unwrap();
+        tx.send_to(&small, addr).unwrap();
+        settle();
+        let got: Vec<Vec<u8>> = drain(&mut reader, &mut leg, 32)
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
+        assert_eq!(got, vec![bigger, small]);
+        assert_eq!(
+            stats.truncated.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[test]
+    fn the_setting_picks_the_path() {
+        assert_eq!(
+            choose(ReceivePathSetting::Recvmmsg).unwrap(),
+            (ReceivePath::Recvmmsg, None)
+        );
+        match probe() {
+            Ok(()) => {
+                assert_eq!(
+                    choose(ReceivePathSetting::Auto).unwrap().0,
+                    ReceivePath::IoUring
+                );
+                assert_eq!(
+                    choose(ReceivePathSetting::IoUring).unwrap().0,
+                    ReceivePath::IoUring
+                );
+            }
+            Err(why) => {
+                let (path, reason) = choose(ReceivePathSetting::Auto).unwrap();
+                assert_eq!((path, reason), (ReceivePath::Recvmmsg, Some(why)));
+                assert!(choose(ReceivePathSetting::IoUring).is_err());
+            }
+        }
+    }
+}

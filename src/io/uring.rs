@@ -1,0 +1,527 @@
+//! The io_uring receive path (Linux): one ring per media worker, a
+//! multishot `recvmsg` armed on each of the worker's leg sockets, and a
+//! ring of provided buffers the kernel fills as datagrams arrive.
+//!
+//! The ring is set up with deferred task work (`IORING_SETUP_DEFER_TASKRUN`),
+//! so datagrams wait in their sockets' kernel queues, stamped on arrival,
+//! until the worker asks: one `io_uring_enter` per tick receives what every
+//! leg of the worker holds, where the `recvmmsg` path makes one system call
+//! per leg. The worker then takes each leg's datagrams in order from
+//! [`UringReceiver::take`] and hands their buffers back.
+//!
+//! When the buffers run out (a worker seconds behind), a leg's multishot
+//! receive ends; the leg is then read with `recvmmsg` until its socket is
+//! empty and re-armed, so nothing is lost and nothing is reordered: only one
+//! of the two ever reads a socket at a time. This module owns the ring, the
+//! buffers and the per-leg receive state; what a datagram means is
+//! [`crate::io::udp`]'s.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::{IoUring, cqueue, opcode, types};
+
+use crate::io::udp::{Control, to_socket_addr};
+
+/// Bytes per provided buffer: the kernel's `io_uring_recvmsg_out` header,
+/// the source address, the control messages (receive stamp, overflow
+/// count), then the datagram. Datagrams up to [`MAX_PAYLOAD`] arrive whole.
+pub const BUFFER_SIZE: usize = 8192;
+/// Buffers per worker by default: a tick's datagrams for 1,000 legs.
+pub const DEFAULT_BUFFERS: u16 = 1024;
+/// The one buffer group of a worker's ring.
+const BUFFER_GROUP: u16 = 0;
+/// Room for the source address: a `sockaddr_in6` (IPv4 arrives as a
+/// `sockaddr_in`, which is shorter), rounded up to keep the control
+/// messages after it 8-byte aligned.
+const NAME_LEN: usize = std::mem::size_of::<libc::sockaddr_in6>().next_multiple_of(8);
+/// Room for an `SCM_TIMESTAMPNS` and an `SO_RXQ_OVFL` control message.
+const CONTROL_LEN: usize = 64;
+/// `io_uring_recvmsg_out`: four u32s before the name.
+const OUT_HEADER: usize = 16;
+/// The largest datagram that arrives whole through a provided buffer.
+pub const MAX_PAYLOAD: usize = BUFFER_SIZE - OUT_HEADER - NAME_LEN - CONTROL_LEN;
+/// `user_data` of requests whose completions carry nothing to route.
+const CONTROL_REQUEST: u64 = u64::MAX;
+
+/// What a leg's receive is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LegState {
+    /// The slot is unused.
+    Free,
+    /// A multishot receive is (or is about to be) armed on the socket.
+    Armed,
+    /// The multishot receive ended (no buffers, or an error): the socket is
+    /// read with `recvmmsg` until it is empty, then re-armed.
+    Stopped,
+    /// Cancelled; the slot is freed when the receive's last completion
+    /// comes in.
+    Closing,
+}
+
+struct LegSlot {
+    fd: RawFd,
+    state: LegState,
+    /// Whether a stopped receive is armed again once the socket is empty
+    /// (not for a leg moved to `recvmmsg` for good, see [`UringReceiver::retire`]).
+    rearm: bool,
+    /// Received datagrams not yet taken: (buffer id, bytes used).
+    pending: VecDeque<(u16, u32)>,
+}
+
+/// One datagram as the kernel delivered it into a provided buffer.
+pub struct Received<'a> {
+    pub from: Option<std::net::SocketAddr>,
+    pub payload: &'a [u8],
+    /// Larger than [`MAX_PAYLOAD`]: cut by the kernel.
+    pub truncated: bool,
+    pub control: Control,
+}
+
+/// What [`UringReceiver::take`] found for a leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    /// Datagrams handed over.
+    pub count: usize,
+    /// Received datagrams are still waiting for the next take.
+    pub more_pending: bool,
+    /// The leg's multishot receive has ended: its socket may hold more,
+    /// to be read with `recvmmsg` before [`UringReceiver::rearm`].
+    pub stopped: bool,
+}
+
+/// The provided buffers: a ring of descriptors the kernel takes from and
+/// the memory they point at, both mapped anonymously (so only the pages
+/// datagrams touch become resident).
+struct ProvidedBuffers {
+    ring: *mut types::BufRingEntry,
+    ring_bytes: usize,
+    memory: *mut u8,
+    memory_bytes: usize,
+    count: u16,
+    /// Our producer position (published to the kernel's tail).
+    tail: u16,
+}
+
+// SAFETY: the mappings are owned by this struct alone and only touched by
+// the worker thread that owns the receiver.
+unsafe impl Send for ProvidedBuffers {}
+
+fn map_anonymous(bytes: usize) -> io::Result<*mut u8> {
+    // SAFETY: a fresh private anonymous mapping; no existing memory is
+    // affected, and failure is reported as MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(p.cast())
+    }
+}
+
+impl ProvidedBuffers {
+    fn new(count: u16) -> io::Result<Self> {
+        assert!(
+            count.is_power_of_two(),
+            "a buffer ring's size is a power of two"
+        );
+        let ring_bytes = usize::from(count) * std::mem::size_of::<types::BufRingEntry>();
+        let memory_bytes = usize::from(count) * BUFFER_SIZE;
+        let ring = map_anonymous(ring_bytes)?;
+        let memory = match map_anonymous(memory_bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                // SAFETY: unmapping the mapping made just above.
+                unsafe { libc::munmap(ring.cast(), ring_bytes) };
+                return Err(e);
+            }
+        };
+        Ok(Self {
+            ring: ring.cast(),
+            ring_bytes,
+            memory,
+            memory_bytes,
+            count,
+            tail: 0,
+        })
+    }
+
+    /// Queues buffer `bid` for the kernel (published by [`Self::publish`]).
+    fn give(&mut self, bid: u16) {
+        let slot = usize::from(self.tail & (self.count - 1));
+        // SAFETY: `slot` is inside the ring's `count` entries, and the
+        // entry at our tail is not one the kernel reads until published.
+        let entry = unsafe { &mut *self.ring.add(slot) };
+        // SAFETY: `bid` < count, so the buffer lies inside `memory`.
+        let addr = unsafe { self.memory.add(usize::from(bid) * BUFFER_SIZE) };
+        entry.set_addr(addr as u64);
+        entry.set_len(BUFFER_SIZE as u32);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Makes every buffer given so far visible to the kernel.
+    fn publish(&self) {
+        // SAFETY: the tail field overlays the first entry's reserved word,
+        // which the kernel reads as the ring's tail; the ring is page
+        // aligned and lives as long as `self`.
+        let tail = unsafe { &*types::BufRingEntry::tail(self.ring).cast::<AtomicU16>() };
+        tail.store(self.tail, Ordering::Release);
+    }
+
+    /// The bytes the kernel wrote into buffer `bid`.
+    fn filled(&self, bid: u16, len: u32) -> &[u8] {
+        let len = (len as usize).min(BUFFER_SIZE);
+        // SAFETY: the kernel handed `bid` back in a completion, so it is
+        // out of the ring and no longer written to until given again, and
+        // it lies inside `memory` (`bid` < count is checked by the caller).
+        unsafe { std::slice::from_raw_parts(self.memory.add(usize::from(bid) * BUFFER_SIZE), len) }
+    }
+}
+
+impl Drop for ProvidedBuffers {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mappings; the ring that used them is
+        // gone (see `UringReceiver`'s field order).
+        unsafe {
+            libc::munmap(self.ring.cast(), self.ring_bytes);
+            libc::munmap(self.memory.cast(), self.memory_bytes);
+        }
+    }
+}
+
+/// A worker's io_uring: its ring, buffers and legs. See the module doc.
+pub struct UringReceiver {
+    // Field order matters: the ring is dropped (and every receive with it)
+    // before the buffers it writes into are unmapped.
+    ring: IoUring,
+    buffers: ProvidedBuffers,
+    /// The template every multishot receive reads its name and control
+    /// sizes from; boxed so its address stays put.
+    msghdr: Box<libc::msghdr>,
+    legs: Vec<LegSlot>,
+    free: Vec<u32>,
+    /// Times a leg's receive ended for want of buffers.
+    pub buffer_exhaustions: u64,
+}
+
+// SAFETY: `msghdr` holds only null pointers and lengths; the ring and the
+// buffers are used by the one thread that owns the receiver at a time.
+unsafe impl Send for UringReceiver {}
+
+impl UringReceiver {
+    /// A ring with `buffers` provided buffers (a power of two). Fails where
+    /// io_uring, deferred task work or provided-buffer rings are not
+    /// available (old kernels, seccomp, `kernel.io_uring_disabled`).
+    pub fn new(buffers: u16) -> io::Result<Self> {
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_cqsize((u32::from(buffers) * 4).max(1024))
+            .build(256)?;
+        let mut provided = ProvidedBuffers::new(buffers)?;
+        // SAFETY: the ring memory is page aligned (mmap), holds `buffers`
+        // entries and stays mapped until after the ring is dropped.
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                provided.ring as u64,
+                buffers,
+                BUFFER_GROUP,
+                0,
+            )?;
+        }
+        for bid in 0..buffers {
+            provided.give(bid);
+        }
+        provided.publish();
+        // SAFETY: msghdr is a plain C struct, valid zeroed.
+        let mut msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        msghdr.msg_namelen = NAME_LEN as libc::socklen_t;
+        msghdr.msg_controllen = CONTROL_LEN;
+        Ok(Self {
+            ring,
+            buffers: provided,
+            msghdr,
+            legs: Vec::new(),
+            free: Vec::new(),
+            buffer_exhaustions: 0,
+        })
+    }
+
+    /// Starts receiving on `fd`; the token names the leg from then on. The
+    /// receive is armed with the next [`Self::reap`].
+    pub fn attach(&mut self, fd: RawFd) -> io::Result<u32> {
+        let token = match self.free.pop() {
+            Some(t) => t,
+            None => {
+                self.legs.push(LegSlot {
+                    fd,
+                    state: LegState::Free,
+                    rearm: true,
+                    pending: VecDeque::new(),
+                });
+                u32::try_from(self.legs.len() - 1).map_err(io::Error::other)?
+            }
+        };
+        let slot = &mut self.legs[token as usize];
+        slot.fd = fd;
+        slot.state = LegState::Armed;
+        slot.rearm = true;
+        slot.pending.clear();
+        self.arm(token)?;
+        Ok(token)
+    }
+
+    fn arm(&mut self, token: u32) -> io::Result<()> {
+        let fd = self.legs[token as usize].fd;
+        let entry = opcode::RecvMsgMulti::new(types::Fd(fd), &*self.msghdr, BUFFER_GROUP)
+            .build()
+            .user_data(u64::from(token));
+        self.push(&entry)
+    }
+
+    fn push(&mut self, entry: &io_uring::squeue::Entry) -> io::Result<()> {
+        // SAFETY: the entry's pointers (the msghdr template) live as long
+        // as the ring.
+        if unsafe { self.ring.submission().push(entry) }.is_err() {
+            // Full: hand what is queued to the kernel and try again.
+            self.ring.submit()?;
+            // SAFETY: as above.
+            unsafe { self.ring.submission().push(entry) }
+                .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+        }
+        Ok(())
+    }
+
+    /// Re-arms a stopped leg whose socket `recvmmsg` has emptied.
+    pub fn rearm(&mut self, token: u32) -> io::Result<()> {
+        let Some(slot) = self.legs.get_mut(token as usize) else {
+            return Ok(());
+        };
+        if slot.state != LegState::Stopped || !slot.rearm {
+            return Ok(());
+        }
+        slot.state = LegState::Armed;
+        self.arm(token)
+    }
+
+    /// Moves a leg to `recvmmsg` for good (its datagrams outgrow the
+    /// provided buffers): its receive is cancelled with the next reap, and
+    /// what it received before that is still taken in order.
+    pub fn retire(&mut self, token: u32) {
+        let Some(slot) = self.legs.get_mut(token as usize) else {
+            return;
+        };
+        if !slot.rearm {
+            return;
+        }
+        slot.rearm = false;
+        if slot.state == LegState::Armed {
+            let cancel = opcode::AsyncCancel::new(u64::from(token))
+                .build()
+                .user_data(CONTROL_REQUEST);
+            if let Err(e) = self.push(&cancel) {
+                tracing::warn!(error = %e, "could not cancel an io_uring receive");
+            }
+        }
+    }
+
+    /// Stops receiving for a leg whose socket is about to close, and waits
+    /// for the kernel to let go of it (so its port can be bound again at
+    /// once). Datagrams not taken are dropped with the leg.
+    pub fn detach(&mut self, token: u32) {
+        let Some(slot) = self.legs.get_mut(token as usize) else {
+            return;
+        };
+        let was = slot.state;
+        slot.state = LegState::Closing;
+        let drained: Vec<(u16, u32)> = slot.pending.drain(..).collect();
+        for (bid, _) in drained {
+            self.buffers.give(bid);
+        }
+        self.buffers.publish();
+        if was != LegState::Armed {
+            self.release(token);
+            return;
+        }
+        let cancel = opcode::AsyncCancel::new(u64::from(token))
+            .build()
+            .user_data(CONTROL_REQUEST);
+        if self.push(&cancel).is_err() {
+            return;
+        }
+        // The cancel completes at once for a receive waiting on its
+        // socket; a few rounds cover one caught mid-delivery.
+        for _ in 0..4 {
+            self.enter();
+            self.complete();
+            if self.legs[token as usize].state == LegState::Free {
+                return;
+            }
+        }
+        tracing::warn!(
+            token,
+            "io_uring receive still held after cancel; its slot stays reserved"
+        );
+    }
+
+    fn release(&mut self, token: u32) {
+        let slot = &mut self.legs[token as usize];
+        slot.state = LegState::Free;
+        slot.fd = -1;
+        self.free.push(token);
+    }
+
+    /// Submits what is queued and runs the deferred receives: every
+    /// datagram waiting in the worker's sockets lands in a buffer. One
+    /// system call.
+    pub fn reap(&mut self) {
+        self.enter();
+        self.complete();
+    }
+
+    fn enter(&mut self) {
+        // Ask for more completions than can come, with a zero timeout: the
+        // kernel then runs all the deferred receives, not a first few, and
+        // returns at once (ETIME).
+        let zero = types::Timespec::new();
+        let args = types::SubmitArgs::new().timespec(&zero);
+        let want = self.ring.params().cq_entries() as usize;
+        match self.ring.submitter().submit_with_args(want, &args) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) => {}
+            Err(e) => tracing::warn!(error = %e, "io_uring_enter failed"),
+        }
+    }
+
+    /// Routes every completion to its leg.
+    fn complete(&mut self) {
+        let mut cq = self.ring.completion();
+        cq.sync();
+        let mut recycle = Vec::new();
+        let mut released = Vec::new();
+        for cqe in &mut cq {
+            let user = cqe.user_data();
+            if user == CONTROL_REQUEST {
+                continue;
+            }
+            let flags = cqe.flags();
+            let bid = cqueue::buffer_select(flags).filter(|b| *b < self.buffers.count);
+            let Some(slot) = self.legs.get_mut(user as usize) else {
+                recycle.extend(bid);
+                continue;
+            };
+            match (cqe.result(), bid) {
+                (len, Some(bid)) if len >= 0 => {
+                    if matches!(slot.state, LegState::Closing | LegState::Free) {
+                        recycle.push(bid);
+                    } else {
+                        slot.pending.push_back((bid, len as u32));
+                    }
+                }
+                (err, _) => {
+                    recycle.extend(bid);
+                    if err == -libc::ENOBUFS {
+                        self.buffer_exhaustions += 1;
+                    } else if err < 0 && err != -libc::ECANCELED {
+                        tracing::debug!(error = %io::Error::from_raw_os_error(-err), "io_uring receive ended");
+                    }
+                }
+            }
+            if !cqueue::more(flags) {
+                match slot.state {
+                    LegState::Closing => released.push(user as u32),
+                    LegState::Armed => slot.state = LegState::Stopped,
+                    LegState::Stopped | LegState::Free => {}
+                }
+            }
+        }
+        drop(cq);
+        for bid in recycle {
+            self.buffers.give(bid);
+        }
+        self.buffers.publish();
+        for token in released {
+            self.release(token);
+        }
+    }
+
+    /// Hands `each` up to `limit` of the leg's received datagrams, oldest
+    /// first, and gives their buffers back to the kernel.
+    pub fn take(&mut self, token: u32, limit: usize, mut each: impl FnMut(Received<'_>)) -> Taken {
+        let Some(slot) = self.legs.get_mut(token as usize) else {
+            return Taken {
+                count: 0,
+                more_pending: false,
+                stopped: false,
+            };
+        };
+        let n = limit.min(slot.pending.len());
+        for (bid, len) in slot.pending.drain(..n) {
+            let buffer = self.buffers.filled(bid, len);
+            if let Ok(out) = types::RecvMsgOut::parse(buffer, &self.msghdr) {
+                let from = (!out.is_name_data_truncated())
+                    .then(|| {
+                        // SAFETY: sockaddr_storage is a plain C struct,
+                        // valid zeroed; the name bytes are copied into it.
+                        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+                        let name = out.name_data();
+                        let room = std::mem::size_of::<libc::sockaddr_storage>();
+                        // SAFETY: at most `room` bytes into the storage.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                name.as_ptr(),
+                                (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
+                                name.len().min(room),
+                            );
+                        }
+                        to_socket_addr(&storage)
+                    })
+                    .flatten();
+                each(Received {
+                    from,
+                    payload: out.payload_data(),
+                    truncated: out.is_payload_truncated(),
+                    control: Control::parse(out.control_data()),
+                });
+            }
+            self.buffers.give(bid);
+        }
+        if n > 0 {
+            self.buffers.publish();
+        }
+        Taken {
+            count: n,
+            more_pending: !slot.pending.is_empty(),
+            stopped: slot.state == LegState::Stopped,
+        }
+    }
+}
+
+impl Drop for UringReceiver {
+    fn drop(&mut self) {
+        // Cancel every receive and let the kernel finish them before the
+        // buffers go (the ring itself is closed just after).
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+            .build()
+            .user_data(CONTROL_REQUEST);
+        if self.push(&cancel).is_ok() {
+            self.enter();
+            self.complete();
+        }
+    }
+}
