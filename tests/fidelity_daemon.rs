@@ -9,6 +9,7 @@ mod support;
 
 use std::time::Duration;
 
+use recengine::io::receive::ReceivePath;
 use recengine::loadgen::verify::{VerifyOptions, verify};
 use recengine::loadgen::{LoadgenOptions, run};
 use recengine::testkit::netem::Pattern;
@@ -110,13 +111,50 @@ fn every_arrival_pattern_through_the_daemon_keeps_every_sample_in_place() {
 /// On resuming, the worker takes them a batch at a time at their true
 /// arrival times, playing out and mixing in between, and every sample
 /// lands in place.
+///
+/// Both receive paths: io_uring (where this machine allows it; the
+/// worker's ring takes the backlog in one go) and recvmmsg.
 #[test]
-fn a_daemon_stopped_for_seconds_loses_nothing() {
+fn a_daemon_stopped_for_seconds_loses_nothing_on_io_uring() {
+    match recengine::io::receive::choose(recengine::config::ReceivePathSetting::Auto) {
+        Ok((ReceivePath::IoUring, _)) => stopped_for_seconds("io_uring"),
+        other => eprintln!("skipping: io_uring is not usable here: {other:?}"),
+    }
+}
+
+#[test]
+fn a_daemon_stopped_for_seconds_loses_nothing_on_recvmmsg() {
+    stopped_for_seconds("recvmmsg");
+}
+
+fn stopped_for_seconds(receive_path: &str) {
     let d = Daemon::start_with(
-        "fidelity-stopped",
-        &format!("[jitter]\nplayout_delay_ms = {PLAYOUT_MS}\ncapacity_packets = 40\n"),
+        &format!("fidelity-stopped-{receive_path}"),
+        &format!(
+            "[jitter]\nplayout_delay_ms = {PLAYOUT_MS}\ncapacity_packets = 40\n\
+             [workers]\nreceive_path = \"{receive_path}\"\n"
+        ),
         8,
     );
+    let (_, metrics) = d.request_raw("GET", "/metrics", None, None, &[]);
+    let metrics = String::from_utf8_lossy(&metrics);
+    let workers_on = |path: &str| {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "recengine_media_workers{{receive_path=\"{path}\"}} "
+                ))
+            })
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    assert!(workers_on(receive_path).is_some_and(|n| n > 0), "{metrics}");
+    let other = if receive_path == "io_uring" {
+        "recvmmsg"
+    } else {
+        "io_uring"
+    };
+    assert_eq!(workers_on(other), Some(0), "{metrics}");
     let opts = LoadgenOptions {
         calls: 2,
         duration: Duration::from_secs(7),
