@@ -29,8 +29,10 @@ use crate::io::udp::{Control, to_socket_addr};
 /// the source address, the control messages (receive stamp, overflow
 /// count), then the datagram. Datagrams up to [`MAX_PAYLOAD`] arrive whole.
 pub const BUFFER_SIZE: usize = 8192;
-/// Buffers per worker by default: a tick's datagrams for 1,000 legs.
-pub const DEFAULT_BUFFERS: u16 = 1024;
+/// The most buffers a worker's ring can hand out: two ticks' datagrams
+/// for 4,096 legs. Only those actually handed out are ever touched (see
+/// [`UringReceiver::provision`]), so this costs address space, not memory.
+pub const DEFAULT_BUFFERS: u16 = 8192;
 /// The one buffer group of a worker's ring.
 const BUFFER_GROUP: u16 = 0;
 /// Room for the source address: a `sockaddr_in6` (IPv4 arrives as a
@@ -43,6 +45,10 @@ const CONTROL_LEN: usize = 64;
 const OUT_HEADER: usize = 16;
 /// The largest datagram that arrives whole through a provided buffer.
 pub const MAX_PAYLOAD: usize = BUFFER_SIZE - OUT_HEADER - NAME_LEN - CONTROL_LEN;
+/// Buffers the ring holds at least, and per attached leg: two ticks'
+/// datagrams at one per leg per tick.
+const MIN_ROOM: usize = 64;
+const ROOM_PER_LEG: usize = 2;
 /// `user_data` of requests whose completions carry nothing to route.
 const CONTROL_REQUEST: u64 = u64::MAX;
 
@@ -103,6 +109,12 @@ struct ProvidedBuffers {
     count: u16,
     /// Our producer position (published to the kernel's tail).
     tail: u16,
+    /// Buffers handed out so far: ids `0..live`. The ring starts with a
+    /// few and grows with the legs, so the memory touched follows the
+    /// load rather than the ring's size.
+    live: u16,
+    /// Buffers the kernel filled that are not back in the ring yet.
+    held: usize,
 }
 
 // SAFETY: the mappings are owned by this struct alone and only touched by
@@ -153,6 +165,8 @@ impl ProvidedBuffers {
             memory_bytes,
             count,
             tail: 0,
+            live: 0,
+            held: 0,
         })
     }
 
@@ -168,6 +182,16 @@ impl ProvidedBuffers {
         entry.set_len(BUFFER_SIZE as u32);
         entry.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Hands out fresh buffers until the ring holds `room` (or all are out).
+    fn provision(&mut self, room: usize) {
+        while self.live < self.count
+            && usize::from(self.live) - self.held.min(usize::from(self.live)) < room
+        {
+            self.give(self.live);
+            self.live += 1;
+        }
     }
 
     /// Makes every buffer given so far visible to the kernel.
@@ -227,7 +251,7 @@ impl UringReceiver {
         let ring = IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
-            .setup_cqsize((u32::from(buffers) * 4).max(1024))
+            .setup_cqsize((u32::from(buffers) * 2).max(1024))
             .build(256)?;
         let mut provided = ProvidedBuffers::new(buffers)?;
         // SAFETY: the ring memory is page aligned (mmap), holds `buffers`
@@ -240,9 +264,7 @@ impl UringReceiver {
                 0,
             )?;
         }
-        for bid in 0..buffers {
-            provided.give(bid);
-        }
+        provided.provision(MIN_ROOM);
         provided.publish();
         // SAFETY: msghdr is a plain C struct, valid zeroed.
         let mut msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
@@ -279,6 +301,7 @@ impl UringReceiver {
         slot.rearm = true;
         slot.pending.clear();
         self.arm(token)?;
+        self.provision();
         Ok(token)
     }
 
@@ -346,6 +369,7 @@ impl UringReceiver {
         let was = slot.state;
         slot.state = LegState::Closing;
         let drained: Vec<(u16, u32)> = slot.pending.drain(..).collect();
+        self.buffers.held -= drained.len();
         for (bid, _) in drained {
             self.buffers.give(bid);
         }
@@ -373,6 +397,13 @@ impl UringReceiver {
             token,
             "io_uring receive still held after cancel; its slot stays reserved"
         );
+    }
+
+    /// Keeps room in the ring for the attached legs' next two ticks.
+    fn provision(&mut self) {
+        let legs = self.legs.len() - self.free.len();
+        self.buffers.provision(MIN_ROOM + ROOM_PER_LEG * legs);
+        self.buffers.publish();
     }
 
     fn release(&mut self, token: u32) {
@@ -431,6 +462,7 @@ impl UringReceiver {
                         recycle.push(bid);
                     } else {
                         slot.pending.push_back((bid, len as u32));
+                        self.buffers.held += 1;
                     }
                 }
                 (err, _) => {
@@ -454,10 +486,10 @@ impl UringReceiver {
         for bid in recycle {
             self.buffers.give(bid);
         }
-        self.buffers.publish();
         for token in released {
             self.release(token);
         }
+        self.provision();
     }
 
     /// Hands `each` up to `limit` of the leg's received datagrams, oldest
@@ -502,6 +534,7 @@ impl UringReceiver {
             self.buffers.give(bid);
         }
         if n > 0 {
+            self.buffers.held -= n;
             self.buffers.publish();
         }
         Taken {
@@ -522,6 +555,50 @@ impl Drop for UringReceiver {
         if self.push(&cancel).is_ok() {
             self.enter();
             self.complete();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// The ring's memory follows the legs: a worker with few legs touches
+    /// few buffers, whatever the ring's size.
+    #[test]
+    fn buffers_are_handed_out_as_legs_are_added() {
+        let Ok(mut ring) = UringReceiver::new(DEFAULT_BUFFERS) else {
+            eprintln!("skipping: io_uring is not available here");
+            return;
+        };
+        assert_eq!(usize::from(ring.buffers.live), MIN_ROOM);
+        let sockets: Vec<_> = (0..10)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let tokens: Vec<u32> = sockets
+            .iter()
+            .map(|s| ring.attach(s.as_raw_fd()).unwrap())
+            .collect();
+        ring.reap();
+        assert_eq!(usize::from(ring.buffers.live), MIN_ROOM + ROOM_PER_LEG * 10);
+        // Datagrams held by the worker are not room: more are handed out.
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..30 {
+            tx.send_to(&[0x80; 172], sockets[0].local_addr().unwrap())
+                .unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        ring.reap();
+        assert_eq!(ring.buffers.held, 30);
+        assert_eq!(
+            usize::from(ring.buffers.live),
+            MIN_ROOM + ROOM_PER_LEG * 10 + 30
+        );
+        assert_eq!(ring.take(tokens[0], 100, |_| {}).count, 30);
+        assert_eq!(ring.buffers.held, 0);
+        for t in tokens {
+            ring.detach(t);
         }
     }
 }
