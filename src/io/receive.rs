@@ -271,6 +271,25 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
     }
 
+    /// Sends `packets` from `tx` to the leg and returns the datagrams the
+    /// reader then hands over.
+    fn round_trip(
+        reader: &mut LegReader,
+        leg: &mut LegSocket,
+        (tx, to): (&UdpSocket, SocketAddr),
+        packets: &[Vec<u8>],
+        limit: usize,
+    ) -> Vec<Vec<u8>> {
+        for p in packets {
+            tx.send_to(p, to).unwrap();
+        }
+        settle();
+        drain(reader, leg, limit)
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect()
+    }
+
     #[test]
     fn io_uring_hands_over_what_was_sent_in_order_with_receive_stamps() {
         let Some(mut uring) = uring_reader(64) else {
@@ -324,29 +343,19 @@ mod tests {
         reader.reap();
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let first: Vec<Vec<u8>> = (0..50).map(|i| rtp(i, 160)).collect();
-        for p in &first {
-            tx.send_to(p, addr).unwrap();
-        }
-        settle();
-        let got: Vec<Vec<u8>> = drain(&mut reader, &mut leg, 5)
-            .into_iter()
-            .map(|(d, _)| d)
-            .collect();
-        assert_eq!(got, first);
+        assert_eq!(
+            round_trip(&mut reader, &mut leg, (&tx, addr), &first, 5),
+            first
+        );
         let exhausted = reader.uring.as_ref().unwrap().buffer_exhaustions;
         assert!(exhausted >= 1, "8 buffers cannot take 50 datagrams");
 
         // Armed again: the next datagrams come through the ring.
         let second: Vec<Vec<u8>> = (50..54).map(|i| rtp(i, 160)).collect();
-        for p in &second {
-            tx.send_to(p, addr).unwrap();
-        }
-        settle();
-        let got: Vec<Vec<u8>> = drain(&mut reader, &mut leg, 32)
-            .into_iter()
-            .map(|(d, _)| d)
-            .collect();
-        assert_eq!(got, second);
+        assert_eq!(
+            round_trip(&mut reader, &mut leg, (&tx, addr), &second, 32),
+            second
+        );
         assert_eq!(reader.uring.as_ref().unwrap().buffer_exhaustions, exhausted);
         assert_eq!(
             stats.datagrams.load(std::sync::atomic::Ordering::Relaxed),
@@ -381,13 +390,13 @@ mod tests {
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let big = rtp(1, crate::io::uring::MAX_PAYLOAD + 100);
         let small = rtp(2, 160);
-        tx.send_to(&big, addr).unwrap();
-        tx.send_to(&small, addr).unwrap();
-        settle();
-        let got: Vec<Vec<u8>> = drain(&mut reader, &mut leg, 32)
-            .into_iter()
-            .map(|(d, _)| d)
-            .collect();
+        let got = round_trip(
+            &mut reader,
+            &mut leg,
+            (&tx, addr),
+            &[big, small.clone()],
+            32,
+        );
         assert_eq!(
             got,
             vec![small.clone()],
@@ -399,14 +408,11 @@ mod tests {
         );
         reader.reap(); // the ring lets go of the leg
         let bigger = rtp(3, crate::io::uring::MAX_PAYLOAD + 100);
-        tx.send_to(&bigger, addr).unwrap();
-        tx.send_to(&small, addr).unwrap();
-        settle();
-        let got: Vec<Vec<u8>> = drain(&mut reader, &mut leg, 32)
-            .into_iter()
-            .map(|(d, _)| d)
-            .collect();
-        assert_eq!(got, vec![bigger, small]);
+        let both = [bigger, small];
+        assert_eq!(
+            round_trip(&mut reader, &mut leg, (&tx, addr), &both, 32),
+            both
+        );
         assert_eq!(
             stats.truncated.load(std::sync::atomic::Ordering::Relaxed),
             1

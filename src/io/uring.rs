@@ -306,7 +306,10 @@ impl UringReceiver {
         slot.state = LegState::Armed;
         slot.rearm = true;
         slot.pending.clear();
-        self.arm(token)?;
+        if let Err(e) = self.arm(token) {
+            self.release(token);
+            return Err(e);
+        }
         self.provision();
         Ok(token)
     }
