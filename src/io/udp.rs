@@ -1,6 +1,7 @@
 //! RTP ingest: one UDP socket per leg, drained by the leg's media worker at
-//! every tick in batches (`recvmmsg` on Linux), stamped with the kernel's
-//! receive time and source-latched; the RTCP neighbour is counted by a
+//! every tick (from the worker's io_uring, [`crate::io::uring`], or in
+//! `recvmmsg` batches), stamped with the kernel's receive time and
+//! source-latched; the RTCP neighbour is counted by a
 //! small task on the IO runtime. Nothing is decoded and nothing is
 //! allocated per packet; what overflows a leg's socket queue is counted.
 

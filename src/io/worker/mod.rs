@@ -1,6 +1,7 @@
 //! Media workers: a fixed pool of OS threads, each owning a shard of the
 //! calls. Every tick (20 ms by default) a worker drains each leg's socket
-//! (non-blocking `recvmmsg`, kernel receive stamps; see [`LegSocket`]) into
+//! (its io_uring or non-blocking `recvmmsg`, kernel receive stamps; see
+//! [`LegReader`] and [`LegSocket`]) into
 //! the call's [`CallMedia`] (the sans-IO call engine: playout, mixing,
 //! encoding, flush cadence) and carries out what it answers: bytes and
 //! flushes to the writer pool, outcomes to the engine. A worker never
@@ -8,9 +9,10 @@
 //!
 //! Why the worker reads its sockets itself: at 20 ms packet spacing an
 //! event-driven reader wakes once per packet (readiness, task wake-up,
-//! a ring hand-off to another thread); polling every socket once per tick
-//! costs one system call per leg per tick and keeps the packet on the core
-//! that decodes it. The kernel's socket queue is the buffer in between.
+//! a ring hand-off to another thread); reading every socket once per tick
+//! costs one system call per worker per tick on io_uring (one per leg on
+//! `recvmmsg`) and keeps the packet on the core that decodes it. The
+//! kernel's socket queue is the buffer in between.
 //!
 //! Commands come over a crossbeam channel; outcomes go back to the engine
 //! as [`WorkerReport`]s.
