@@ -13,6 +13,8 @@
 //!     E2E_SEARCH=1 E2E_CALLS=200 E2E_CASES=wav8 cargo bench --bench e2e
 //!         # doubles N from 200 until the engine drops a packet (at most
 //!         # E2E_SEARCH_MAX, default 1600), then bisects to within 5 %
+//!     E2E_RECEIVE_PATH=recvmmsg cargo bench --bench e2e   # workers.receive_path
+//!         # (auto, io_uring or recvmmsg); each row prints the path in use
 //!     E2E_ENCRYPT=1 cargo bench --bench e2e           # encryption at rest on
 //!     E2E_S3=1 cargo bench --bench e2e                # recordings uploaded to an
 //!         # S3 server on loopback (s3s-fs, in this process); reports
@@ -151,6 +153,11 @@ fn start_daemon(dir: &Path, rate: u32, calls: usize) -> (Child, std::net::Socket
         dir.display()
     );
     let mut config = config;
+    if let Ok(path) = std::env::var("E2E_RECEIVE_PATH") {
+        // auto (the default), io_uring or recvmmsg: both paths compared
+        // with one build.
+        config.push_str(&format!("[workers]\nreceive_path = \"{path}\"\n"));
+    }
     if std::env::var_os("E2E_ENCRYPT").is_some() {
         // Encryption at rest: every recording sealed under its own data key.
         let key = dir.join("kek.key");
@@ -287,6 +294,12 @@ fn measure(case: &Case, calls: usize, secs: u64, base: &Path) -> Value {
     let late = metric(&text, "recengine_rtp_dropped_total{reason=\"late\"}");
     let lost = metric(&text, "recengine_rtp_lost_total");
     let (p50, p99) = (percentile(&text, 0.5), percentile(&text, 0.99));
+    let receive_path = ["io_uring", "recvmmsg"].into_iter().find(|p| {
+        metric(
+            &text,
+            &format!("recengine_media_workers{{receive_path=\"{p}\"}}"),
+        ) > 0.0
+    });
     println!(
         "{:<8} {:>5} {:>12.4} {:>10.1} {:>10.0} {:>8} {:>6} {:>6} {:>9} {:>9} {:>8.2} {:>7}",
         case.name,
@@ -302,11 +315,15 @@ fn measure(case: &Case, calls: usize, secs: u64, base: &Path) -> Value {
         report.max_slip_ms,
         failed
     );
+    println!(
+        "  media workers read RTP with {}",
+        receive_path.unwrap_or("(not reported)")
+    );
     let row = json!({"case": case.name, "format": case.format, "sample_rate": case.rate, "bitrate_kbps": case.bitrate,
         "calls": calls, "seconds": secs, "cpu_s_per_call_minute": cpu_per, "peak_rss_kib": hwm,
         "rss_idle_kib": rss_idle, "rss_per_call_kib": per_call_kib, "queue_drops": ring, "late": late, "lost": lost,
         "finalize_ms_p50_le": p50, "finalize_ms_p99_le": p99, "packets_sent": report.packets_sent,
-        "generator_max_slip_ms": report.max_slip_ms, "idle_cpu_s": rss_idle_cpu,
+        "generator_max_slip_ms": report.max_slip_ms, "idle_cpu_s": rss_idle_cpu, "receive_path": receive_path,
         "verified": checked.as_ref().map(|c| c.recordings), "verify_failed": checked.as_ref().map(|c| c.failed),
         "max_misalignment_samples": checked.as_ref().map(|c| c.max_misalignment_samples),
         "worst_correlation": checked.as_ref().map(|c| c.worst_correlation), "uploads": uploads});
