@@ -113,8 +113,6 @@ struct ProvidedBuffers {
     /// few and grows with the legs, so the memory touched follows the
     /// load rather than the ring's size.
     live: u16,
-    /// Buffers the kernel filled that are not back in the ring yet.
-    held: usize,
 }
 
 // SAFETY: the mappings are owned by this struct alone and only touched by
@@ -171,7 +169,6 @@ impl ProvidedBuffers {
             count,
             tail: 0,
             live: 0,
-            held: 0,
         })
     }
 
@@ -377,9 +374,7 @@ impl UringReceiver {
         };
         let was = slot.state;
         slot.state = LegState::Closing;
-        let drained: Vec<(u16, u32)> = slot.pending.drain(..).collect();
-        self.buffers.held -= drained.len();
-        for (bid, _) in drained {
+        for (bid, _) in slot.pending.drain(..) {
             self.buffers.give(bid);
         }
         self.buffers.publish();
@@ -471,7 +466,6 @@ impl UringReceiver {
                         recycle.push(bid);
                     } else {
                         slot.pending.push_back((bid, len as u32));
-                        self.buffers.held += 1;
                     }
                 }
                 (err, _) => {
@@ -495,10 +489,10 @@ impl UringReceiver {
         for bid in recycle {
             self.buffers.give(bid);
         }
+        self.buffers.publish();
         for token in released {
             self.release(token);
         }
-        self.provision();
     }
 
     /// Hands `each` up to `limit` of the leg's received datagrams, oldest
@@ -543,7 +537,6 @@ impl UringReceiver {
             self.buffers.give(bid);
         }
         if n > 0 {
-            self.buffers.held -= n;
             self.buffers.publish();
         }
         Taken {
@@ -600,10 +593,11 @@ mod tests {
         }
         std::thread::sleep(std::time::Duration::from_millis(30));
         ring.reap();
-        assert_eq!(ring.buffers.held, 30);
+        let held = |ring: &UringReceiver| ring.legs.iter().map(|l| l.pending.len()).sum::<usize>();
+        assert_eq!(held(&ring), 30);
         assert_eq!(usize::from(ring.buffers.live), MIN_ROOM + ROOM_PER_LEG * 10);
         assert_eq!(ring.take(tokens[0], 100, |_| {}).count, 30);
-        assert_eq!(ring.buffers.held, 0);
+        assert_eq!(held(&ring), 0);
         for t in tokens {
             ring.detach(t);
         }
