@@ -15,6 +15,7 @@
 //!         # E2E_SEARCH_MAX, default 1600), then bisects to within 5 %
 //!     E2E_RECEIVE_PATH=recvmmsg cargo bench --bench e2e   # workers.receive_path
 //!         # (auto, io_uring or recvmmsg); each row prints the path in use
+//!     E2E_TICK_MS=40 cargo bench --bench e2e          # workers.tick_ms
 //!     E2E_ENCRYPT=1 cargo bench --bench e2e           # encryption at rest on
 //!     E2E_S3=1 cargo bench --bench e2e                # recordings uploaded to an
 //!         # S3 server on loopback (s3s-fs, in this process); reports
@@ -153,10 +154,18 @@ fn start_daemon(dir: &Path, rate: u32, calls: usize) -> (Child, std::net::Socket
         dir.display()
     );
     let mut config = config;
+    let mut workers = String::new();
     if let Ok(path) = std::env::var("E2E_RECEIVE_PATH") {
         // auto (the default), io_uring or recvmmsg: both paths compared
         // with one build.
-        config.push_str(&format!("[workers]\nreceive_path = \"{path}\"\n"));
+        workers.push_str(&format!("receive_path = \"{path}\"\n"));
+    }
+    if let Ok(ms) = std::env::var("E2E_TICK_MS") {
+        // workers.tick_ms: what a longer or shorter tick costs.
+        workers.push_str(&format!("tick_ms = {ms}\n"));
+    }
+    if !workers.is_empty() {
+        config.push_str(&format!("[workers]\n{workers}"));
     }
     if std::env::var_os("E2E_ENCRYPT").is_some() {
         // Encryption at rest: every recording sealed under its own data key.
@@ -316,8 +325,9 @@ fn measure(case: &Case, calls: usize, secs: u64, base: &Path) -> Value {
         failed
     );
     println!(
-        "  media workers read RTP with {}",
-        receive_path.unwrap_or("(not reported)")
+        "  media workers read RTP with {} ({} io_uring buffer exhaustions)",
+        receive_path.unwrap_or("(not reported)"),
+        metric(&text, "recengine_io_uring_buffer_exhaustions_total")
     );
     let row = json!({"case": case.name, "format": case.format, "sample_rate": case.rate, "bitrate_kbps": case.bitrate,
         "calls": calls, "seconds": secs, "cpu_s_per_call_minute": cpu_per, "peak_rss_kib": hwm,
