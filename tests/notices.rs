@@ -7,10 +7,14 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use recengine::core::decode::ulaw_to_linear;
 use recengine::core::rtp::RtpPacket;
+use recengine::io::clock::MonotonicClock;
+use recengine::io::receive::{LegReader, ReceivePath};
+use recengine::io::udp::{DrainTime, ExpectedSource, IngestStats, LegSocket, RelatchPolicy};
 use recengine::testkit::{tone, tone_power};
 use serde_json::{Value, json};
 use support::*;
@@ -57,12 +61,38 @@ fn daemon(name: &str, tts: Option<&str>) -> (Daemon, PathBuf) {
 /// socket, ends the call; answers (recording.completed data, the
 /// datagrams received, every event).
 fn record(d: &Daemon, recording: Value, ms: usize) -> (Value, Vec<Vec<u8>>, Vec<Value>) {
+    let (done, got, events) = record_timed(d, recording, ms);
+    (done, got.into_iter().map(|(p, _)| p).collect(), events)
+}
+
+/// What the daemon sent back: each datagram with its kernel receive stamp.
+type Received = Vec<(Vec<u8>, Duration)>;
+
+/// As [`record`], each datagram with the kernel's receive stamp (read with
+/// the daemon's own socket reader, so the test thread's scheduling does not
+/// bunch them up).
+fn record_timed(d: &Daemon, recording: Value, ms: usize) -> (Value, Received, Vec<Value>) {
     let mut ev = d.events(None);
     std::thread::sleep(Duration::from_millis(100));
     let body = json!({"legs": [{"role": "caller"}], "recording": recording});
     let (s, call) = d.admin("POST", "/v1/calls", Some(&body.to_string()));
     assert_eq!(s, 201, "{call}");
+    // Stamps map onto this clock, so it starts before anything arrives.
+    let clock = MonotonicClock::start();
     let sock = udp();
+    // Receive stamps on before anything arrives. Only the leg's port may
+    // send (anything else is counted foreign).
+    let leg = ExpectedSource::parse(&format!("127.0.0.1:{}", leg_port(&call, "caller"))).unwrap();
+    let stats = Arc::new(IngestStats::default());
+    let mut back = LegSocket::new(
+        sock.try_clone().unwrap(),
+        stats.clone(),
+        RelatchPolicy::Never,
+        Some(leg),
+        1 << 20,
+    )
+    .unwrap();
+    let mut reader = LegReader::new(ReceivePath::Recvmmsg, Duration::from_millis(20));
     let signal = tone(8000, 440.0, 6000.0, ms * 8);
     stream(
         &[Leg {
@@ -74,18 +104,12 @@ fn record(d: &Daemon, recording: Value, ms: usize) -> (Value, Vec<Vec<u8>>, Vec<
         }],
         |_| {},
     );
-    sock.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     let mut got = Vec::new();
-    let mut buf = [0u8; 2048];
-    while let Ok((n, from)) = sock.recv_from(&mut buf) {
-        assert_eq!(
-            from.port(),
-            leg_port(&call, "caller"),
-            "from the leg's port"
-        );
-        got.push(buf[..n].to_vec());
-    }
+    while back.receive_batch(&mut reader, 64, DrainTime::now(&clock), |p, at| {
+        got.push((p.to_vec(), at));
+    }) {}
+    assert_eq!(stats.snapshot().foreign_source, 0, "from the leg's port");
     let id = call["call_id"].as_str().unwrap();
     let (s, _) = d.admin("POST", &format!("/v1/calls/{id}/end"), None);
     assert_eq!(s, 200);
@@ -97,12 +121,26 @@ fn record(d: &Daemon, recording: Value, ms: usize) -> (Value, Vec<Vec<u8>>, Vec<
 #[test]
 fn the_beep_opens_the_recording_and_reaches_the_party() {
     let (d, prompts) = daemon("notice-beep", None);
-    let (done, got, events) = record(
+    let (done, timed, events) = record_timed(
         &d,
         json!({"announce": true, "announce_to": ["recording", "parties"],
                "reminder_interval_s": 5}),
         1500,
     );
+    // Paced 20 ms apart, not in bursts of a worker tick (60 ms: three at
+    // once would make 13 of the 19 gaps zero and the median gap zero; a
+    // saturated host delays a few, not most).
+    let mut gaps: Vec<Duration> = timed
+        .windows(2)
+        .map(|w| w[1].1.saturating_sub(w[0].1))
+        .collect();
+    gaps.sort_unstable();
+    let median = gaps.get(gaps.len() / 2).copied().unwrap_or_default();
+    assert!(
+        median >= Duration::from_millis(15),
+        "notice packets not paced: gaps {gaps:?}"
+    );
+    let got: Vec<Vec<u8>> = timed.into_iter().map(|(p, _)| p).collect();
     // The recording: 0.4 s of 1 kHz over the caller's 440 Hz, then the
     // caller alone.
     let (samples, _, rate) = read_wav(Path::new(done["path"].as_str().unwrap()));

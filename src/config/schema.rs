@@ -362,7 +362,8 @@ impl Default for JitterSection {
 pub struct WorkersSection {
     /// Mixer/encoder threads; 0 = one per CPU core.
     pub threads: u32,
-    /// Tick period in ms.
+    /// Tick period in ms: how often each worker reads, plays out and
+    /// encodes its calls.
     pub tick_ms: u32,
     /// How workers read RTP sockets: auto | io_uring | recvmmsg.
     pub receive_path: ReceivePathSetting,
@@ -386,7 +387,7 @@ impl Default for WorkersSection {
     fn default() -> Self {
         Self {
             threads: 0,
-            tick_ms: 20,
+            tick_ms: 60,
             receive_path: ReceivePathSetting::Auto,
         }
     }

@@ -4,6 +4,7 @@
 //! the counts `/metrics` reports about them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::config::ReceivePathSetting;
 use crate::io::udp::{LegSocket, RecvBatch};
@@ -67,8 +68,8 @@ pub fn choose(setting: ReceivePathSetting) -> Result<(ReceivePath, Option<String
 
 #[cfg(target_os = "linux")]
 fn probe() -> Result<(), String> {
-    use std::time::{Duration, Instant};
-    let mut ring = crate::io::uring::UringReceiver::new(8)
+    use std::time::Instant;
+    let mut ring = crate::io::uring::UringReceiver::new(8, 2)
         .map_err(|e| format!("io_uring is not available here ({e})"))?;
     let fail = |what: &str, e: std::io::Error| format!("the io_uring self-test {what}: {e}");
     let rx = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| fail("could not bind", e))?;
@@ -115,23 +116,27 @@ pub struct LegReader {
 }
 
 impl LegReader {
-    /// A receiver on `path`. A worker that cannot set up its ring (the
-    /// probe passed, so this is rare: a memory limit) reads with
+    /// A receiver on `path` for a worker ticking every `tick` (the ring
+    /// keeps a tick's datagrams per leg). A worker that cannot set up its
+    /// ring (the probe passed, so this is rare: a memory limit) reads with
     /// `recvmmsg` and says so.
-    pub fn new(path: ReceivePath) -> Self {
+    pub fn new(path: ReceivePath, tick: Duration) -> Self {
         // The ring's size exists only where the ring does.
         #[cfg(target_os = "linux")]
         let buffers = crate::io::uring::DEFAULT_BUFFERS;
         #[cfg(not(target_os = "linux"))]
         let buffers = 0;
-        Self::with_buffers(path, buffers)
+        Self::with_buffers(path, buffers, tick)
     }
 
     /// As [`Self::new`], with `buffers` provided buffers (a power of two).
-    pub fn with_buffers(path: ReceivePath, buffers: u16) -> Self {
+    pub fn with_buffers(path: ReceivePath, buffers: u16, tick: Duration) -> Self {
         #[cfg(target_os = "linux")]
         let uring = match path {
-            ReceivePath::IoUring => match crate::io::uring::UringReceiver::new(buffers) {
+            ReceivePath::IoUring => match crate::io::uring::UringReceiver::new(
+                buffers,
+                crate::io::uring::room_per_leg(tick),
+            ) {
                 Ok(u) => Some(u),
                 Err(e) => {
                     tracing::warn!(error = %e, "a media worker could not set up io_uring; it reads with recvmmsg");
@@ -147,7 +152,7 @@ impl LegReader {
             ReceivePath::Recvmmsg
         };
         #[cfg(not(target_os = "linux"))]
-        let (path, _) = (ReceivePath::Recvmmsg, buffers);
+        let (path, _, _) = (ReceivePath::Recvmmsg, buffers, tick);
         WORKERS_ON[index(path)].fetch_add(1, Ordering::Relaxed);
         Self {
             batch: RecvBatch::default(),
@@ -211,13 +216,14 @@ impl Drop for LegReader {
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
-    use std::net::{SocketAddr, UdpSocket};
-    use std::sync::Arc;
-    use std::time::Duration;
-
     use super::*;
     use crate::io::clock::MonotonicClock;
     use crate::io::udp::{DrainTime, IngestStats, RelatchPolicy};
+    use std::net::{SocketAddr, UdpSocket};
+    use std::sync::Arc;
+
+    /// The default tick: two buffers per leg.
+    const TICK: Duration = Duration::from_millis(20);
 
     /// io_uring where this machine allows it; `None` (and a message) where not.
     fn uring_reader(buffers: u16) -> Option<LegReader> {
@@ -225,7 +231,7 @@ mod tests {
             eprintln!("skipping: {why}");
             return None;
         }
-        let reader = LegReader::with_buffers(ReceivePath::IoUring, buffers);
+        let reader = LegReader::with_buffers(ReceivePath::IoUring, buffers, TICK);
         assert_eq!(reader.path(), ReceivePath::IoUring);
         Some(reader)
     }
@@ -300,7 +306,7 @@ mod tests {
         let Some(mut uring) = uring_reader(64) else {
             return;
         };
-        let mut plain = LegReader::new(ReceivePath::Recvmmsg);
+        let mut plain = LegReader::new(ReceivePath::Recvmmsg, TICK);
         let (mut a, a_addr, a_stats) = leg(&mut uring);
         let (mut b, b_addr, _) = leg(&mut uring);
         let (mut c, c_addr, _) = leg(&mut plain);

@@ -29,10 +29,11 @@ use crate::io::udp::{Control, to_socket_addr};
 /// the source address, the control messages (receive stamp, overflow
 /// count), then the datagram. Datagrams up to [`MAX_PAYLOAD`] arrive whole.
 pub const BUFFER_SIZE: usize = 8192;
-/// The most buffers a worker's ring can hand out: two ticks' datagrams
-/// for 4,096 legs. Only those actually handed out are ever touched (see
-/// [`UringReceiver::provision`]), so this costs address space, not memory.
-pub const DEFAULT_BUFFERS: u16 = 8192;
+/// The most buffers a worker's ring can hand out: room for 4,000 legs at
+/// a 60 ms tick (see [`room_per_leg`]). Only those actually handed out are
+/// ever touched (see [`UringReceiver::provision`]), so this costs address
+/// space, not memory.
+pub const DEFAULT_BUFFERS: u16 = 16_384;
 /// The one buffer group of a worker's ring.
 const BUFFER_GROUP: u16 = 0;
 /// Room for the source address: a `sockaddr_in6` (IPv4 arrives as a
@@ -45,10 +46,19 @@ const CONTROL_LEN: usize = 64;
 const OUT_HEADER: usize = 16;
 /// The largest datagram that arrives whole through a provided buffer.
 pub const MAX_PAYLOAD: usize = BUFFER_SIZE - OUT_HEADER - NAME_LEN - CONTROL_LEN;
-/// Buffers the ring holds at least, and per attached leg: two ticks'
-/// datagrams at one per leg per tick.
+/// Buffers the ring holds at least, whatever its legs.
 const MIN_ROOM: usize = 64;
-const ROOM_PER_LEG: usize = 2;
+/// The packet time buffers are provisioned for: 20 ms, the common one.
+const PACKET_TIME: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Buffers handed out per attached leg for a worker ticking every `tick`:
+/// the datagrams a leg sends in one tick at the common packet time, and
+/// one more. The ring is shared by the worker's legs, so one leg's burst
+/// borrows from the others' slack; a 20 ms tick keeps two per leg.
+pub fn room_per_leg(tick: std::time::Duration) -> usize {
+    let per_tick = tick.as_nanos().div_ceil(PACKET_TIME.as_nanos());
+    usize::try_from(per_tick).unwrap_or(usize::MAX).max(1) + 1
+}
 /// `user_data` of requests whose completions carry nothing to route.
 const CONTROL_REQUEST: u64 = u64::MAX;
 
@@ -238,6 +248,8 @@ pub struct UringReceiver {
     msghdr: Box<libc::msghdr>,
     legs: Vec<LegSlot>,
     free: Vec<u32>,
+    /// Buffers handed out per attached leg ([`room_per_leg`]).
+    room_per_leg: usize,
     /// Times a leg's receive ended for want of buffers.
     pub buffer_exhaustions: u64,
 }
@@ -247,10 +259,11 @@ pub struct UringReceiver {
 unsafe impl Send for UringReceiver {}
 
 impl UringReceiver {
-    /// A ring with `buffers` provided buffers (a power of two). Fails where
-    /// io_uring, deferred task work or provided-buffer rings are not
-    /// available (old kernels, seccomp, `kernel.io_uring_disabled`).
-    pub fn new(buffers: u16) -> io::Result<Self> {
+    /// A ring with `buffers` provided buffers (a power of two), of which
+    /// `room_per_leg` per attached leg are handed out. Fails where io_uring,
+    /// deferred task work or provided-buffer rings are not available (old
+    /// kernels, seccomp, `kernel.io_uring_disabled`).
+    pub fn new(buffers: u16, room_per_leg: usize) -> io::Result<Self> {
         let ring = IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
@@ -279,6 +292,7 @@ impl UringReceiver {
             msghdr,
             legs: Vec::new(),
             free: Vec::new(),
+            room_per_leg,
             buffer_exhaustions: 0,
         })
     }
@@ -403,10 +417,11 @@ impl UringReceiver {
         );
     }
 
-    /// Keeps buffers out for the attached legs' next two ticks.
+    /// Keeps buffers out for the attached legs' next tick, with slack.
     fn provision(&mut self) {
         let legs = self.legs.len() - self.free.len();
-        self.buffers.provision(MIN_ROOM + ROOM_PER_LEG * legs);
+        self.buffers
+            .provision(MIN_ROOM.saturating_add(self.room_per_leg.saturating_mul(legs)));
         self.buffers.publish();
     }
 
@@ -570,7 +585,8 @@ mod tests {
     /// few buffers, whatever the ring's size.
     #[test]
     fn buffers_are_handed_out_as_legs_are_added() {
-        let Ok(mut ring) = UringReceiver::new(DEFAULT_BUFFERS) else {
+        let per_leg = room_per_leg(PACKET_TIME);
+        let Ok(mut ring) = UringReceiver::new(DEFAULT_BUFFERS, per_leg) else {
             eprintln!("skipping: io_uring is not available here");
             return;
         };
@@ -583,7 +599,7 @@ mod tests {
             .map(|s| ring.attach(s.as_raw_fd()).unwrap())
             .collect();
         ring.reap();
-        assert_eq!(usize::from(ring.buffers.live), MIN_ROOM + ROOM_PER_LEG * 10);
+        assert_eq!(usize::from(ring.buffers.live), MIN_ROOM + per_leg * 10);
         // Datagrams the worker holds use up buffers; no more are handed
         // out for them (a backlog stays in the socket queues).
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -595,11 +611,23 @@ mod tests {
         ring.reap();
         let held = |ring: &UringReceiver| ring.legs.iter().map(|l| l.pending.len()).sum::<usize>();
         assert_eq!(held(&ring), 30);
-        assert_eq!(usize::from(ring.buffers.live), MIN_ROOM + ROOM_PER_LEG * 10);
+        assert_eq!(usize::from(ring.buffers.live), MIN_ROOM + per_leg * 10);
         assert_eq!(ring.take(tokens[0], 100, |_| {}).count, 30);
         assert_eq!(held(&ring), 0);
         for t in tokens {
             ring.detach(t);
         }
+    }
+
+    /// A longer tick holds more of each leg's datagrams between reads.
+    #[test]
+    fn room_per_leg_follows_the_tick() {
+        let ms = |n| room_per_leg(std::time::Duration::from_millis(n));
+        assert_eq!(ms(5), 2);
+        assert_eq!(ms(20), 2);
+        assert_eq!(ms(21), 3);
+        assert_eq!(ms(40), 3);
+        assert_eq!(ms(60), 4);
+        assert_eq!(ms(100), 6);
     }
 }

@@ -192,7 +192,7 @@ pub(super) fn step_recordings<S: LegSource>(
 
 /// Sends the recording-notice packets due to the parties, each from its
 /// leg's port to the leg's source.
-fn send_notices<S: LegSource>(c: &mut CallState<S>, now_rel: Duration) {
+pub(super) fn send_notices<S: LegSource>(c: &mut CallState<S>, now_rel: Duration) {
     let mut packets = Vec::new();
     c.media.party_packets(now_rel, &mut packets);
     for (leg, packet) in packets {

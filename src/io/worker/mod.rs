@@ -1,5 +1,5 @@
 //! Media workers: a fixed pool of OS threads, each owning a shard of the
-//! calls. Every tick (20 ms by default) a worker drains each leg's socket
+//! calls. Every tick (60 ms by default) a worker drains each leg's socket
 //! (its io_uring or non-blocking `recvmmsg`, kernel receive stamps; see
 //! [`LegReader`] and [`LegSocket`]) into
 //! the call's [`CallMedia`] (the sans-IO call engine: playout, mixing,
@@ -13,6 +13,13 @@
 //! costs one system call per worker per tick on io_uring (one per leg on
 //! `recvmmsg`) and keeps the packet on the core that decodes it. The
 //! kernel's socket queue is the buffer in between.
+//!
+//! Why 60 ms: most of a call's cost per tick is bringing its state into
+//! the cache, whatever the packets waiting, so three packets per leg per
+//! tick cost little more than one (PERFORMANCE.md, session 13). Packets
+//! keep their kernel receive stamps, so the tick moves no audio. The one
+//! output paced finer is a notice streaming to a party: while one does,
+//! the worker also wakes every 20 ms to send its packets.
 //!
 //! Commands come over a crossbeam channel; outcomes go back to the engine
 //! as [`WorkerReport`]s.
@@ -31,6 +38,7 @@ use crate::core::call::{CallMedia, Failure};
 use crate::core::encode::EncoderSpec;
 use crate::core::leg::{LegConfig, LegStats};
 use crate::core::mixer::MixInput;
+use crate::core::notice::PACKET_TIME as NOTICE_PACKET_TIME;
 use crate::io::clock::MonotonicClock;
 use crate::io::receive::{LegReader, ReceivePath};
 use crate::io::udp::{DrainTime, LegSocket};
@@ -40,7 +48,9 @@ use crate::recording::{LegInfo, RecordingInfo};
 mod call;
 
 pub use call::ENCODE_NANOS;
-use call::{CallState, Mix, advance, end_at, publish_stats, start_recording, stop_at};
+use call::{
+    CallState, Mix, advance, end_at, publish_stats, send_notices, start_recording, stop_at,
+};
 
 /// What a worker shares with the control plane about a call.
 #[derive(Debug, Default)]
@@ -280,14 +290,18 @@ impl Worker {
             clock,
             reports,
             calls: HashMap::new(),
-            reader: LegReader::new(cfg.receive),
+            reader: LegReader::new(cfg.receive, cfg.tick),
         }
     }
 
     fn run(&mut self, rx: &Receiver<WorkerCmd>) {
         let mut next_tick = self.clock.now() + self.cfg.tick;
+        // While a notice streams to a party, the worker also wakes between
+        // ticks to send its packets 20 ms apart, whatever the tick.
+        let mut next_notice: Option<Duration> = None;
         loop {
             if self.calls.is_empty() {
+                next_notice = None;
                 // Nothing to tick: sleep until a command comes, and tick
                 // again one interval after it.
                 match rx.recv() {
@@ -300,8 +314,13 @@ impl Worker {
                 }
             }
             let now = self.clock.now();
-            let wait = next_tick.saturating_sub(now);
-            match rx.recv_timeout(wait) {
+            let ticking = next_notice.is_none_or(|n| next_tick <= n);
+            let wake = if ticking {
+                next_tick
+            } else {
+                next_notice.unwrap_or(next_tick)
+            };
+            match rx.recv_timeout(wake.saturating_sub(now)) {
                 Ok(cmd) => {
                     self.command(cmd);
                     continue;
@@ -318,12 +337,18 @@ impl Worker {
                 }
             }
             let now = self.clock.now();
-            self.tick(now);
-            next_tick += self.cfg.tick;
-            if next_tick < now {
-                // Fell behind (overload): skip ahead rather than burst.
-                next_tick = now + self.cfg.tick;
-            }
+            let sending = if ticking {
+                let sending = self.tick(now);
+                next_tick += self.cfg.tick;
+                if next_tick < now {
+                    // Fell behind (overload): skip ahead rather than burst.
+                    next_tick = now + self.cfg.tick;
+                }
+                sending
+            } else {
+                self.send_notices(now)
+            };
+            next_notice = sending.then(|| now + NOTICE_PACKET_TIME);
         }
     }
 
@@ -466,9 +491,12 @@ impl Worker {
         );
     }
 
-    fn tick(&mut self, now: Duration) {
+    /// Plays out, mixes and encodes every call up to `now`; answers whether
+    /// a notice is still streaming to a party of one of them.
+    fn tick(&mut self, now: Duration) -> bool {
         let clock = self.clock;
         self.reader.reap();
+        let mut sending = false;
         for c in self.calls.values_mut() {
             advance(
                 c,
@@ -479,7 +507,22 @@ impl Worker {
                 &self.reports,
             );
             publish_stats(c, now);
+            sending |= c.media.sending_party_notice();
         }
+        sending
+    }
+
+    /// Between ticks: sends the notice packets due to parties by `now`;
+    /// answers whether a notice is still streaming.
+    fn send_notices(&mut self, now: Duration) -> bool {
+        let mut sending = false;
+        for c in self.calls.values_mut() {
+            if c.media.sending_party_notice() {
+                send_notices(c, c.relative(now));
+                sending |= c.media.sending_party_notice();
+            }
+        }
+        sending
     }
 
     fn end_call(&mut self, call: u64, at: Duration) {

@@ -167,7 +167,7 @@ fn through_the_worker(input: &Path, pcap: &RecordingInfo, end: Duration, out: &P
         shared: Arc::new(RecordingShared::default()),
     };
     start_recording(&mut c, Box::new(setup), &reports_tx);
-    let mut reader = LegReader::new(ReceivePath::Recvmmsg);
+    let mut reader = LegReader::new(ReceivePath::Recvmmsg, Duration::from_millis(20));
     let step = Duration::from_millis(20);
     let mut t = Duration::ZERO;
     while t < end {

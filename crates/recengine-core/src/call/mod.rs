@@ -568,6 +568,16 @@ impl CallMedia {
         self.outputs.pop_front()
     }
 
+    /// Whether a notice is being streamed to a party now: its driver
+    /// should call [`Self::party_packets`] every 20 ms until it is not,
+    /// even if it steps the call less often.
+    pub fn sending_party_notice(&self) -> bool {
+        self.party_notices
+            .iter()
+            .flat_map(|n| &n.legs)
+            .any(|l| l.stream.as_ref().is_some_and(|s| !s.done()))
+    }
+
     /// Step 5: appends `(leg, RTP packet)` for every notice packet due to
     /// a party by `now`, paced at 20 ms. A party is answered in the payload
     /// type and codec of its last audio packet; one that has sent none yet

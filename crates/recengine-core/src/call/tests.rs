@@ -549,12 +549,22 @@ fn a_notice_opens_the_recording_and_reaches_each_party_in_its_codec() {
     }
     let h = d.media.start_recording(plan).unwrap();
     let mut sent: Vec<(Duration, usize, Vec<u8>)> = Vec::new();
+    let mut sending = Vec::new();
     while d.now < ms(2900) {
         d.run_to(d.now + TICK);
         let mut out = Vec::new();
         d.media.party_packets(d.now, &mut out);
         sent.extend(out.into_iter().map(|(leg, p)| (d.now, leg, p)));
+        sending.push((d.now, d.media.sending_party_notice()));
     }
+    // A driver stepping less often keeps calling party_packets while a
+    // notice streams: the caller's prompt from the start, the callee's
+    // from 300 ms; a one-packet reminder is out at once.
+    let sending_at = |t| sending.iter().find(|&&(at, _)| at >= t).map(|&(_, s)| s);
+    assert_eq!(sending_at(ms(100)), Some(true));
+    assert_eq!(sending_at(ms(500)), Some(true), "the callee's prompt");
+    assert_eq!(sending_at(ms(800)), Some(false));
+    assert_eq!(sending_at(ms(1500)), Some(false));
     d.stop(h, ms(2900));
     // Into the recording: the prompt over both channels from the start,
     // then the reminder at 1 s and 2 s, on top of each party's audio.
