@@ -68,9 +68,12 @@ impl Encoder for WavEncoder {
             out.extend_from_slice(&self.header_for(0));
             self.header_written = true;
         }
-        out.reserve(pcm.len() * 2);
-        for &s in pcm {
-            out.extend_from_slice(&s.to_le_bytes());
+        // Sized once and filled in place: a push per sample re-checks the
+        // length every time and does not vectorise.
+        let start = out.len();
+        out.resize(start + pcm.len() * 2, 0);
+        for (bytes, &s) in out[start..].chunks_exact_mut(2).zip(pcm) {
+            bytes.copy_from_slice(&s.to_le_bytes());
         }
         self.data_bytes += pcm.len() as u64 * 2;
         Ok(())
