@@ -405,7 +405,7 @@ impl LegReceiver {
                             let native = rescale(len, self.rate, slot.decoder.sample_rate());
                             self.decoded.clear();
                             self.decoded.resize(native.max(0) as usize, 0);
-                            resample_into(slot, &self.decoded, &mut self.resampled);
+                            resample_into(slot, &mut self.decoded, &mut self.resampled);
                             self.resampled.resize(len as usize, 0);
                             emit(sink, &mut self.written_to, start, &self.resampled);
                         }
@@ -446,7 +446,7 @@ impl LegReceiver {
                         // Its time is filled by the next gap or frame.
                         continue;
                     }
-                    resample_into(slot, &self.decoded, &mut self.resampled);
+                    resample_into(slot, &mut self.decoded, &mut self.resampled);
                     let skip = (frame.overlap.max(0) as usize).min(self.resampled.len());
                     let start = frame.start + skip as i64;
                     if self.written_to.is_none() {
@@ -563,11 +563,16 @@ fn stretch(pcm: &[i16], out_len: usize, out: &mut Vec<i16>) {
     }));
 }
 
-fn resample_into(slot: &mut DecoderSlot, decoded: &[i16], out: &mut Vec<i16>) {
-    out.clear();
+/// Puts `decoded` at the leg's rate into `out`. Without a resampler the
+/// buffers trade places instead of copying: `decoded` is scratch, and
+/// every user clears it before decoding into it.
+fn resample_into(slot: &mut DecoderSlot, decoded: &mut Vec<i16>, out: &mut Vec<i16>) {
     match slot.resampler.as_mut() {
-        Some(r) => r.process(decoded, out),
-        None => out.extend_from_slice(decoded),
+        Some(r) => {
+            out.clear();
+            r.process(decoded, out);
+        }
+        None => std::mem::swap(decoded, out),
     }
 }
 
