@@ -180,7 +180,6 @@ pub(super) fn step_recordings<S: LegSource>(
     now: Duration,
     reports: &Sender<WorkerReport>,
 ) {
-    drop_failed_sinks(c);
     if c.recordings.is_empty() {
         return;
     }
@@ -203,7 +202,8 @@ pub(super) fn send_notices<S: LegSource>(c: &mut CallState<S>, now_rel: Duration
 }
 
 /// Recordings whose file the writer pool gave up on (it has reported the
-/// failure) go no further.
+/// failure) go no further: checked as a call ends, and by [`carry_out`] for
+/// each output.
 pub(super) fn drop_failed_sinks<S>(c: &mut CallState<S>) {
     let media = &mut c.media;
     c.recordings.retain(|r| {
@@ -342,6 +342,15 @@ pub(super) fn carry_out<S>(c: &mut CallState<S>, reports: &Sender<WorkerReport>)
             continue;
         };
         let sink = c.recordings[i].setup.sink.clone();
+        if sink.has_failed() {
+            // The writer pool gave up on its file and has reported it; the
+            // engine's abort is on its way. Checked here, where a recording
+            // has something for its file (once per flush interval), rather
+            // than on every tick.
+            c.recordings.remove(i);
+            c.media.remove(handle);
+            continue;
+        }
         let sent = match output {
             Output::Bytes { bytes, .. } => sink.send(SinkMsg::Bytes(bytes)),
             Output::Flush { header, .. } => sink.send(SinkMsg::Flush { header }),
