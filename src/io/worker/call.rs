@@ -419,9 +419,7 @@ pub(super) fn finish_recording<S>(
     c: &CallState<S>,
     reports: &Sender<WorkerReport>,
 ) {
-    if rec.setup.sink.has_failed() {
-        return;
-    }
+    // A failed file never gets here: carry_out dropped its recording.
     rec.setup
         .shared
         .duration_ms

@@ -314,12 +314,8 @@ impl Worker {
                 }
             }
             let now = self.clock.now();
-            let ticking = next_notice.is_none_or(|n| next_tick <= n);
-            let wake = if ticking {
-                next_tick
-            } else {
-                next_notice.unwrap_or(next_tick)
-            };
+            let wake = next_notice.map_or(next_tick, |n| n.min(next_tick));
+            let ticking = wake == next_tick;
             match rx.recv_timeout(wake.saturating_sub(now)) {
                 Ok(cmd) => {
                     self.command(cmd);
