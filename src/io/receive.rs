@@ -69,6 +69,7 @@ pub fn choose(setting: ReceivePathSetting) -> Result<(ReceivePath, Option<String
 #[cfg(target_os = "linux")]
 fn probe() -> Result<(), String> {
     use std::time::Instant;
+    // Eight buffers for the one test leg; room per leg cannot exceed them.
     let mut ring = crate::io::uring::UringReceiver::new(8, 2)
         .map_err(|e| format!("io_uring is not available here ({e})"))?;
     let fail = |what: &str, e: std::io::Error| format!("the io_uring self-test {what}: {e}");

@@ -57,7 +57,10 @@ const PACKET_TIME: std::time::Duration = std::time::Duration::from_millis(20);
 /// borrows from the others' slack; a 20 ms tick keeps two per leg.
 pub fn room_per_leg(tick: std::time::Duration) -> usize {
     let per_tick = tick.as_nanos().div_ceil(PACKET_TIME.as_nanos());
-    usize::try_from(per_tick).unwrap_or(usize::MAX).max(1) + 1
+    usize::try_from(per_tick)
+        .unwrap_or(usize::MAX)
+        .max(1)
+        .saturating_add(1)
 }
 /// `user_data` of requests whose completions carry nothing to route.
 const CONTROL_REQUEST: u64 = u64::MAX;
