@@ -10,6 +10,8 @@
 //! averaged; the decoded audio is aligned first by searching the encoder's
 //! delay).
 //! Run: cargo bench --bench mp3_settings
+//! (`MP3_SETTINGS_ONLY=8000:64:7` runs one rate:kbit/s:quality, e.g. under
+//! `perf record`).
 
 use std::time::{Duration, Instant};
 
@@ -81,6 +83,7 @@ fn segmental_snr(original: &[i16], decoded: &[i16], rate: usize) -> f64 {
 }
 
 fn main() {
+    let only = std::env::var("MP3_SETTINGS_ONLY").ok();
     println!(
         "| rate | kbit/s | quality | encoder realtime × | encoder CPU-s per call-minute | segmental SNR dB |"
     );
@@ -92,6 +95,12 @@ fn main() {
         let pcm = speech(rate, SECS * rate as usize);
         for &kbps in rates {
             for quality in [2, 5, 7, 9] {
+                if only
+                    .as_deref()
+                    .is_some_and(|o| o != format!("{rate}:{kbps}:{quality}"))
+                {
+                    continue;
+                }
                 let (took, file) = encode(&pcm, rate, kbps, quality, rate as usize / 50);
                 let decoded = match audio_file::decode(file) {
                     Ok(d) => d.channels.into_iter().next().unwrap_or_default(),
@@ -110,6 +119,9 @@ fn main() {
                 );
             }
         }
+    }
+    if only.is_some() {
+        return;
     }
     // The daemon hands the encoder 20 ms at a time; LAME works in granules
     // of 576 samples at 8 kHz. Does handing it whole frames change the cost?
