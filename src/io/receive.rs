@@ -193,6 +193,18 @@ impl LegReader {
         let _ = socket;
     }
 
+    /// Starts fetching `socket`'s waiting datagrams into the CPU cache
+    /// (io_uring; see [`crate::io::uring::UringReceiver::prefetch`]).
+    /// Nothing on `recvmmsg`, which copies each datagram as it reads it.
+    pub fn prefetch(&self, socket: &LegSocket) {
+        #[cfg(target_os = "linux")]
+        if let (Some(uring), Some(token)) = (self.uring.as_ref(), socket.uring) {
+            uring.prefetch(token);
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = socket;
+    }
+
     /// Receives what every attached leg holds, once per tick (and before
     /// a stop or an end is played out). Nothing to do on `recvmmsg`, where
     /// each leg is read as it is played out.

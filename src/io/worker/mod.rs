@@ -493,7 +493,14 @@ impl Worker {
         let clock = self.clock;
         self.reader.reap();
         let mut sending = false;
-        for c in self.calls.values_mut() {
+        let mut calls = self.calls.values_mut().peekable();
+        while let Some(c) = calls.next() {
+            // The next call's datagrams load while this one plays out.
+            if let Some(next) = calls.peek() {
+                for socket in &next.sockets {
+                    self.reader.prefetch(socket);
+                }
+            }
             advance(
                 c,
                 now,
