@@ -219,9 +219,7 @@ impl ProvidedBuffers {
         // SAFETY: `slot` is inside the ring's `count` entries, and the
         // entry at our tail is not one the kernel reads until published.
         let entry = unsafe { &mut *self.ring.add(slot) };
-        // SAFETY: `bid` < count, so the buffer lies inside `memory`.
-        let addr = unsafe { self.memory.add(usize::from(bid) * BUFFER_STRIDE) };
-        entry.set_addr(addr as u64);
+        entry.set_addr(self.start(bid) as u64);
         entry.set_len(BUFFER_SIZE as u32);
         entry.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
@@ -247,15 +245,21 @@ impl ProvidedBuffers {
         tail.store(self.tail, Ordering::Release);
     }
 
+    /// Where buffer `bid` starts. Ids come from `0..count`: handed out by
+    /// [`Self::provision`], or from completions, which `complete` filters.
+    fn start(&self, bid: u16) -> *mut u8 {
+        debug_assert!(bid < self.count, "buffer id {bid} outside the ring");
+        // SAFETY: `bid` < count, so the buffer lies inside `memory`.
+        unsafe { self.memory.add(usize::from(bid) * BUFFER_STRIDE) }
+    }
+
     /// The bytes the kernel wrote into buffer `bid`.
     fn filled(&self, bid: u16, len: u32) -> &[u8] {
         let len = (len as usize).min(BUFFER_SIZE);
         // SAFETY: the kernel handed `bid` back in a completion, so it is
         // out of the ring and no longer written to until given again, and
-        // it lies inside `memory` (`bid` < count is checked by the caller).
-        unsafe {
-            std::slice::from_raw_parts(self.memory.add(usize::from(bid) * BUFFER_STRIDE), len)
-        }
+        // it lies inside `memory` (see `start`).
+        unsafe { std::slice::from_raw_parts(self.start(bid), len) }
     }
 }
 
@@ -556,7 +560,7 @@ impl UringReceiver {
         };
         for &(bid, len) in &slot.pending {
             let bytes = (len as usize).min(PREFETCH_BYTES);
-            let start = self.buffers.filled(bid, 0).as_ptr();
+            let start = self.buffers.start(bid);
             for offset in (0..bytes).step_by(64) {
                 prefetch_line(start.wrapping_add(offset));
             }
