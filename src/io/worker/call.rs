@@ -131,7 +131,6 @@ pub(super) fn end_at<S: LegSource>(
     reports: &Sender<WorkerReport>,
 ) {
     advance(c, at, Mix::AllButLastStep, drain_time, reader, reports);
-    drop_failed_sinks(c);
     let rel = c.relative(at);
     timed(c, |media| media.end(EndAt::Time(rel)));
     carry_out(c, reports);
@@ -199,20 +198,6 @@ pub(super) fn send_notices<S: LegSource>(c: &mut CallState<S>, now_rel: Duration
             socket.send_to_source(&packet);
         }
     }
-}
-
-/// Recordings whose file the writer pool gave up on (it has reported the
-/// failure) go no further: checked as a call ends, and by [`carry_out`] for
-/// each output.
-pub(super) fn drop_failed_sinks<S>(c: &mut CallState<S>) {
-    let media = &mut c.media;
-    c.recordings.retain(|r| {
-        let failed = r.setup.sink.has_failed();
-        if failed {
-            media.remove(r.handle);
-        }
-        !failed
-    });
 }
 
 /// CPU time spent mixing and encoding, per format (WAV, MP3, Opus), in ns.
@@ -344,9 +329,11 @@ pub(super) fn carry_out<S>(c: &mut CallState<S>, reports: &Sender<WorkerReport>)
         let sink = c.recordings[i].setup.sink.clone();
         if sink.has_failed() {
             // The writer pool gave up on its file and has reported it; the
-            // engine's abort is on its way. Checked here, where a recording
-            // has something for its file (once per flush interval), rather
-            // than on every tick.
+            // engine's abort is on its way, and the recording goes no
+            // further. Checked here, the one place, where a recording has
+            // something for its file (once per flush interval, and its
+            // last output as it stops or its call ends), rather than on
+            // every tick.
             c.recordings.remove(i);
             c.media.remove(handle);
             continue;
