@@ -16,6 +16,7 @@
 //!     E2E_RECEIVE_PATH=recvmmsg cargo bench --bench e2e   # workers.receive_path
 //!         # (auto, io_uring or recvmmsg); each row prints the path in use
 //!     E2E_TICK_MS=40 cargo bench --bench e2e          # workers.tick_ms
+//!     E2E_OPUS_COMPLEXITY=5 cargo bench --bench e2e   # recording.opus_complexity
 //!     E2E_ENCRYPT=1 cargo bench --bench e2e           # encryption at rest on
 //!     E2E_S3=1 cargo bench --bench e2e                # recordings uploaded to an
 //!         # S3 server on loopback (s3s-fs, in this process); reports
@@ -149,9 +150,12 @@ fn start_daemon(dir: &Path, rate: u32, calls: usize) -> (Child, std::net::Socket
     let pairs = calls * 2 + 8;
     let config = format!(
         "[log]\nlevel = \"warn\"\n[api]\nlisten = \"127.0.0.1:0\"\n[rtp]\nport_min = 24000\nport_max = {}\nport_quarantine_s = 1\n\
-         [recording]\nsample_rate = {rate}\n[storage]\ndir = \"{1}/storage\"\n[events]\nsocket_path = \"{1}/events.sock\"\n",
+         [recording]\nsample_rate = {rate}\n{2}[storage]\ndir = \"{1}/storage\"\n[events]\nsocket_path = \"{1}/events.sock\"\n",
         24_000 + pairs * 2 - 1,
-        dir.display()
+        dir.display(),
+        std::env::var("E2E_OPUS_COMPLEXITY")
+            .map(|c| format!("opus_complexity = {c}\n"))
+            .unwrap_or_default()
     );
     let mut config = config;
     let mut workers = String::new();

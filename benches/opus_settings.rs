@@ -1,0 +1,191 @@
+//! Opus recordings at 8 and 16 kHz: what each encoder complexity costs and
+//! what it keeps of the test speech, to set wideband's price against
+//! narrowband's (issue #19 target 2).
+//!
+//! For every setting it encodes 20 s of the test speech (`testkit::speech`,
+//! mono, as a call's mixed audio) in 20 ms pieces through the daemon's Ogg
+//! Opus encoder and reports the encoder's realtime factor on one core
+//! (fastest of three runs) and its CPU-seconds per call-minute. Quality:
+//! the same libopus settings encode the speech again packet by packet, the
+//! core's decoder decodes it at the recording's rate, and the segmental SNR
+//! against what went in is given (20 ms segments with speech, each clamped
+//! to [−10, 35] dB, after aligning by the encoder's delay). SILK shapes its
+//! noise under the speech, which SNR counts against it, so the score is
+//! for comparing settings at one rate, not Opus with MP3; with
+//! `OPUS_SETTINGS_WAV_DIR=DIR` the input and every decoded version are also
+//! written there as WAV for a perceptual score (`benches/pesq_score.py DIR`,
+//! ITU-T P.862 through PyPI's `pesq`).
+//!
+//! `OPUS_SETTINGS_INPUT=FILE.wav` (8 kHz mono, e.g. a reference decode of
+//! a real call in `../shared/captures/`) replaces the test speech: as is at
+//! 8 kHz, and through the daemon's resampler at 16 kHz, as a G.711 leg
+//! reaches a 16 kHz recording.
+//!
+//! Run: cargo bench --bench opus_settings
+//! (`OPUS_SETTINGS_ONLY=16000:32:5` runs one rate:kbit/s:complexity).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use recengine::audio_file;
+use recengine::config::Format;
+use recengine::core::encode::{EncoderSpec, encoder_for};
+use recengine::core::opus::{Application, OpusDecoder, OpusEncoder};
+use recengine::core::resample::Resampler;
+use recengine::testkit::speech;
+
+const SECS: usize = 20;
+
+fn spec(format: Format, rate: u32, kbps: u32, complexity: u8) -> EncoderSpec {
+    EncoderSpec {
+        format,
+        sample_rate: rate,
+        channels: 1,
+        bitrate_kbps: kbps,
+        mp3_quality: 7,
+        opus_complexity: complexity,
+    }
+}
+
+/// The fastest of three encodings through the daemon's Ogg Opus encoder.
+fn encode_cost(pcm: &[i16], rate: u32, kbps: u32, complexity: u8) -> Duration {
+    let frame = rate as usize / 50;
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let mut enc =
+            encoder_for(spec(Format::Opus, rate, kbps, complexity)).expect("an Opus setting");
+        let mut out = Vec::with_capacity(256 * 1024);
+        let start = Instant::now();
+        for samples in pcm.chunks(frame) {
+            enc.encode(samples, &mut out).expect("encode");
+        }
+        enc.finish(&mut out).expect("finish");
+        best = best.min(start.elapsed());
+    }
+    best
+}
+
+/// The speech through libopus and back at `rate`, with the daemon's
+/// encoder settings (VoIP, voice signal).
+fn round_trip(pcm: &[i16], rate: u32, kbps: u32, complexity: u8) -> Vec<i16> {
+    let frame = rate as usize / 50;
+    let mut enc =
+        OpusEncoder::new(rate, 1, Application::Voip, kbps * 1000, complexity).expect("encoder");
+    let mut dec = OpusDecoder::new(rate).expect("decoder");
+    let mut packet = [0u8; 4000];
+    let mut decoded = Vec::with_capacity(pcm.len());
+    for samples in pcm.chunks_exact(frame) {
+        let n = enc.encode(samples, &mut packet).expect("encode");
+        dec.decode(&packet[..n], &mut decoded).expect("decode");
+    }
+    decoded
+}
+
+/// The lag (decoded behind original) with the largest correlation.
+fn align(original: &[i16], decoded: &[i16], rate: usize) -> usize {
+    let span = &original[rate..rate * 3];
+    (0..rate / 10)
+        .max_by_key(|&lag| {
+            let d = &decoded[rate + lag..];
+            span.iter()
+                .zip(d)
+                .map(|(&a, &b)| i64::from(a) * i64::from(b))
+                .sum::<i64>()
+        })
+        .unwrap_or(0)
+}
+
+fn segmental_snr(original: &[i16], decoded: &[i16], rate: usize) -> f64 {
+    let seg = rate / 50;
+    let mut sum = 0.0;
+    let mut n = 0;
+    for (x, y) in original.chunks_exact(seg).zip(decoded.chunks_exact(seg)) {
+        let signal: f64 = x.iter().map(|&s| f64::from(s).powi(2)).sum();
+        // Segments with speech in them: above −50 dBFS.
+        if signal / (seg as f64) < (32768.0f64 * 10f64.powf(-50.0 / 20.0)).powi(2) {
+            continue;
+        }
+        let noise: f64 = x
+            .iter()
+            .zip(y)
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+            .sum();
+        sum += (10.0 * (signal / noise.max(1.0)).log10()).clamp(-10.0, 35.0);
+        n += 1;
+    }
+    sum / f64::from(n.max(1))
+}
+
+/// `pcm` as a WAV file at `path`, through the daemon's WAV encoder.
+fn write_wav(path: &Path, pcm: &[i16], rate: u32) {
+    let mut enc = encoder_for(spec(Format::Wav, rate, 0, 5)).expect("a WAV setting");
+    let mut file = Vec::new();
+    enc.encode(pcm, &mut file).expect("wav");
+    enc.finish(&mut file).expect("wav");
+    if let Some(header) = enc.header() {
+        file[..header.len()].copy_from_slice(&header);
+    }
+    std::fs::write(path, file).expect("write a WAV file");
+}
+
+/// The bench's input at `rate`: the test speech, or `OPUS_SETTINGS_INPUT`.
+fn input(rate: u32) -> Vec<i16> {
+    let Some(path) = std::env::var_os("OPUS_SETTINGS_INPUT") else {
+        return speech(rate, SECS * rate as usize);
+    };
+    let bytes = std::fs::read(&path).expect("OPUS_SETTINGS_INPUT is readable");
+    let decoded = audio_file::decode(bytes).expect("OPUS_SETTINGS_INPUT is a WAV file");
+    assert_eq!(decoded.rate, 8000, "OPUS_SETTINGS_INPUT is 8 kHz");
+    let narrow = decoded.channels.into_iter().next().unwrap_or_default();
+    if rate == 8000 {
+        return narrow;
+    }
+    let mut resampler = Resampler::new(8000, rate);
+    let mut wide = Vec::with_capacity(narrow.len() * rate as usize / 8000);
+    resampler.process(&narrow, &mut wide);
+    resampler.flush(&mut wide);
+    wide
+}
+
+fn main() {
+    let only = std::env::var("OPUS_SETTINGS_ONLY").ok();
+    let wav_dir = std::env::var_os("OPUS_SETTINGS_WAV_DIR").map(std::path::PathBuf::from);
+    println!(
+        "| rate | kbit/s | complexity | encoder realtime × | encoder CPU-s per call-minute | segmental SNR dB |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for rate in [8000u32, 16_000] {
+        let pcm = input(rate);
+        let secs = pcm.len() as f64 / f64::from(rate);
+        if let Some(dir) = &wav_dir {
+            write_wav(&dir.join(format!("ref-{rate}.wav")), &pcm, rate);
+        }
+        for kbps in [16u32, 24, 32] {
+            for complexity in [0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10] {
+                if only
+                    .as_deref()
+                    .is_some_and(|o| o != format!("{rate}:{kbps}:{complexity}"))
+                {
+                    continue;
+                }
+                if only.is_none() && kbps != 32 && complexity != 5 {
+                    continue; // other bitrates at the default complexity only
+                }
+                let took = encode_cost(&pcm, rate, kbps, complexity);
+                let decoded = round_trip(&pcm, rate, kbps, complexity);
+                let lag = align(&pcm, &decoded, rate as usize);
+                let aligned = decoded.get(lag..).unwrap_or_default();
+                let snr = segmental_snr(&pcm, aligned, rate as usize);
+                if let Some(dir) = &wav_dir {
+                    let name = format!("{rate}-{kbps}k-c{complexity}.wav");
+                    write_wav(&dir.join(name), aligned, rate);
+                }
+                let realtime = secs / took.as_secs_f64();
+                println!(
+                    "| {rate} | {kbps} | {complexity} | {realtime:.0} | {:.4} | {snr:.1} |",
+                    60.0 / realtime
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""PESQ (ITU-T P.862) of the files `benches/opus_settings.rs` writes.
+
+    OPUS_SETTINGS_WAV_DIR=/tmp/opus cargo bench --bench opus_settings
+    python3 -m venv /tmp/pesq && /tmp/pesq/bin/pip install numpy pesq
+    /tmp/pesq/bin/python benches/pesq_score.py /tmp/opus
+
+Scores every `<rate>-<kbps>k-c<complexity>.wav` against `ref-<rate>.wav`:
+narrowband P.862 at 8 kHz, wideband P.862.2 at 16 kHz (MOS-LQO, 1-4.5;
+the two scales are not comparable with each other). A measurement aid for
+PERFORMANCE.md, not part of the tests.
+"""
+
+import pathlib
+import re
+import sys
+import wave
+
+import numpy as np
+from pesq import pesq
+
+
+def read(path):
+    with wave.open(str(path)) as w:
+        rate = w.getframerate()
+        samples = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+    return rate, samples.astype(np.float32)
+
+
+def main():
+    directory = pathlib.Path(sys.argv[1])
+    refs = {}
+    print("| rate | kbit/s | complexity | PESQ MOS-LQO |")
+    print("|---|---|---|---|")
+    name = re.compile(r"(\d+)-(\d+)k-c(\d+)\.wav")
+    found = [(m.groups(), p) for p in directory.glob("*.wav") if (m := name.fullmatch(p.name))]
+    found.sort(key=lambda f: tuple(int(n) for n in f[0]))
+    for (rate, kbps, complexity), path in found:
+        if rate not in refs:
+            refs[rate] = read(directory / f"ref-{rate}.wav")[1]
+        ref = refs[rate]
+        _, degraded = read(path)
+        n = min(len(ref), len(degraded))
+        mode = "nb" if rate == "8000" else "wb"
+        score = pesq(int(rate), ref[:n], degraded[:n], mode)
+        print(f"| {rate} | {kbps} | {complexity} | {score:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
