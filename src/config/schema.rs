@@ -513,7 +513,7 @@ impl Default for RecordingSection {
             opus: FormatDefaults::built_in(Format::Opus),
             pause_behavior: PauseBehavior::Silence,
             mp3_quality: 7,
-            opus_complexity: 5,
+            opus_complexity: 3,
             max_duration_s: 14_400,
             min_duration_s: 0,
             media_timeout_s: 60,
