@@ -20,6 +20,10 @@ use recengine::config::Format;
 use recengine::core::encode::{EncoderSpec, encoder_for};
 use recengine::testkit::speech;
 
+#[path = "support/speech_quality.rs"]
+mod speech_quality;
+use speech_quality::{align, segmental_snr};
+
 const SECS: usize = 20;
 
 fn encode(pcm: &[i16], rate: u32, kbps: u32, quality: u8, piece: usize) -> (Duration, Vec<u8>) {
@@ -45,41 +49,6 @@ fn encode(pcm: &[i16], rate: u32, kbps: u32, quality: u8, piece: usize) -> (Dura
         file = out;
     }
     (best, file)
-}
-
-/// The lag (decoded behind original) with the largest correlation.
-fn align(original: &[i16], decoded: &[i16], rate: usize) -> usize {
-    let span = &original[rate..rate * 3];
-    (0..2400usize)
-        .max_by_key(|&lag| {
-            let d = &decoded[rate + lag..];
-            span.iter()
-                .zip(d)
-                .map(|(&a, &b)| i64::from(a) * i64::from(b))
-                .sum::<i64>()
-        })
-        .unwrap_or(0)
-}
-
-fn segmental_snr(original: &[i16], decoded: &[i16], rate: usize) -> f64 {
-    let seg = rate / 50;
-    let mut sum = 0.0;
-    let mut n = 0;
-    for (x, y) in original.chunks_exact(seg).zip(decoded.chunks_exact(seg)) {
-        let signal: f64 = x.iter().map(|&s| f64::from(s).powi(2)).sum();
-        // Segments with speech in them: above −50 dBFS.
-        if signal / (seg as f64) < (32768.0f64 * 10f64.powf(-50.0 / 20.0)).powi(2) {
-            continue;
-        }
-        let noise: f64 = x
-            .iter()
-            .zip(y)
-            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
-            .sum();
-        sum += (10.0 * (signal / noise.max(1.0)).log10()).clamp(-10.0, 35.0);
-        n += 1;
-    }
-    sum / f64::from(n.max(1))
 }
 
 fn main() {
@@ -109,7 +78,7 @@ fn main() {
                         continue;
                     }
                 };
-                let lag = align(&pcm, &decoded, rate as usize);
+                let lag = align(&pcm, &decoded, rate as usize, 2400);
                 let snr =
                     segmental_snr(&pcm, decoded.get(lag..).unwrap_or_default(), rate as usize);
                 let realtime = SECS as f64 / took.as_secs_f64();
