@@ -55,6 +55,7 @@
 //!
 //! The buffer never reads a clock: `now` is passed in by the caller.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::rtp::{MediaKind, RtpPacket};
@@ -217,17 +218,63 @@ struct Key {
     seq: u64,
 }
 
-#[derive(Debug, Default)]
+/// Payload bytes a slot keeps in place: a 20 ms G.711 or G.722 packet
+/// (160) with room to spare. Longer payloads (L16, 30 ms and longer
+/// packets, most Opus) go to the slot's own `Vec`.
+const INLINE_PAYLOAD: usize = 176;
+
+/// One held packet. Its metadata and (for telephone-sized payloads) its
+/// bytes sit together in four cache lines, fetched together when the leg
+/// is played out a tick or more after the packet arrived.
+#[derive(Debug)]
+#[repr(align(64))]
 struct Slot {
     key: Option<Key>,
     /// Position on the RTP timeline (before drift corrections).
     start: i64,
     len: i64,
-    payload: Vec<u8>,
     payload_type: u8,
     kind: Option<MediaKind>,
     ssrc: u32,
     marker: bool,
+    payload_len: usize,
+    inline: [u8; INLINE_PAYLOAD],
+    /// The payload when longer than [`INLINE_PAYLOAD`].
+    spilled: Vec<u8>,
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Self {
+            key: None,
+            start: 0,
+            len: 0,
+            payload_type: 0,
+            kind: None,
+            ssrc: 0,
+            marker: false,
+            payload_len: 0,
+            inline: [0; INLINE_PAYLOAD],
+            spilled: Vec::new(),
+        }
+    }
+}
+
+impl Slot {
+    fn set_payload(&mut self, payload: &[u8]) {
+        self.payload_len = payload.len();
+        match self.inline.get_mut(..payload.len()) {
+            Some(inline) => inline.copy_from_slice(payload),
+            None => {
+                self.spilled.clear();
+                self.spilled.extend_from_slice(payload);
+            }
+        }
+    }
+
+    fn payload(&self) -> &[u8] {
+        self.inline.get(..self.payload_len).unwrap_or(&self.spilled)
+    }
 }
 
 /// The state of the stream the leg currently follows.
@@ -284,9 +331,12 @@ struct Candidate {
 #[derive(Debug)]
 pub struct JitterBuffer {
     cfg: JitterConfig,
+    /// Held packets' slots, made as needed up to the capacity and reused
+    /// (most recently freed first, so a leg keeps to a few warm slots).
     slots: Vec<Slot>,
-    /// Indices into `slots` of occupied slots, ordered by key.
-    order: Vec<usize>,
+    /// Indices into `slots` of occupied slots, ordered by key: packets go
+    /// in at the back (in order) and play from the front.
+    order: VecDeque<usize>,
     free: Vec<usize>,
     stream: Option<Stream>,
     candidate: Option<Candidate>,
@@ -325,9 +375,9 @@ impl JitterBuffer {
         let capacity = cfg.capacity.max(1);
         Self {
             cfg,
-            slots: (0..capacity).map(|_| Slot::default()).collect(),
-            order: Vec::with_capacity(capacity),
-            free: (0..capacity).rev().collect(),
+            slots: Vec::with_capacity(capacity),
+            order: VecDeque::with_capacity(capacity),
+            free: Vec::with_capacity(capacity),
             stream: None,
             candidate: None,
             next: None,
@@ -792,7 +842,7 @@ impl JitterBuffer {
         }
         // Most packets arrive in order and go last: one look at the newest
         // held slot instead of a binary search through cold memory.
-        let newest_held = self.order.last().map(|&i| self.slots[i].key);
+        let newest_held = self.order.back().map(|&i| self.slots[i].key);
         let at = match newest_held {
             None => Err(0),
             Some(k) if k < Some(key) => Err(self.order.len()),
@@ -807,7 +857,7 @@ impl JitterBuffer {
             }
             Err(at) => at,
         };
-        let Some(slot_index) = self.free.pop() else {
+        let Some(slot_index) = self.take_slot() else {
             self.stream = Some(st);
             return Err(Rejected::Overflow);
         };
@@ -842,14 +892,26 @@ impl JitterBuffer {
         slot.key = Some(key);
         slot.start = start;
         slot.len = if is_media { len } else { 0 };
-        slot.payload.clear();
-        slot.payload.extend_from_slice(packet.payload);
+        slot.set_payload(packet.payload);
         slot.payload_type = packet.payload_type;
         slot.kind = Some(info.kind);
         slot.ssrc = packet.ssrc;
         slot.marker = packet.marker;
         self.order.insert(at, slot_index);
         Ok(())
+    }
+
+    /// A free slot: the most recently freed, else a new one while the
+    /// buffer is under its capacity.
+    fn take_slot(&mut self) -> Option<usize> {
+        if let Some(index) = self.free.pop() {
+            return Some(index);
+        }
+        if self.slots.len() >= self.cfg.capacity.max(1) {
+            return None;
+        }
+        self.slots.push(Slot::default());
+        Some(self.slots.len() - 1)
     }
 
     /// Counts a late packet; true when audio has now been late for
@@ -935,7 +997,7 @@ impl JitterBuffer {
             return;
         }
         let Some(cursor) = self.cursor else { return };
-        let room = match self.order.first() {
+        let room = match self.order.front() {
             None => i64::MAX,
             Some(&head) => {
                 let s = &self.slots[head];
@@ -968,7 +1030,7 @@ impl JitterBuffer {
     pub fn pop(&mut self, now: Duration) -> Option<Playout<'_>> {
         self.correct_in_silence();
         loop {
-            let Some(&head) = self.order.first() else {
+            let Some(&head) = self.order.front() else {
                 return self.fill_to_playout_point(now, None);
             };
             let (key, raw_start, len, kind) = {
@@ -1004,7 +1066,7 @@ impl JitterBuffer {
                 }
                 self.cursor = Some(start);
                 self.skipped = false;
-                let following = (cause == GapCause::Loss).then_some(&self.slots[head].payload[..]);
+                let following = (cause == GapCause::Loss).then(|| self.slots[head].payload());
                 return Some(Playout::Gap {
                     start: cursor,
                     len: start - cursor,
@@ -1018,7 +1080,7 @@ impl JitterBuffer {
                 0
             };
             // Release the head.
-            self.order.remove(0);
+            self.order.pop_front();
             self.free.push(head);
             self.next = Some(Key {
                 segment: key.segment,
@@ -1035,7 +1097,7 @@ impl JitterBuffer {
                 start,
                 len,
                 overlap,
-                payload: &s.payload,
+                payload: s.payload(),
                 payload_type: s.payload_type,
                 kind,
                 ssrc: s.ssrc,

@@ -610,3 +610,55 @@ fn older_sequence_with_a_wild_timestamp_is_rejected() {
     assert_eq!(h.frames(), vec![0, 160]);
     assert_eq!(h.jb.stats().bad_timestamp, 2);
 }
+
+/// Payloads come out byte for byte whatever their length: kept in the
+/// slot (up to 176 bytes) or beside it (longer), in slots reused from
+/// long to short and back, and as the `following` payload of a loss gap.
+#[test]
+fn payloads_come_out_byte_for_byte_whatever_their_length() {
+    let lengths = [160usize, 640, 1, 176, 177, 40, 1200, 160, 0, 320];
+    let payload = |seq: u16| -> Vec<u8> {
+        let len = lengths[usize::from(seq) % lengths.len()];
+        (0..len).map(|i| (i as u8) ^ (seq as u8).wrapping_mul(31)).collect()
+    };
+    let mut jb = JitterBuffer::new(JitterConfig {
+        clock_rate: 8000,
+        playout_delay: ms(60),
+        capacity: 8,
+        drift_bound: ms(20),
+    });
+    let mut frames = Vec::new();
+    let mut following = Vec::new();
+    for seq in 0..60u16 {
+        if seq == 30 {
+            continue; // lost: the gap before 31 carries 31's payload
+        }
+        let mut d = vec![0x80, 0];
+        d.extend_from_slice(&seq.to_be_bytes());
+        d.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        d.extend_from_slice(&7u32.to_be_bytes());
+        d.extend_from_slice(&payload(seq));
+        let packet = RtpPacket::parse(&d).unwrap();
+        let now = ms(20) * u32::from(seq);
+        jb.push(&packet, PCMU, now).unwrap();
+        while let Some(step) = jb.pop(now) {
+            match step {
+                Playout::Frame(f) => frames.push(f.payload.to_vec()),
+                Playout::Gap {
+                    following: Some(p),
+                    ..
+                } => following.push(p.to_vec()),
+                Playout::Gap { .. } => {}
+            }
+        }
+    }
+    jb.finish();
+    while let Some(step) = jb.pop(Duration::MAX) {
+        if let Playout::Frame(f) = step {
+            frames.push(f.payload.to_vec());
+        }
+    }
+    let sent: Vec<Vec<u8>> = (0..60u16).filter(|&s| s != 30).map(payload).collect();
+    assert_eq!(frames, sent);
+    assert_eq!(following, vec![payload(31)]);
+}
