@@ -98,7 +98,8 @@ pub struct JitterConfig {
     pub clock_rate: u32,
     /// How long after its place on the timeline a packet is waited for.
     pub playout_delay: Duration,
-    /// Most packets held at once; beyond it packets are [`Rejected::Overflow`].
+    /// Most packets held at once (1 to [`MAX_CAPACITY`]); beyond it
+    /// packets are [`Rejected::Overflow`].
     pub capacity: usize,
     /// Measured clock drift is corrected once the accumulated offset exceeds
     /// this; zero measures drift but never corrects it.
@@ -218,6 +219,28 @@ struct Key {
     seq: u64,
 }
 
+/// The most packets a jitter buffer holds (`jitter.capacity_packets`
+/// allows 4-1024).
+pub const MAX_CAPACITY: usize = 1024;
+
+/// Which slots are free, as bits kept inside the buffer itself: taking one
+/// costs no load from a separate (and by then cold) allocation.
+#[derive(Debug, Default)]
+struct FreeSlots([u64; MAX_CAPACITY / 64]);
+
+impl FreeSlots {
+    fn take_lowest(&mut self) -> Option<usize> {
+        let (index, word) = self.0.iter_mut().enumerate().find(|(_, w)| **w != 0)?;
+        let bit = word.trailing_zeros() as usize;
+        *word &= *word - 1;
+        Some(index * 64 + bit)
+    }
+
+    fn put(&mut self, slot: usize) {
+        self.0[slot / 64] |= 1 << (slot % 64);
+    }
+}
+
 /// Payload bytes a slot keeps in place: a 20 ms G.711 or G.722 packet
 /// (160) with room to spare. Longer payloads (L16, 30 ms and longer
 /// packets, most Opus) go to the slot's own `Vec`.
@@ -332,12 +355,17 @@ struct Candidate {
 pub struct JitterBuffer {
     cfg: JitterConfig,
     /// Held packets' slots, made as needed up to the capacity and reused
-    /// (most recently freed first, so a leg keeps to a few warm slots).
+    /// lowest-numbered first, so a leg keeps to a few warm slots.
     slots: Vec<Slot>,
     /// Indices into `slots` of occupied slots, ordered by key: packets go
     /// in at the back (in order) and play from the front.
     order: VecDeque<usize>,
-    free: Vec<usize>,
+    /// The key of the slot at the back of `order` (`None` when empty): an
+    /// in-order packet is placed by this alone, without loading `order`'s
+    /// buffer and that slot, both cold by the next tick.
+    newest_held: Option<Key>,
+    /// Slots made and not holding a packet.
+    free: FreeSlots,
     stream: Option<Stream>,
     candidate: Option<Candidate>,
     /// Next key to play; everything before it is played or given up.
@@ -372,12 +400,13 @@ pub struct JitterBuffer {
 
 impl JitterBuffer {
     pub fn new(cfg: JitterConfig) -> Self {
-        let capacity = cfg.capacity.max(1);
+        let capacity = cfg.capacity.clamp(1, MAX_CAPACITY);
         Self {
             cfg,
             slots: Vec::with_capacity(capacity),
             order: VecDeque::with_capacity(capacity),
-            free: Vec::with_capacity(capacity),
+            newest_held: None,
+            free: FreeSlots::default(),
             stream: None,
             candidate: None,
             next: None,
@@ -841,11 +870,10 @@ impl JitterBuffer {
             self.late_since = None;
         }
         // Most packets arrive in order and go last: one look at the newest
-        // held slot instead of a binary search through cold memory.
-        let newest_held = self.order.back().map(|&i| self.slots[i].key);
-        let at = match newest_held {
+        // held key instead of a binary search through cold memory.
+        let at = match self.newest_held {
             None => Err(0),
-            Some(k) if k < Some(key) => Err(self.order.len()),
+            Some(k) if k < key => Err(self.order.len()),
             Some(_) => self
                 .order
                 .binary_search_by(|&i| self.slots[i].key.cmp(&Some(key))),
@@ -897,17 +925,21 @@ impl JitterBuffer {
         slot.kind = Some(info.kind);
         slot.ssrc = packet.ssrc;
         slot.marker = packet.marker;
+        if at == self.order.len() {
+            self.newest_held = Some(key);
+        }
         self.order.insert(at, slot_index);
         Ok(())
     }
 
-    /// A free slot: the most recently freed, else a new one while the
-    /// buffer is under its capacity.
+    /// A free slot: the lowest-numbered free one (so a leg keeps to as
+    /// few slots as it holds packets), else a new one while the buffer is
+    /// under its capacity.
     fn take_slot(&mut self) -> Option<usize> {
-        if let Some(index) = self.free.pop() {
+        if let Some(index) = self.free.take_lowest() {
             return Some(index);
         }
-        if self.slots.len() >= self.cfg.capacity.max(1) {
+        if self.slots.len() >= self.cfg.capacity.clamp(1, MAX_CAPACITY) {
             return None;
         }
         self.slots.push(Slot::default());
@@ -1081,7 +1113,10 @@ impl JitterBuffer {
             };
             // Release the head.
             self.order.pop_front();
-            self.free.push(head);
+            if self.order.is_empty() {
+                self.newest_held = None;
+            }
+            self.free.put(head);
             self.next = Some(Key {
                 segment: key.segment,
                 seq: key.seq + 1,

@@ -619,7 +619,9 @@ fn payloads_come_out_byte_for_byte_whatever_their_length() {
     let lengths = [160usize, 640, 1, 176, 177, 40, 1200, 160, 0, 320];
     let payload = |seq: u16| -> Vec<u8> {
         let len = lengths[usize::from(seq) % lengths.len()];
-        (0..len).map(|i| (i as u8) ^ (seq as u8).wrapping_mul(31)).collect()
+        (0..len)
+            .map(|i| (i as u8) ^ (seq as u8).wrapping_mul(31))
+            .collect()
     };
     let mut jb = JitterBuffer::new(JitterConfig {
         clock_rate: 8000,
@@ -645,8 +647,7 @@ fn payloads_come_out_byte_for_byte_whatever_their_length() {
             match step {
                 Playout::Frame(f) => frames.push(f.payload.to_vec()),
                 Playout::Gap {
-                    following: Some(p),
-                    ..
+                    following: Some(p), ..
                 } => following.push(p.to_vec()),
                 Playout::Gap { .. } => {}
             }
