@@ -193,13 +193,15 @@ impl LegReader {
         let _ = socket;
     }
 
-    /// Starts fetching `socket`'s waiting datagrams into the CPU cache
-    /// (io_uring; see [`crate::io::uring::UringReceiver::prefetch`]).
-    /// Nothing on `recvmmsg`, which copies each datagram as it reads it.
+    /// Starts fetching `socket`'s waiting datagrams and its counters into
+    /// the CPU cache (io_uring; see
+    /// [`crate::io::uring::UringReceiver::prefetch`]). Nothing on
+    /// `recvmmsg`, which copies each datagram as it reads it.
     pub fn prefetch(&self, socket: &LegSocket) {
         #[cfg(target_os = "linux")]
         if let (Some(uring), Some(token)) = (self.uring.as_ref(), socket.uring) {
             uring.prefetch(token);
+            socket.prefetch_counters();
         }
         #[cfg(not(target_os = "linux"))]
         let _ = socket;

@@ -421,6 +421,15 @@ impl LegSocket {
         n == limit
     }
 
+    /// Starts fetching the leg's shared counters into the CPU cache: the
+    /// first datagram [`Self::accept`] counts in a tick otherwise stalls
+    /// on their line, which the API's readers and the previous tick's
+    /// other calls have left cold.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn prefetch_counters(&self) {
+        crate::io::uring::prefetch_line(Arc::as_ptr(&self.stats).cast());
+    }
+
     /// Counts a datagram and passes it on if it is whole and the latch
     /// admits it.
     fn accept(

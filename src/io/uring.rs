@@ -67,7 +67,7 @@ const PREFETCH_BYTES: usize = OUT_HEADER + NAME_LEN + CONTROL_LEN + 12 + 160;
 /// Asks the CPU to bring the cache line holding `at` into its caches; a
 /// hint, with no effect on what the program computes.
 #[inline]
-fn prefetch_line(at: *const u8) {
+pub(crate) fn prefetch_line(at: *const u8) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
