@@ -400,9 +400,10 @@ pub struct JitterBuffer {
 
 impl JitterBuffer {
     pub fn new(cfg: JitterConfig) -> Self {
+        // The capacity held from here on: what `take_slot` checks against.
         let capacity = cfg.capacity.clamp(1, MAX_CAPACITY);
         Self {
-            cfg,
+            cfg: JitterConfig { capacity, ..cfg },
             slots: Vec::with_capacity(capacity),
             order: VecDeque::with_capacity(capacity),
             newest_held: None,
@@ -939,7 +940,7 @@ impl JitterBuffer {
         if let Some(index) = self.free.take_lowest() {
             return Some(index);
         }
-        if self.slots.len() >= self.cfg.capacity.clamp(1, MAX_CAPACITY) {
+        if self.slots.len() >= self.cfg.capacity {
             return None;
         }
         self.slots.push(Slot::default());
