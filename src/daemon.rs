@@ -431,6 +431,9 @@ async fn serve(
     });
     let app = api::router(state);
 
+    // Ready before the chores task starts: its first watchdog ping comes at
+    // once, and systemd (and `tests/systemd_unit.rs`) must see READY=1 first.
+    sd_notify("READY=1");
     {
         let engine = engine.clone();
         tokio::spawn(async move {
@@ -469,7 +472,6 @@ async fn serve(
         });
     }
 
-    sd_notify("READY=1");
     tracing::info!(
         api = %addr,
         rtp = %format!("{}:{}-{}", cfg.rtp.bind, cfg.rtp.port_min, cfg.rtp.port_max),
