@@ -351,7 +351,11 @@ pub fn run(config_path: Option<PathBuf>) -> Result<(), Error> {
     }
     engine.finish_shutdown();
     let _ = pump.join();
-    // After the last events (recordings finalized at shutdown) are logged.
+    // After the last events (recordings finalized at shutdown) are logged,
+    // and synced, so the webhook and NATS senders hear them.
+    if let Err(e) = events.flush() {
+        tracing::error!(error = %e, "cannot sync the event log at shutdown");
+    }
     webhooks.shutdown();
     if let Some(n) = nats {
         n.shutdown();

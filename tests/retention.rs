@@ -117,6 +117,8 @@ fn sweeper_deletes_only_what_has_expired() {
     assert_eq!(engine.sweep_retention(t0 + 91 * day), 1);
     assert!(!dir.join("long.wav").exists());
     assert!(dir.join("forever.wav").exists());
+    // Events are replayed once synced (the group commit), so sync now.
+    events.flush().unwrap();
     let log: Vec<serde_json::Value> = events
         .replay(0)
         .unwrap()
