@@ -1,8 +1,9 @@
 //! Recording files on disk: written as `<id>.<ext>.part`, hashed with
 //! SHA-256 as they are written, flushed to the OS every `flush_interval`
 //! (a process crash loses at most that much), and finalized atomically:
-//! header fix-up → fsync → rename → fsync of the directory → sidecar
-//! `<id>.json` (written to a temporary name, fsynced and renamed too).
+//! header fix-up → fsync → sidecar `<id>.json` written to a temporary name
+//! and fsynced → both renamed into place → one fsync of the directory for
+//! the two.
 //!
 //! The checksum is of the final file, byte for byte what `sha256sum`
 //! prints. For formats without a length header (MP3, Ogg Opus) it is the
@@ -198,9 +199,15 @@ impl RecordingFile {
         Ok(())
     }
 
-    /// Finishes the file: final header, fsync, rename into place, fsync the
-    /// directory. Returns its path, size and checksum.
-    pub fn finalize(mut self, header: Option<&[u8]>) -> io::Result<FinalFile> {
+    /// Finishes the file and puts it in place: [`RecordingFile::finish`]
+    /// then [`Finished::place`] without a sidecar.
+    pub fn finalize(self, header: Option<&[u8]>) -> io::Result<FinalFile> {
+        self.finish(header)?.place(None)
+    }
+
+    /// Finishes the file under its part name: final header, fsync, and its
+    /// checksum. [`Finished::place`] then renames it into place.
+    pub fn finish(mut self, header: Option<&[u8]>) -> io::Result<Finished> {
         if let Some(Sealed { mut writer, key }) = self.sealed.take() {
             writer.write(&self.file, &self.buffer)?;
             self.buffer = Vec::new();
@@ -208,12 +215,14 @@ impl RecordingFile {
             writer.finish(&self.file, header)?;
             self.file.sync_all()?;
             let digest = crate::encryption::segments::digest(&self.file, &key)?;
-            self.rename_into_place()?;
-            return Ok(FinalFile {
-                path: self.path.clone(),
-                size: digest.plain_len,
-                sha256: digest.plain_sha256,
-                stored: Some((digest.stored_sha256, digest.stored_len)),
+            return Ok(Finished {
+                part: self.part,
+                file: FinalFile {
+                    path: self.path,
+                    size: digest.plain_len,
+                    sha256: digest.plain_sha256,
+                    stored: Some((digest.stored_sha256, digest.stored_len)),
+                },
             });
         }
         self.flush(header)?;
@@ -223,36 +232,74 @@ impl RecordingFile {
         } else {
             hex(&std::mem::take(&mut self.hasher).finalize())
         };
-        self.rename_into_place()?;
-        Ok(FinalFile {
-            path: self.path.clone(),
-            size: self.size,
-            sha256,
-            stored: None,
+        Ok(Finished {
+            part: self.part,
+            file: FinalFile {
+                path: self.path,
+                size: self.size,
+                sha256,
+                stored: None,
+            },
         })
     }
+}
 
-    fn rename_into_place(&self) -> io::Result<()> {
-        fs::rename(&self.part, &self.path)?;
-        if let Some(dir) = self.path.parent() {
+/// A recording file that is complete and durable under its part name.
+#[must_use = "the file is not in place until `place` is called"]
+pub struct Finished {
+    part: PathBuf,
+    file: FinalFile,
+}
+
+impl Finished {
+    /// What the file will be once in place.
+    pub fn file(&self) -> &FinalFile {
+        &self.file
+    }
+
+    /// Writes `sidecar` (its path and content) beside the file under a
+    /// temporary name and fsyncs it, renames the file and then the sidecar
+    /// into place, and fsyncs the directory once for both.
+    pub fn place(self, sidecar: Option<(&Path, &[u8])>) -> io::Result<FinalFile> {
+        let sidecar_tmp = match sidecar {
+            Some((path, content)) => Some((write_synced_tmp(path, content)?, path)),
+            None => None,
+        };
+        fs::rename(&self.part, &self.file.path)?;
+        let mut dirs = vec![self.file.path.parent()];
+        if let Some((tmp, path)) = &sidecar_tmp {
+            fs::rename(tmp, path)?;
+            dirs.push(path.parent());
+        }
+        dirs.dedup();
+        for dir in dirs.into_iter().flatten() {
             sync_dir(dir)?;
         }
-        Ok(())
+        Ok(self.file)
     }
+}
+
+/// A sidecar's content: the value as pretty JSON and a newline.
+pub fn sidecar_json(value: &impl serde::Serialize) -> io::Result<Vec<u8>> {
+    let mut json = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+    json.push(b'\n');
+    Ok(json)
+}
+
+/// Writes `content` to `path` + `.tmp` and fsyncs it; answers that name.
+fn write_synced_tmp(path: &Path, content: &[u8]) -> io::Result<PathBuf> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = File::create(&tmp)?;
+    f.write_all(content)?;
+    f.sync_all()?;
+    Ok(tmp)
 }
 
 /// Writes a sidecar JSON atomically next to the recording (`<id>.json`).
 pub fn write_sidecar(path: &Path, value: &impl serde::Serialize) -> io::Result<()> {
-    let json = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(&json)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-    }
+    let tmp = write_synced_tmp(path, &sidecar_json(value)?)?;
     fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
         sync_dir(dir)?;

@@ -23,7 +23,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::encryption::DataKey;
 use crate::io::FileError;
-use crate::io::sink::{FinalFile, RecordingFile, write_sidecar};
+use crate::io::sink::{FinalFile, RecordingFile, sidecar_json};
 use crate::recording::{Checksum, RecordingInfo};
 
 /// A message for a recording's file.
@@ -261,16 +261,22 @@ fn apply(
         } => {
             let f = file.take().ok_or(SinkError::NoFile)?;
             let part = f.part_path().to_path_buf();
-            let done = f
-                .finalize(header.as_deref())
+            let finished = f
+                .finish(header.as_deref())
                 .map_err(FileError::at("finalizing", &part))?;
+            let done = finished.file();
             info.file_size_bytes = done.size;
             info.checksum = Checksum::sha256(done.sha256.clone());
             if let (Some(enc), Some((sha, size))) = (info.encryption.as_mut(), &done.stored) {
                 enc.stored_sha256 = Some(sha.clone());
                 enc.stored_size_bytes = Some(*size);
             }
-            write_sidecar(&sidecar, info.as_ref()).map_err(FileError::at("writing", &sidecar))?;
+            let json = sidecar_json(info.as_ref()).map_err(FileError::at("writing", &sidecar))?;
+            // The file and its sidecar go into place together, under one
+            // directory fsync.
+            let done = finished
+                .place(Some((&sidecar, &json)))
+                .map_err(FileError::at("finalizing", &part))?;
             let _ = reports.send(SinkReport::Finalized {
                 id: q.id.clone(),
                 file: done,
