@@ -65,7 +65,9 @@ use crate::crypto::hex;
 pub fn sha256_file(path: &Path) -> io::Result<String> {
     let mut f = File::open(path)?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
+    // On the stack: a heap buffer this size is mapped, faulted in and
+    // zeroed afresh for every file.
+    let mut buf = [0u8; 64 * 1024];
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
