@@ -185,12 +185,18 @@ impl LegReader {
 
     /// Stops reading `socket` (before it closes).
     pub fn detach(&mut self, socket: &mut LegSocket) {
+        self.detach_all(std::slice::from_mut(socket));
+    }
+
+    /// Stops reading every one of `sockets` (a call's, as it ends) at once.
+    pub fn detach_all(&mut self, sockets: &mut [LegSocket]) {
         #[cfg(target_os = "linux")]
-        if let (Some(uring), Some(token)) = (self.uring.as_mut(), socket.uring.take()) {
-            uring.detach(token);
+        if let Some(uring) = self.uring.as_mut() {
+            let tokens: Vec<u32> = sockets.iter_mut().filter_map(|s| s.uring.take()).collect();
+            uring.detach_all(&tokens);
         }
         #[cfg(not(target_os = "linux"))]
-        let _ = socket;
+        let _ = sockets;
     }
 
     /// Starts fetching `socket`'s waiting datagrams and its counters into
@@ -395,6 +401,32 @@ mod tests {
         reader.detach(&mut leg);
         drop(leg);
         UdpSocket::bind(addr).expect("the port is free once the leg is detached");
+    }
+
+    /// A call's legs detached together (one system call for their
+    /// cancels): every port is free again at once, and a leg that stays is
+    /// still read.
+    #[test]
+    fn legs_detached_together_free_their_ports_at_once() {
+        let Some(mut reader) = uring_reader(16) else {
+            return;
+        };
+        let (a, addr_a, _) = leg(&mut reader);
+        let (b, addr_b, _) = leg(&mut reader);
+        let (mut stays, addr_stays, _) = leg(&mut reader);
+        reader.reap();
+        let mut call = vec![a, b];
+        reader.detach_all(&mut call);
+        assert!(call.iter().all(|s| s.uring.is_none()));
+        drop(call);
+        UdpSocket::bind(addr_a).expect("the first leg's port is free");
+        UdpSocket::bind(addr_b).expect("the second leg's port is free");
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let packets = vec![rtp(7, 160)];
+        assert_eq!(
+            round_trip(&mut reader, &mut stays, (&tx, addr_stays), &packets, 1),
+            packets
+        );
     }
 
     /// Datagrams larger than a provided buffer are counted as truncated

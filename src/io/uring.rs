@@ -420,23 +420,35 @@ impl UringReceiver {
     /// for the kernel to let go of it (so its port can be bound again at
     /// once). Datagrams not taken are dropped with the leg.
     pub fn detach(&mut self, token: u32) {
-        let Some(slot) = self.legs.get_mut(token as usize) else {
-            return;
-        };
-        let was = slot.state;
-        slot.state = LegState::Closing;
-        for (bid, _) in slot.pending.drain(..) {
-            self.buffers.give(bid);
+        self.detach_all(&[token]);
+    }
+
+    /// [`UringReceiver::detach`] for several legs (a call's, as it ends)
+    /// with one system call for all of their cancels.
+    pub fn detach_all(&mut self, tokens: &[u32]) {
+        let mut cancelled = Vec::with_capacity(tokens.len());
+        for &token in tokens {
+            let Some(slot) = self.legs.get_mut(token as usize) else {
+                continue;
+            };
+            let was = slot.state;
+            slot.state = LegState::Closing;
+            for (bid, _) in slot.pending.drain(..) {
+                self.buffers.give(bid);
+            }
+            if was != LegState::Armed {
+                self.release(token);
+                continue;
+            }
+            let cancel = opcode::AsyncCancel::new(u64::from(token))
+                .build()
+                .user_data(CONTROL_REQUEST);
+            if self.push(&cancel).is_ok() {
+                cancelled.push(token);
+            }
         }
         self.buffers.publish();
-        if was != LegState::Armed {
-            self.release(token);
-            return;
-        }
-        let cancel = opcode::AsyncCancel::new(u64::from(token))
-            .build()
-            .user_data(CONTROL_REQUEST);
-        if self.push(&cancel).is_err() {
+        if cancelled.is_empty() {
             return;
         }
         // The cancel completes at once for a receive waiting on its
@@ -444,14 +456,17 @@ impl UringReceiver {
         for _ in 0..4 {
             self.enter();
             self.complete();
-            if self.legs[token as usize].state == LegState::Free {
+            cancelled.retain(|&t| self.legs[t as usize].state != LegState::Free);
+            if cancelled.is_empty() {
                 return;
             }
         }
-        tracing::warn!(
-            token,
-            "io_uring receive still held after cancel; its slot stays reserved"
-        );
+        for token in cancelled {
+            tracing::warn!(
+                token,
+                "io_uring receive still held after cancel; its slot stays reserved"
+            );
+        }
     }
 
     /// Keeps buffers out for the attached legs' next tick, with slack.

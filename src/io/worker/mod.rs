@@ -541,9 +541,7 @@ impl Worker {
             &mut self.reader,
             &self.reports,
         );
-        for socket in &mut c.sockets {
-            self.reader.detach(socket);
-        }
+        self.reader.detach_all(&mut c.sockets);
     }
 }
 
