@@ -25,6 +25,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::encryption::{DataKey, SealedWriter};
+use crate::io::FileError;
 
 /// The sealing half of an encrypted recording file.
 struct Sealed {
@@ -204,7 +205,9 @@ impl RecordingFile {
     /// Finishes the file and puts it in place: [`RecordingFile::finish`]
     /// then [`Finished::place`] without a sidecar.
     pub fn finalize(self, header: Option<&[u8]>) -> io::Result<FinalFile> {
-        self.finish(header)?.place(None)
+        self.finish(header)?
+            .place(None)
+            .map_err(|e| io::Error::new(e.source.kind(), e))
     }
 
     /// Finishes the file under its part name: final header, fsync, and its
@@ -261,21 +264,25 @@ impl Finished {
 
     /// Writes `sidecar` (its path and content) beside the file under a
     /// temporary name and fsyncs it, renames the file and then the sidecar
-    /// into place, and fsyncs the directory once for both.
-    pub fn place(self, sidecar: Option<(&Path, &[u8])>) -> io::Result<FinalFile> {
+    /// into place, and fsyncs the directory once for both. An error names
+    /// the step and the file it failed on.
+    pub fn place(self, sidecar: Option<(&Path, &[u8])>) -> Result<FinalFile, FileError> {
         let sidecar_tmp = match sidecar {
-            Some((path, content)) => Some((write_synced_tmp(path, content)?, path)),
+            Some((path, content)) => Some((
+                write_synced_tmp(path, content).map_err(FileError::at("writing", path))?,
+                path,
+            )),
             None => None,
         };
-        fs::rename(&self.part, &self.file.path)?;
+        fs::rename(&self.part, &self.file.path).map_err(FileError::at("renaming", &self.part))?;
         let mut dirs = vec![self.file.path.parent()];
         if let Some((tmp, path)) = &sidecar_tmp {
-            fs::rename(tmp, path)?;
+            fs::rename(tmp, path).map_err(FileError::at("renaming", tmp))?;
             dirs.push(path.parent());
         }
         dirs.dedup();
         for dir in dirs.into_iter().flatten() {
-            sync_dir(dir)?;
+            sync_dir(dir).map_err(FileError::at("syncing the directory", dir))?;
         }
         Ok(self.file)
     }

@@ -274,9 +274,7 @@ fn apply(
             let json = sidecar_json(info.as_ref()).map_err(FileError::at("writing", &sidecar))?;
             // The file and its sidecar go into place together, under one
             // directory fsync.
-            let done = finished
-                .place(Some((&sidecar, &json)))
-                .map_err(FileError::at("finalizing", &part))?;
+            let done = finished.place(Some((&sidecar, &json)))?;
             let _ = reports.send(SinkReport::Finalized {
                 id: q.id.clone(),
                 file: done,
