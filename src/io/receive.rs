@@ -183,12 +183,8 @@ impl LegReader {
         let _ = socket;
     }
 
-    /// Stops reading `socket` (before it closes).
-    pub fn detach(&mut self, socket: &mut LegSocket) {
-        self.detach_all(std::slice::from_mut(socket));
-    }
-
-    /// Stops reading every one of `sockets` (a call's, as it ends) at once.
+    /// Stops reading `sockets` (before they close): a call's, as it ends,
+    /// with one system call for all of them.
     pub fn detach_all(&mut self, sockets: &mut [LegSocket]) {
         #[cfg(target_os = "linux")]
         if let Some(uring) = self.uring.as_mut() {
@@ -398,7 +394,7 @@ mod tests {
         };
         let (mut leg, addr, _) = leg(&mut reader);
         reader.reap();
-        reader.detach(&mut leg);
+        reader.detach_all(std::slice::from_mut(&mut leg));
         drop(leg);
         UdpSocket::bind(addr).expect("the port is free once the leg is detached");
     }
