@@ -9,6 +9,14 @@
 //! in (20 ms segments with speech in them, each clamped to [−10, 35] dB,
 //! averaged; the decoded audio is aligned first by searching the encoder's
 //! delay).
+//! With `MP3_SETTINGS_WAV_DIR=DIR` the input and every decoded version are
+//! also written there as WAV (with each MP3 file beside its decode) for a perceptual score (`benches/pesq_score.py
+//! DIR`, ITU-T P.862 through PyPI's `pesq`); `MP3_SETTINGS_INPUT=FILE.wav`
+//! (8 kHz mono, e.g. a reference decode of a real call in
+//! `../shared/captures/`) replaces the test speech: as is at 8 kHz, and
+//! through the daemon's resampler at 16 kHz, as a G.711 leg reaches a
+//! 16 kHz recording.
+//!
 //! Run: cargo bench --bench mp3_settings
 //! (`MP3_SETTINGS_ONLY=8000:64:7` runs one rate:kbit/s:quality, e.g. under
 //! `perf record`).
@@ -22,7 +30,7 @@ use recengine::testkit::speech;
 
 #[path = "support/speech_quality.rs"]
 mod speech_quality;
-use speech_quality::{align, segmental_snr};
+use speech_quality::{align, input, segmental_snr, write_wav};
 
 const SECS: usize = 20;
 
@@ -53,15 +61,20 @@ fn encode(pcm: &[i16], rate: u32, kbps: u32, quality: u8, piece: usize) -> (Dura
 
 fn main() {
     let only = std::env::var("MP3_SETTINGS_ONLY").ok();
+    let wav_dir = std::env::var_os("MP3_SETTINGS_WAV_DIR").map(std::path::PathBuf::from);
     println!(
         "| rate | kbit/s | quality | encoder realtime × | encoder CPU-s per call-minute | segmental SNR dB |"
     );
     println!("|---|---|---|---|---|---|");
     for (rate, rates) in [
         (8000u32, &[16, 24, 32, 48, 64][..]),
-        (16_000, &[32, 64][..]),
+        (16_000, &[32, 48, 64][..]),
     ] {
-        let pcm = speech(rate, SECS * rate as usize);
+        let pcm = input("MP3_SETTINGS_INPUT", rate, SECS);
+        let secs = pcm.len() as f64 / f64::from(rate);
+        if let Some(dir) = &wav_dir {
+            write_wav(&dir.join(format!("ref-{rate}.wav")), &pcm, rate);
+        }
         for &kbps in rates {
             for quality in [2, 5, 7, 9] {
                 if only
@@ -71,7 +84,7 @@ fn main() {
                     continue;
                 }
                 let (took, file) = encode(&pcm, rate, kbps, quality, rate as usize / 50);
-                let decoded = match audio_file::decode(file) {
+                let decoded = match audio_file::decode(file.clone()) {
                     Ok(d) => d.channels.into_iter().next().unwrap_or_default(),
                     Err(e) => {
                         println!("| {rate} | {kbps} | {quality} | decode failed: {e} | | |");
@@ -79,9 +92,14 @@ fn main() {
                     }
                 };
                 let lag = align(&pcm, &decoded, rate as usize, 2400);
-                let snr =
-                    segmental_snr(&pcm, decoded.get(lag..).unwrap_or_default(), rate as usize);
-                let realtime = SECS as f64 / took.as_secs_f64();
+                let aligned = decoded.get(lag..).unwrap_or_default();
+                let snr = segmental_snr(&pcm, aligned, rate as usize);
+                if let Some(dir) = &wav_dir {
+                    let name = format!("{rate}-{kbps}k-q{quality}");
+                    write_wav(&dir.join(format!("{name}.wav")), aligned, rate);
+                    std::fs::write(dir.join(format!("{name}.mp3")), &file).expect("write the MP3");
+                }
+                let realtime = secs / took.as_secs_f64();
                 println!(
                     "| {rate} | {kbps} | {quality} | {realtime:.0} | {:.4} | {snr:.1} |",
                     60.0 / realtime

@@ -24,19 +24,15 @@
 //! Run: cargo bench --bench opus_settings
 //! (`OPUS_SETTINGS_ONLY=16000:32:5` runs one rate:kbit/s:complexity).
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use recengine::audio_file;
 use recengine::config::Format;
 use recengine::core::encode::{EncoderSpec, encoder_for};
 use recengine::core::opus::{Application, OpusDecoder, OpusEncoder};
-use recengine::core::resample::Resampler;
-use recengine::testkit::speech;
 
 #[path = "support/speech_quality.rs"]
 mod speech_quality;
-use speech_quality::{align, segmental_snr};
+use speech_quality::{align, input, segmental_snr, write_wav};
 
 const SECS: usize = 20;
 
@@ -85,37 +81,6 @@ fn round_trip(pcm: &[i16], rate: u32, kbps: u32, complexity: u8) -> Vec<i16> {
     decoded
 }
 
-/// `pcm` as a WAV file at `path`, through the daemon's WAV encoder.
-fn write_wav(path: &Path, pcm: &[i16], rate: u32) {
-    let mut enc = encoder_for(spec(Format::Wav, rate, 0, 5)).expect("a WAV setting");
-    let mut file = Vec::new();
-    enc.encode(pcm, &mut file).expect("wav");
-    enc.finish(&mut file).expect("wav");
-    if let Some(header) = enc.header() {
-        file[..header.len()].copy_from_slice(&header);
-    }
-    std::fs::write(path, file).expect("write a WAV file");
-}
-
-/// The bench's input at `rate`: the test speech, or `OPUS_SETTINGS_INPUT`.
-fn input(rate: u32) -> Vec<i16> {
-    let Some(path) = std::env::var_os("OPUS_SETTINGS_INPUT") else {
-        return speech(rate, SECS * rate as usize);
-    };
-    let bytes = std::fs::read(&path).expect("OPUS_SETTINGS_INPUT is readable");
-    let decoded = audio_file::decode(bytes).expect("OPUS_SETTINGS_INPUT is a WAV file");
-    assert_eq!(decoded.rate, 8000, "OPUS_SETTINGS_INPUT is 8 kHz");
-    let narrow = decoded.channels.into_iter().next().unwrap_or_default();
-    if rate == 8000 {
-        return narrow;
-    }
-    let mut resampler = Resampler::new(8000, rate);
-    let mut wide = Vec::with_capacity(narrow.len() * rate as usize / 8000);
-    resampler.process(&narrow, &mut wide);
-    resampler.flush(&mut wide);
-    wide
-}
-
 fn main() {
     let only = std::env::var("OPUS_SETTINGS_ONLY").ok();
     let wav_dir = std::env::var_os("OPUS_SETTINGS_WAV_DIR").map(std::path::PathBuf::from);
@@ -124,7 +89,7 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|");
     for rate in [8000u32, 16_000] {
-        let pcm = input(rate);
+        let pcm = input("OPUS_SETTINGS_INPUT", rate, SECS);
         let secs = pcm.len() as f64 / f64::from(rate);
         if let Some(dir) = &wav_dir {
             write_wav(&dir.join(format!("ref-{rate}.wav")), &pcm, rate);

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""PESQ (ITU-T P.862) of the files `benches/opus_settings.rs` writes.
+"""PESQ (ITU-T P.862) of the files `benches/opus_settings.rs` and
+`benches/mp3_settings.rs` write.
 
     OPUS_SETTINGS_WAV_DIR=/tmp/opus cargo bench --bench opus_settings
+    MP3_SETTINGS_WAV_DIR=/tmp/mp3 cargo bench --bench mp3_settings
     python3 -m venv /tmp/pesq && /tmp/pesq/bin/pip install numpy pesq
     /tmp/pesq/bin/python benches/pesq_score.py /tmp/opus
 
-Scores every `<rate>-<kbps>k-c<complexity>.wav` against `ref-<rate>.wav`:
+Scores every `<rate>-<kbps>k-c<complexity>.wav` (Opus) or
+`<rate>-<kbps>k-q<quality>.wav` (MP3) against `ref-<rate>.wav`:
 narrowband P.862 at 8 kHz, wideband P.862.2 at 16 kHz (MOS-LQO, 1-4.5;
 the two scales are not comparable with each other). A measurement aid for
 PERFORMANCE.md, not part of the tests.
@@ -30,9 +33,9 @@ def read(path):
 def main():
     directory = pathlib.Path(sys.argv[1])
     refs = {}
-    print("| rate | kbit/s | complexity | PESQ MOS-LQO |")
+    print("| rate | kbit/s | complexity or quality | PESQ MOS-LQO |")
     print("|---|---|---|---|")
-    name = re.compile(r"(\d+)-(\d+)k-c(\d+)\.wav")
+    name = re.compile(r"(\d+)-(\d+)k-[cq](\d+)\.wav")
     found = [(m.groups(), p) for p in directory.glob("*.wav") if (m := name.fullmatch(p.name))]
     found.sort(key=lambda f: tuple(int(n) for n in f[0]))
     for (rate, kbps, complexity), path in found:

@@ -1,6 +1,59 @@
 //! How much of a speech signal survived a lossy encoder, for the encoder
-//! settings benches (`mp3_settings`, `opus_settings`): alignment by the
-//! codec's delay, then segmental SNR.
+//! settings benches (`mp3_settings`, `opus_settings`): their input (the
+//! test speech or a real call), alignment by the codec's delay, segmental
+//! SNR, and WAV files for a perceptual score (`benches/pesq_score.py`).
+
+use std::path::Path;
+
+use recengine::audio_file;
+use recengine::config::Format;
+use recengine::core::encode::{EncoderSpec, encoder_for};
+use recengine::core::resample::Resampler;
+use recengine::testkit::speech;
+
+/// A bench's input at `rate`: `secs` of the test speech, or the WAV file
+/// the environment variable `var` names (8 kHz mono, e.g. a reference
+/// decode of a real call in `../shared/captures/`), as is at 8 kHz and
+/// through the daemon's resampler at other rates, as a G.711 leg reaches
+/// a wideband recording.
+pub fn input(var: &str, rate: u32, secs: usize) -> Vec<i16> {
+    let Some(path) = std::env::var_os(var) else {
+        return speech(rate, secs * rate as usize);
+    };
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{var} is not readable: {e}"));
+    let decoded =
+        audio_file::decode(bytes).unwrap_or_else(|e| panic!("{var} is not a WAV file: {e}"));
+    assert_eq!(decoded.rate, 8000, "{var} is 8 kHz");
+    let narrow = decoded.channels.into_iter().next().unwrap_or_default();
+    if rate == 8000 {
+        return narrow;
+    }
+    let mut resampler = Resampler::new(8000, rate);
+    let mut wide = Vec::with_capacity(narrow.len() * rate as usize / 8000);
+    resampler.process(&narrow, &mut wide);
+    resampler.flush(&mut wide);
+    wide
+}
+
+/// `pcm` as a mono WAV file at `path`, through the daemon's WAV encoder.
+pub fn write_wav(path: &Path, pcm: &[i16], rate: u32) {
+    let spec = EncoderSpec {
+        format: Format::Wav,
+        sample_rate: rate,
+        channels: 1,
+        bitrate_kbps: 0,
+        mp3_quality: 7,
+        opus_complexity: 5,
+    };
+    let mut enc = encoder_for(spec).expect("a WAV setting");
+    let mut file = Vec::new();
+    enc.encode(pcm, &mut file).expect("wav");
+    enc.finish(&mut file).expect("wav");
+    if let Some(header) = enc.header() {
+        file[..header.len()].copy_from_slice(&header);
+    }
+    std::fs::write(path, file).expect("write a WAV file");
+}
 
 /// The lag (decoded behind original, in samples, below `max_lag`) with the
 /// largest correlation over the original's seconds 1-3.
