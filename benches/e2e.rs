@@ -17,6 +17,8 @@
 //!         # (auto, io_uring or recvmmsg); each row prints the path in use
 //!     E2E_TICK_MS=40 cargo bench --bench e2e          # workers.tick_ms
 //!     E2E_OPUS_COMPLEXITY=5 cargo bench --bench e2e   # recording.opus_complexity
+//!     E2E_MP3_BITRATE=64 cargo bench --bench e2e      # the MP3 cases' bitrate
+//!         # (default: the daemon's own for mp3-8, 64 for mp3-16)
 //!     E2E_ENCRYPT=1 cargo bench --bench e2e           # encryption at rest on
 //!     E2E_S3=1 cargo bench --bench e2e                # recordings uploaded to an
 //!         # S3 server on loopback (s3s-fs, in this process); reports
@@ -63,7 +65,7 @@ const CASES: [Case; 6] = [
         name: "mp3-8",
         format: "mp3",
         rate: 8000,
-        bitrate: Some(64),
+        bitrate: None, // the daemon's default at 8 kHz: 48 kbit/s
     },
     Case {
         name: "mp3-16",
@@ -236,7 +238,13 @@ fn measure(case: &Case, calls: usize, secs: u64, base: &Path) -> Value {
     let pid = child.id();
     let (rss_idle_cpu, rss_idle) = proc_stat(pid);
     let mut rec = json!({"format": case.format, "sample_rate": case.rate});
-    if let Some(b) = case.bitrate {
+    let mp3_bitrate = std::env::var("E2E_MP3_BITRATE").ok();
+    let mp3_bitrate = mp3_bitrate.and_then(|b| b.parse::<u32>().ok());
+    let bitrate = match case.format {
+        "mp3" => mp3_bitrate.or(case.bitrate),
+        _ => case.bitrate,
+    };
+    if let Some(b) = bitrate {
         rec["bitrate"] = json!(b);
     }
     let (cpu0, _) = proc_stat(pid);
@@ -333,7 +341,7 @@ fn measure(case: &Case, calls: usize, secs: u64, base: &Path) -> Value {
         receive_path.unwrap_or("(not reported)"),
         metric(&text, "recengine_io_uring_buffer_exhaustions_total")
     );
-    let row = json!({"case": case.name, "format": case.format, "sample_rate": case.rate, "bitrate_kbps": case.bitrate,
+    let row = json!({"case": case.name, "format": case.format, "sample_rate": case.rate, "bitrate_kbps": bitrate,
         "calls": calls, "seconds": secs, "cpu_s_per_call_minute": cpu_per, "peak_rss_kib": hwm,
         "rss_idle_kib": rss_idle, "rss_per_call_kib": per_call_kib, "queue_drops": ring, "late": late, "lost": lost,
         "finalize_ms_p50_le": p50, "finalize_ms_p99_le": p99, "packets_sent": report.packets_sent,

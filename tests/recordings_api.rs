@@ -658,6 +658,20 @@ fn format_defaults_owner_fields_and_tenant_quotas() {
     );
     assert_eq!(rec["sample_rate"], 8000, "{rec}");
     assert!(rec.get("owner_id").is_none(), "{rec}");
+    // MP3 asked for at 8 kHz with no bit rate: 48 kbit/s, the rate's own.
+    let narrow = json!({"call_id": "own-5", "legs": [{"role": "caller"}],
+                        "recording": {"enabled": true, "format": "mp3", "sample_rate": 8000}});
+    let done = record_tone_call(&d, GLOBEX, &narrow, 700.0);
+    let (_, rec) = get(
+        &d,
+        &format!("/v1/recordings/{}", done["recording_id"].as_str().unwrap()),
+        GLOBEX,
+    );
+    assert_eq!(
+        (&rec["sample_rate"], &rec["bitrate_kbps"]),
+        (&json!(8000), &json!(48)),
+        "{rec}"
+    );
     // acme is over its own quota; globex (no [[tenants]] entry) is not.
     let over =
         json!({"call_id": "own-3", "legs": [{"role": "caller"}], "recording": {"enabled": true}});

@@ -418,7 +418,7 @@ pub struct RecordingSection {
     /// What a WAV recording gets when neither its request nor the keys
     /// above say.
     pub wav: FormatDefaults,
-    /// What an MP3 recording gets (Audian: 64 kbit/s at 16 kHz).
+    /// What an MP3 recording gets (Audian: 64 kbit/s at 16 kHz; 48 at 8 kHz).
     pub mp3: FormatDefaults,
     /// What an Opus recording gets.
     pub opus: FormatDefaults,
@@ -443,13 +443,15 @@ pub struct RecordingSection {
 pub struct FormatDefaults {
     /// Hz; 0 = the built-in one.
     pub sample_rate: u32,
-    /// kbit/s (MP3 and Opus; WAV has none); 0 = the encoder's default.
+    /// kbit/s (MP3 and Opus; WAV has none); 0 = the encoder's default
+    /// (MP3: by rate and channels, `mp3_default_bitrate`).
     pub bitrate_kbps: u32,
 }
 
 impl FormatDefaults {
-    /// The shipped defaults: WAV 8 kHz (VoIPbin), MP3 64 kbit/s at 16 kHz
-    /// (Audian), Opus 32 kbit/s at 8 kHz.
+    /// The shipped defaults: WAV 8 kHz (VoIPbin), MP3 at 16 kHz with the
+    /// bitrate by rate (64 kbit/s per channel there, Audian's; 48 at
+    /// 8 kHz), Opus 32 kbit/s at 8 kHz.
     pub fn built_in(format: Format) -> Self {
         match format {
             Format::Wav => Self {
@@ -458,7 +460,7 @@ impl FormatDefaults {
             },
             Format::Mp3 => Self {
                 sample_rate: 16_000,
-                bitrate_kbps: 64,
+                bitrate_kbps: 0,
             },
             Format::Opus => Self {
                 sample_rate: 8000,

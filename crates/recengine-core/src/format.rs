@@ -94,6 +94,24 @@ pub fn mp3_bitrates(sample_rate: u32) -> &'static [u32] {
     }
 }
 
+/// The MP3 bitrate (kbit/s) a recording gets when nothing names one: per
+/// channel, 48 at 8-12 kHz and 64 at 16 kHz and above (Audian's 64 kbit/s
+/// at 16 kHz), capped at the most LAME allows at the rate (64 at 8-12 kHz).
+/// At 8 kHz, 48 kbit/s scores what 64 does (PESQ 4.38 for both on a real
+/// G.711 call, 32 kbit/s 4.21; PERFORMANCE.md, session 17) in three
+/// quarters of the bytes.
+pub fn mp3_default_bitrate(sample_rate: u32, channels: u16) -> u32 {
+    let per_channel = if sample_rate < 16_000 { 48 } else { 64 };
+    let want = per_channel * u32::from(channels.clamp(1, 2));
+    let allowed = mp3_bitrates(sample_rate);
+    allowed
+        .iter()
+        .copied()
+        .filter(|&b| b <= want)
+        .max()
+        .unwrap_or(allowed[0])
+}
+
 /// Why a bitrate does not fit a format and rate; `None` when it does
 /// (0 means the format's default and always fits).
 pub fn bitrate_problem(format: Format, sample_rate: u32, kbps: u32) -> Option<String> {
@@ -110,6 +128,40 @@ pub fn bitrate_problem(format: Format, sample_rate: u32, kbps: u32) -> Option<St
         }
         Format::Opus => {
             (!(6..=510).contains(&kbps)).then(|| format!("{kbps} kbit/s is outside Opus's 6-510"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The MP3 default is 48 kbit/s per channel at 8-12 kHz and 64 above,
+    /// within what LAME takes at the rate.
+    #[test]
+    fn mp3_default_bitrate_follows_rate_and_channels() {
+        let cases = [
+            (8000, 1, 48),
+            (8000, 2, 64),
+            (11_025, 1, 48),
+            (16_000, 1, 64),
+            (16_000, 2, 128),
+            (24_000, 1, 64),
+            (48_000, 1, 64),
+            (48_000, 2, 128),
+        ];
+        for (rate, channels, kbps) in cases {
+            assert_eq!(
+                mp3_default_bitrate(rate, channels),
+                kbps,
+                "{rate} Hz, {channels} channel(s)"
+            );
+        }
+        for &rate in sample_rates(Format::Mp3) {
+            for channels in [1, 2] {
+                let kbps = mp3_default_bitrate(rate, channels);
+                assert_eq!(bitrate_problem(Format::Mp3, rate, kbps), None, "{rate} Hz");
+            }
         }
     }
 }

@@ -15,7 +15,7 @@ mod wav;
 
 use thiserror::Error;
 
-use crate::format::{Format, bitrate_problem, mp3_bitrates, sample_rates};
+use crate::format::{Format, bitrate_problem, mp3_default_bitrate, sample_rates};
 
 pub use mp3::Mp3Encoder;
 pub use ogg::{OggPageWriter, crc32 as ogg_crc32};
@@ -54,16 +54,7 @@ impl EncoderSpec {
     pub fn effective_bitrate_kbps(&self) -> u32 {
         match (self.format, self.bitrate_kbps) {
             (Format::Wav, _) => self.sample_rate * 16 * u32::from(self.channels) / 1000,
-            (Format::Mp3, 0) => {
-                // 32 kbit/s per channel, or the nearest LAME allows at the rate.
-                let want = 32 * u32::from(self.channels.min(2));
-                let allowed = mp3_bitrates(self.sample_rate);
-                allowed
-                    .iter()
-                    .copied()
-                    .min_by_key(|b| b.abs_diff(want))
-                    .unwrap_or(32)
-            }
+            (Format::Mp3, 0) => mp3_default_bitrate(self.sample_rate, self.channels),
             (Format::Opus, 0) => 32,
             (_, b) => b,
         }

@@ -142,13 +142,13 @@ mod bitrate_tests {
 
     /// Every bitrate the API and the configuration accept makes an encoder
     /// (56 and 144 kbit/s used to be accepted with 201, then fail the
-    /// recording with `encoder_error`).
+    /// recording with `encoder_error`), and so does the default (0).
     #[test]
     fn every_accepted_bitrate_builds_an_encoder() {
         for rate in [
             8000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000,
         ] {
-            for &kbps in mp3_bitrates(rate) {
+            for &kbps in mp3_bitrates(rate).iter().chain(&[0]) {
                 for channels in [1, 2] {
                     let spec = EncoderSpec {
                         format: Format::Mp3,
