@@ -637,8 +637,16 @@ Huffmancode(lame_internal_flags * const gfc, const unsigned int tableindex,
         assert(cbits <= MAX_LENGTH);
         assert(xbits <= MAX_LENGTH);
 
-        putbits2(gfc, h->table[x1], cbits);
-        putbits2(gfc, (int)ext, xbits);
+        /* recengine: the code word and its sign/escape bits in one call
+           when they fit (the same bits in the same places, frame headers
+           inserted at the same byte boundaries); two otherwise. */
+        if (cbits + xbits < MAX_LENGTH - 2) {
+            putbits2(gfc, (int)(((unsigned int)h->table[x1] << xbits) | ext), cbits + xbits);
+        }
+        else {
+            putbits2(gfc, h->table[x1], cbits);
+            putbits2(gfc, (int)ext, xbits);
+        }
         bits += cbits + xbits;
     }
     return bits;
