@@ -36,6 +36,7 @@
 #include "reservoir.h"
 #include "lame-analysis.h"
 #include <float.h>
+#include <pthread.h> /* recengine: pthread_once for the global tables */
 
 
 #define NSATHSCALE 100  /* Assuming dynamic range=96dB, this value should be 92 */
@@ -332,6 +333,36 @@ static float const payload_short[2][4] =
 };
 
 /************************************************************************/
+/* recengine: pow43, adj43(asm), ipow20 and pow20 are the same for every
+   encoder; upstream recomputed them (some 16,700 pow() calls) in every
+   encoder's iteration_init, writing over the tables while other encoders
+   on other threads read them. Computed once, the same way, here. */
+static pthread_once_t global_tables_once = PTHREAD_ONCE_INIT;
+
+static void
+init_global_tables(void)
+{
+    int     i;
+
+    pow43[0] = 0.0;
+    for (i = 1; i < PRECALC_SIZE; i++)
+        pow43[i] = pow((FLOAT) i, 4.0 / 3.0);
+
+#ifdef TAKEHIRO_IEEE754_HACK
+    adj43asm[0] = 0.0;
+    for (i = 1; i < PRECALC_SIZE; i++)
+        adj43asm[i] = i - 0.5 - pow(0.5 * (pow43[i - 1] + pow43[i]), 0.75);
+#else
+    for (i = 0; i < PRECALC_SIZE - 1; i++)
+        adj43[i] = (i + 1) - pow(0.5 * (pow43[i] + pow43[i + 1]), 0.75);
+    adj43[i] = 0.5;
+#endif
+    for (i = 0; i < Q_MAX; i++)
+        ipow20[i] = pow(2.0, (double) (i - 210) * -0.1875);
+    for (i = 0; i <= Q_MAX + Q_MAX2; i++)
+        pow20[i] = pow(2.0, (double) (i - 210 - Q_MAX2) * 0.25);
+}
+
 /*  initialization for iteration_loop */
 /************************************************************************/
 void
@@ -348,23 +379,7 @@ iteration_init(lame_internal_flags * gfc)
         l3_side->main_data_begin = 0;
         compute_ath(gfc);
 
-        pow43[0] = 0.0;
-        for (i = 1; i < PRECALC_SIZE; i++)
-            pow43[i] = pow((FLOAT) i, 4.0 / 3.0);
-
-#ifdef TAKEHIRO_IEEE754_HACK
-        adj43asm[0] = 0.0;
-        for (i = 1; i < PRECALC_SIZE; i++)
-            adj43asm[i] = i - 0.5 - pow(0.5 * (pow43[i - 1] + pow43[i]), 0.75);
-#else
-        for (i = 0; i < PRECALC_SIZE - 1; i++)
-            adj43[i] = (i + 1) - pow(0.5 * (pow43[i] + pow43[i + 1]), 0.75);
-        adj43[i] = 0.5;
-#endif
-        for (i = 0; i < Q_MAX; i++)
-            ipow20[i] = pow(2.0, (double) (i - 210) * -0.1875);
-        for (i = 0; i <= Q_MAX + Q_MAX2; i++)
-            pow20[i] = pow(2.0, (double) (i - 210 - Q_MAX2) * 0.25);
+        pthread_once(&global_tables_once, init_global_tables);
 
         huffman_init(gfc);
         init_xrpow_core_init(gfc);
