@@ -426,6 +426,108 @@ static const int order[] = {
 };
 
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#include <pthread.h>
+
+/* recengine: the first loop of window_subband below, four of its
+   iterations side by side (lane n does iteration n), each lane doing that
+   iteration's multiplications, additions and subtractions in the scalar
+   code's order, so every output is the same float. The weights each
+   iteration reads at stride 18 are laid out once per process so a lane
+   group loads them with one load: enwindow_lanes[m][n] = the weight
+   iteration n reads at wp[m - 10]. */
+static float enwindow_lanes[18][16];
+static pthread_once_t enwindow_lanes_once = PTHREAD_ONCE_INIT;
+
+static void
+init_enwindow_lanes(void)
+{
+    int     m, n;
+    for (m = 0; m < 18; m++)
+        for (n = 0; n < 15; n++)
+            enwindow_lanes[m][n] = enwindow[10 + 18 * n + m - 10];
+}
+
+static inline __m128
+reverse4(__m128 v)
+{
+    return _mm_shuffle_ps(v, v, _MM_SHUFFLE(0, 1, 2, 3));
+}
+
+/* Iterations n0 .. n0+3 of the loop: x1 and x2 are the loop's pointers
+   at iteration 0. */
+static inline void
+window_subband_lanes(const sample_t * x1, const sample_t * x2, FLOAT a[SBLIMIT], int n0)
+{
+    /* lane j reads x2[k + n0 + j] (ascending) and x1[k - n0 - j]
+       (descending: loaded from k - n0 - 3 and reversed). */
+#define X2(k) _mm_loadu_ps(x2 + (k) + n0)
+#define X1(k) reverse4(_mm_loadu_ps(x1 + (k) - n0 - 3))
+#define W(m) _mm_loadu_ps(&enwindow_lanes[(m) + 10][n0])
+    __m128  w, s, t, d;
+    w = W(-10);
+    s = _mm_mul_ps(X2(-224), w);
+    t = _mm_mul_ps(X1(224), w);
+    w = W(-9);
+    s = _mm_add_ps(s, _mm_mul_ps(X2(-160), w));
+    t = _mm_add_ps(t, _mm_mul_ps(X1(160), w));
+    w = W(-8);
+    s = _mm_add_ps(s, _mm_mul_ps(X2(-96), w));
+    t = _mm_add_ps(t, _mm_mul_ps(X1(96), w));
+    w = W(-7);
+    s = _mm_add_ps(s, _mm_mul_ps(X2(-32), w));
+    t = _mm_add_ps(t, _mm_mul_ps(X1(32), w));
+    w = W(-6);
+    s = _mm_add_ps(s, _mm_mul_ps(X2(32), w));
+    t = _mm_add_ps(t, _mm_mul_ps(X1(-32), w));
+    w = W(-5);
+    s = _mm_add_ps(s, _mm_mul_ps(X2(96), w));
+    t = _mm_add_ps(t, _mm_mul_ps(X1(-96), w));
+    w = W(-4);
+    s = _mm_add_ps(s, _mm_mul_ps(X2(160), w));
+    t = _mm_add_ps(t, _mm_mul_ps(X1(-160), w));
+    w = W(-3);
+    s = _mm_add_ps(s, _mm_mul_ps(X2(224), w));
+    t = _mm_add_ps(t, _mm_mul_ps(X1(-224), w));
+
+    w = W(-2);
+    s = _mm_add_ps(s, _mm_mul_ps(X1(-256), w));
+    t = _mm_sub_ps(t, _mm_mul_ps(X2(256), w));
+    w = W(-1);
+    s = _mm_add_ps(s, _mm_mul_ps(X1(-192), w));
+    t = _mm_sub_ps(t, _mm_mul_ps(X2(192), w));
+    w = W(0);
+    s = _mm_add_ps(s, _mm_mul_ps(X1(-128), w));
+    t = _mm_sub_ps(t, _mm_mul_ps(X2(128), w));
+    w = W(1);
+    s = _mm_add_ps(s, _mm_mul_ps(X1(-64), w));
+    t = _mm_sub_ps(t, _mm_mul_ps(X2(64), w));
+    w = W(2);
+    s = _mm_add_ps(s, _mm_mul_ps(X1(0), w));
+    t = _mm_sub_ps(t, _mm_mul_ps(X2(0), w));
+    w = W(3);
+    s = _mm_add_ps(s, _mm_mul_ps(X1(64), w));
+    t = _mm_sub_ps(t, _mm_mul_ps(X2(-64), w));
+    w = W(4);
+    s = _mm_add_ps(s, _mm_mul_ps(X1(128), w));
+    t = _mm_sub_ps(t, _mm_mul_ps(X2(-128), w));
+    w = W(5);
+    s = _mm_add_ps(s, _mm_mul_ps(X1(192), w));
+    t = _mm_sub_ps(t, _mm_mul_ps(X2(-192), w));
+
+    s = _mm_mul_ps(s, W(6));
+    d = _mm_mul_ps(W(7), _mm_sub_ps(t, s));
+    s = _mm_add_ps(t, s);
+    /* iteration n writes a[2n] (t + s) and a[2n + 1] (wp[7] * (t - s)) */
+    _mm_storeu_ps(a + 2 * n0, _mm_unpacklo_ps(s, d));
+    _mm_storeu_ps(a + 2 * n0 + 4, _mm_unpackhi_ps(s, d));
+#undef X2
+#undef X1
+#undef W
+}
+#endif
+
 /* returns sum_j=0^31 a[j]*cos(PI*j*(k+1/2)/32), 0<=k<32 */
 inline static void
 window_subband(const sample_t * x1, FLOAT a[SBLIMIT])
@@ -435,7 +537,19 @@ window_subband(const sample_t * x1, FLOAT a[SBLIMIT])
 
     const sample_t *x2 = &x1[238 - 14 - 286];
 
-    for (i = -15; i < 0; i++) {
+    i = -15;
+#if defined(__SSE2__)
+    pthread_once(&enwindow_lanes_once, init_enwindow_lanes);
+    window_subband_lanes(x1, x2, a, 0);
+    window_subband_lanes(x1, x2, a, 4);
+    window_subband_lanes(x1, x2, a, 8);
+    /* the last three iterations as they were */
+    i = -3;
+    wp += 18 * 12;
+    x1 -= 12;
+    x2 += 12;
+#endif
+    for (; i < 0; i++) {
         FLOAT   w, s, t;
 
         w = wp[-10];
