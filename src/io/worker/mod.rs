@@ -191,6 +191,10 @@ pub struct WorkerConfig {
 }
 
 impl WorkerPool {
+    /// Starts `threads` workers and returns once each has set up how it
+    /// reads its legs (an io_uring ring can take a moment on a busy host),
+    /// so that what `/metrics` and the start-up log say of the receive
+    /// path holds from the first request.
     pub fn start(
         threads: usize,
         cfg: WorkerConfig,
@@ -199,16 +203,26 @@ impl WorkerPool {
     ) -> Self {
         let mut senders = Vec::new();
         let mut handles = Vec::new();
+        let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
         for i in 0..threads.max(1) {
             let (tx, rx) = crossbeam_channel::unbounded();
             let reports = reports.clone();
+            let ready = ready_tx.clone();
             senders.push(tx);
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("recengine-worker-{i}"))
-                    .spawn(move || supervise(cfg, clock, reports, &rx))
+                    .spawn(move || supervise(cfg, clock, reports, &rx, ready))
                     .expect("spawn worker thread"),
             );
+        }
+        drop(ready_tx);
+        // Ends early only if a worker thread died before it was ready (the
+        // channel closes once every worker has sent or gone).
+        for _ in 0..handles.len() {
+            if ready_rx.recv().is_err() {
+                break;
+            }
         }
         Self {
             senders,
@@ -244,15 +258,21 @@ impl WorkerPool {
 
 /// Runs a worker; if it panics, fails the recordings of every call it
 /// held (reason `internal`), reports those calls lost, and carries on with
-/// a fresh worker on the same thread and channel.
+/// a fresh worker on the same thread and channel. Sends on `ready` once
+/// the first worker has set up its reader.
 fn supervise(
     cfg: WorkerConfig,
     clock: MonotonicClock,
     reports: Sender<WorkerReport>,
     rx: &Receiver<WorkerCmd>,
+    ready: Sender<()>,
 ) {
+    let mut ready = Some(ready);
     loop {
         let mut worker = Worker::new(cfg, clock, reports.clone());
+        if let Some(ready) = ready.take() {
+            let _ = ready.send(());
+        }
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run(rx)));
         let Err(panic) = outcome else { return };
         let what = panic

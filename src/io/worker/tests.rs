@@ -247,3 +247,26 @@ fn the_worker_and_recengine_pcap_make_the_same_bytes_from_the_same_packets() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `WorkerPool::start` returns once every worker has set up its reader, so
+/// `/metrics` counts them from the daemon's first request (a test read
+/// `recengine_media_workers` 0 on a busy machine while the workers were
+/// still setting up).
+#[test]
+fn a_started_pool_counts_its_workers_at_once() {
+    let (reports, _reports_rx) = crossbeam_channel::unbounded();
+    let cfg = WorkerConfig {
+        tick: Duration::from_millis(20),
+        playout_delay: Duration::from_millis(100),
+        receive: ReceivePath::Recvmmsg,
+    };
+    let pool = WorkerPool::start(3, cfg, MonotonicClock::start(), reports);
+    let (paths, _) = crate::io::receive::metrics();
+    let on_recvmmsg = paths
+        .iter()
+        .find(|(p, _)| *p == ReceivePath::Recvmmsg)
+        .map(|(_, n)| *n);
+    // Other tests' readers come and go; this pool's three stay until shutdown.
+    assert!(on_recvmmsg.is_some_and(|n| n >= 3), "{paths:?}");
+    pool.shutdown();
+}
