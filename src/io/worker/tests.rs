@@ -3,7 +3,7 @@
 //! the same captured packets and the same plan: the files must be the same
 //! bytes. The packets come from a replayed capture instead of a socket, on
 //! a virtual clock ticking every 20 ms from the first packet, as `pcap`
-//! ticks.
+//! ticks. And the pool's start: it returns with every worker counted.
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
