@@ -539,7 +539,7 @@ window_subband(const sample_t * x1, FLOAT a[SBLIMIT])
 
     i = -15;
 #if defined(__SSE2__)
-    pthread_once(&enwindow_lanes_once, init_enwindow_lanes);
+    /* enwindow_lanes is filled: mdct_sub48, the only caller, sees to it */
     window_subband_lanes(x1, x2, a, 0);
     window_subband_lanes(x1, x2, a, 4);
     window_subband_lanes(x1, x2, a, 8);
@@ -1063,6 +1063,11 @@ mdct_sub48(lame_internal_flags * gfc, const sample_t * w0, const sample_t * w1)
     int     gr, k, ch;
     const sample_t *wk;
 
+#if defined(__SSE2__)
+    /* recengine: once per process, for window_subband's lanes (here, once
+       a frame, rather than in window_subband, 36 times a granule) */
+    pthread_once(&enwindow_lanes_once, init_enwindow_lanes);
+#endif
     wk = w0 + 286;
     /* thinking cache performance, ch->gr loop is better than gr->ch loop */
     for (ch = 0; ch < cfg->channels_out; ch++) {
