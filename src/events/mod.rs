@@ -368,11 +368,18 @@ where
 mod tests {
     use super::*;
 
-    #[test]
-    fn numbering_survives_a_reopen_and_replay_is_exact() {
-        let dir = std::env::temp_dir().join(format!("recengine-events-{}", std::process::id()));
+    /// An empty directory of the system's temporary one, named for the
+    /// test and this process.
+    fn fresh_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn numbering_survives_a_reopen_and_replay_is_exact() {
+        let dir = fresh_dir("recengine-events");
         let path = dir.join("events.log");
         {
             let bus = EventBus::open(&path).unwrap();
@@ -400,10 +407,7 @@ mod tests {
     /// by `last_seq`) by the time anyone hears of it.
     #[test]
     fn events_are_heard_in_order_and_only_once_durable() {
-        let dir =
-            std::env::temp_dir().join(format!("recengine-events-group-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("recengine-events-group");
         let bus = Arc::new(EventBus::open(&dir.join("events.log")).unwrap());
         let mut live = bus.subscribe();
         let emitters: Vec<_> = (0..3)
@@ -443,10 +447,7 @@ mod tests {
     /// writing it.
     #[test]
     fn replay_pages_through_the_index() {
-        let dir =
-            std::env::temp_dir().join(format!("recengine-events-index-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("recengine-events-index");
         let path = dir.join("events.log");
         let n = 3 * INDEX_EVERY + 17;
         {
