@@ -21,6 +21,11 @@
 //! 8 kHz, and through the daemon's resampler at 16 kHz, as a G.711 leg
 //! reaches a 16 kHz recording.
 //!
+//! The encoder is told the source's rate as the daemon tells it (8 kHz for
+//! the real call, the recording's rate for the test speech), so a G.711
+//! call at 16 kHz is coded in mediumband; `OPUS_SETTINGS_SOURCE_RATE=16000`
+//! codes it in wideband instead.
+//!
 //! Run: cargo bench --bench opus_settings
 //! (`OPUS_SETTINGS_ONLY=16000:32:5` runs one rate:kbit/s:complexity).
 
@@ -28,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use recengine::config::Format;
 use recengine::core::encode::{EncoderSpec, encoder_for};
-use recengine::core::opus::{Application, OpusDecoder, OpusEncoder};
+use recengine::core::opus::{Application, Bandwidth, OpusDecoder, OpusEncoder};
 
 #[path = "support/speech_quality.rs"]
 mod speech_quality;
@@ -47,13 +52,15 @@ fn spec(format: Format, rate: u32, kbps: u32, complexity: u8) -> EncoderSpec {
     }
 }
 
-/// The fastest of three encodings through the daemon's Ogg Opus encoder.
-fn encode_cost(pcm: &[i16], rate: u32, kbps: u32, complexity: u8) -> Duration {
+/// The fastest of three encodings through the daemon's Ogg Opus encoder,
+/// told the source's rate as the daemon tells it.
+fn encode_cost(pcm: &[i16], rate: u32, source: u32, kbps: u32, complexity: u8) -> Duration {
     let frame = rate as usize / 50;
     let mut best = Duration::MAX;
     for _ in 0..3 {
         let mut enc =
             encoder_for(spec(Format::Opus, rate, kbps, complexity)).expect("an Opus setting");
+        enc.set_source_rate(source).expect("a source rate");
         let mut out = Vec::with_capacity(256 * 1024);
         let start = Instant::now();
         for samples in pcm.chunks(frame) {
@@ -67,10 +74,12 @@ fn encode_cost(pcm: &[i16], rate: u32, kbps: u32, complexity: u8) -> Duration {
 
 /// The speech through libopus and back at `rate`, with the daemon's
 /// encoder settings (VoIP, voice signal).
-fn round_trip(pcm: &[i16], rate: u32, kbps: u32, complexity: u8) -> Vec<i16> {
+fn round_trip(pcm: &[i16], rate: u32, source: u32, kbps: u32, complexity: u8) -> Vec<i16> {
     let frame = rate as usize / 50;
     let mut enc =
         OpusEncoder::new(rate, 1, Application::Voip, kbps * 1000, complexity).expect("encoder");
+    enc.set_max_bandwidth(Bandwidth::for_source_rate(source))
+        .expect("a bandwidth");
     let mut dec = OpusDecoder::new(rate).expect("decoder");
     let mut packet = [0u8; 4000];
     let mut decoded = Vec::with_capacity(pcm.len());
@@ -90,6 +99,18 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     for rate in [8000u32, 16_000] {
         let pcm = input("OPUS_SETTINGS_INPUT", rate, SECS);
+        // A real call's decode is 8 kHz audio; the test speech is made at
+        // the rate. OPUS_SETTINGS_SOURCE_RATE overrides (16000: wideband
+        // coding of a G.711 call, as before session 18).
+        let source = std::env::var("OPUS_SETTINGS_SOURCE_RATE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if std::env::var_os("OPUS_SETTINGS_INPUT").is_some() {
+                8000
+            } else {
+                rate
+            })
+            .min(rate);
         let secs = pcm.len() as f64 / f64::from(rate);
         if let Some(dir) = &wav_dir {
             write_wav(&dir.join(format!("ref-{rate}.wav")), &pcm, rate);
@@ -105,8 +126,8 @@ fn main() {
                 if only.is_none() && kbps != 32 && complexity != 5 {
                     continue; // other bitrates at the default complexity only
                 }
-                let took = encode_cost(&pcm, rate, kbps, complexity);
-                let decoded = round_trip(&pcm, rate, kbps, complexity);
+                let took = encode_cost(&pcm, rate, source, kbps, complexity);
+                let decoded = round_trip(&pcm, rate, source, kbps, complexity);
                 let lag = align(&pcm, &decoded, rate as usize, rate as usize / 10);
                 let aligned = decoded.get(lag..).unwrap_or_default();
                 let snr = segmental_snr(&pcm, aligned, rate as usize);

@@ -235,6 +235,12 @@ impl LegReceiver {
             .collect()
     }
 
+    /// The highest rate any of this leg's decoders produces (`None` before
+    /// its first audio): what it plays holds nothing above half of it.
+    pub fn decoded_rate(&self) -> Option<u32> {
+        self.decoders.iter().map(|d| d.decoder.sample_rate()).max()
+    }
+
     /// See [`JitterBuffer::drift_level`].
     pub fn drift_level(&self) -> Option<Level> {
         self.jitter.drift_level()

@@ -62,6 +62,11 @@ impl Recorder {
         self.encoder.as_ref()
     }
 
+    /// See [`Encoder::set_source_rate`].
+    pub fn set_source_rate(&mut self, rate: u32) -> Result<(), EncodeError> {
+        self.encoder.set_source_rate(rate)
+    }
+
     /// Mixes and encodes up to call position `upto`; returns the new file
     /// bytes (valid until the next call).
     pub fn mix_to(&mut self, tracks: &[Track], upto: i64) -> Result<&[u8], EncodeError> {

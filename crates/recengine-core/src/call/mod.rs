@@ -248,6 +248,12 @@ struct RecordingMedia {
     /// Per track, DTMF records already given to the mixer.
     dtmf_applied: HashMap<usize, usize>,
     unsent: Vec<u8>,
+    /// The source rate the encoder was last told, 0 before the first (see
+    /// [`note_source_rate`]).
+    source_rate: u32,
+    /// The least source rate to tell: the call's rate when a notice is
+    /// mixed in (a prompt may be wideband), else 0.
+    source_floor: u32,
 }
 
 /// See the module documentation.
@@ -376,7 +382,7 @@ impl CallMedia {
                 legs: Vec::new(),
             });
         }
-        self.recordings.push(RecordingMedia {
+        let mut media = RecordingMedia {
             handle,
             spec: plan.spec,
             recorder,
@@ -386,7 +392,15 @@ impl CallMedia {
             last_flush: plan.start,
             dtmf_applied: HashMap::new(),
             unsent: Vec::new(),
-        });
+            source_rate: 0,
+            source_floor: if plan.notices.iter().any(|n| n.into_recording) {
+                self.rate
+            } else {
+                0
+            },
+        };
+        note_source_rate(&mut media, &self.legs, self.rate)?;
+        self.recordings.push(media);
         Ok(handle)
     }
 
@@ -458,7 +472,9 @@ impl CallMedia {
             let r = &mut self.recordings[i];
             apply_dtmf(r, &self.legs);
             let upto = r.recorder.mixer().position_at(mix_point);
-            match write_mixed(r, &self.tracks, upto, now, &mut self.outputs) {
+            let mixed = note_source_rate(r, &self.legs, self.rate)
+                .and_then(|()| write_mixed(r, &self.tracks, upto, now, &mut self.outputs));
+            match mixed {
                 Ok(()) => i += 1,
                 Err(e) => {
                     let r = self.recordings.remove(i);
@@ -510,7 +526,9 @@ impl CallMedia {
         let handle = r.handle;
         // No flush on the way out: finalizing writes and syncs it all.
         let no_flush = r.last_flush;
-        if let Err(e) = write_mixed(&mut r, &self.tracks, upto, no_flush, &mut self.outputs) {
+        let mixed = note_source_rate(&mut r, &self.legs, self.rate)
+            .and_then(|()| write_mixed(&mut r, &self.tracks, upto, no_flush, &mut self.outputs));
+        if let Err(e) = mixed {
             return self.outputs.push_back(Output::Failed {
                 recording: handle,
                 failure: Failure::Encoder,
@@ -677,6 +695,34 @@ fn apply_dtmf(r: &mut RecordingMedia, legs: &[CallLeg]) {
             applied,
         );
     }
+}
+
+/// The rate of G.711, what a leg is taken to be before it plays audio.
+const NARROWBAND_RATE: u32 = 8000;
+
+/// Tells the recording's encoder how wide its audio is: the widest rate its
+/// legs' decoders produce (narrowband before any leg has played), at least
+/// its floor, at most the call's rate. Told when the recording starts and
+/// again whenever it rises; the legs decode a playout delay ahead of the
+/// mix, so the encoder hears of a wider source before its audio comes.
+fn note_source_rate(
+    r: &mut RecordingMedia,
+    legs: &[CallLeg],
+    call_rate: u32,
+) -> Result<(), EncodeError> {
+    let widest = r
+        .recorder
+        .mixer()
+        .tracks()
+        .filter_map(|t| legs.get(t)?.receiver.decoded_rate())
+        .max()
+        .unwrap_or(NARROWBAND_RATE);
+    let rate = widest.max(r.source_floor).min(call_rate);
+    if rate > r.source_rate {
+        r.recorder.set_source_rate(rate)?;
+        r.source_rate = rate;
+    }
+    Ok(())
 }
 
 /// Mixes up to `upto`, gathers the bytes, and flushes on schedule.

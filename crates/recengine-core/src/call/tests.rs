@@ -23,6 +23,10 @@ fn ms(v: u64) -> Duration {
 }
 
 fn leg_config() -> LegConfig {
+    leg_config_at(RATE)
+}
+
+fn leg_config_at(rate: u32) -> LegConfig {
     let mut payload_map = PayloadMap::default();
     payload_map
         .set(
@@ -32,7 +36,7 @@ fn leg_config() -> LegConfig {
         .unwrap();
     LegConfig {
         payload_map,
-        rate: RATE,
+        rate,
         playout_delay: DELAY,
         jitter_capacity: 64,
         drift_bound: ms(20),
@@ -99,11 +103,19 @@ struct Drive {
 
 impl Drive {
     fn new(legs: usize, parties: &[&Party]) -> Self {
-        let mut media = CallMedia::new(RATE, DELAY);
+        Self::at_rate(
+            RATE,
+            legs,
+            parties.iter().flat_map(|p| p.packets()).collect(),
+        )
+    }
+
+    /// A call whose legs play out at `rate`, with these packets.
+    fn at_rate(rate: u32, legs: usize, mut packets: Vec<(Duration, usize, Vec<u8>)>) -> Self {
+        let mut media = CallMedia::new(rate, DELAY);
         for _ in 0..legs {
-            media.add_leg(leg_config());
+            media.add_leg(leg_config_at(rate));
         }
-        let mut packets: Vec<_> = parties.iter().flat_map(|p| p.packets()).collect();
         packets.sort_by_key(|p| p.0);
         Self {
             media,
@@ -635,4 +647,95 @@ fn a_notice_opens_the_recording_and_reaches_each_party_in_its_codec() {
     let mut out = Vec::new();
     d.media.party_packets(ms(3500), &mut out);
     assert!(out.is_empty());
+}
+
+/// The packets of an Ogg stream, in order.
+fn ogg_packets(file: &[u8]) -> Vec<Vec<u8>> {
+    let mut packets = Vec::new();
+    let mut partial = Vec::new();
+    let mut at = 0;
+    while at + 27 <= file.len() {
+        assert_eq!(&file[at..at + 4], b"OggS", "a page at byte {at}");
+        let segments = usize::from(file[at + 26]);
+        let lacing = &file[at + 27..at + 27 + segments];
+        let mut body = at + 27 + segments;
+        for &len in lacing {
+            partial.extend_from_slice(&file[body..body + usize::from(len)]);
+            body += usize::from(len);
+            if len < 255 {
+                packets.push(std::mem::take(&mut partial));
+            }
+        }
+        at = body;
+    }
+    packets
+}
+
+/// A 16 kHz Opus recording of one G.711 party and one G.722 party who
+/// starts speaking at 1 s: coded in mediumband (the G.711 audio holds
+/// nothing above 4 kHz) until the G.722 audio comes, then in wideband.
+#[test]
+fn opus_codes_the_band_the_legs_carry_and_widens_when_a_wideband_leg_plays() {
+    const WIDE_RATE: u32 = 16_000;
+    let caller = Party::new(0, 440.0, ms(0), ms(2000));
+    let g722_from = ms(1000);
+    let g722: Vec<_> = (0..50u16)
+        .map(|k| {
+            // Any bytes are G.722 audio; these vary so that it is not silence.
+            let payload: Vec<u8> = (0..160).map(|i| (i * 37 + k as usize * 11) as u8).collect();
+            let ts = 160 * u32::from(k);
+            let pkt = rtp_packet(9, k == 0, k, ts, 0x2000, &payload);
+            (g722_from + TICK * u32::from(k), 1, pkt)
+        })
+        .collect();
+    let mut packets = caller.packets();
+    packets.extend(g722);
+    packets.sort_by_key(|p| p.0);
+    let mut plan = recording(&[(0, 0), (1, 0)], 1);
+    plan.spec.format = Format::Opus;
+    plan.spec.sample_rate = WIDE_RATE;
+    let only_g711 = {
+        let mut d = Drive::at_rate(WIDE_RATE, 2, caller.packets());
+        let h = d.media.start_recording(plan.clone()).unwrap();
+        d.stop(h, ms(2000));
+        ogg_packets(&d.files[&h])
+    };
+    let mut d = Drive::at_rate(WIDE_RATE, 2, packets);
+    let h = d.media.start_recording(plan).unwrap();
+    d.stop(h, ms(2000));
+    let both = ogg_packets(&d.files[&h]);
+
+    use crate::opus::Bandwidth;
+    let bands = |p: &[Vec<u8>]| -> Vec<Bandwidth> {
+        // Two header packets, then one 20 ms packet per frame.
+        p[2..]
+            .iter()
+            .filter_map(|p| Bandwidth::of_packet(p))
+            .collect()
+    };
+    let only_g711 = bands(&only_g711);
+    assert_eq!(only_g711.len(), 100);
+    assert!(
+        only_g711.iter().all(|&b| b == Bandwidth::Medium),
+        "{only_g711:?}"
+    );
+    let both = bands(&both);
+    assert_eq!(both.len(), 100);
+    // Frame 50 is where the G.722 audio starts. The leg decodes it a
+    // playout delay (three frames) before the mix reaches it, which is
+    // when the encoder hears of it; libopus then takes a few frames to
+    // move up (six at most in speech, measured). It never goes back.
+    let wide_from = both
+        .iter()
+        .position(|&b| b == Bandwidth::Wide)
+        .expect("wideband once the G.722 party speaks");
+    assert!((47..=56).contains(&wide_from), "{both:?}");
+    assert!(
+        both[..wide_from].iter().all(|&b| b == Bandwidth::Medium),
+        "{both:?}"
+    );
+    assert!(
+        both[wide_from..].iter().all(|&b| b == Bandwidth::Wide),
+        "{both:?}"
+    );
 }

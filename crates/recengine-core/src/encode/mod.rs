@@ -115,6 +115,16 @@ pub trait Encoder: Send {
     fn frames(&self) -> u64;
 
     fn spec(&self) -> &EncoderSpec;
+
+    /// The sample rate of the widest source in the audio from here on: it
+    /// holds nothing above half of it (a G.711 call resampled to 16 kHz
+    /// is 8,000). Told before the first samples and again whenever it
+    /// rises. An encoder that can spend less on an empty upper band uses
+    /// it; the others ignore it.
+    fn set_source_rate(&mut self, rate: u32) -> Result<(), EncodeError> {
+        let _ = rate;
+        Ok(())
+    }
 }
 
 /// Builds the encoder for a spec.

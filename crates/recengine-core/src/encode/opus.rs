@@ -3,7 +3,7 @@
 //! second of audio (or sooner at a flush), granule positions in 48 kHz
 //! samples including the pre-skip, and a final page with the EOS flag.
 
-use crate::opus::{Application, OpusEncoder};
+use crate::opus::{Application, Bandwidth, OpusEncoder};
 
 use super::ogg::OggPageWriter;
 use super::{EncodeError, Encoder, EncoderSpec, check_interleaving};
@@ -182,5 +182,11 @@ impl Encoder for OggOpusEncoder {
 
     fn spec(&self) -> &EncoderSpec {
         &self.spec
+    }
+
+    fn set_source_rate(&mut self, rate: u32) -> Result<(), EncodeError> {
+        self.opus
+            .set_max_bandwidth(Bandwidth::for_source_rate(rate))
+            .map_err(|e| EncodeError::Opus(e.to_string()))
     }
 }
