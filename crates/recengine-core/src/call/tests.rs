@@ -673,7 +673,8 @@ fn ogg_packets(file: &[u8]) -> Vec<Vec<u8>> {
 
 /// A 16 kHz Opus recording of one G.711 party and one G.722 party who
 /// starts speaking at 1 s: coded in mediumband (the G.711 audio holds
-/// nothing above 4 kHz) until the G.722 audio comes, then in wideband.
+/// nothing above 4 kHz) until the G.722 audio comes, then in wideband;
+/// with a notice mixed in, wideband throughout.
 #[test]
 fn opus_codes_the_band_the_legs_carry_and_widens_when_a_wideband_leg_plays() {
     const WIDE_RATE: u32 = 16_000;
@@ -700,6 +701,23 @@ fn opus_codes_the_band_the_legs_carry_and_widens_when_a_wideband_leg_plays() {
         d.stop(h, ms(2000));
         ogg_packets(&d.files[&h])
     };
+    let with_notice = {
+        // A prompt may be wideband: a recording it is mixed into is not
+        // narrowed.
+        let mut plan = plan.clone();
+        plan.notices.push(Notice {
+            audio: Arc::from(crate::notice::beep(WIDE_RATE, 1000.0, ms(400), 8000)),
+            delay: Duration::ZERO,
+            every: None,
+            into_recording: true,
+            to_parties: false,
+            ssrc_seed: 1,
+        });
+        let mut d = Drive::at_rate(WIDE_RATE, 2, caller.packets());
+        let h = d.media.start_recording(plan).unwrap();
+        d.stop(h, ms(2000));
+        ogg_packets(&d.files[&h])
+    };
     let mut d = Drive::at_rate(WIDE_RATE, 2, packets);
     let h = d.media.start_recording(plan).unwrap();
     d.stop(h, ms(2000));
@@ -718,6 +736,12 @@ fn opus_codes_the_band_the_legs_carry_and_widens_when_a_wideband_leg_plays() {
     assert!(
         only_g711.iter().all(|&b| b == Bandwidth::Medium),
         "{only_g711:?}"
+    );
+    let with_notice = bands(&with_notice);
+    assert_eq!(with_notice.len(), 100);
+    assert!(
+        with_notice.iter().all(|&b| b == Bandwidth::Wide),
+        "{with_notice:?}"
     );
     let both = bands(&both);
     assert_eq!(both.len(), 100);
