@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::*;
 use recengine::config::{Channels, Format, PauseBehavior};
 use recengine::core::decode::{linear_to_ulaw, ulaw_to_linear};
+use recengine::core::opus::Bandwidth;
 use recengine::io::sink::sha256_file;
 use recengine::offline::record::{PartySelector, RecordOptions, record};
 use recengine::recording::RecordingInfo;
@@ -193,7 +194,8 @@ fn pause_is_silent_or_left_out() {
 }
 
 /// RFC 7845 structure: CRCs, granule positions, pre-skip, EOS, and a
-/// duration from granules that matches the sidecar.
+/// duration from granules that matches the sidecar; and every packet in
+/// the band the G.711 call carries.
 #[test]
 fn ogg_opus_structure_is_valid() {
     let dir = scratch("ogg");
@@ -238,6 +240,24 @@ fn ogg_opus_structure_is_valid() {
             "granules {duration_ms} ms, sidecar {} ms",
             info.duration_ms
         );
+        // A G.711 call holds nothing above 4 kHz: coded in mediumband at
+        // 16 and 48 kHz (8 kHz allows only narrowband).
+        let want = if rate == 8000 {
+            Bandwidth::Narrow
+        } else {
+            Bandwidth::Medium
+        };
+        let bands: Vec<Bandwidth> = pages[2..]
+            .iter()
+            .flat_map(|p| &p.packets)
+            .filter_map(|p| Bandwidth::of_packet(p))
+            .collect();
+        assert!(
+            bands.len() >= SECS * 50,
+            "{rate} Hz: {} packets",
+            bands.len()
+        );
+        assert!(bands.iter().all(|&b| b == want), "{rate} Hz: {bands:?}");
     }
 }
 
