@@ -1,4 +1,4 @@
-//! Opus recordings at 8 and 16 kHz: what each encoder complexity costs and
+//! Opus recordings at 8, 16 and 48 kHz: what each encoder complexity costs and
 //! what it keeps of the test speech, to set wideband's price against
 //! narrowband's (issue #19 target 2).
 //!
@@ -97,7 +97,7 @@ fn main() {
         "| rate | kbit/s | complexity | encoder realtime × | encoder CPU-s per call-minute | segmental SNR dB |"
     );
     println!("|---|---|---|---|---|---|");
-    for rate in [8000u32, 16_000] {
+    for rate in [8000u32, 16_000, 48_000] {
         let pcm = input("OPUS_SETTINGS_INPUT", rate, SECS);
         // A real call's decode is 8 kHz audio; the test speech is made at
         // the rate. OPUS_SETTINGS_SOURCE_RATE overrides (16000: wideband
