@@ -100,38 +100,10 @@ fn fix_streamed_wav(bytes: &mut Vec<u8>) {
     }
 }
 
-/// The packets of an Ogg stream, in order (one logical stream: a file the
-/// operator made for a prompt).
-fn ogg_packets(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    let mut packets = Vec::new();
-    let mut current = Vec::new();
-    let mut at = 0;
-    while at < bytes.len() {
-        let cut = || format!("an Ogg page cut short at byte {at}");
-        let header = bytes.get(at..at + 27).ok_or_else(cut)?;
-        if &header[..4] != b"OggS" {
-            return Err(format!("no Ogg page at byte {at}"));
-        }
-        let segments = usize::from(header[26]);
-        let table = bytes.get(at + 27..at + 27 + segments).ok_or_else(cut)?;
-        let mut body = at + 27 + segments;
-        for &lace in table {
-            let lace = usize::from(lace);
-            current.extend_from_slice(bytes.get(body..body + lace).ok_or_else(cut)?);
-            body += lace;
-            if lace < 255 {
-                packets.push(std::mem::take(&mut current));
-            }
-        }
-        at = body;
-    }
-    Ok(packets)
-}
-
 /// An Ogg Opus file (RFC 7845) as mono 48 kHz: its channels are mixed
 /// down by the decoder, its pre-skip dropped.
 fn decode_ogg_opus(bytes: &[u8]) -> Result<Decoded, String> {
-    let packets = ogg_packets(bytes)?;
+    let packets = crate::core::encode::ogg_packets(bytes)?;
     let head = packets
         .first()
         .filter(|p| p.starts_with(b"OpusHead") && p.len() >= 19)

@@ -649,28 +649,6 @@ fn a_notice_opens_the_recording_and_reaches_each_party_in_its_codec() {
     assert!(out.is_empty());
 }
 
-/// The packets of an Ogg stream, in order.
-fn ogg_packets(file: &[u8]) -> Vec<Vec<u8>> {
-    let mut packets = Vec::new();
-    let mut partial = Vec::new();
-    let mut at = 0;
-    while at + 27 <= file.len() {
-        assert_eq!(&file[at..at + 4], b"OggS", "a page at byte {at}");
-        let segments = usize::from(file[at + 26]);
-        let lacing = &file[at + 27..at + 27 + segments];
-        let mut body = at + 27 + segments;
-        for &len in lacing {
-            partial.extend_from_slice(&file[body..body + usize::from(len)]);
-            body += usize::from(len);
-            if len < 255 {
-                packets.push(std::mem::take(&mut partial));
-            }
-        }
-        at = body;
-    }
-    packets
-}
-
 /// A 16 kHz Opus recording of one G.711 party and one G.722 party who
 /// starts speaking at 1 s: coded in mediumband (the G.711 audio holds
 /// nothing above 4 kHz) until the G.722 audio comes, then in wideband;
@@ -699,7 +677,7 @@ fn opus_codes_the_band_the_legs_carry_and_widens_when_a_wideband_leg_plays() {
         let mut d = Drive::at_rate(WIDE_RATE, 2, caller.packets());
         let h = d.media.start_recording(plan.clone()).unwrap();
         d.stop(h, ms(2000));
-        ogg_packets(&d.files[&h])
+        crate::encode::ogg_packets(&d.files[&h]).expect("an Ogg stream")
     };
     let with_notice = {
         // A prompt may be wideband: a recording it is mixed into is not
@@ -716,12 +694,12 @@ fn opus_codes_the_band_the_legs_carry_and_widens_when_a_wideband_leg_plays() {
         let mut d = Drive::at_rate(WIDE_RATE, 2, caller.packets());
         let h = d.media.start_recording(plan).unwrap();
         d.stop(h, ms(2000));
-        ogg_packets(&d.files[&h])
+        crate::encode::ogg_packets(&d.files[&h]).expect("an Ogg stream")
     };
     let mut d = Drive::at_rate(WIDE_RATE, 2, packets);
     let h = d.media.start_recording(plan).unwrap();
     d.stop(h, ms(2000));
-    let both = ogg_packets(&d.files[&h]);
+    let both = crate::encode::ogg_packets(&d.files[&h]).expect("an Ogg stream");
 
     use crate::opus::Bandwidth;
     let bands = |p: &[Vec<u8>]| -> Vec<Bandwidth> {

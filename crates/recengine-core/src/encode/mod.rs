@@ -18,7 +18,7 @@ use thiserror::Error;
 use crate::format::{Format, bitrate_problem, mp3_default_bitrate, sample_rates};
 
 pub use mp3::Mp3Encoder;
-pub use ogg::{OggPageWriter, crc32 as ogg_crc32};
+pub use ogg::{OggPageWriter, crc32 as ogg_crc32, packets as ogg_packets};
 pub use opus::OggOpusEncoder;
 pub use wav::WavEncoder;
 

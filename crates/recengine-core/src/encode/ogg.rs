@@ -1,5 +1,6 @@
 //! Ogg pages (RFC 3533): segment tables, granule positions, page sequence
-//! numbers and the CRC-32 (polynomial 0x04c11db7, no reflection).
+//! numbers and the CRC-32 (polynomial 0x04c11db7, no reflection); and
+//! [`packets`], the packets of a stream read back.
 
 const fn crc_table() -> [u32; 256] {
     let mut t = [0u32; 256];
@@ -119,6 +120,34 @@ impl OggPageWriter {
         self.add_packet(packet, 0, out);
         self.flush_page(false, out);
     }
+}
+
+/// The packets of one Ogg stream held in memory, in order (page CRCs
+/// are not checked); the error names the byte where the framing breaks.
+pub fn packets(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut packets = Vec::new();
+    let mut current = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let cut = || format!("an Ogg page cut short at byte {at}");
+        let header = bytes.get(at..at + 27).ok_or_else(cut)?;
+        if &header[..4] != b"OggS" {
+            return Err(format!("no Ogg page at byte {at}"));
+        }
+        let segments = usize::from(header[26]);
+        let table = bytes.get(at + 27..at + 27 + segments).ok_or_else(cut)?;
+        let mut body = at + 27 + segments;
+        for &lace in table {
+            let lace = usize::from(lace);
+            current.extend_from_slice(bytes.get(body..body + lace).ok_or_else(cut)?);
+            body += lace;
+            if lace < 255 {
+                packets.push(std::mem::take(&mut current));
+            }
+        }
+        at = body;
+    }
+    Ok(packets)
 }
 
 #[cfg(test)]
