@@ -710,6 +710,11 @@ fn note_source_rate(
     legs: &[CallLeg],
     call_rate: u32,
 ) -> Result<(), EncodeError> {
+    if r.source_rate >= call_rate {
+        // Told the most it can be (at once for every 8 kHz call): nothing
+        // to look at on later ticks.
+        return Ok(());
+    }
     let widest = r
         .recorder
         .mixer()
